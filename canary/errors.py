@@ -1,0 +1,32 @@
+"""Errors meant for users: one clear line, a fixed exit code, no traceback.
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CanaryError(Exception):
+    """A problem the user can fix; the CLI prints ``str(err)`` and exits 2."""
+
+    exit_code = 2
+
+
+class ConfigError(CanaryError):
+    """Malformed or incomplete configuration."""
+
+
+class SourceError(CanaryError):
+    """Unknown source, unreachable target database, or a target that does not fit."""
+
+
+class MappingError(CanaryError):
+    """A generic-SQL mapping that does not fit its table."""
+
+
+class PoolExhausted(CanaryError):
+    """No unused contact point left (phone pool, email local parts...)."""
+
+
+class RegistryError(CanaryError):
+    """The registry database is unreachable or not migrated."""
