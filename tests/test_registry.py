@@ -172,9 +172,10 @@ def test_older_schema_asks_for_upgrade_then_upgrade_works(registry_url, tmp_path
     # Ship a newer revision than the database has, as a future release would.
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0002_test.py").write_text(
+    (newer / "versions" / "9001_test.py").write_text(
         "import sqlalchemy as sa\nfrom alembic import op\n"
-        "revision = '0002'\ndown_revision = '0001'\nbranch_labels = None\ndepends_on = None\n"
+        f"revision = '9001'\ndown_revision = '{migrate.head_revisions()[0]}'\n"
+        "branch_labels = None\ndepends_on = None\n"
         "def upgrade():\n    op.create_table('probe', sa.Column('id', sa.Integer, primary_key=True))\n"
         "def downgrade():\n    op.drop_table('probe')\n"
     )

@@ -3,12 +3,21 @@
     sources 1-n batches 1-n canaries 1-n tokens
     sources 1-n canaries (denormalised: most queries filter canaries by source)
 
-Room for what comes next (hits and alerts, in a later migration ``0002``):
+Hits and alerts (migration ``0002``)::
 
-* ``hits`` will reference ``tokens.id`` and ``canaries.id`` (nullable, so a hit
-  on a value that matches no token is still recorded) and copy the token
-  ``kind``/``value`` it matched, so it stays readable if a source is removed.
-* ``alerts`` will reference ``hits.id`` (and ``sources.id`` for routing).
+    sources 1-n incidents 1-n hits          (one incident per canary and window)
+    incidents 1-n alerts 1-n deliveries     (one delivery per alert and sink)
+    sink_state: one row per sink, its failure streak
+
+* ``hits`` reference ``tokens``, ``canaries``, ``sources`` and ``incidents``
+  (all nullable: a hit on a value that matches no token is still recorded) and
+  copy the token ``kind``/``value`` and the source name, so a hit stays
+  readable when its source is removed (``detach_source`` sets the references
+  to NULL).
+* ``alerts`` are composed messages: ``payload`` holds everything a sink needs,
+  so delivery never depends on rows that may change or go.
+* ``deliveries`` are the outbox: a worker claims a due row, sends it through
+  its sink, then marks it sent; failures are retried with backoff, forever.
 
 To make that safe every table uses an integer surrogate key that is never
 reused: SQLite tables are created with AUTOINCREMENT (plain rowid tables hand
@@ -145,4 +154,104 @@ tokens = sa.Table(
     sa.Index(None, "value"),  # the listener looks values up without knowing the kind
     sa.Index(None, "canary_id"),
     sqlite_autoincrement=True,
+)
+
+
+# -- hits and alerts (0002) -----------------------------------------------------
+# No CHECK on channel, classification or kinds: new values need no table rebuild.
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("canary_id", sa.Integer, sa.ForeignKey("canaries.id")),  # NULL once detached
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id")),  # NULL once detached
+    sa.Column("source_name", sa.String(100), nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),  # time of the first hit
+    sa.Column("closes_at", UtcDateTime, nullable=False),  # later hits open a new incident
+    sa.Column("last_hit_at", UtcDateTime, nullable=False),
+    sa.Column("hit_count", sa.Integer, nullable=False),
+    sa.Column("alert_count", sa.Integer, nullable=False),  # messages made (queued or held)
+    sa.Column("alerted_severity", sa.Integer, nullable=False),  # highest severity told, -1 none
+    sa.Column("alerted_hit_id", sa.Integer),  # hits up to this id are in a queued message
+    sa.Column("last_alert_at", UtcDateTime),
+    sa.Column("next_digest_at", UtcDateTime),  # set while hits wait for a digest
+    sa.Index(None, "canary_id", "closes_at"),
+    sa.Index(None, "source_id"),
+    sa.Index(None, "next_digest_at"),
+    sqlite_autoincrement=True,
+)
+
+hits = sa.Table(
+    "hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False),  # when the front end saw it
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(320), nullable=False),
+    sa.Column("remote", sa.String(64)),
+    sa.Column("classification", sa.String(20), nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),  # capped (canary.hits.cap_evidence)
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("tokens.id")),
+    sa.Column("canary_id", sa.Integer, sa.ForeignKey("canaries.id")),
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id")),
+    sa.Column("source_name", sa.String(100)),  # copy: readable after the source is removed
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id")),
+    sa.Index(None, "canary_id", "at"),
+    sa.Index(None, "source_name", "at"),
+    sa.Index(None, "source_id"),
+    sa.Index(None, "token_id"),
+    sa.Index(None, "incident_id"),
+    sa.Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # new, follow-up, digest, summary, notice
+    sa.Column("status", sa.String(16), nullable=False),  # queued, held, summarised
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id")),
+    sa.Column("source_name", sa.String(100)),  # NULL for notices about the system itself
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("payload", sa.JSON),  # the composed message; NULL while held
+    sa.Column("summary_id", sa.Integer, sa.ForeignKey("alerts.id")),  # held -> its summary
+    sa.Index(None, "source_name", "created_at"),
+    sa.Index(None, "incident_id"),
+    sa.Index(None, "status"),
+    sqlite_autoincrement=True,
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("sink", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, sent
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("claimed_by", sa.String(120)),  # worker holding it, until claimed_until
+    sa.Column("claimed_until", UtcDateTime),
+    sa.Column("last_attempt_at", UtcDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("sent_at", UtcDateTime),
+    sa.UniqueConstraint("alert_id", "sink"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sqlite_autoincrement=True,
+)
+
+sink_state = sa.Table(
+    "sink_state",
+    metadata,
+    sa.Column("sink", sa.String(32), primary_key=True),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("failing_since", UtcDateTime),  # set once the streak reaches the threshold
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_failure_at", UtcDateTime),
+    sa.Column("last_success_at", UtcDateTime),
 )

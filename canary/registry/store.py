@@ -27,7 +27,9 @@ from canary.model import (
 )
 from canary.registry import migrate
 from canary.registry.engine import create_engine, read_transaction, unreachable, write_transaction
+from canary.registry.hitstore import HitStore, detach_source
 from canary.registry.lifecycle import LIVE, check_move, status_after_verify
+from canary.registry.outboxstore import OutboxStore
 from canary.registry.queries import (
     batch_query,
     canary_query,
@@ -64,7 +66,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Registry:
+class Registry(HitStore, OutboxStore):
     """Open with ``Registry.open(url)``; close (or use as a context manager) when done."""
 
     def __init__(self, engine: sa.Engine, url_redacted: str) -> None:
@@ -176,6 +178,7 @@ class Registry:
                     f"source '{name}' still has {live} canaries planned, planted or missing: "
                     "retire them first, or force the removal"
                 )
+            detach_source(connection, source_id)  # its hits and incidents stay, unlinked
             its_canaries = sa.select(canaries.c.id).where(canaries.c.source_id == source_id)
             connection.execute(
                 token_table.delete().where(token_table.c.canary_id.in_(its_canaries))
