@@ -1,0 +1,293 @@
+"""HTTP front end: the patient-portal page behind every canary link and hostname.
+
+A canary URL code in any path segment or query value, a canary label in the
+Host header, or a canary portal login POSTed to the form is a hit. Whatever
+the request, the answer is the same French patient-portal login page (or a
+1x1 image when an image is asked for): the same bytes and headers for known
+and unknown codes, no input ever written into it, no route ever revealed.
+
+``create_app(sink, config)`` builds the Flask app; serving it is
+listener/wsgi.py's job, and the telephony webhooks (listener/telephony.py)
+register into the same app.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from string import Template
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from urllib.parse import urlsplit
+
+from flask import Flask, Request, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from canary.config import Setting
+from canary.contacts import ContactPoints
+from canary.errors import ConfigError
+from canary.hits import Channel, HitSink, Observation, cap_evidence
+from canary.model import TokenKind
+from listener.proxy import TrustedProxies
+
+if TYPE_CHECKING:
+    from listener.telephony import TelephonyConfig
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "canary.http"
+HOOKS_BLUEPRINT = "canary_hooks"  # listener/telephony.py registers under this name
+DEFAULT_PORTAL_NAME = "Espace patient"
+MAX_SEGMENTS = 32  # path segments and query values looked at per request
+MAX_TOKEN_CHARS = 256
+IMAGE_SUFFIXES = (".gif", ".png", ".jpg", ".jpeg", ".ico", ".webp", ".svg", ".bmp")
+LOGIN_FIELDS = ("identifiant", "login", "username", "user", "email", "courriel")
+PASSWORD_FIELDS = ("motdepasse", "mot_de_passe", "password", "passwd", "pwd", "pass")
+ERROR_MESSAGE = '<p class="erreur" role="alert">Identifiant ou mot de passe incorrect.</p>\n'
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("listener.http_max_body", 65536,
+            "Largest HTTP request body accepted (bytes); a larger one gets the portal page unread."),
+    Setting("listener.portal_name", DEFAULT_PORTAL_NAME,
+            "Name shown in the title and header of the portal page (e.g. \"Mon espace santé\")."),
+)
+
+# 1x1 transparent images: same bytes for every request.
+GIF_1X1 = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+           b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+PNG_1X1 = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+           b"\x1f\x15\xc4\x89\x00\x00\x00\x0bIDATx\x9cc`\x00\x02\x00\x00\x05\x00\x01z^\xab?\x00\x00"
+           b"\x00\x00IEND\xaeB`\x82")
+
+
+class CredentialChecker(Protocol):
+    """login (normalised) -> the canary's portal password, or None if no canary has it."""
+
+    def __call__(self, login: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    dns_zone: str  # canary hostnames are <label>.<dns_zone>
+    portal_path: str = "/"  # path of contacts.portal_url, ending with "/"
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    max_body: int = 65536
+    portal_name: str = DEFAULT_PORTAL_NAME
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, contacts: ContactPoints) -> "HttpConfig":
+        """From the ``[listener]`` table and the ``[contacts]`` we watch."""
+        max_body = table.get("http_max_body", 65536)
+        if not isinstance(max_body, int) or isinstance(max_body, bool) or not 1024 <= max_body <= 2**26:
+            raise ConfigError("listener.http_max_body must be a number of bytes from 1024 to 67108864")
+        name = table.get("portal_name", DEFAULT_PORTAL_NAME)
+        if not isinstance(name, str) or not name.strip() or len(name) > 80:
+            raise ConfigError("listener.portal_name must be a non-empty string of at most 80 characters")
+        path = urlsplit(contacts.portal_url).path or "/"
+        return cls(dns_zone=contacts.dns_zone.lower().strip("."),
+                   portal_path=path if path.endswith("/") else path.rpartition("/")[0] + "/",
+                   proxies=TrustedProxies.from_table(table), max_body=max_body, portal_name=name.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    def response(self, status: int = 200) -> Response:
+        return Response(self.body, status=status, headers=list(self.headers))
+
+
+@dataclass(frozen=True, slots=True)
+class _Portal:
+    """Per-app state, in ``app.extensions``."""
+
+    sink: HitSink
+    config: HttpConfig
+    credentials: CredentialChecker | None
+    page: _Answer
+    failed_login: _Answer
+    gif: _Answer
+    png: _Answer
+    zone_suffix: str
+
+
+def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChecker | None = None,
+               telephony: "TelephonyConfig | None" = None) -> Flask:
+    """The public HTTP app; ``telephony`` adds the provider webhooks.
+    A health check does not belong here: this app is what attackers see."""
+    app = Flask(__name__, static_folder=None, template_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body
+    app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body
+    app.extensions[EXTENSION] = _build_portal(sink, config, credentials)
+    app.before_request(_portal_view)
+    app.register_error_handler(Exception, _on_error)
+    if telephony is not None:
+        from listener.telephony import register_hooks
+
+        register_hooks(app, sink, telephony, config.proxies)
+    return app
+
+
+# -- the page -------------------------------------------------------------
+
+
+def _build_portal(sink: HitSink, config: HttpConfig, credentials: CredentialChecker | None) -> _Portal:
+    folder = resources.files("listener") / "templates"
+    style = (folder / "portal.css").read_text(encoding="utf-8").strip()
+    template = Template((folder / "portal.html").read_text(encoding="utf-8"))
+    values = {"name": html.escape(config.portal_name), "style": style,
+              "base": html.escape(config.portal_path, quote=True)}
+    style_hash = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")
+    common = (
+        ("Cache-Control", "no-store"),
+        ("Content-Security-Policy", f"default-src 'self'; style-src 'sha256-{style_hash}'; img-src 'self' data:; "
+                                   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Vary", "Accept"),
+    )
+
+    def answer(body: bytes, content_type: str) -> _Answer:
+        return _Answer(body, (("Content-Type", content_type),) + common)
+
+    html_type = "text/html; charset=utf-8"
+    return _Portal(
+        sink=sink, config=config, credentials=credentials,
+        page=answer(template.substitute(values, message="").encode("utf-8"), html_type),
+        failed_login=answer(template.substitute(values, message=ERROR_MESSAGE).encode("utf-8"), html_type),
+        gif=answer(GIF_1X1, "image/gif"),
+        png=answer(PNG_1X1, "image/png"),
+        zone_suffix="." + config.dns_zone,
+    )
+
+
+def _portal_view() -> Response | None:
+    """Runs before routing for every request: everything but the webhooks is the portal."""
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    if req.blueprint == HOOKS_BLUEPRINT and req.url_rule is not None:
+        return None
+    portal: _Portal = current_app.extensions[EXTENSION]
+    found = _tokens_in_request(portal, req)
+    answer = portal.page
+    if req.method == "POST":
+        answer = portal.failed_login
+        login = _login_attempt(portal, req)
+        if login is not None:
+            found.append(login)
+    elif _wants_image(req):
+        answer = portal.png if req.path.lower().endswith(".png") else portal.gif
+    if found:
+        _record(portal, req, found)
+    return answer.response()
+
+
+def _on_error(error: Exception) -> Response:
+    if request.blueprint == HOOKS_BLUEPRINT:
+        if isinstance(error, HTTPException):
+            return Response(b"", status=error.code or 400)
+        log.exception("webhook failed")
+        return Response(b"", status=500)
+    log.exception("portal request failed")
+    portal: _Portal = current_app.extensions[EXTENSION]
+    return (portal.failed_login if request.method == "POST" else portal.page).response()
+
+
+def _wants_image(req: Request) -> bool:
+    if req.path.lower().endswith(IMAGE_SUFFIXES):
+        return True
+    accept = req.headers.get("Accept", "")
+    return accept[:64].lstrip().lower().startswith("image/")
+
+
+# -- what the request carries --------------------------------------------
+
+_Found = tuple[TokenKind, str, str, dict[str, Any]]  # kind, value, where, extra evidence
+
+
+def _tokens_in_request(portal: _Portal, req: Request) -> list[_Found]:
+    known = portal.sink.known
+    found: list[_Found] = []
+    seen: set[tuple[TokenKind, str]] = set()
+
+    def check(kind: TokenKind, value: str, where: str) -> None:
+        if value and len(value) <= MAX_TOKEN_CHARS and (kind, value) not in seen and known(kind, value):
+            seen.add((kind, value))
+            found.append((kind, value, where, {}))
+
+    for segment in req.path.lower().split("/")[-MAX_SEGMENTS:]:
+        if segment:
+            check(TokenKind.URL_CODE, _strip_suffix(segment), "path")
+    if req.query_string:
+        values = [v for _, v in req.args.items(multi=True)][:MAX_SEGMENTS]
+        for value in values:
+            check(TokenKind.URL_CODE, value.strip().lower(), "query")
+    host = req.host.lower()[:MAX_TOKEN_CHARS]
+    host = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() and not host.endswith("]") else host
+    host = host.rstrip(".")
+    if host.endswith(portal.zone_suffix):
+        for label in host[: -len(portal.zone_suffix)].split(".")[:MAX_SEGMENTS]:
+            check(TokenKind.DNS_LABEL, label, "host")
+    return found
+
+
+def _strip_suffix(segment: str) -> str:
+    stem, dot, suffix = segment.rpartition(".")
+    return stem if dot and "." + suffix in IMAGE_SUFFIXES + (".html", ".htm", ".php") else segment
+
+
+def _login_attempt(portal: _Portal, req: Request) -> _Found | None:
+    """A POSTed portal login that belongs to a canary, with whether its password matched."""
+    try:
+        form = req.form
+    except Exception:  # too large, bad encoding: a failed login like any other
+        return None
+    login = next((form[f] for f in LOGIN_FIELDS if form.get(f)), "").strip().lower()
+    if not login or len(login) > MAX_TOKEN_CHARS or not portal.sink.known(TokenKind.PORTAL_LOGIN, login):
+        return None
+    password = next((form[f] for f in PASSWORD_FIELDS if form.get(f)), "")
+    credential: bool | None = None
+    if portal.credentials is not None:
+        try:
+            expected = portal.credentials(login)
+        except Exception:  # the registry is down: still a hit, outcome unknown
+            log.exception("could not check a portal password")
+        else:
+            credential = expected is not None and hmac.compare_digest(expected.encode("utf-8"),
+                                                                      password.encode("utf-8"))
+    # The submitted password itself is never stored: only whether it matched.
+    return TokenKind.PORTAL_LOGIN, login, "login", {"credential": credential}
+
+
+def _record(portal: _Portal, req: Request, found: list[_Found]) -> None:
+    remote = portal.config.proxies.client_ip(req.remote_addr, req.environ)
+    base = request_evidence(req)
+    for kind, value, where, extra in found:
+        evidence = cap_evidence({**base, "via": where, **extra})
+        try:
+            portal.sink.observe(Observation(Channel.HTTP, kind, value, remote, evidence))
+        except Exception:
+            # The visitor gets the same page either way: a browser does not retry.
+            log.exception("could not record an HTTP hit (%s)", kind.value)
+
+
+def request_evidence(req: Request) -> dict[str, Any]:
+    """What we keep of an HTTP request (capped again by cap_evidence)."""
+    headers = req.headers
+    evidence = {
+        "method": req.method[:16],
+        "host": req.host[:MAX_TOKEN_CHARS],
+        "path": req.path[:1024],
+        "query": req.query_string[:1024].decode("latin-1"),
+        "user_agent": headers.get("User-Agent", "")[:512],
+        "referer": headers.get("Referer", "")[:512],
+        "accept_language": headers.get("Accept-Language", "")[:128],
+    }
+    if req.remote_addr:
+        evidence["peer"] = req.remote_addr
+    return evidence

@@ -1,0 +1,314 @@
+"""SMTP front end: mail to our email domains, never relayed.
+
+A RCPT to an address at one of our domains is recorded at once, before DATA
+(an attacker checking addresses quits after RCPT), then answered 250; an
+address at any other domain is refused (550, relay denied) and nothing is
+recorded. Addresses that are no canary are accepted and recorded the same
+way (the sink stores them without alert), so nothing can be enumerated. When
+the message comes, its raw bytes are kept as a .eml file (mode 0600) if it is
+addressed to a canary, and its envelope, HELO, subject and links are
+recorded. Every 250 goes out only after the sink stored the hit; if storing
+fails the answer is 451, and the sender retries later.
+
+Three pieces, as aiosmtpd has them: the protocol (aiosmtpd.smtp.SMTP), our
+handler (CanaryHandler: what to record) and a controller (SmtpServer: bind,
+start, stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import hashlib
+import logging
+import os
+import re
+import secrets
+import socket
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, Mapping
+
+from aiosmtpd.controller import Controller
+
+from canary.config import Setting
+from canary.contacts import ContactPoints
+from canary.errors import ConfigError
+from canary.hits import Channel, HitSink, Observation, cap_evidence
+from canary.model import TokenKind
+from listener.proxy import parse_bind
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SMTP_BIND = "127.0.0.1:2525"
+MAX_LINKS = 50
+COMMAND_CALL_LIMIT = 100  # per command and session: a flood gets 421 and is cut
+RELAY_DENIED = "550 5.7.1 Relaying denied"
+TEMP_FAILURE = "451 4.3.0 Temporary local problem, please try again later"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("listener.smtp", DEFAULT_SMTP_BIND,
+            "Address the SMTP listener binds, host:port (\"0.0.0.0:25\" in production); the default needs no root."),
+    Setting("listener.smtp_hostname", None,
+            "Name the SMTP server gives in its greeting and EHLO; default: the first of contacts.email_domains."),
+    Setting("listener.smtp_max_message", 10 * 1024 * 1024,
+            "Largest message accepted, in bytes (a larger one is refused with 552 and not kept)."),
+    Setting("listener.smtp_max_recipients", 50, "Most recipients accepted per message (452 after that)."),
+    Setting("listener.smtp_timeout", 60, "Seconds an idle SMTP connection is kept open."),
+    Setting("listener.smtp_evidence_dir", "smtp-evidence",
+            "Folder (mode 0700) where messages sent to canaries are kept as .eml files (mode 0600); "
+            "relative to the folder of canary.toml."),
+    Setting("listener.smtp_tls_cert", None,
+            "PEM certificate (chain) offered with STARTTLS; with smtp_tls_key. Unset: no STARTTLS."),
+    Setting("listener.smtp_tls_key", None, "PEM private key of smtp_tls_cert."),
+)
+
+
+def _int(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"listener.{key} must be a whole number from {low} to {high}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    domains: tuple[str, ...]  # our email domains, lower case
+    evidence_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 2525
+    hostname: str = "localhost"
+    max_message: int = 10 * 1024 * 1024
+    max_recipients: int = 50
+    timeout: int = 60
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, contacts: ContactPoints,
+                   base_dir: Path | None = None) -> "SmtpConfig":
+        """From the ``[listener]`` table and the ``[contacts]`` we watch."""
+        base = base_dir or Path.cwd()
+        host, port = parse_bind(table.get("smtp", DEFAULT_SMTP_BIND), "listener.smtp")
+        domains = tuple(d.lower().strip(".") for d in contacts.email_domains)
+        hostname = table.get("smtp_hostname") or domains[0]
+        if not isinstance(hostname, str) or not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", hostname):
+            raise ConfigError("listener.smtp_hostname must be a host name like \"mx.example.fr\"")
+        cert, key = table.get("smtp_tls_cert"), table.get("smtp_tls_key")
+        if bool(cert) != bool(key):
+            raise ConfigError("listener.smtp_tls_cert and listener.smtp_tls_key go together: set both or neither")
+        folder = table.get("smtp_evidence_dir", "smtp-evidence")
+        if not isinstance(folder, str) or not folder:
+            raise ConfigError("listener.smtp_evidence_dir must be a folder path")
+        return cls(
+            domains=domains, evidence_dir=base / folder, host=host, port=port, hostname=hostname,
+            max_message=_int(table, "smtp_max_message", 10 * 1024 * 1024, 1024, 2**30),
+            max_recipients=_int(table, "smtp_max_recipients", 50, 1, 1000),
+            timeout=_int(table, "smtp_timeout", 60, 1, 3600),
+            tls_cert=base / cert if cert else None, tls_key=base / key if key else None,
+        )
+
+
+class CanaryHandler:
+    """aiosmtpd handler: what to accept, record and keep."""
+
+    def __init__(self, sink: HitSink, config: SmtpConfig):
+        self.sink = sink
+        self.config = config
+        self._domains = frozenset(config.domains)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        value = address.strip().lower()
+        if value.rpartition("@")[2].rstrip(".") not in self._domains:
+            return RELAY_DENIED
+        if len(envelope.rcpt_tos) >= self.config.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        evidence = {**_envelope_evidence(session, envelope), "stage": "rcpt", "rcpt": value}
+        observation = Observation(Channel.SMTP, TokenKind.EMAIL, value, _peer_ip(session), cap_evidence(evidence))
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.sink.observe, observation)
+        except Exception:
+            log.exception("could not record an SMTP RCPT hit")
+            return TEMP_FAILURE
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or envelope.content or b""
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        if len(content) > self.config.max_message:  # aiosmtpd enforces it too; be sure
+            return "552 5.3.4 Message too big"
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._record_message, content, _envelope_evidence(session, envelope),
+                [a.lower() for a in envelope.rcpt_tos], _peer_ip(session))
+        except Exception:
+            log.exception("could not record an SMTP message")
+            return TEMP_FAILURE
+        return "250 2.0.0 OK: queued"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session error: %s", type(error).__name__)
+        return "451 4.3.0 Error, please try again later"
+
+    def _record_message(self, content: bytes, envelope_evidence: dict[str, Any],
+                        recipients: list[str], remote: str | None) -> None:
+        """Keep the message (if it is for a canary) and record one hit per recipient."""
+        path = None
+        if any(self.sink.known(TokenKind.EMAIL, r) for r in recipients):
+            path = save_eml(self.config.evidence_dir, content)
+        evidence = {**envelope_evidence, **parse_message(content), "stage": "data", "rcpt": recipients,
+                    "eml_path": str(path) if path else None, "size": len(content),
+                    "sha256": hashlib.sha256(content).hexdigest()}
+        evidence = cap_evidence(evidence)
+        for recipient in dict.fromkeys(recipients):
+            self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, recipient, remote, evidence))
+
+
+def _peer_ip(session: Any) -> str | None:
+    peer = getattr(session, "peer", None)
+    return str(peer[0]) if isinstance(peer, (tuple, list)) and peer else None
+
+
+def _envelope_evidence(session: Any, envelope: Any) -> dict[str, Any]:
+    return {"helo": session.host_name or "", "mail_from": envelope.mail_from or "",
+            "tls": bool(getattr(session, "ssl", None))}
+
+
+def save_eml(folder: Path, content: bytes) -> Path:
+    """Write the raw message to a new file of mode 0600 (never over an existing one)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"{stamp}-{secrets.token_hex(8)}.eml"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+    return path
+
+
+_URL = re.compile(r"""https?://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
+
+
+def parse_message(content: bytes) -> dict[str, Any]:
+    """Subject, From, Message-ID and the http(s) links of a raw message; never raises."""
+    result: dict[str, Any] = {"subject": None, "header_from": None, "message_id": None, "links": []}
+    try:
+        message = BytesParser(policy=email.policy.default).parsebytes(content)
+        for field, name in (("subject", "Subject"), ("header_from", "From"), ("message_id", "Message-ID")):
+            try:
+                value = message.get(name)
+                result[field] = str(value) if value is not None else None
+            except Exception:
+                result[field] = None
+        texts = []
+        for part in message.walk():
+            if part.get_content_maintype() != "text":
+                continue
+            try:
+                texts.append(part.get_content())
+            except Exception:
+                payload = part.get_payload(decode=True)
+                texts.append(payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload))
+    except Exception:
+        texts = [content.decode("utf-8", "replace")]
+    links: dict[str, None] = {}
+    for text in texts:
+        for match in _URL.finditer(text):
+            links[match.group(0).rstrip(".,;:!?)")] = None
+            if len(links) >= MAX_LINKS:
+                break
+    result["links"] = list(links)[:MAX_LINKS]
+    return result
+
+
+class _Controller(Controller):
+    """aiosmtpd's threaded controller on a socket we bound ourselves (port 0 works)."""
+
+    def __init__(self, handler: Any, sock: socket.socket, **kwargs: Any):
+        host, port = sock.getsockname()[:2]
+        super().__init__(handler, hostname=host, port=port, **kwargs)
+        self._sock = sock
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+
+    def _trigger_server(self) -> None:
+        host = self.hostname
+        if host in ("0.0.0.0", "", None):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        with socket.create_connection((host, self.port), 1.0) as conn:
+            conn.recv(1024)
+
+
+class SmtpServer:
+    """start() binds (errors raise here) and waits until the server answers; stop() closes and joins."""
+
+    def __init__(self, sink: HitSink, config: SmtpConfig):
+        self.config = config
+        self.handler = CanaryHandler(sink, config)
+        self._controller: _Controller | None = None
+        self._address: tuple[str, int] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._address is None:
+            raise RuntimeError("SMTP server not started")
+        return self._address
+
+    def start(self) -> None:
+        if self._controller is not None:
+            raise RuntimeError("SMTP server already running")
+        cfg = self.config
+        cfg.evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tls = _tls_context(cfg)
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        sock = socket.create_server((cfg.host, cfg.port), family=family, backlog=128)
+        sock.setblocking(False)
+        controller = _Controller(
+            self.handler, sock, server_hostname=cfg.hostname, ident="ESMTP",
+            data_size_limit=cfg.max_message, timeout=cfg.timeout, tls_context=tls,
+            command_call_limit=COMMAND_CALL_LIMIT, enable_SMTPUTF8=True,
+        )
+        try:
+            controller.start()
+        except BaseException:
+            try:
+                controller.stop(no_assert=True)
+            except RuntimeError:  # its loop never ran
+                pass
+            sock.close()
+            raise
+        self._controller = controller
+        self._address = (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+
+    def stop(self) -> None:
+        if self._controller is None:
+            return
+        self._controller.stop()
+        self._controller = None
+
+    def __enter__(self) -> "SmtpServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _tls_context(cfg: SmtpConfig) -> ssl.SSLContext | None:
+    if not cfg.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(f"listener.smtp_tls_cert/smtp_tls_key: cannot load {cfg.tls_cert}: {err}") from None
+    return context
