@@ -1,0 +1,233 @@
+"""Output of the CLI: text tables for people, JSON documents for scripts.
+
+The JSON shapes are part of the public interface (docs/cli.md): add keys,
+never rename or remove them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any, Iterable
+
+import click
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dump(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def display_name(identity) -> str:
+    name = f"{identity.civility} {identity.first_name} {identity.last_name}"
+    if identity.birth_name != identity.last_name:
+        name += f" (née {identity.birth_name})" if identity.sex.value == "F" else f" (né {identity.birth_name})"
+    return name
+
+
+# -- identities -------------------------------------------------------------
+
+
+def identities(stream: Iterable, as_json: bool) -> None:
+    out = sys.stdout
+    if as_json:
+        # Streamed element by element: 100,000 identities never sit in memory.
+        out.write("[")
+        for i, identity in enumerate(stream):
+            out.write(("\n  " if i == 0 else ",\n  ") + json.dumps(identity.to_dict(), ensure_ascii=False))
+        out.write("\n]\n")
+        return
+    for identity in stream:
+        out.write(
+            f"{display_name(identity)}, {identity.birth_date:%d/%m/%Y} à {identity.birthplace.name} "
+            f"({identity.birthplace.departement}) | NIR {identity.nir} | {identity.address.line1}, "
+            f"{identity.address.postcode} {identity.address.city} | {identity.phone} | {identity.email}\n"
+        )
+
+
+# -- sources ----------------------------------------------------------------
+
+
+def _source_json(summary) -> dict[str, Any]:
+    spec = summary.spec
+    return {
+        "name": spec.name,
+        "seeder": spec.seeder,
+        "url_env": spec.url_env,
+        "url": spec.url,
+        "mapping": spec.mapping,
+        "options": spec.options,
+        "establishment": spec.establishment,
+        "tenant": spec.tenant,
+        "alert_to": list(spec.alert_to),
+        "catchment": list(spec.catchment),
+        "counts": dict(summary.counts),
+        "last_planted": _iso(summary.last_planted),
+        "last_verified": _iso(summary.last_verified),
+    }
+
+
+def sources(summaries: list, as_json: bool) -> None:
+    if as_json:
+        _dump([_source_json(s) for s in summaries])
+        return
+    if not summaries:
+        click.echo("no sources yet: see `canary source add --help`")
+        return
+    rows = []
+    for s in summaries:
+        c = s.counts
+        rows.append([s.spec.name, s.spec.seeder, s.spec.establishment or "", c.get("planted", 0),
+                     c.get("missing", 0), c.get("planned", 0), c.get("retired", 0),
+                     _short(s.last_planted), _short(s.last_verified)])
+    _table(["SOURCE", "SEEDER", "ESTABLISHMENT", "PLANTED", "MISSING", "PLANNED", "RETIRED",
+            "LAST PLANTED", "LAST VERIFIED"], rows)
+
+
+def source_detail(summary, as_json: bool) -> None:
+    data = _source_json(summary)
+    if as_json:
+        _dump(data)
+        return
+    for key, value in data.items():
+        if value in (None, [], {}):
+            continue
+        click.echo(f"{key:14} {value}")
+
+
+def _short(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+# -- canaries ---------------------------------------------------------------
+
+
+def _canary_json(record, full: bool) -> dict[str, Any]:
+    ident = record.identity
+    data: dict[str, Any] = {
+        "id": record.id,
+        "source": record.source,
+        "batch": record.batch,
+        "status": record.status.value,
+        "name": display_name(ident),
+        "birth_date": ident.birth_date.isoformat(),
+        "nir": ident.nir,
+        "email": ident.email,
+        "phone": ident.phone,
+        "created_at": _iso(record.created_at),
+        "planted_at": _iso(record.planted_at),
+        "verified_at": _iso(record.verified_at),
+        "verify_state": record.verify_state,
+        "retired_at": _iso(record.retired_at),
+        "note": record.note,
+    }
+    if full:
+        from canary.tokens import tokens_of
+
+        data["verify_details"] = list(record.verify_details or ())
+        data["identity"] = ident.to_dict()
+        data["tokens"] = [{"kind": t.kind.value, "value": t.value} for t in tokens_of(ident)]
+        data["placement"] = record.placement.to_dict() if record.placement else None
+    return data
+
+
+def canaries(records: list, as_json: bool) -> None:
+    if as_json:
+        _dump([_canary_json(r, full=False) for r in records])
+        return
+    if not records:
+        click.echo("no canaries")
+        return
+    _table(["ID", "SOURCE", "BATCH", "STATUS", "NAME", "BORN", "EMAIL", "PLANTED"],
+           [[r.id, r.source, r.batch, r.status.value, display_name(r.identity),
+             f"{r.identity.birth_date:%d/%m/%Y}", r.identity.email, _short(r.planted_at)] for r in records])
+
+
+def canary_detail(record, as_json: bool) -> None:
+    data = _canary_json(record, full=True)
+    if as_json:
+        _dump(data)
+        return
+    ident = record.identity
+    lines = [
+        ("canary", f"#{record.id} in {record.source}, batch {record.batch}, {record.status.value}"),
+        ("name", display_name(ident) + (" — prénoms: " + ", ".join(ident.first_names))),
+        ("born", f"{ident.birth_date:%d/%m/%Y} à {ident.birthplace.name} ({ident.birthplace.departement})"),
+        ("NIR / INS", ident.nir),
+        ("address", f"{ident.address.line1}{', ' + ident.address.line2 if ident.address.line2 else ''}, "
+                    f"{ident.address.postcode} {ident.address.city}"),
+        ("phones", ", ".join(p for p in (ident.phone, ident.phone2) if p)),
+        ("email", ident.email),
+        ("portal", f"{ident.portal_url}  (login {ident.portal_login})"),
+        ("hostname", ident.hostname),
+        ("medical", f"{ident.blood_group}; allergies: {', '.join(ident.allergies) or 'none'}; "
+                    f"treatments: {', '.join(ident.treatments) or 'none'}"),
+        ("GP", f"{ident.gp.civility} {ident.gp.first_name} {ident.gp.last_name} (RPPS {ident.gp.rpps})"),
+        ("planted", _short(record.planted_at)),
+        ("verified", f"{_short(record.verified_at)} {record.verify_state or ''}".strip()),
+    ]
+    if record.placement:
+        where = ", ".join(f"{r['table']}{r['key']}" for r in record.placement.rows) or "(external)"
+        lines.append(("placement", where))
+    if record.note:
+        lines.append(("note", record.note))
+    for key, value in lines:
+        click.echo(f"{key:10} {value}")
+
+
+# -- results ----------------------------------------------------------------
+
+
+def plant_result(result, as_json: bool) -> None:
+    if result.dry_run:
+        plans = [{"identity": ident.to_dict(), "rows": [{"table": r.table, "values": r.values} for r in rows]}
+                 for ident, rows in result.plans]
+        if as_json:
+            _dump({"source": result.source, "dry_run": True, "count": result.count, "plans": plans})
+            return
+        for ident, rows in result.plans:
+            click.echo(display_name(ident))
+            for row in rows:
+                click.echo(f"  {row.table}: " + ", ".join(f"{k}={v!r}" for k, v in row.values.items()))
+        click.echo(f"dry run: {result.count} canaries would be planted into {result.source}; nothing written")
+        return
+    if as_json:
+        _dump({"source": result.source, "batch": result.batch, "count": result.count,
+               "canary_ids": result.canary_ids, "redrawn": result.redrawn})
+        return
+    click.echo(f"planted {result.count} canaries into {result.source} (batch {result.batch})")
+    if result.redrawn:
+        click.echo(f"{result.redrawn} drawn identities matched existing patients and were replaced")
+
+
+def verify_report(report, as_json: bool) -> None:
+    if as_json:
+        _dump({"counts": report.counts(), "problems": len(report.problems),
+               "findings": [{"id": f.canary_id, "source": f.source, "state": f.state, "details": list(f.details)}
+                            for f in report.findings]})
+        return
+    for f in report.findings:
+        if f.state != "ok":
+            click.echo(f"#{f.canary_id} {f.source}: {f.state}" + (f" ({'; '.join(f.details)})" if f.details else ""))
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts().items())) or "nothing to verify"
+    click.echo(f"verify: {counts}")
+
+
+def retire_report(report, as_json: bool) -> None:
+    if as_json:
+        _dump({"retired": report.retired, "already_retired": report.already})
+        return
+    click.echo(f"retired {len(report.retired)} canaries" +
+               (f" ({len(report.already)} were already retired)" if report.already else ""))

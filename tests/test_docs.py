@@ -1,0 +1,60 @@
+"""Every setting, command, option and seeder a user can meet is documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+
+from canary.cli import cli
+from canary.config import all_settings
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _walk(command: click.Command, path: tuple[str, ...] = ()):
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _walk(sub, path + (name,))
+
+
+def test_every_setting_is_documented():
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    missing = [s.name for s in all_settings() if f"`{s.name}`" not in text]
+    assert missing == []
+
+
+COMMANDS = [(path, cmd) for path, cmd in _walk(cli) if path]
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_and_option_is_documented(path, command):
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert f"canary {' '.join(path)}" in text
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            longest = max(param.opts, key=len)
+            assert longest in text, f"{' '.join(path)} {longest} is not in docs/cli.md"
+
+
+def test_every_seeder_and_option_is_documented():
+    from seeders import get_seeder_class, seeder_names
+
+    text = (DOCS / "seeders.md").read_text(encoding="utf-8")
+    for name in seeder_names():
+        assert f"`{name}`" in text
+        for option in get_seeder_class(name).options:
+            assert f"`{option.name}`" in text, f"seeder {name} option {option.name} undocumented"
+
+
+def test_generated_settings_tables_are_up_to_date():
+    import importlib.util
+
+    path = DOCS.parent / "scripts" / "gen_settings_doc.py"
+    spec = importlib.util.spec_from_file_location("gen_settings_doc", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert module.updated(text) == text, "run: python scripts/gen_settings_doc.py"
