@@ -60,6 +60,7 @@ SETTINGS: tuple[Setting, ...] = (
 SETTING_MODULES: tuple[str, ...] = (
     "canary.classify",
     "canary.alerts.config",
+    "listener.dnsconfig",
     "listener.proxy",
     "listener.http",
     "listener.wsgi",

@@ -1,0 +1,348 @@
+"""The DNS listener: authoritative for our zones, records canary hits.
+
+    server = DnsServer(DnsConfig.from_table(config.raw.get("listener")), sink,
+                       dns_zone=contacts.dns_zone, email_domains=contacts.email_domains)
+    server.start()          # binds UDP and TCP, returns once ready (re-raises bind errors)
+    server.addresses        # [(host, port), ...] as bound (port 0 allowed)
+    server.stop()           # closes sockets, stores queued hits, joins threads
+
+One asyncio event loop (uvloop when installed, else the standard one) runs
+in a thread of its own. UDP: a reader callback drains the socket, many
+datagrams per wake-up. TCP: an asyncio protocol (2-byte length framing,
+several queries per connection, idle timeout, connection cap). Answers come
+from listener/dnswire.py; hits go to the HitSink through listener/dnshits.py,
+off the loop; UDP responses pass the rate limiter of listener/ratelimit.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from typing import Any, Sequence
+
+from canary.hits import HitSink
+from listener.dnsconfig import SETTINGS, DnsConfig  # noqa: F401  (SETTINGS: merged by canary.config)
+from listener.dnshits import HitRecorder
+from listener.dnswire import Responder, truncated
+from listener.dnszone import ZoneSet
+from listener.ratelimit import DROP, RateLimiter
+
+__all__ = ["DnsServer", "DnsConfig", "SETTINGS", "ZoneSet"]
+
+log = logging.getLogger("canary.listener.dns")
+PORT_ZERO_TRIES = 20  # port 0: find a port free for both UDP and TCP
+UDP_BATCH = 64  # datagrams read per readiness event before TCP gets its turn
+UDP_MAX_QUERY = 4096  # bytes read per datagram; longer ones are cut (and get FORMERR)
+BACKLOG = 16  # datagrams read in one wake-up that mean the loop is saturated ...
+SATURATED_FOR = 0.25  # ... for this many seconds (the hit worker then yields)
+
+
+class DnsServer:
+    def __init__(self, config: DnsConfig, sink: HitSink, *, dns_zone: str,
+                 email_domains: Sequence[str] = (), zones: ZoneSet | None = None) -> None:
+        self.config = config
+        self.zones = zones or ZoneSet.build(config, dns_zone, email_domains)
+        self.hits = HitRecorder(sink, config.hit_queue, busy=self._saturated)
+        self._saturated_at = -1e9  # last time the UDP socket had a backlog
+        self.rate_limiter = RateLimiter(config.rate_limit, config.rate_slip) if config.rate_limit else None
+        self._responder = Responder(self.zones.answers(), sink.known)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._udp: list[tuple[socket.socket, _UdpReader]] = []
+        self._readers: list[_UdpReader] = []  # every one since start(), for stats()
+        self._tcp: list[asyncio.AbstractServer] = []
+        self._connections: set[_TcpProtocol] = set()
+        self._addresses: list[tuple[str, int]] = []
+        self.counters = {"tcp_queries": 0, "tcp_refused": 0, "errors": 0}
+        self._last_error_log = 0.0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return list(self._addresses)
+
+    @property
+    def loop_name(self) -> str:
+        return type(self._loop).__module__.split(".")[0] if self._loop else ""
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            raise RuntimeError("DNS listener already started")
+        self._ready.clear()
+        self._error = None
+        self._readers = []
+        self.hits.start()
+        self._thread = threading.Thread(target=self._run, name="dns-listener", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"DNS listener not ready after {timeout:.0f} s")
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._thread.join()
+            self._thread = None
+            self.hits.stop()
+            raise error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread, loop = self._thread, self._loop
+        if thread is None:
+            return
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:
+                pass  # loop already closed
+        thread.join(timeout)
+        self._thread = None
+        self._addresses = []
+        self.hits.stop()
+
+    def __enter__(self) -> "DnsServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stats(self) -> dict[str, int]:
+        stats = dict(self.counters)
+        stats["udp_queries"] = sum(reader.queries for reader in self._readers)
+        stats["udp_send_errors"] = sum(reader.send_errors for reader in self._readers)
+        stats["handler_errors"] = self._responder.errors
+        stats["tcp_connections"] = len(self._connections)
+        stats["rrl_slipped"] = self.rate_limiter.slipped if self.rate_limiter is not None else 0
+        stats["rrl_dropped"] = self.rate_limiter.dropped if self.rate_limiter is not None else 0
+        stats.update(hits_queued=self.hits.queued, hits_stored=self.hits.stored,
+                     hits_failed=self.hits.failed, hits_refused=self.hits.refused)
+        return stats
+
+    # -- event loop thread ---------------------------------------------------
+
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        if self.config.uvloop:
+            try:
+                import uvloop  # optional, faster
+            except ImportError:
+                pass
+            else:
+                return uvloop.new_event_loop()
+        return asyncio.new_event_loop()
+
+    def _run(self) -> None:
+        loop = self._new_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open(loop))
+        except BaseException as err:
+            self._error = err
+            self._addresses = []
+            loop.run_until_complete(self._close())
+            loop.close()
+            self._ready.set()
+            return
+        self._loop = loop
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._close())
+            loop.close()
+            self._loop = None
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        for host, port in self.config.binds:
+            udp, tcp = _bind_pair(host, port, self.config.recv_buffer)
+            reader = _UdpReader(self, udp)
+            self._udp.append((udp, reader))
+            self._readers.append(reader)
+            loop.add_reader(udp.fileno(), reader.readable)
+            try:
+                self._tcp.append(await loop.create_server(lambda: _TcpProtocol(self), sock=tcp))
+            except BaseException:
+                tcp.close()
+                raise
+            self._addresses.append((host, udp.getsockname()[1]))
+        log.info("DNS listener on %s (%s loop), zones: %s",
+                 ", ".join(f"{h}:{p}" for h, p in self._addresses), type(loop).__module__.split(".")[0],
+                 ", ".join(self.zones.apexes))
+
+    async def _close(self) -> None:
+        for server in self._tcp:
+            server.close()
+        for connection in list(self._connections):
+            connection.abort()
+        loop = asyncio.get_running_loop()
+        for udp, _ in self._udp:
+            loop.remove_reader(udp.fileno())
+            udp.close()
+        for server in self._tcp:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        for _ in range(3):  # let the transports' close callbacks run
+            await asyncio.sleep(0)
+        self._udp, self._tcp = [], []
+
+    def _saturated(self) -> bool:
+        """Is the event loop behind (queries waiting in a UDP socket very recently)?"""
+        return time.monotonic() - self._saturated_at < SATURATED_FOR
+
+    def _failure(self, what: str) -> None:
+        self.counters["errors"] += 1
+        now = time.monotonic()
+        if now - self._last_error_log > 10.0:
+            self._last_error_log = now
+            log.exception("DNS listener: unexpected error on %s (%d so far)", what, self.counters["errors"])
+
+
+def _bind_pair(host: str, port: int, recv_buffer: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to the same address and port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for attempt in range(PORT_ZERO_TRIES if port == 0 else 1):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if family == socket.AF_INET6:
+                udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                tcp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if recv_buffer:
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            udp.bind((host, port))
+            tcp.bind((host, udp.getsockname()[1]))
+            tcp.listen(128)
+            udp.setblocking(False)
+            tcp.setblocking(False)
+            return udp, tcp
+        except OSError as err:
+            udp.close()
+            tcp.close()
+            if port == 0 and attempt + 1 < PORT_ZERO_TRIES:
+                continue
+            raise OSError(err.errno, f"DNS listener cannot bind {host}:{port}: {err.strerror}") from None
+    raise AssertionError("unreachable")
+
+
+class _UdpReader:
+    """Serves one UDP socket: drains it on each readiness event, answers with sendto.
+
+    Faster than an asyncio DatagramProtocol (one event per datagram, and a
+    256 KiB buffer allocated for each): here one wake-up reads up to
+    UDP_BATCH queued datagrams, on uvloop and on the standard loop alike.
+    """
+
+    def __init__(self, server: DnsServer, sock: socket.socket) -> None:
+        self._server = server
+        self._sock = sock
+        self._handle = server._responder.handle
+        self._submit = server.hits.submit
+        self._limit = server.rate_limiter.check if server.rate_limiter is not None else None
+        self.queries = 0
+        self.send_errors = 0
+
+    def readable(self) -> None:
+        recvfrom, sendto = self._sock.recvfrom, self._sock.sendto
+        handle, submit, limit = self._handle, self._submit, self._limit
+        now = time.monotonic()
+        for count in range(UDP_BATCH):
+            try:
+                data, addr = recvfrom(UDP_MAX_QUERY)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # e.g. an ICMP error reported on the socket: nothing to answer
+                break
+            self.queries += 1
+            try:
+                response, hit = handle(data, False)
+                if hit is not None and not submit(hit, addr[0], "udp"):
+                    continue  # hit queue full: no answer, the resolver retries
+                if response is None:
+                    continue
+                if limit is not None:
+                    action = limit(addr[0], now)
+                    if action:
+                        if action == DROP:
+                            continue
+                        response = truncated(response)
+                sendto(response, addr)
+            except OSError:  # send buffer full (EAGAIN), unreachable client...: the client retries
+                self.send_errors += 1
+            except Exception:
+                self._server._failure("UDP")
+        else:
+            count = UDP_BATCH
+        if count >= BACKLOG:
+            self._server._saturated_at = now
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._buffer = bytearray()
+        self._transport: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._peer = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        server = self._server
+        if len(server._connections) >= server.config.tcp_max_connections:
+            server.counters["tcp_refused"] += 1
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        server._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if peer else "?"
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        try:
+            while len(buffer) >= 2:
+                size = int.from_bytes(buffer[:2], "big")
+                if len(buffer) < 2 + size:
+                    break
+                message = bytes(buffer[2:2 + size])
+                del buffer[:2 + size]
+                self._server.counters["tcp_queries"] += 1
+                response, hit = self._server._responder.handle(message, True)
+                if hit is not None and not self._server.hits.submit(hit, self._peer, "tcp"):
+                    self.abort()
+                    return
+                if response is not None:
+                    self._transport.write(len(response).to_bytes(2, "big") + response)
+        except Exception:
+            self._server._failure("TCP")
+            self.abort()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._server.config.tcp_idle_timeout, self._transport.close)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def pause_writing(self) -> None:  # client not reading its answers: stop reading its queries
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._server._connections.discard(self)
