@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "canary.seeders"
 # Built-ins, also declared as entry points in pyproject.toml.
 BUILTIN_SEEDERS: dict[str, str] = {
     "sql": "seeders.sql:SqlSeeder",
+    "hl7v2": "seeders.hl7v2:Hl7v2Seeder",
 }
 
 

@@ -9,6 +9,10 @@ Hits and alerts (migration ``0002``)::
     incidents 1-n alerts 1-n deliveries     (one delivery per alert and sink)
     sink_state: one row per sink, its failure streak
 
+Drip planting (migration ``0003``)::
+
+    sources 1-n drip_slots                  (a planted slot -> its batch and canary)
+
 * ``hits`` reference ``tokens``, ``canaries``, ``sources`` and ``incidents``
   (all nullable: a hit on a value that matches no token is still recorded) and
   copy the token ``kind``/``value`` and the source name, so a hit stays
@@ -254,4 +258,32 @@ sink_state = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("last_failure_at", UtcDateTime),
     sa.Column("last_success_at", UtcDateTime),
+)
+
+
+# -- drip planting (0003) -------------------------------------------------------
+# One row per scheduled single planting. A runner claims due rows for a lease
+# (``claimed_by`` / ``claimed_until``, as deliveries are claimed), plants one
+# canary in a batch of its own, then marks the row done with that batch.
+# No CHECK on ``status``: new states need no table rebuild.
+
+drip_slots = sa.Table(
+    "drip_slots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, done, failed, cancelled
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("operator", sa.String(200), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("claimed_by", sa.String(120)),
+    sa.Column("claimed_until", UtcDateTime),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("batches.id")),  # once planted
+    sa.Column("canary_id", sa.Integer, sa.ForeignKey("canaries.id")),
+    sa.Column("finished_at", UtcDateTime),  # planted, given up or cancelled
+    sa.Column("last_error", sa.Text),
+    sa.Index(None, "status", "due_at"),
+    sa.Index(None, "source_id"),
+    sqlite_autoincrement=True,
 )
