@@ -22,6 +22,8 @@ ENTRY_POINT_GROUP = "canary.seeders"
 BUILTIN_SEEDERS: dict[str, str] = {
     "sql": "seeders.sql:SqlSeeder",
     "hl7v2": "seeders.hl7v2:Hl7v2Seeder",
+    "gnuhealth": "seeders.gnuhealth:GnuHealthSeeder",
+    "fhir": "seeders.fhir:FhirSeeder",
 }
 
 
