@@ -24,6 +24,8 @@ BUILTIN_SEEDERS: dict[str, str] = {
     "hl7v2": "seeders.hl7v2:Hl7v2Seeder",
     "gnuhealth": "seeders.gnuhealth:GnuHealthSeeder",
     "fhir": "seeders.fhir:FhirSeeder",
+    "openmrs": "seeders.openmrs:OpenMrsSeeder",
+    "openelis": "seeders.openelis:OpenElisSeeder",
 }
 
 

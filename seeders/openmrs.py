@@ -1,0 +1,173 @@
+"""The OpenMRS seeder: canary patients written straight into an OpenMRS database.
+
+What a patient is made of and how the rows are written is in
+``seeders.openmrs_rows``; identifier numbering (idgen or by hand, with the
+type's check digit) in ``seeders.openmrs_numbers``; the metadata options
+resolve to in ``seeders.openmrs_setup``. This module drives them through the
+seeder lifecycle: structure check, collisions, one-transaction plant,
+verify, locate and retire, all through ``SqlTarget``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from canary.errors import ConfigError, MappingError
+from canary.model import Identity, Placement, VerifyResult, VerifyState
+from seeders.base import PlannedRow, Seeder, SeederOption
+from seeders.openmrs_locate import locate_patient
+from seeders.openmrs_numbers import IdentifierNumbering, recent_log_comment
+from seeders.openmrs_rows import TABLES, RowBuilder, sample_habits
+from seeders.openmrs_setup import METADATA_TABLES, OpenMrsSetup, read_setup
+from seeders.identity_match import name_spellings, nir_writings
+from seeders.rows import RowPlan
+from seeders.apptarget import AppTarget
+
+
+class OpenMrsSeeder(Seeder):
+    name = "openmrs"
+    summary = "OpenMRS (MariaDB/MySQL): person, name, address, phone attribute, patient and identifier rows."
+    options = (
+        SeederOption("identifier_type", "Patient identifier type (name or id) numbering the canaries; "
+                     "default 'OpenMRS ID', else 'OpenMRS Identification Number'", default=""),
+        SeederOption("location", "Location (name or id) the identifier is issued at; default the location of "
+                     "the newest identifiers of that type, else 'Unknown Location'", default=""),
+        SeederOption("phone_attribute_type", "Person attribute type (name or id) holding the phone, or 'none'",
+                     default="Telephone Number"),
+        SeederOption("email_attribute_type", "Person attribute type (name or id) holding the e-mail, or 'none'",
+                     default="none"),
+        SeederOption("nir_identifier_type", "Patient identifier type (name or id) holding the NIR, or 'none'",
+                     default="none"),
+        SeederOption("creator", "users.user_id recorded as creator of every row", default="1"),
+    )
+
+    def __init__(self, source, url: str) -> None:  # noqa: ANN001 (SourceSpec)
+        super().__init__(source, url)
+        self.target: AppTarget | None = None
+        self.setup: OpenMrsSetup | None = None
+        self.numbering: IdentifierNumbering | None = None
+        self.builder: RowBuilder | None = None
+
+    @classmethod
+    def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
+        checked = super().validate_options(options)
+        creator = checked.get("creator")
+        if creator is not None and not str(creator).strip().isdigit():
+            raise ConfigError(f"seeder 'openmrs': creator must be a users.user_id (a number), not {creator!r}")
+        return checked
+
+    # -- lifecycle -------------------------------------------------------
+    def open(self) -> None:
+        self.close()
+        target = AppTarget(self.source.name, self.url)
+        target.connect()
+        try:
+            if target.dialect not in ("mysql", "mariadb"):
+                raise MappingError(f"source '{self.source.name}': this seeder writes OpenMRS on MariaDB/MySQL, "
+                                   f"not {target.dialect}")
+            target.preload([*TABLES, *METADATA_TABLES])
+            self._check_structure(target)
+            setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
+            numbering = IdentifierNumbering(target, setup.identifier_type, setup.idgen)
+            numbering.load()
+            comment = recent_log_comment(target, setup.idgen.id) if setup.idgen else None
+            builder = RowBuilder(target, setup, sample_habits(target, setup), comment)
+        except BaseException:
+            target.close()
+            raise
+        self.target, self.setup, self.numbering, self.builder = target, setup, numbering, builder
+
+    def close(self) -> None:
+        if self.target is not None:
+            self.target.close()
+        self.target = self.setup = self.numbering = self.builder = None
+
+    def _check_structure(self, target: AppTarget) -> None:
+        idgen = target.table("idgen_seq_id_gen") is not None
+        for table, (key, always, optional) in TABLES.items():
+            if table == "idgen_log_entry" and not idgen:
+                continue
+            reflected = target.table(table)
+            columns = [key, *always, *(c for c in optional if reflected is not None and c in reflected.c)]
+            problems = target.structure_problems(table, (key,), dict.fromkeys(columns, "any"),
+                                                 unique_by_construction=(key,))
+            if problems:
+                first = problems[0]
+                where = f"{first.table}.{first.column}" if first.column else f"table {first.table}:"
+                raise MappingError(f"source '{self.source.name}': {where} {first.message} "
+                                   "(this database does not look like a supported OpenMRS version)")
+
+    def _ready(self) -> tuple[AppTarget, OpenMrsSetup, IdentifierNumbering, RowBuilder]:
+        if self.target is None:
+            raise RuntimeError("OpenMrsSeeder.open() was not called")
+        return self.target, self.setup, self.numbering, self.builder
+
+    # -- planting --------------------------------------------------------
+    def _checked_rows(self, identity: Identity, identifier: str) -> list[RowPlan]:
+        target, _setup, _numbering, builder = self._ready()
+        rows = builder.rows(identity, identifier, datetime.now())
+        for row in rows:
+            for problem in target.value_problems(row):
+                raise MappingError(f"source '{self.source.name}': {problem.table}.{problem.column} {problem.message}")
+        return rows
+
+    def plan(self, identity: Identity) -> list[PlannedRow]:
+        rows = self._checked_rows(identity, self._ready()[2].preview())
+        return [PlannedRow(row.table, {**row.values, **{c: None for c in (*row.generated, *row.refs)}})
+                for row in rows]
+
+    def check_fits(self, identities: Iterable[Identity]) -> None:
+        preview = self._ready()[2].preview()
+        for identity in identities:
+            self._checked_rows(identity, preview)
+
+    def plant(self, identity: Identity) -> Placement:
+        target, _setup, numbering, _builder = self._ready()
+        identifier = numbering.take()
+        try:
+            rows = self._checked_rows(identity, identifier)
+            return Placement(rows=target.insert(rows))
+        except BaseException:
+            numbering.forget(identifier)
+            raise
+
+    # -- collisions and lookups ------------------------------------------
+    def collides(self, identity: Identity) -> bool:
+        target = self._ready()[0]
+        person, name, ids = (target.table(t) for t in ("person", "person_name", "patient_identifier"))
+        same_nir = sa.select(ids.c.patient_identifier_id).where(ids.c.identifier.in_(nir_writings(identity.nir)),
+                                                                ids.c.voided == 0).limit(1)
+        families = name_spellings(identity.last_name, identity.birth_name)
+        same_person = (
+            sa.select(person.c.person_id).join(name, name.c.person_id == person.c.person_id)
+            .where(person.c.voided == 0, name.c.voided == 0, person.c.birthdate == identity.birth_date,
+                   sa.func.lower(name.c.family_name).in_(families),
+                   sa.func.lower(name.c.given_name).in_(name_spellings(identity.first_name)))
+            .limit(1))
+        with target.engine.connect() as conn:
+            return any(conn.execute(query).first() is not None for query in (same_nir, same_person))
+
+    def locate(self, identity: Identity) -> Placement | None:
+        """Find the rows of a canary planted for ``identity`` but never recorded.
+
+        Anchored on a contact point only a canary carries (its phone or
+        e-mail attribute), then checked against the identity's birth date
+        and names before any row is claimed. With both attribute types set
+        to 'none' there is nothing to anchor on and nothing is found.
+        """
+        target, setup, _numbering, builder = self._ready()
+        return locate_patient(target, setup, builder, identity)
+
+    # -- after planting --------------------------------------------------
+    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
+        if not placement.rows:
+            return VerifyResult(VerifyState.MISSING, ("the placement lists no rows",))
+        return self._ready()[0].compare(placement.rows)
+
+    def retire(self, placement: Placement) -> None:
+        if placement.rows:
+            self._ready()[0].delete(placement.rows)
+
