@@ -30,7 +30,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-SCHEMAS = Path(os.environ.get("CANARY_REAL_SCHEMAS", "/work/shared/schemas"))
+# .ci/run exports CANARY_REAL_SCHEMAS; otherwise look beside the checkout.
+SCHEMAS = Path(os.environ.get("CANARY_REAL_SCHEMAS")
+               or Path(__file__).resolve().parents[2] / "shared" / "schemas")
 OPENMRS_DUMP = SCHEMAS / "openmrs-initial_test_db.sql"
 OPENELIS_DUMP = SCHEMAS / "openelis-init.sql"
 
