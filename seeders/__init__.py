@@ -26,6 +26,8 @@ BUILTIN_SEEDERS: dict[str, str] = {
     "fhir": "seeders.fhir:FhirSeeder",
     "openmrs": "seeders.openmrs:OpenMrsSeeder",
     "openelis": "seeders.openelis:OpenElisSeeder",
+    "openemr": "seeders.openemr:OpenEmrSeeder",
+    "mediboard": "seeders.mediboard:MediboardSeeder",
 }
 
 
