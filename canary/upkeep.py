@@ -44,7 +44,10 @@ class VerifyReport:
 
 
 def verify(registry, source: str | None = None, *, progress: Progress | None = None,
-           environ=os.environ) -> VerifyReport:
+           environ=os.environ, config=None) -> VerifyReport:
+    """Read every live canary back; with ``config``, a newly missing or altered
+    canary is also recorded as a hit of channel ``verify`` and alerted (someone
+    deleted or edited a patient record that nobody should have touched)."""
     from canary.planting import open_seeder
 
     report = VerifyReport()
@@ -60,7 +63,28 @@ def verify(registry, source: str | None = None, *, progress: Progress | None = N
                     progress(1)
         finally:
             seeder.close()
+    if config is not None:
+        _alert_new_problems(registry, config, report, records, environ)
     return report
+
+
+def _alert_new_problems(registry, config, report: VerifyReport, records, environ) -> None:
+    from canary.alerts.service import build_alerting, build_hit_sink
+    from canary.hits import Channel, Observation
+    from canary.model import TokenKind
+
+    before = {r.id: r for r in records}
+    new = [f for f in report.problems
+           if before[f.canary_id].status != CanaryStatus.MISSING or before[f.canary_id].verify_state != f.state]
+    if not new:
+        return
+    alerting = build_alerting(registry, config.raw, environ)
+    sink, _ = build_hit_sink(registry, config.raw, alerting)
+    for finding in new:
+        nir = before[finding.canary_id].identity.nir
+        sink.observe(Observation(channel=Channel.VERIFY, kind=TokenKind.NIR, value=nir, remote=None,
+                                 evidence={"state": finding.state, "details": list(finding.details)}))
+    alerting.worker.run_once()  # deliver now; anything that fails stays in the outbox for the listener
 
 
 def _verify_one(registry, seeder, record) -> VerifyFinding:
