@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from canary.sampling import SecretStream, choice, pick, randint, weighted
 
-# Access codes and DNS labels carry 80 secret bits: 16 lowercase base32 characters.
+# Readable prefixes of DNS labels (half the labels have none); the secret part
+# of labels and access codes is 80 bits: 16 lowercase base32 characters.
 _DNS_PREFIXES = ("", "", "", "dossier-", "patient-", "acces-", "rdv-", "espace-")
 
 _LOCAL_PART = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -125,7 +126,7 @@ _EMAIL_LOGIN = object()
 _LOGIN_STYLES = weighted([
     (lambda p, r: f"{p.first[:1]}{p.last}{_yy(p)}", 30),
     (_EMAIL_LOGIN, 25),
-    (lambda p, r: str(randint(r, 10_000_000, 9_999_999_999)), 20),
+    (lambda p, r: numeric_login(r), 20),
     (lambda p, r: f"{p.first}.{p.last}", 15),
     (lambda p, r: f"{p.first}{p.last}{randint(r, 1, 99):02d}", 10),
 ])
@@ -171,7 +172,8 @@ def _dd(h: PasswordHints, r: random.Random) -> str:
 
 
 def _strong(h: PasswordHints, r: random.Random) -> str:
-    return "".join(choice(r, _STRONG_CHARS) for _ in range(randint(r, 12, 16)))
+    # A password manager's: 12-16 random characters.
+    return "".join(r.choices(_STRONG_CHARS, k=randint(r, 12, 16)))
 
 
 def _base_name(h: PasswordHints, r: random.Random) -> str:
@@ -210,7 +212,9 @@ def portal_login(rng: random.Random, person: Person, email: str) -> str:
 
 
 def numeric_login(rng: random.Random) -> str:
-    return str(randint(rng, 10_000_000, 9_999_999_999))
+    """A patient number as portals use for logins: 8 to 10 digits."""
+    digits = 8 + int(rng.random() * 3)
+    return str(randint(rng, 10 ** (digits - 1), 10 ** digits - 1))
 
 
 # Patient portals ask for at least 8 characters; shorter picks are redrawn.

@@ -10,7 +10,7 @@ These are plain, immutable values: no I/O, no database sessions.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -108,14 +108,37 @@ class Identity:
         return self.birth_name != self.last_name
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["sex"] = self.sex.value
-        data["birth_date"] = self.birth_date.isoformat()
-        data["first_names"] = list(self.first_names)
-        data["allergies"] = list(self.allergies)
-        data["treatments"] = list(self.treatments)
-        data["ins_oid"] = INS_NIR_OID
-        return data
+        # Written out by hand: dataclasses.asdict deep-copies recursively and
+        # made `canary generate --json` of 100,000 identities ~13 s slower.
+        bp, ad, gp = self.birthplace, self.address, self.gp
+        return {
+            "sex": self.sex.value,
+            "civility": self.civility,
+            "first_names": list(self.first_names),
+            "last_name": self.last_name,
+            "birth_name": self.birth_name,
+            "birth_date": self.birth_date.isoformat(),
+            "birthplace": {"insee_code": bp.insee_code, "name": bp.name, "departement": bp.departement,
+                           "country": bp.country},
+            "nir": self.nir,
+            "address": {"line1": ad.line1, "postcode": ad.postcode, "city": ad.city, "insee_code": ad.insee_code,
+                        "departement": ad.departement, "line2": ad.line2, "country": ad.country},
+            "phone": self.phone,
+            "phone2": self.phone2,
+            "email": self.email,
+            "url_code": self.url_code,
+            "portal_url": self.portal_url,
+            "dns_label": self.dns_label,
+            "hostname": self.hostname,
+            "portal_login": self.portal_login,
+            "portal_password": self.portal_password,
+            "blood_group": self.blood_group,
+            "allergies": list(self.allergies),
+            "treatments": list(self.treatments),
+            "gp": {"civility": gp.civility, "first_name": gp.first_name, "last_name": gp.last_name, "rpps": gp.rpps},
+            "extra": dict(self.extra),
+            "ins_oid": INS_NIR_OID,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Identity":

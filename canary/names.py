@@ -40,6 +40,8 @@ _DOUBLE_NAME_WITH_SPACE = 0.6
 _GRANDPARENT_NAME = 0.5
 
 
+_NAME_COUNTS_BY_YEAR = {year: next(shares for last, shares in _NAME_COUNTS if year <= last)
+                        for year in range(1800, 2200)}
 _FEMALE_BY_AGE = by_age_steps(_FEMALE_SHARE)
 _MARRIED_BY_AGE = by_age_steps(_MARRIED_NAME_SHARE)
 # Enum members read through their class cost a metaclass lookup: read them once.
@@ -107,9 +109,7 @@ def draw_first_names(rng: random.Random, sex: str, birth_year: int) -> tuple[str
     No name repeats a part of another ("Marie-Claire" is never followed by "Marie").
     """
     decade = birth_year // 10 * 10
-    for last_year, (one, two, _) in _NAME_COUNTS:
-        if birth_year <= last_year:
-            break
+    one, two, _ = _NAME_COUNTS_BY_YEAR.get(birth_year) or _NAME_COUNTS[-1][1]
     roll = rng.random()
     first = pick(rng, first_name_table(sex, decade))
     if roll < one:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from canary.errors import PoolExhausted
 from canary.model import Token, TokenKind
 from canary.phones import is_telemarketing_number, kind, landline_zone
+from canary.sampling import choice
 
 _PHONE = TokenKind.PHONE
 _BUCKETS = ("mobile", "01", "02", "03", "04", "05", "voip", "other")
@@ -63,7 +64,7 @@ class PhoneAllocator:
         """A number from one bucket ("mobile", "01".."05", "voip", "other"), or None."""
         b = self._buckets[bucket]
         if not self._unique:
-            return self._rng.choice(b.numbers) if b.numbers else None
+            return choice(self._rng, b.numbers) if b.numbers else None
         while b.next < len(b.numbers):
             number = b.numbers[b.next]
             b.next += 1
