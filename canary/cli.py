@@ -203,11 +203,22 @@ def generate(ctx: click.Context, count: int, seed: int | None, as_json: bool) ->
 @click.option("--count", required=True, type=click.IntRange(1, 100_000))
 @click.option("--batch", "batch_label", help="Label of this planting batch (default: SOURCE-date-time).")
 @click.option("--dry-run", is_flag=True, help="Show the rows that would be written; write nothing.")
+@click.option("--over", metavar="DURATION",
+              help="Spread the canaries over DURATION (e.g. 30d): single plantings at random "
+                   "working-hour times, run by `canary drip run` (see docs/drip.md).")
 @click.option("--seed", type=int, hidden=True)
 @json_option
 @pass_env
-def plant_cmd(env: Env, source_name, count, batch_label, dry_run, seed, as_json) -> None:
+def plant_cmd(env: Env, source_name, count, batch_label, dry_run, over, seed, as_json) -> None:
     """Plant COUNT canaries into SOURCE."""
+    if over:
+        if dry_run or batch_label:
+            raise CanaryError("--over plants later, one batch per canary: it cannot be combined "
+                              "with --batch or --dry-run")
+        from canary.cli_drip import plant_over
+
+        plant_over(env, source_name, count, over, as_json=as_json)
+        return
     from canary.planting import plant
 
     with progress_bar(count, f"planting into {source_name}") as bar:
@@ -252,7 +263,7 @@ def verify(env: Env, source_name, as_json) -> None:
 
     total = len(env.registry.list_canaries(source=source_name, status=upkeep.LIVE))
     with progress_bar(total, "verifying") as bar:
-        report = upkeep.verify(env.registry, source_name, progress=bar.update)
+        report = upkeep.verify(env.registry, source_name, progress=bar.update, config=env.config)
     render.verify_report(report, as_json)
     if report.problems:
         sys.exit(1)
@@ -280,6 +291,83 @@ def retire(env: Env, ids, source_name, batch_label, yes, as_json) -> None:
     render.retire_report(report, as_json)
 
 
+# -- listener, hits and alerts ----------------------------------------------------
+
+
+def _bind_option(name: str, default_setting: str):
+    return click.option(f"--{name}", metavar="ADDR:PORT",
+                        help=f"Address to bind (default: listener.{name}, {default_setting}); port 0 picks a free one.")
+
+
+@cli.command()
+@_bind_option("dns", "127.0.0.1:5353")
+@_bind_option("http", "127.0.0.1:8080")
+@_bind_option("smtp", "127.0.0.1:2525")
+@click.option("--ports-file", type=click.Path(dir_okay=False),
+              help="Write the bound ports here as JSON once every front end is ready.")
+@click.option("--outbox-lease", type=click.FloatRange(1, 86400), hidden=True)
+@pass_env
+def listen(env: Env, dns, http, smtp, ports_file, outbox_lease) -> None:
+    """Run the DNS, HTTP and SMTP listeners and the alert sender until SIGTERM/SIGINT."""
+    from datetime import timedelta
+
+    from listener.logs import configure_json_logging
+    from listener.service import ListenerService, run
+
+    configure_json_logging()
+    service = ListenerService(env.config, env.registry, binds={"dns": dns, "http": http, "smtp": smtp},
+                              outbox_lease=timedelta(seconds=outbox_lease) if outbox_lease else None)
+    run(service, ports_file=Path(ports_file) if ports_file else None)
+
+
+@cli.command("hits")
+@click.option("--source", "source_name", help="Only hits of this source.")
+@click.option("--since", metavar="T", help="Only hits since T: a date, a time (UTC) or a duration ago (24h, 7d).")
+@json_option
+@pass_env
+def hits_cmd(env: Env, source_name, since, as_json) -> None:
+    """List hits: every use of a canary's contact points, oldest first."""
+    from canary.alerts.service import list_hits, parse_since
+
+    render.hits(list_hits(env.registry, source=source_name, since=parse_since(since)), as_json)
+
+
+@cli.group("alerts", cls=CanaryGroup, invoke_without_command=True)
+@json_option
+@click.pass_context
+def alerts_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Alert messages with their delivery per sink, incidents, and sink health."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from canary.alerts.config import AlertsConfig
+    from canary.alerts.service import alerts_overview
+
+    env: Env = ctx.obj
+    config = AlertsConfig.from_table(env.config.raw.get("alerts"))
+    render.alerts_overview(alerts_overview(env.registry, config), as_json)
+
+
+@alerts_cmd.command("test")
+@pass_env
+def alerts_test(env: Env) -> None:
+    """Send a test alert through every configured sink now (exit 1 if one fails)."""
+    from canary.alerts.service import build_alerting, send_test_alert
+
+    results = send_test_alert(build_alerting(env.registry, env.config.raw))
+    render.alert_test_results(results)
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@pass_env
+def zone(env: Env) -> None:
+    """Print the DNS records to publish at the registrar (zone-file syntax)."""
+    from canary.zone import registrar_records, render_zone_file
+
+    click.echo(render_zone_file(registrar_records(env.config)), nl=False)
+
+
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False),
               help="Keep the demo files here (default: a temporary folder, removed at the end).")
@@ -288,6 +376,18 @@ def demo(directory: str | None) -> None:
     from canary.demo import run_demo
 
     run_demo(Path(directory) if directory else None, echo=click.echo)
+
+
+def _register_commands() -> None:
+    # Commands that live in their own modules (they use the same Env object).
+    from canary.cli_audit import audit
+    from canary.cli_drip import drip
+
+    cli.add_command(drip)
+    cli.add_command(audit)
+
+
+_register_commands()
 
 
 def main() -> None:

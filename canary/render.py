@@ -231,3 +231,74 @@ def retire_report(report, as_json: bool) -> None:
         return
     click.echo(f"retired {len(report.retired)} canaries" +
                (f" ({len(report.already)} were already retired)" if report.already else ""))
+
+
+# -- hits and alerts ----------------------------------------------------------
+
+
+def hits(records: list, as_json: bool) -> None:
+    from canary.alerts.service import hit_to_dict
+
+    if as_json:
+        _dump([hit_to_dict(h) for h in records])
+        return
+    if not records:
+        click.echo("no hits")
+        return
+    _table(["ID", "AT (UTC)", "SOURCE", "CANARY", "CHANNEL", "KIND", "CLASSIFICATION", "REMOTE", "VALUE"],
+           [[h.id, h.at.strftime("%Y-%m-%d %H:%M:%S"), h.source or "-",
+             f"#{h.canary_id}" if h.canary_id is not None else "-", h.channel.value, h.kind.value,
+             h.classification.value, h.remote or "-", _clip(h.value, 48)] for h in records])
+
+
+def alerts_overview(overview, as_json: bool) -> None:
+    from canary.alerts.service import alert_to_dict, incident_to_dict, sink_to_dict
+
+    if as_json:
+        _dump({"alerts": [alert_to_dict(a) for a in overview.alerts],
+               "incidents": [incident_to_dict(i) for i in overview.incidents],
+               "sinks": [sink_to_dict(s) for s in overview.sinks]})
+        return
+    click.echo("sinks:")
+    if not overview.sinks:
+        click.echo("  none configured: add [alerts.email], [alerts.webhook] or [alerts.syslog] to canary.toml")
+    for s in sorted(overview.sinks, key=lambda s: (not s.failing, s.sink)):
+        if s.failing:
+            state = f"FAILING since {_short(s.failing_since)} ({s.consecutive_failures} failures in a row): {s.last_error}"
+        else:
+            state = f"ok, last success {_short(s.last_success_at)}"
+        click.echo(f"  {s.sink}: {state}; {s.pending} waiting")
+    click.echo("")
+    click.echo("incidents:")
+    if not overview.incidents:
+        click.echo("  none")
+    else:
+        _table(["  ID", "SOURCE", "CANARY", "OPENED", "LAST HIT", "HITS", "MESSAGES"],
+               [[f"  {i.id}", i.source, f"#{i.canary_id}" if i.canary_id is not None else "-",
+                 _short(i.opened_at), _short(i.last_hit_at), i.hit_count, i.alert_count]
+                for i in overview.incidents])
+    click.echo("")
+    click.echo("messages:")
+    if not overview.alerts:
+        click.echo("  none")
+        return
+    _table(["  ID", "CREATED", "KIND", "STATE", "DELIVERIES", "SUBJECT"],
+           [[f"  {a.id}", _short(a.created_at), a.kind.value, a.delivery_state,
+             " ".join(_delivery(d) for d in a.deliveries) or "-", a.subject] for a in overview.alerts])
+
+
+def _delivery(delivery) -> str:
+    if delivery.status.value == "sent":
+        return f"{delivery.sink}:sent"
+    if delivery.last_error:
+        return f"{delivery.sink}:retrying({delivery.attempts})"
+    return f"{delivery.sink}:pending"
+
+
+def alert_test_results(results: list) -> None:
+    for r in results:
+        click.echo(f"{r.sink}: ok" if r.ok else f"{r.sink}: FAILED: {r.error}")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

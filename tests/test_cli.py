@@ -209,8 +209,14 @@ def test_plant_into_each_engine(workdir, any_db_url):
     assert snapshot(any_db_url) == before
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "demo")], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert "12 canaries in it name the source: dpi-demo" in result.stdout
-    assert "byte-for-byte as before planting" in result.stdout
+def test_plant_over_schedules_drips_and_plants_nothing_now(workdir, lis_url):
+    add_lis(workdir, lis_url)
+    env = {"LIS_URL": lis_url}
+    scheduled = run(workdir, "plant", "lis-rennes", "--count", "3", "--over", "2w", "--json", env=env)
+    assert scheduled.exit_code == 0, scheduled.output
+    assert json.loads(scheduled.stdout)["scheduled"] == 3
+    assert count_rows(lis_url, "patients") == 120
+    slots = json.loads(run(workdir, "drip", "list", "--json").stdout)
+    assert [s["status"] for s in slots] == ["pending"] * 3
+    assert "--over" in one_error_line(run(workdir, "plant", "lis-rennes", "--count", "1", "--over", "2d",
+                                          "--batch", "x", env=env))

@@ -53,7 +53,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alerts.failing_after", 5,
             "Failures in a row after which a sink is reported failing (log, `canary alerts`, "
             "a notice through the other sinks)."),
-    Setting("alerts.poll_interval", "2s", "How often the delivery worker looks for due messages."),
+    Setting("alerts.poll_interval", "1s",
+            "How often the delivery worker looks for due messages: at most this long between a hit "
+            "and its alert being sent."),
     Setting("alerts.cnil_url", DEFAULT_CNIL_URL, "Link to the CNIL data-breach notification service (GDPR Art. 33)."),
     Setting("alerts.cert_sante_url", DEFAULT_CERT_SANTE_URL,
             "Link for reporting a security incident of a health establishment (CERT Santé)."),
@@ -211,7 +213,7 @@ class AlertsConfig:
     retry_initial: timedelta = timedelta(seconds=30)
     retry_max: timedelta = timedelta(hours=1)
     failing_after: int = 5
-    poll_interval: timedelta = timedelta(seconds=2)
+    poll_interval: timedelta = timedelta(seconds=1)
     links: Links = field(default_factory=Links)
     email: EmailConfig | None = None
     webhook: WebhookConfig | None = None
@@ -244,7 +246,7 @@ class AlertsConfig:
             notify_internal=notify_internal,
             retry_initial=retry_initial, retry_max=retry_max,
             failing_after=_int(table.get("failing_after", 5), "alerts.failing_after", 1, 1000),
-            poll_interval=parse_duration(table.get("poll_interval", "2s"), "alerts.poll_interval"),
+            poll_interval=parse_duration(table.get("poll_interval", "1s"), "alerts.poll_interval"),
             links=Links(
                 cnil=_url(table.get("cnil_url", DEFAULT_CNIL_URL), "alerts.cnil_url"),
                 cert_sante=_url(table.get("cert_sante_url", DEFAULT_CERT_SANTE_URL), "alerts.cert_sante_url"),

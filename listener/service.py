@@ -1,0 +1,269 @@
+"""The listener service: every front end, the hit sink and the alert outbox in one process.
+
+    service = ListenerService(config, registry, binds={"http": "127.0.0.1:0"})
+    service.start()      # builds from config, binds everything, returns once all answer
+    service.ports()      # {"dns": 53530, "http": 8081, "smtp": 2526}
+    service.stop()       # stop accepting, store in-flight hits, let the outbox finish its send
+
+One ``RegistryHitSink`` (with its in-memory ``TokenIndex``, refreshed in a
+thread) is shared by the DNS server (UDP and TCP), the HTTP app (patient
+portal and telephony webhooks, served by waitress) and the SMTP server; the
+``OutboxWorker`` thread delivers the alerts those hits enqueue. ``run()``
+is ``canary listen``: start, write the ports file, wait for SIGTERM/SIGINT,
+drain, stop.
+
+Stopping drains in order: the front ends stop accepting and finish what
+they hold (the DNS hit queue is stored, running HTTP requests complete, SMTP
+hits already handed to the sink are stored before the process exits), then
+the token refresher stops, then the outbox worker finishes the delivery in
+progress and gives the rest of its claims back for the next worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from canary.errors import CanaryError, ConfigError
+
+if TYPE_CHECKING:
+    from canary.config import Config
+    from canary.registry import Registry
+
+log = logging.getLogger("canary.listener")
+
+FRONT_ENDS = ("dns", "http", "smtp")
+# Front ends first (stop accepting, store in-flight hits), then the token refresher,
+# the outbox worker last so that it finishes the delivery in progress.
+STOP_ORDER = ("dns", "http", "smtp", "token index", "outbox")
+DEFAULT_INDEX_REFRESH = 5.0  # seconds between token index refreshes
+
+
+class ListenerError(CanaryError):
+    """A front end could not start (address in use, privileged port...)."""
+
+
+class ListenerService:
+    """All front ends around one hit sink, plus the alert outbox worker.
+
+    ``binds`` overrides the ``listener.dns`` / ``listener.http`` /
+    ``listener.smtp`` addresses ("host:port", port 0 picks a free one).
+    ``environ`` is where ``*_env`` settings (SMTP password, Twilio token...)
+    are read. ``outbox_lease`` shortens how long a delivery claimed by a
+    crashed process waits before another takes it (default: the outbox's 10
+    minutes).
+    """
+
+    def __init__(self, config: "Config", registry: "Registry", *, binds: Mapping[str, str | None] | None = None,
+                 environ: Mapping[str, str] = os.environ, index_refresh: float = DEFAULT_INDEX_REFRESH,
+                 outbox_lease: timedelta | None = None) -> None:
+        unknown = set(binds or {}) - set(FRONT_ENDS)
+        if unknown:
+            raise ValueError(f"unknown front ends: {sorted(unknown)}")
+        self.config = config
+        self.registry = registry
+        self.binds = {name: value for name, value in (binds or {}).items() if value}
+        self.environ = environ
+        self.index_refresh = index_refresh
+        self.outbox_lease = outbox_lease
+        self.sink: Any = None
+        self.index: Any = None
+        self.alerting: Any = None
+        self.worker: Any = None
+        self.dns: Any = None
+        self.http: Any = None
+        self.smtp: Any = None
+        self._started: list[tuple[str, Callable[[], None]]] = []  # (name, stop) in start order
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def listener_table(self) -> dict[str, Any]:
+        """The ``[listener]`` settings with the command-line addresses applied."""
+        table = dict(self.config.raw.get("listener") or {})
+        table.update(self.binds)
+        return table
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                raise RuntimeError("listener already started")
+            try:
+                self._start()
+            except BaseException:
+                self._stop_started()
+                raise
+        log.info("listener ready", extra={"event": "ready", **self.ports(),
+                                          "sinks": list(self.alerting.sinks), "tokens": len(self.index)})
+
+    def _start(self) -> None:
+        from canary.alerts.outbox import OutboxWorker
+        from canary.alerts.service import build_alerting, build_hit_sink
+        from listener.credentials import CredentialChecker
+        from listener.dns import DnsConfig, DnsServer
+        from listener.http import HttpConfig, create_app
+        from listener.smtp import SmtpConfig, SmtpServer
+        from listener.telephony import TelephonyConfig
+        from listener.wsgi import HttpServeConfig, HttpServer
+
+        config, raw, table = self.config, self.config.raw, self.listener_table()
+        contacts = config.contacts
+        # Every setting is checked before anything binds: a typo fails fast, with one line.
+        dns_config = DnsConfig.from_table(table)
+        http_config = HttpConfig.from_table(table, contacts=contacts)
+        serve_config = HttpServeConfig.from_table(table)
+        smtp_config = SmtpConfig.from_table(table, contacts=contacts, base_dir=config.base_dir)
+        telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ)
+        self.alerting = build_alerting(self.registry, raw, self.environ)
+        if not self.alerting.sinks:
+            log.warning("no alert sink configured ([alerts.email], [alerts.webhook] or [alerts.syslog]): "
+                        "hits are recorded but nobody is told", extra={"event": "no-sink"})
+        self.sink, self.index = build_hit_sink(self.registry, raw, self.alerting)
+        self.worker = self.alerting.worker
+        if self.outbox_lease is not None:
+            a = self.alerting
+            slowest = max((float(getattr(getattr(s, "config", None), "timeout", 0) or 0)
+                           for s in a.sinks.values()), default=0.0)
+            if self.outbox_lease.total_seconds() <= 3 * max(slowest, 1.0):
+                raise ConfigError(f"the outbox lease ({self.outbox_lease.total_seconds():g} s) must be longer "
+                                  f"than three times the slowest sink timeout ({slowest:g} s)")
+            self.worker = OutboxWorker(self.registry, a.sinks, a.config, alerter=a.alerter,
+                                       composer=a.composer, lease=self.outbox_lease)
+
+        self.index.start(self.index_refresh)
+        self._started.append(("token index", self.index.stop))
+        self.dns = DnsServer(dns_config, self.sink, dns_zone=contacts.dns_zone,
+                             email_domains=contacts.email_domains)
+        self._bind("DNS", ", ".join(f"{h}:{p}" for h, p in dns_config.binds), self.dns.start)
+        self._started.append(("dns", self.dns.stop))
+        app = create_app(self.sink, http_config, credentials=CredentialChecker(self.registry),
+                         telephony=telephony)
+        self.http = HttpServer(app, serve_config)
+        self._bind("HTTP", f"{serve_config.host}:{serve_config.port}", self.http.start)
+        self._started.append(("http", self.http.stop))
+        self.smtp = SmtpServer(self.sink, smtp_config)
+        self._bind("SMTP", f"{smtp_config.host}:{smtp_config.port}", self.smtp.start)
+        self._started.append(("smtp", self.smtp.stop))
+        self.worker.start()
+        self._started.append(("outbox", self.worker.stop))
+
+    @staticmethod
+    def _bind(what: str, where: str, start: Callable[[], None]) -> None:
+        try:
+            start()
+        except OSError as err:
+            hint = ""
+            if err.errno in (13,):  # EACCES
+                hint = " (ports below 1024 need CAP_NET_BIND_SERVICE: see docs/listener.md)"
+            elif err.errno in (98, 48):  # EADDRINUSE (Linux, BSD)
+                hint = " (address in use: is another listener running?)"
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise ListenerError(f"the {what} listener cannot bind {where}: {reason}{hint}") from None
+
+    def stop(self) -> None:
+        """Drain and stop everything that started; safe to call twice."""
+        with self._lock:
+            if not self._started:
+                return
+            log.info("listener stopping", extra={"event": "stopping"})
+            self._stop_started()
+            log.info("listener stopped", extra={"event": "stopped"})
+
+    def _stop_started(self) -> None:
+        started, self._started = self._started, []
+        for name, stop in sorted(started, key=lambda item: STOP_ORDER.index(item[0])):
+            try:
+                stop()
+            except Exception:
+                log.exception("stopping the %s failed", name)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._started)
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """Bound (host, port) of each front end (the first DNS address)."""
+        if not self.running:
+            raise RuntimeError("listener not started")
+        return {"dns": self.dns.addresses[0], "http": self.http.address, "smtp": self.smtp.address}
+
+    def ports(self) -> dict[str, int]:
+        return {name: int(address[1]) for name, address in self.addresses.items()}
+
+    def stats(self) -> dict[str, Any]:
+        return {"tokens": len(self.index) if self.index is not None else 0,
+                "dns": self.dns.stats() if self.dns is not None and self.running else {}}
+
+    def __enter__(self) -> "ListenerService":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# -- canary listen -----------------------------------------------------------------------
+
+
+def write_ports_file(path: Path, ports: Mapping[str, int]) -> None:
+    """Write the ports as JSON atomically: readers see no file or the whole file."""
+    path = Path(path)
+    data = json.dumps(dict(ports), sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def run(service: ListenerService, *, ports_file: Path | None = None, stop: threading.Event | None = None,
+        handle_signals: bool = True) -> None:
+    """``canary listen``: start, publish the ports, serve until SIGTERM/SIGINT (or ``stop``), drain.
+
+    The ports file is written once every front end answers and removed after a
+    clean stop. Signal handlers are installed only in the main thread.
+    """
+    stop = stop or threading.Event()
+    previous: dict[int, Any] = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, _frame: Any) -> None:
+            if not stop.is_set():
+                log.info("received %s: draining", signal.Signals(signum).name, extra={"event": "signal"})
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    wrote = False
+    try:
+        service.start()
+        if ports_file is not None:
+            write_ports_file(ports_file, service.ports())
+            wrote = True
+        while not stop.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        if wrote:
+            try:
+                Path(ports_file).unlink()
+            except OSError:
+                pass
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,63 @@
+"""`canary demo`: the README's main command, end to end on loopback, in under 30 s."""
+
+from __future__ import annotations
+
+import re
+import time
+from email import message_from_bytes, policy
+
+from click.testing import CliRunner
+
+from canary.cli import cli
+
+
+def test_demo_shows_the_whole_loop(tmp_path):
+    folder = tmp_path / "demo"
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(folder)], catch_exceptions=False)
+    elapsed = time.monotonic() - started
+    out = result.stdout
+    assert result.exit_code == 0, out
+    assert elapsed < 30, f"the demo took {elapsed:.1f} s"
+    assert "12 canaries in it name the source: dpi-demo" in out
+    assert re.search(r"resolves \S+\.rdv-portail\.fr \(DNS over UDP\): NOERROR, authoritative, A 127\.0\.0\.1", out)
+    assert re.search(r"opens the portal link https://mon-espace\.rdv-portail\.fr/acces/\w+: HTTP 200", out)
+    assert "with the leaked password: HTTP 200" in out
+    assert re.search(r"emails \S+@(courriel-sante|messagerie-mel)\.fr .*: accepted \(250\)", out)
+    assert "posts a signed Twilio webhook: webhook answered HTTP 200" in out
+    assert "the security team received 5 alert emails:" in out
+    subjects = re.findall(r"^   - (\[CANARY\] .*)$", out, re.MULTILINE)
+    assert len(subjects) == 5 and all("« dpi-demo » (Clinique de démonstration)" in s for s in subjects)
+    assert sorted(s.rsplit(", ", 1)[1] for s in subjects) == \
+        ["DNS", "SMS", "connexion au portail", "email", "lien web"]
+    assert sum("Identifiants utilisés" in s for s in subjects) == 1  # the portal login
+    # The verify/tamper/retire steps still run after the attack.
+    assert re.search(r"verify reports #\d+ missing, #\d+ altered", out)
+    assert "byte-for-byte as before planting" in out
+
+    alerts = sorted((folder / "alerts").glob("*.eml"))
+    assert len(alerts) == 5
+    message = message_from_bytes(alerts[0].read_bytes(), policy=policy.default)
+    assert message["To"] == "rssi@clinique-demo.example" and "dpi-demo" in str(message["Subject"])
+    assert len(list((folder / "smtp-evidence").glob("*.eml"))) == 1  # the phishing mail, kept
+    assert (folder / "listener.log").read_text().count('"event": "ready"') == 1
+
+
+def test_demo_without_dir_leaves_nothing_behind(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    from canary import demo
+
+    seen = []
+    monkeypatch.setattr(demo, "_run", lambda workdir, echo: seen.append(workdir) or echo("ran"))
+    result = CliRunner().invoke(cli, ["demo"], catch_exceptions=False)
+    assert result.exit_code == 0 and result.stdout == "ran\n"
+    assert seen and not seen[0].exists()
+
+
+def test_demo_refuses_a_folder_that_is_not_empty(tmp_path):
+    (tmp_path / "dpi-demo.db").write_text("")
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == f"canary: error: {tmp_path} is not empty: give a new or empty folder to --dir\n"
