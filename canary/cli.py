@@ -370,7 +370,7 @@ def zone(env: Env) -> None:
 
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False),
-              help="Keep the demo files here (default: a temporary folder, removed at the end).")
+              help="Folder for the demo files, new or empty (default: a new temporary folder).")
 def demo(directory: str | None) -> None:
     """Run the whole loop on embedded defaults (SQLite, loopback, no root)."""
     from canary.demo import run_demo

@@ -17,7 +17,6 @@ import csv
 import hashlib
 import os
 import secrets
-import shutil
 import sqlite3
 import tempfile
 from contextlib import closing
@@ -80,20 +79,20 @@ ORDINARY_MAIL_DOMAINS = ("orange.fr", "gmail.com", "free.fr", "laposte.net", "sf
 
 
 def run_demo(directory: Path | None, echo: Echo) -> Path:
+    """Run the demo in ``directory`` (new or empty) or a new temporary folder.
+
+    The folder is kept: the alert emails, the phishing mail and the leak it
+    prints are there to be opened. Nothing in it is real.
+    """
     if directory is None:
         workdir = Path(tempfile.mkdtemp(prefix="canary-demo-"))
-        keep = False
     else:
         workdir = directory
         if workdir.is_dir() and any(workdir.iterdir()):
             raise CanaryError(f"{workdir} is not empty: give a new or empty folder to --dir")
         workdir.mkdir(parents=True, exist_ok=True)
-        keep = True
-    try:
-        _run(workdir, echo)
-    finally:
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    _run(workdir, echo)
+    echo(f"everything is in {workdir} (remove it with: rm -r {workdir})")
     return workdir
 
 
@@ -145,7 +144,6 @@ def _run(workdir: Path, echo: Echo) -> None:
              f"{'byte-for-byte as before planting' if restored else 'NOT as before (bug!)'}")
         if not restored:
             raise RuntimeError("demo: retire did not restore the table")
-    echo(f"files: {workdir}")
 
 
 def _watch_and_attack(workdir: Path, config: Any, registry: Any, ehr_path: Path, echo: Echo) -> None:

@@ -43,7 +43,7 @@ def test_demo_shows_the_whole_loop(tmp_path):
     assert (folder / "listener.log").read_text().count('"event": "ready"') == 1
 
 
-def test_demo_without_dir_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_demo_without_dir_keeps_a_new_temporary_folder(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -52,8 +52,10 @@ def test_demo_without_dir_leaves_nothing_behind(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(demo, "_run", lambda workdir, echo: seen.append(workdir) or echo("ran"))
     result = CliRunner().invoke(cli, ["demo"], catch_exceptions=False)
-    assert result.exit_code == 0 and result.stdout == "ran\n"
-    assert seen and not seen[0].exists()
+    assert result.exit_code == 0
+    # kept, so the alert emails it printed can be opened; and said so
+    assert seen and seen[0].is_dir() and seen[0].parent == tmp_path
+    assert result.stdout == f"ran\neverything is in {seen[0]} (remove it with: rm -r {seen[0]})\n"
 
 
 def test_demo_refuses_a_folder_that_is_not_empty(tmp_path):
