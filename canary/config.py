@@ -66,6 +66,7 @@ SETTING_MODULES: tuple[str, ...] = (
     "listener.wsgi",
     "listener.smtp",
     "listener.telephony",
+    "canary.scan.hibp",
 )
 
 

@@ -42,7 +42,7 @@ log = logging.getLogger("canary.listener")
 FRONT_ENDS = ("dns", "http", "smtp")
 # Front ends first (stop accepting, store in-flight hits), then the token refresher,
 # the outbox worker last so that it finishes the delivery in progress.
-STOP_ORDER = ("dns", "http", "smtp", "token index", "outbox")
+STOP_ORDER = ("hibp", "dns", "http", "smtp", "token index", "outbox")
 DEFAULT_INDEX_REFRESH = 5.0  # seconds between token index refreshes
 
 
@@ -153,6 +153,12 @@ class ListenerService:
         self._started.append(("smtp", self.smtp.stop))
         self.worker.start()
         self._started.append(("outbox", self.worker.stop))
+        from canary.scan.hibp import schedule_for_listen  # only an API key in the environment turns it on
+
+        hibp = schedule_for_listen(self.registry, config, self.environ)
+        if hibp is not None:
+            hibp.start()
+            self._started.append(("hibp", hibp.stop))
 
     @staticmethod
     def _bind(what: str, where: str, start: Callable[[], None]) -> None:

@@ -1,0 +1,239 @@
+"""Benchmark: `canary scan` against `rg -F -f` on a big realistic CSV, side by side.
+
+    python bench/bench_scan.py                    # 500 MB, 1,000 and 100,000 canaries
+    python bench/bench_scan.py --mb 100 --canaries 1000
+
+Set-up (cached in --dir, reused by later runs): a registry of the largest
+canary count (identities from the generator, written in one transaction: a
+bench shortcut), smaller registries holding its first canaries, and a CSV of
+ordinary rows (tests/leakgen.py) with canary rows of the smallest registry
+spread through it in varied writings. Then, for each canary count:
+
+* `canary scan` once to compile and cache the pattern set (compile time shown);
+* `rg -F -f` with every literal the scanner looks for: each token writing
+  (all phone and NIR writings) and the fingerprint literals, in lower, upper
+  and title case since rg -F is case-sensitive and the scan is not; and rg
+  with the token writings only;
+* `canary scan` again, whole process (start, registry, cached patterns, two
+  worker processes, attribution, JSON output), with its peak memory.
+
+The figures go in docs/scan.md. The machine's load is printed: on a shared
+machine, compare the columns of one run, not runs of different days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+SEED = 7
+
+
+def _pool(count: int) -> tuple[str, ...]:
+    return tuple(f"+33607{n:06d}" for n in range(0, 2 * count, 2))[:count]
+
+
+def _contacts(count: int):
+    from canary.contacts import ContactPoints
+
+    return ContactPoints(email_domains=("mel-famille.fr", "boite-perso.fr"), dns_zone="mon-rdv-sante.fr",
+                         portal_url="https://espace.mon-rdv-sante.fr/acces/", phone_pool=_pool(count + 10))
+
+
+def identities(workdir: Path, count: int) -> list[dict]:
+    cached = workdir / f"identities-{count}.jsonl"
+    if cached.exists():
+        return [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines()]
+    from canary.identity import IdentityGenerator
+
+    started = time.perf_counter()
+    generator = IdentityGenerator(_contacts(count), seed=SEED)
+    people = [generator.generate().to_dict() for _ in range(count)]
+    cached.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in people), encoding="utf-8")
+    print(f"  generated {count:,} identities in {time.perf_counter() - started:.0f} s")
+    return people
+
+
+def registry(workdir: Path, people: list[dict], count: int) -> str:
+    """A registry of the first ``count`` identities, bulk-written (bench set-up only)."""
+    path = workdir / f"registry-{count}.db"
+    url = f"sqlite:///{path}"
+    if path.exists():
+        return url
+    import sqlalchemy as sa
+
+    from canary.model import Identity, SourceSpec
+    from canary.registry import Registry
+    from canary.registry.records import fold
+    from canary.registry.schema import canaries, tokens
+    from canary.tokens import tokens_of
+
+    with Registry.open(url, create=True) as reg:
+        names = ("lis-rennes", "dpi-brest", "rad-nantes")
+        for name in names:
+            reg.add_source(SourceSpec(name=name, seeder="sql", url_env="X"))
+        batches = {name: reg.new_batch(name, f"{name}-bench", "bench", count) for name in names}
+        start = datetime(2023, 1, 1, tzinfo=timezone.utc)
+        with reg._tx(write=True) as connection:  # one transaction: bench set-up shortcut
+            source_ids = dict(connection.execute(sa.text("SELECT name, id FROM sources")).all())
+            rows, token_rows = [], []
+            for i, person in enumerate(people[:count]):
+                name = names[i % 3]
+                at = start + timedelta(minutes=i)
+                rows.append({"id": i + 1, "source_id": source_ids[name], "batch_id": batches[name].id,
+                             "status": "planted", "identity": person, "created_at": at, "planted_at": at})
+                for token in tokens_of(Identity.from_dict(person)):
+                    token_rows.append({"canary_id": i + 1, "kind": token.kind.value,
+                                       "value": fold(token.kind, token.value)})
+            connection.execute(canaries.insert(), rows)
+            connection.execute(tokens.insert(), token_rows)
+    return url
+
+
+def csv_file(workdir: Path, megabytes: int, people: list[dict], spread: int) -> tuple[Path, int]:
+    """Ordinary rows with ``spread`` canary rows (the first identities) in varied writings."""
+    path = workdir / f"leak-{megabytes}mb.csv"
+    marker = workdir / f"leak-{megabytes}mb.canaries"
+    if path.exists() and marker.exists():
+        return path, int(marker.read_text())
+    import leakgen
+    from canary.model import Identity
+
+    started = time.perf_counter()
+    who = [Identity.from_dict(p) for p in people]
+    avoid = {"avoid_phones": [p for i in who for p in (i.phone, i.phone2) if p],
+             "avoid_nirs": [i.nir for i in who],
+             "avoid_fingerprints": [(n, f, i.birth_date) for i in who for n in {i.last_name, i.birth_name}
+                                    for f in i.first_names[:1]]}
+    rows = leakgen.OrdinaryRows(SEED, **avoid)
+    rng = random.Random(SEED)
+    target = megabytes * 1_000_000
+    canary_lines = [leakgen.to_csv([_canary(leakgen, i, rng)], header=False) for i in who[:spread]]
+    every = max(1, target // 180 // max(1, spread))
+    written = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(";".join(leakgen.HEADER) + ";portail\n")
+        pending = iter(canary_lines)
+        while written < target:
+            block = "".join(rows.csv_lines(every))
+            handle.write(block)
+            written += len(block)
+            line = next(pending, None)
+            if line is not None:
+                handle.write(line)
+    marker.write_text(str(spread))
+    print(f"  wrote {path.stat().st_size / 1e6:,.0f} MB of rows in {time.perf_counter() - started:.0f} s")
+    return path, spread
+
+
+def _canary(leakgen, identity, rng):
+    row = leakgen.canary_row(identity, rng)
+    return {k: row.get(k, "") for k in ("ipp", "nom", "nom_naissance", "prenom", "sexe", "date_naissance",
+                                        "adresse", "code_postal", "ville", "telephone", "email", "nir")} | \
+        {"medecin": "Dr Paul Girard", "visite": "01/02/2024", "service": "Urgences", "portail": row.get("portail", "")}
+
+
+def config(workdir: Path, url: str) -> Path:
+    path = workdir / f"canary-{abs(hash(url))}.toml"
+    path.write_text(f'[registry]\nurl = "{url}"\n\n[contacts]\nemail_domains = ["mel-famille.fr", "boite-perso.fr"]\n'
+                    f'dns_zone = "mon-rdv-sante.fr"\nportal_url = "https://espace.mon-rdv-sante.fr/acces/"\n'
+                    f'phone_pool = ["+33607000000"]\n', encoding="utf-8")
+    return path
+
+
+def literals(url: str, workdir: Path, count: int) -> tuple[Path, Path, int]:
+    from canary.registry import Registry, scanstore
+    from canary.scan import patterns
+
+    with Registry.open(url) as reg:
+        built = patterns.build(scanstore.pattern_rows(reg), "hyperscan")
+    every, tokens = set(), set()
+    for i, literal in enumerate(built.literals):
+        cases = {literal, literal.upper(), literal.title() if literal.isascii() else literal,
+                 literal[:1].upper() + literal[1:]}
+        every |= cases
+        if built.roles[i] not in (patterns.SURNAME, patterns.FIRST_NAME, patterns.BIRTH_DATE, 0):
+            tokens |= cases
+    paths = workdir / f"rg-all-{count}.txt", workdir / f"rg-tokens-{count}.txt"
+    paths[0].write_bytes(b"\n".join(sorted(every)) + b"\n")
+    paths[1].write_bytes(b"\n".join(sorted(tokens)) + b"\n")
+    return paths[0], paths[1], len(built.literals)
+
+
+def timed(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB of its largest process, stdout), through GNU time."""
+    report = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-time-{os.getpid()}.txt"
+    started = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *args], capture_output=True, text=True,
+                          env=env)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    peak = int(report.read_text().split()[-1]) / 1024
+    return wall, peak, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=500)
+    parser.add_argument("--canaries", type=int, nargs="+", default=[1000, 100_000])
+    parser.add_argument("--spread", type=int, default=1000, help="canary rows in the CSV")
+    parser.add_argument("--dir", default="/tmp/canary-bench")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    workdir = Path(args.dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rg = shutil.which("rg")
+    if rg is None:
+        raise SystemExit("ripgrep is needed: apt-get install -y ripgrep")
+    print("set-up")
+    people = identities(workdir, max(args.canaries))
+    leak, spread = csv_file(workdir, args.mb, people, min(args.spread, min(args.canaries)))
+    size = leak.stat().st_size
+    subprocess.run(["cat", str(leak)], stdout=subprocess.DEVNULL, check=True)  # page cache, for everyone
+    results = []
+    for count in sorted(args.canaries):
+        url = registry(workdir, people, count)
+        every, tokens, n_literals = literals(url, workdir, count)
+        cache = workdir / f"cache-{count}"
+        env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(cache),
+                   PYTHONPATH=str(ROOT))
+        scan_cmd = [sys.executable, "-c", "from canary.cli import cli; from canary.cli_scan import scan; "
+                    "cli.add_command(scan) if 'scan' not in cli.commands else None; cli()",
+                    "scan", str(leak), "--json", "--jobs", str(args.jobs)]
+        shutil.rmtree(cache, ignore_errors=True)
+        cold, _, _ = timed(scan_cmd, env)
+        rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)])
+        rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)])
+        warm, warm_mem, out = timed(scan_cmd, env)
+        data = json.loads(out)
+        found = sum(s["found"] for s in data["sources"])
+        results.append((count, n_literals, rg_all, rg_tok, warm, warm_mem, cold, found))
+        print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, "
+              f"scan {warm:.1f} s (cold {cold:.1f} s), found {found}")
+    load = os.getloadavg()[0]
+    print(f"\n{size / 1e6:,.0f} MB CSV, {spread:,} canary rows, {args.jobs} scan processes, "
+          f"{os.cpu_count()} CPUs, load average {load:.2f}\n")
+    print("| canaries | literals | rg -F all literals | rg -F token writings | canary scan | vs rg all "
+          "| vs rg tokens | scan peak RSS | first scan (compiles) | canaries found |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for count, n_lit, rg_all, rg_tok, warm, mem, cold, found in results:
+        def rate(seconds):
+            return f"{seconds:.1f} s ({size / seconds / 1e6:,.0f} MB/s)"
+        print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(warm)} | {rg_all / warm:.1f}x "
+              f"| {rg_tok / warm:.1f}x | {mem:,.0f} MB | {cold:.1f} s | {found:,} |")
+
+
+if __name__ == "__main__":
+    main()

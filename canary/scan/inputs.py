@@ -1,0 +1,437 @@
+"""What to scan: files and folders, opened whatever they are, as UTF-8 byte chunks.
+
+``walk(paths)`` yields, in path order, either
+
+* ``SlicedFile``: a plain UTF-8 (or ASCII, or binary) file, which workers read
+  themselves in slices cut at line ends (``read_slice``): no copy through
+  the main process, the fast path for big CSV and SQL files; or
+* ``Stream``: anything that must be decoded in order (gzip, bz2, xz, zip
+  members, tar members, nested archives, XLSX sheets, Latin-1/CP1252 and
+  UTF-16 text, transcoded to UTF-8), as an iterator of chunks cut at line
+  ends.
+
+Containers are recognised by their first bytes, not their names. Nothing is
+read whole: archives are streamed member by member (a zip inside a zip is
+spooled to a temporary file, zip needing to seek). A member that cannot be
+read is reported through ``on_problem`` and skipped; the walk goes on.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+import lzma
+import os
+import re
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from canary.errors import CanaryError
+
+CHUNK = 16 << 20
+MAX_LINE = 1 << 20  # past this without a line end, cut anyway (with OVERLAP)
+OVERLAP = 4096  # bytes re-read after a cut inside a line: longer than any literal
+SNIFF = 64 << 10
+SPOOL = 64 << 20
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, lzma.LZMAError,
+               tarfile.TarError, ValueError, KeyError, RuntimeError, NotImplementedError)
+
+
+@dataclass
+class Unit:
+    """One scanned text: a file, or a member of an archive, or a sheet."""
+
+    id: int
+    file: str
+    member: str | None = None
+    container: str = "plain"  # plain, gzip, bz2, xz, zip, tar, xlsx, and chains "zip>gzip"
+    encoding: str = "utf-8"
+    bytes: int = 0  # UTF-8 bytes scanned
+    header: str = ""  # first line, for the export shape
+    problem: str | None = None
+
+
+@dataclass
+class SlicedFile:
+    unit: Unit
+    path: str
+    size: int
+
+
+@dataclass
+class Stream:
+    unit: Unit
+    chunks: Iterator[tuple[bytes, int]]  # (data, limit): see "chunks" below
+    progress: Callable[[], int] = field(default=lambda: 0)  # raw bytes of the file read so far
+
+
+Problem = Callable[[str, str | None, str], None]  # (file, member, message)
+
+
+def walk(paths: Iterable[str | os.PathLike], on_problem: Problem, chunk: int = CHUNK,
+         ) -> Iterator[SlicedFile | Stream]:
+    counter = iter(range(1 << 62))
+    for top in paths:
+        top = Path(top)
+        if not top.exists():
+            raise CanaryError(f"{top}: no such file or folder")
+        files = [top] if not top.is_dir() else sorted(p for p in top.rglob("*") if p.is_file())
+        for path in files:
+            try:
+                yield from _open_file(path, counter, on_problem, chunk)
+            except READ_ERRORS as err:
+                on_problem(str(path), None, _describe(err))
+
+
+def total_size(paths: Iterable[str | os.PathLike]) -> int:
+    size = 0
+    for top in map(Path, paths):
+        files = [top] if not top.is_dir() else (p for p in top.rglob("*") if p.is_file())
+        size += sum(p.stat().st_size for p in files if p.exists())
+    return size
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return f"{type(err).__name__}: {text}"[:300]
+
+
+# -- containers ------------------------------------------------------------------------------
+
+
+def _kind(head: bytes) -> str:
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh":
+        return "bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    return "text"
+
+
+def _open_file(path: Path, counter, on_problem: Problem, chunk: int):
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF)
+    kind = _kind(head)
+    if kind == "text":
+        encoding = sniff_encoding(head, complete=size <= SNIFF)
+        unit = Unit(next(counter), str(path), encoding=encoding)
+        if encoding == "utf-8":
+            yield SlicedFile(unit, str(path), size)
+            return
+    if kind == "zip":  # zipfile seeks: give it the file itself
+        with open(path, "rb") as handle:
+            yield from _zip(handle, str(path), None, "zip", counter, on_problem, chunk, handle.tell)
+        return
+    handle = _Counting(open(path, "rb"))
+    try:
+        yield from _open_stream(handle, str(path), None, "", counter, on_problem, chunk, handle.tell)
+    finally:
+        handle.close()
+
+
+def _open_stream(stream: BinaryIO, file: str, member: str | None, chain: str, counter,
+                 on_problem: Problem, chunk: int, progress) -> Iterator[Stream]:
+    head, stream = _peek(stream, SNIFF)
+    kind = _kind(head)
+    label = f"{chain}>{kind}" if chain else kind
+    if kind in ("gzip", "bz2", "xz"):
+        if kind == "gzip":
+            inner = gzip.GzipFile(fileobj=stream, mode="rb")
+        else:
+            inner = (bz2.BZ2File if kind == "bz2" else lzma.LZMAFile)(stream, mode="rb")
+        yield from _open_stream(inner, file, member, label, counter, on_problem, chunk, progress)
+    elif kind == "zip":
+        yield from _zip(stream, file, member, label, counter, on_problem, chunk, progress)
+    elif kind == "tar":
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for entry in archive:
+                if not entry.isfile():
+                    continue
+                inner = archive.extractfile(entry)
+                name = f"{member}/{entry.name}" if member else entry.name
+                yield from _guarded(inner, file, name, label, counter, on_problem, chunk, progress)
+    else:
+        encoding = sniff_encoding(head, complete=len(head) < SNIFF)
+        unit = Unit(next(counter), file, member, chain or "plain", encoding)
+        yield Stream(unit, _chunks(_transcode(stream, encoding), chunk, unit, on_problem), progress)
+
+
+def _guarded(inner: BinaryIO, file: str, member: str, chain: str, counter, on_problem, chunk, progress):
+    try:
+        yield from _open_stream(inner, file, member, chain, counter, on_problem, chunk, progress)
+    except READ_ERRORS as err:
+        on_problem(file, member, _describe(err))
+
+
+def _zip(stream: BinaryIO, file: str, member: str | None, label: str, counter, on_problem, chunk, progress):
+    seekable = stream if getattr(stream, "seekable", lambda: False)() else None
+    spool = None
+    if seekable is None:
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL)
+        while block := stream.read(1 << 20):
+            spool.write(block)
+        spool.seek(0)
+        seekable = spool
+    try:
+        with zipfile.ZipFile(seekable) as archive:
+            names = archive.namelist()
+            if "xl/workbook.xml" in names:
+                yield from _xlsx(seekable, file, member, label.replace("zip", "xlsx"), counter, on_problem,
+                                 chunk, progress)
+                return
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                name = f"{member}/{info.filename}" if member else info.filename
+                try:
+                    inner = archive.open(info)
+                except (RuntimeError, NotImplementedError, zipfile.BadZipFile) as err:
+                    on_problem(file, name, _describe(err))
+                    continue
+                with inner:
+                    yield from _guarded(inner, file, name, label, counter, on_problem, chunk, progress)
+    finally:
+        if spool is not None:
+            spool.close()
+
+
+def _xlsx(seekable: BinaryIO, file: str, member: str | None, label: str, counter, on_problem, chunk, progress):
+    from canary.scan.spreadsheet import sheets
+
+    seekable.seek(0)
+    for title, lines in sheets(seekable):
+        name = f"{member}#{title}" if member else f"#{title}"
+        unit = Unit(next(counter), file, name, label, "utf-8")
+        yield Stream(unit, _chunks(_LineReader(lines), chunk, unit, on_problem), progress)
+
+
+# -- encodings -------------------------------------------------------------------------------
+
+
+def sniff_encoding(head: bytes, complete: bool = False) -> str:
+    """utf-8 (also plain ASCII and unknown binary), utf-16-le/be (BOM or NUL pattern), or cp1252."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    sample = head[:4096]
+    if len(sample) >= 8:
+        odd_nuls, even_nuls = sample[1::2].count(0), sample[0::2].count(0)
+        if odd_nuls > len(sample) * 0.4 and even_nuls < len(sample) * 0.05:
+            return "utf-16-le"
+        if even_nuls > len(sample) * 0.4 and odd_nuls < len(sample) * 0.05:
+            return "utf-16-be"
+    if head.isascii() or b"\x00" in sample:
+        return "utf-8"
+    try:
+        head.decode("utf-8") if complete else codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
+def _transcode(stream: BinaryIO, encoding: str) -> BinaryIO:
+    if encoding == "utf-8":
+        return stream
+    return _Transcoder(stream, encoding)
+
+
+class _Transcoder:
+    """A binary reader giving UTF-8 for a stream in another encoding (CP1252 falls
+    back to Latin-1 for its five undefined bytes)."""
+
+    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+        errors = "canary-latin1" if encoding == "cp1252" else "replace"
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors=errors)
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            raw = self._stream.read(size if size > 0 else CHUNK)
+            text = self._decoder.decode(raw, final=not raw)
+            if text or not raw:
+                return text.encode("utf-8")
+
+
+def _latin1_fallback(err: UnicodeDecodeError):
+    return err.object[err.start:err.end].decode("latin-1"), err.end
+
+
+codecs.register_error("canary-latin1", _latin1_fallback)
+
+
+# -- chunks ---------------------------------------------------------------------------------
+# A chunk is (data, limit): matches starting before ``limit`` are its own. Chunks end
+# at a line end, before a bare "{" line when one is near (a pretty-printed JSON record
+# stays whole); a line longer than MAX_LINE is cut, the chunk then carries OVERLAP
+# bytes past ``limit`` so a value across the cut is still seen whole.
+
+_RECORD_START = re.compile(rb"\n[ \t]*\{[ \t]*\r?\n")
+NEAR = 8192
+
+
+def _cut(window: bytes) -> int:
+    """Offset just after the line end where to cut in ``window`` (which starts at a
+    line's last byte or before), or -1."""
+    found = _RECORD_START.search(window, 0, NEAR)
+    if found:
+        return found.start() + 1
+    return window.find(b"\n") + 1 or -1
+
+
+def _stream_cut(data: bytes) -> int:
+    """Cut offset for a streamed chunk: after its last line end, or before the last
+    bare "{" line just above it; -1 without any line end."""
+    last = data.rfind(b"\n")
+    if last < 0:
+        return -1
+    best = last + 1
+    for found in _RECORD_START.finditer(data, max(0, last - NEAR), last + 1):
+        best = found.start() + 1
+    return best
+
+
+def _chunks(stream: BinaryIO, size: int, unit: Unit, on_problem: Problem) -> Iterator[tuple[bytes, int]]:
+    rest = b""
+    try:
+        while True:
+            block = stream.read(size)
+            if not block:
+                break
+            data = rest + block if rest else block
+            cut = _stream_cut(data)
+            if cut <= 0 and len(data) < max(size, MAX_LINE):
+                rest = data
+                continue
+            if cut <= 0:  # one huge line: cut it, keep a little past the cut
+                limit = len(data) - OVERLAP
+                yield _counted(unit, data, limit), limit
+                rest = data[limit:]
+                continue
+            yield _counted(unit, data[:cut], cut), cut
+            rest = data[cut:]
+        if rest:
+            yield _counted(unit, rest, len(rest)), len(rest)
+    except READ_ERRORS as err:
+        unit.problem = f"stopped after {unit.bytes:,} bytes: {_describe(err)}"
+        on_problem(unit.file, unit.member, unit.problem)
+    except UnicodeError as err:
+        on_problem(unit.file, unit.member, _describe(err))
+
+
+def _counted(unit: Unit, data: bytes, limit: int) -> bytes:
+    if not unit.bytes:
+        unit.header = header_of(data)
+    unit.bytes += limit
+    return data
+
+
+def header_of(data: bytes) -> str:
+    end = data.find(b"\n", 0, 4096)
+    return data[: end if end >= 0 else 4096].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r")
+
+
+def _boundary(handle: BinaryIO, position: int) -> int | None:
+    """Where a slice boundary near ``position`` falls (the same for both neighbours),
+    or None when no line ends within MAX_LINE (hard cut at ``position``)."""
+    handle.seek(position - 1)
+    window = handle.read(MAX_LINE + 1)
+    at = _cut(window)
+    return None if at < 0 else position - 1 + at
+
+
+def read_slice(path: str, start: int, end: int, size: int) -> tuple[bytes, int]:
+    """(data, limit) for the lines of ``path`` that start in its slice [start, end)."""
+    with open(path, "rb") as handle:
+        begin = 0 if start == 0 else _boundary(handle, start)
+        if begin is None:
+            begin = start
+        if begin >= end and start > 0:
+            return b"", 0
+        finish = size if end >= size else _boundary(handle, end)
+        extra = 0
+        if finish is None:
+            finish, extra = end, min(OVERLAP, size - end)
+        if finish <= begin:
+            return b"", 0
+        handle.seek(begin)
+        data = handle.read(finish + extra - begin)
+        return data, finish - begin
+
+
+def _peek(stream: BinaryIO, size: int) -> tuple[bytes, BinaryIO]:
+    head = stream.read(size)
+    return head, _Chained(head, stream)
+
+
+class _Chained:
+    """A binary reader returning ``head`` then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._stream.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._stream.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+class _Counting:
+    """A file that tells how many bytes were read (the progress bar)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle, self._read = handle, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._read += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._read
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class _LineReader:
+    def __init__(self, lines: Iterator[bytes]) -> None:
+        self._lines, self._rest = lines, b""
+
+    def read(self, size: int = CHUNK) -> bytes:
+        parts, total = [self._rest], len(self._rest)
+        for line in self._lines:
+            parts.append(line)
+            total += len(line)
+            if total >= size:
+                break
+        self._rest = b""
+        return b"".join(parts)

@@ -1,0 +1,192 @@
+"""The compiled pattern set: every literal the matcher looks for, and whose it is.
+
+Built from the registry (``scanstore.pattern_rows``: every canary, retired
+ones included) and cached on disk (``cache.py``). Per canary:
+
+* tokens, written every way ``forms`` knows: the email, access code, DNS
+  label and portal login as they are; each phone as its 9 national digits and
+  in pairs with " ", "." or "-" (the prefix, "0", "+33", "0033"... is read
+  back around the hit); the NIR's 13-character body, plain and spaced;
+* one part of its identity fingerprint (surname, first name or birth date:
+  ``prefilter.choose``), for files whose contact columns were stripped.
+
+Each literal has a role (what kind of value it is) and owners (canary
+indexes). Most have one role and one owner, stored in flat arrays; the others
+(a date or surname shared by several canaries) in ``multi``.
+"""
+
+from __future__ import annotations
+
+import array
+import marshal
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from canary.model import TokenKind
+from canary.scan import forms, prefilter
+from canary.scan.engines import ENGINES, Engine
+
+# Bump when literals, roles or the payload layout change: old caches are then ignored.
+PATTERN_VERSION = 4
+
+EMAIL, URL_CODE, DNS_LABEL, LOGIN = 1, 2, 3, 4
+PHONE_ROLES = {"": 5, " ": 6, ".": 7, "-": 8}
+PHONE_SEP = {role: sep for sep, role in PHONE_ROLES.items()}
+NIR_PLAIN, NIR_SPACED = 9, 10
+SURNAME, FIRST_NAME, BIRTH_DATE = 11, 12, 13
+FINGERPRINT_ROLES = (SURNAME, FIRST_NAME, BIRTH_DATE)
+ROLE_KIND = {EMAIL: "email", URL_CODE: "url_code", DNS_LABEL: "dns_label", LOGIN: "portal_login",
+             **{r: "phone" for r in PHONE_ROLES.values()}, NIR_PLAIN: "nir", NIR_SPACED: "nir",
+             SURNAME: "fingerprint", FIRST_NAME: "fingerprint", BIRTH_DATE: "fingerprint"}
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryInfo:
+    """What verification needs of one canary (folded names, no full identity)."""
+
+    id: int
+    names: tuple[bytes, ...]  # folded used and birth surnames
+    first_names: tuple[bytes, ...]  # the usual first name, folded ("jean-pierre", "jean pierre")
+    born: int  # birth date ordinal
+    nir_key: str  # the NIR's 2-digit key
+    password: str  # portal password: corroborates a portal login
+    numeric_login: bool
+    probes: tuple[bytes, ...] = ()  # longest lower-case ASCII piece of each surname
+
+    def to_tuple(self) -> tuple:
+        return (self.id, self.names, self.first_names, self.born, self.nir_key, self.password,
+                self.numeric_login, self.probes)
+
+
+@dataclass
+class PatternSet:
+    key: str
+    engine_name: str
+    roles: bytes  # role per literal; 0 when the literal has several roles
+    lengths: array.array  # literal byte lengths ('H')
+    owners: array.array  # canary index, or -(1 + i) for multi[i] ('i')
+    multi: list[tuple[tuple[int, int], ...]]  # ((role, canary index), ...)
+    canaries: list[CanaryInfo]
+    literals: list[bytes] | None = None  # kept only until compiled
+    engine: Engine | None = None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def entries(self, literal: int) -> tuple[tuple[int, int], ...]:
+        owner = self.owners[literal]
+        if owner >= 0:
+            return ((self.roles[literal], owner),)
+        return self.multi[-owner - 1]
+
+    def compile(self) -> None:
+        self.engine = ENGINES[self.engine_name].compile(self.literals or [])
+
+    # -- serialisation (cache) -----------------------------------------------------------
+    def dumps(self) -> bytes:
+        blob = self.engine.dumps() if self.engine is not None else None
+        return marshal.dumps({
+            "key": self.key, "engine": self.engine_name, "db": blob,
+            "roles": self.roles, "lengths": self.lengths.tobytes(), "owners": self.owners.tobytes(),
+            "multi": self.multi, "canaries": [c.to_tuple() for c in self.canaries],
+            "literals": self.literals if blob is None else None,
+        })
+
+    @classmethod
+    def loads(cls, payload: bytes) -> "PatternSet":
+        data = marshal.loads(payload)
+        lengths, owners = array.array("H"), array.array("i")
+        lengths.frombytes(data["lengths"])
+        owners.frombytes(data["owners"])
+        patterns = cls(key=data["key"], engine_name=data["engine"], roles=data["roles"], lengths=lengths,
+                       owners=owners, multi=[tuple(tuple(p) for p in m) for m in data["multi"]],
+                       canaries=[CanaryInfo(*c) for c in data["canaries"]], literals=data["literals"])
+        if data["db"] is not None:
+            patterns.engine = ENGINES[patterns.engine_name].loads(data["db"])
+        else:
+            patterns.compile()
+        return patterns
+
+
+def build(rows: Sequence, engine_name: str, key: str = "", today: date | None = None) -> PatternSet:
+    """Literals, roles and owners for ``rows`` (scanstore.PatternRow), not compiled yet."""
+    found: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+    infos: list[CanaryInfo] = []
+    parts: list[prefilter.Parts] = []
+    originals: dict[bytes, set[str]] = defaultdict(set)
+
+    def add(literal: bytes, role: int, index: int) -> None:
+        if len(literal) >= 3:
+            found[literal.lower()].append((role, index))
+
+    for index, row in enumerate(rows):
+        who = row.identity
+        email = ""
+        numeric_login = False
+        for kind, value in row.tokens:
+            kind = TokenKind(kind)
+            if kind is TokenKind.EMAIL:
+                email = value.lower()
+                add(value.encode(), EMAIL, index)
+            elif kind is TokenKind.URL_CODE:
+                add(value.encode(), URL_CODE, index)
+            elif kind is TokenKind.DNS_LABEL:
+                add(value.encode(), DNS_LABEL, index)
+            elif kind is TokenKind.PHONE:
+                for sep, literal in forms.phone_literals(value).items():
+                    add(literal, PHONE_ROLES[sep], index)
+            elif kind is TokenKind.NIR:
+                literals = forms.nir_literals(value)
+                add(literals["plain"], NIR_PLAIN, index)
+                add(literals["spaced"], NIR_SPACED, index)
+        for kind, value in row.tokens:
+            if TokenKind(kind) is TokenKind.PORTAL_LOGIN and value.lower() != email:
+                numeric_login = value.isdigit()
+                add(value.encode(), LOGIN, index)
+        surnames = [who.get("last_name") or "", who.get("birth_name") or ""]
+        first_names = list(who.get("first_names") or [])
+        for name in surnames + first_names[:1]:
+            originals[b" ".join(forms.fold_bytes(name).split())].add(name)
+        born = date.fromisoformat(who["birth_date"])
+        folded_first = forms.folded_names(*first_names[:1])  # the usual first name, as written or spaced
+        infos.append(CanaryInfo(
+            id=row.canary_id, names=forms.folded_names(*surnames), first_names=folded_first,
+            born=born.toordinal(), nir_key=str(who.get("nir", ""))[13:15],
+            password=str(who.get("portal_password") or ""), numeric_login=numeric_login,
+            probes=forms.probes(*surnames),
+        ))
+        parts.append(prefilter.Parts(surnames=forms.folded_names(*surnames),
+                                     first_name=folded_first[0] if folded_first else "", born=born))
+
+    for (kind, value), members in prefilter.choose(parts, today):
+        if kind == "date":
+            literals, role = forms.date_literals(value), BIRTH_DATE
+        else:
+            names = value if kind == "surname" else (value,)
+            literals = set().union(*(forms.name_literals(o) for n in names
+                                     for o in originals[n] or {n.decode()}))
+            role = SURNAME if kind == "surname" else FIRST_NAME
+        for literal in literals:
+            for index in members:
+                add(literal, role, index)
+    return _finish(found, infos, engine_name, key)
+
+
+def _finish(found: dict[bytes, list[tuple[int, int]]], infos: list[CanaryInfo], engine_name: str,
+            key: str) -> PatternSet:
+    literals = list(found)
+    roles = bytearray(len(literals))
+    lengths = array.array("H", (min(len(lit), 65535) for lit in literals))
+    owners = array.array("i", bytes(4 * len(literals)))
+    multi: list[tuple[tuple[int, int], ...]] = []
+    for i, literal in enumerate(literals):
+        entries = tuple(dict.fromkeys(found[literal]))
+        if len(entries) == 1:
+            roles[i], owners[i] = entries[0]
+        else:
+            multi.append(entries)
+            owners[i] = -len(multi)
+    return PatternSet(key=key, engine_name=engine_name, roles=bytes(roles), lengths=lengths, owners=owners,
+                      multi=multi, canaries=infos, literals=literals)

@@ -1,0 +1,252 @@
+"""From raw literal hits in a chunk to confirmed matches.
+
+The matcher reports every place a literal occurs; most fingerprint hits are
+ordinary people sharing a canary's surname or birth date. Here each hit is
+checked where it sits:
+
+* tokens: not inside a longer value (``x0612345678``, ``ab@mel.fr.com``),
+  and phones/NIRs read with their prefix or key to name the writing;
+* fingerprint part: the record (``records.bounds``) must hold the canary's
+  surname (used or birth), a first name AND its birth date, in any writing,
+  case and accents ignored. A name alone is never a match;
+* weak tokens: a NIR may belong to a real person (the identity generator
+  draws plausible ones) and portal logins look like anyone's ("jdupont58",
+  8-10 digit numbers), so they count only when the same record also holds
+  another sign of the same canary (a name or its birth date for a NIR; its
+  password, birth date or another token for a login). Unconfirmed ones are
+  kept apart and reported as such.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import NamedTuple
+
+from canary.scan import forms, patterns, records
+from canary.scan.patterns import (
+    BIRTH_DATE, DNS_LABEL, EMAIL, FIRST_NAME, LOGIN, NIR_PLAIN, NIR_SPACED, PHONE_SEP, SURNAME, URL_CODE,
+)
+
+MAX_TEXT = 120  # matched text kept per match
+MAX_RECORD_TEXT = 600  # record kept per match, for the export shape
+NAMES_APART = 80  # most bytes between a surname and the first name of one person
+DATE_APART = 100  # most bytes between those names and the birth date
+
+_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") | frozenset(range(0x80, 0x100))
+_EMAIL_CHARS = _WORD | frozenset(b"._%+-")
+_CODE_CHARS = _WORD | frozenset(b"-_")
+_LOGIN_CHARS = _WORD | frozenset(b"._-+")
+_DIGITS = frozenset(b"0123456789")
+# A name inside an email, a host name or a compound ("Jean" in "Jean-Pierre") is not that name.
+_NAME_EDGE = _WORD | frozenset(b".@-")
+_LABEL = re.compile(rb'"[^"\n]{1,40}"\s*:|(?:^|\n)[^:\n;,|\t]{1,30}:')
+_DELIMITER_RUN = re.compile(rb"[\s\"']*[;,|\t\n][\s;,|\t\n\"']*")
+
+
+class Found(NamedTuple):
+    """One match in a chunk (offsets relative to the chunk)."""
+
+    canary: int  # index in PatternSet.canaries
+    kind: str  # email, phone, url_code, dns_label, portal_login, nir, fingerprint
+    form: str  # the writing: "0X XX XX XX XX", "dd/mm/yyyy"...
+    start: int
+    text: str
+    confirmed: bool
+    record: str  # the record around it (capped), for the export shape
+
+
+class _Record:
+    __slots__ = ("start", "end", "raw", "_lower", "_folded", "_plain", "_dates")
+
+    def __init__(self, chunk: bytes, pos: int) -> None:
+        self.start, self.end = records.bounds(chunk, pos)
+        self.raw = chunk[self.start:self.end]
+        self._lower: bytes | None = None
+        self._folded: bytes | None = None
+        self._dates: dict[int, list[str]] | None = None
+
+    def holds(self, probes: tuple[bytes, ...]) -> bool:
+        """Cheap first test: a lower-case ASCII piece of a surname is in the raw bytes."""
+        if self._lower is None:
+            self._lower = self.raw.lower()
+        return any(p in self._lower for p in probes)
+
+    @property
+    def folded(self) -> bytes:
+        if self._folded is None:
+            text = self.raw.decode("utf-8", "replace")
+            if "\\u" in text:
+                text = _unescape(text)
+            self._plain = forms.plain_bytes(text)
+            self._folded = self._plain.translate(forms.SPACES)
+        return self._folded
+
+    def dates(self) -> dict[int, list[tuple[str, int, int]]]:
+        if self._dates is None:
+            self._dates = {}
+            self.folded  # noqa: B018 (computes _plain)
+            for day, fmt, start, end in forms.dates_at(self._plain.decode("ascii")):
+                self._dates.setdefault(day.toordinal(), []).append((fmt, start, end))
+        return self._dates
+
+    def places(self, word: bytes) -> list[tuple[int, int]]:
+        """(start, end) of each whole-word occurrence of a folded word."""
+        text, size, out = self.folded, len(word), []
+        at = text.find(word)
+        while at >= 0:
+            if (at == 0 or text[at - 1] not in _NAME_EDGE) and \
+                    (at + size >= len(text) or text[at + size] not in _NAME_EDGE):
+                out.append((at, at + size))
+            at = text.find(word, at + 1)
+        return out
+
+    def has_any(self, words: tuple[bytes, ...]) -> bool:
+        return any(self.places(w) for w in words)
+
+    def named(self, surnames: tuple[bytes, ...], first_names: tuple[bytes, ...]) -> tuple[int, int] | None:
+        """(start, end) of a surname and first name written as one person's: two different
+        words, close, with at most one other field between them (a birth or middle name);
+        "Marion" as someone's first name and "Jean" in their doctor's or street's name is
+        no "Jean Marion"."""
+        firsts = [place for name in first_names for place in self.places(name)]
+        if not firsts:
+            return None
+        for surname in surnames:
+            for s_start, s_end in self.places(surname):
+                for f_start, f_end in firsts:
+                    if not (s_end <= f_start or f_end <= s_start):
+                        continue
+                    low, high = min(s_end, f_end), max(s_start, f_start)
+                    if high - low <= NAMES_APART and _one_field_apart(self.folded[low:high]):
+                        return min(s_start, f_start), max(s_end, f_end)
+        return None
+
+    def born_near(self, ordinal: int, span: tuple[int, int]) -> str | None:
+        """The writing of the birth date ``ordinal`` near ``span`` (the names), or None."""
+        for fmt, start, end in self.dates().get(ordinal, ()):
+            if start - span[1] <= DATE_APART and span[0] - end <= DATE_APART:
+                return fmt
+        return None
+
+
+def _one_field_apart(gap: bytes) -> bool:
+    gap = _LABEL.sub(b";", gap)  # JSON keys and "Label:" of pastes separate fields
+    runs = _DELIMITER_RUN.findall(gap)
+    return len(runs) <= 2 and len(_DELIMITER_RUN.sub(b"", gap)) <= 40
+
+
+_U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _unescape(text: str) -> str:
+    """JSON ``\\u00e9`` escapes decoded (ensure_ascii dumps write accents so)."""
+    return _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+def _boundary(chunk: bytes, start: int, end: int, chars: frozenset) -> bool:
+    return (start == 0 or chunk[start - 1] not in chars) and (end >= len(chunk) or chunk[end] not in chars)
+
+
+def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Found]:
+    """Confirmed (and unconfirmed weak) matches for a chunk's raw hits."""
+    lengths, infos = ps.lengths, ps.canaries
+    recs: dict[int, _Record] = {}
+    strong: list[Found] = []
+    weak: list[tuple[int, int, int, int, str, str]] = []  # (canary, role, start, end, form, text)
+    fingerprints: set[tuple[int, int]] = set()
+
+    def record_at(pos: int) -> _Record:
+        line = chunk.rfind(b"\n", 0, pos) + 1
+        rec = recs.get(line)
+        if rec is None or not rec.start <= pos < rec.end:
+            rec = recs[line] = _Record(chunk, pos)
+        return rec
+
+    size = len(chunk)
+    for i in range(0, len(hits), 2):
+        literal, end = hits[i], hits[i + 1]
+        start = end - lengths[literal]
+        for role, index in ps.entries(literal):
+            if role >= SURNAME:  # a fingerprint part: cheap boundary test first
+                if role == BIRTH_DATE:
+                    if (start and chunk[start - 1] in _DIGITS) or (end < size and chunk[end] in _DIGITS):
+                        continue
+                elif not _boundary(chunk, start, end, _WORD):
+                    continue
+                rec = record_at(start)
+                if (index, rec.start) in fingerprints:
+                    continue
+                info = infos[index]
+                if not rec.holds(info.probes) or not info.first_names:
+                    continue
+                span = rec.named(info.names, info.first_names)
+                if span is None:
+                    continue
+                form = rec.born_near(info.born, span)
+                if form is None:
+                    continue
+                fingerprints.add((index, rec.start))
+                text = b" ".join((info.names[0], info.first_names[0])).decode("ascii", "replace")
+                strong.append(Found(index, "fingerprint", form, rec.start,
+                                    f"{text} {date.fromordinal(info.born).isoformat()}",
+                                    True, _cap(rec.raw)))
+            elif role in PHONE_SEP:
+                sep = PHONE_SEP[role]
+                read = forms.phone_form(chunk[max(0, start - 8):start], chunk[start:end],
+                                        chunk[end:end + 2], sep)
+                if read is not None:
+                    form, prefix = read
+                    strong.append(Found(index, "phone", form, start - prefix,
+                                        _text(chunk, start - prefix, end), True, ""))
+            elif role == NIR_PLAIN or role == NIR_SPACED:
+                if start and chunk[start - 1] in _WORD:
+                    continue
+                read = forms.nir_form("plain" if role == NIR_PLAIN else "spaced", chunk[end:end + 6],
+                                      infos[index].nir_key)
+                if read is not None:
+                    form, extra = read
+                    weak.append((index, role, start, end + extra, form, _text(chunk, start, end + extra)))
+            elif role == EMAIL:
+                if _boundary(chunk, start, end, _EMAIL_CHARS) and not _dotted_on(chunk, end) \
+                        and chunk[end:end + 1] != b"@":
+                    strong.append(Found(index, "email", "email", start, _text(chunk, start, end), True, ""))
+            elif role == URL_CODE or role == DNS_LABEL:
+                if _boundary(chunk, start, end, _CODE_CHARS):
+                    kind = "url_code" if role == URL_CODE else "dns_label"
+                    strong.append(Found(index, kind, kind, start, _text(chunk, start, end), True, ""))
+            elif role == LOGIN:
+                if _boundary(chunk, start, end, _LOGIN_CHARS) and chunk[end:end + 1] != b"@" \
+                        and not _dotted_on(chunk, end):
+                    weak.append((index, role, start, end, "portal login", _text(chunk, start, end)))
+    out = [f if f.record else f._replace(record=_cap(record_at(f.start).raw)) for f in strong]
+    strong_at = {(f.canary, record_at(f.start).start) for f in out if f.kind != "fingerprint"}
+    strong_at |= {(f.canary, f.start) for f in out if f.kind == "fingerprint"}
+    for index, role, start, end, form, text in weak:
+        rec = record_at(start)
+        info = infos[index]
+        kind = "portal_login" if role == LOGIN else "nir"
+        if (index, rec.start) in strong_at:
+            ok = True
+        elif role == LOGIN:
+            ok = bool(info.password) and info.password.encode() in rec.raw \
+                or info.born in rec.dates() or (info.numeric_login and rec.has_any(info.names))
+        else:
+            ok = rec.has_any(info.names) or rec.has_any(info.first_names) or info.born in rec.dates()
+        out.append(Found(index, kind, form, start, text, ok, _cap(rec.raw)))
+    return out
+
+
+def _dotted_on(chunk: bytes, end: int) -> bool:
+    """``value.more`` where more is a word: the value is part of a longer name."""
+    return chunk[end:end + 1] == b"." and end + 1 < len(chunk) and chunk[end + 1] in _WORD
+
+
+def _text(chunk: bytes, start: int, end: int) -> str:
+    return chunk[max(0, start):end][:MAX_TEXT].decode("utf-8", "replace")
+
+
+def _cap(raw: bytes) -> str:
+    return raw[:MAX_RECORD_TEXT].decode("utf-8", "replace")
+
+
