@@ -50,6 +50,8 @@ def near_misses(world, rng: random.Random) -> list[str]:
             f"Dupuis-Lemoine;{p.first_name};{p.birth_date:%d/%m/%Y};même prénom et date, autre nom",
             f"Kerbrat-Lemoine;{p.last_name};{p.birth_date:%d/%m/%Y};{'x' * 90};Dr {p.first_name} Rossi",
             f"{p.last_name} {p.first_name};sans date de naissance;{local}@gmail.com",
+            f"Durand;Paul;{p.birth_date:%d/%m/%Y};Dr {p.first_name} {p.last_name};{p.birth_date:%d/%m/%Y}",
+            f"{p.first_name}-Rose;{p.last_name}-Kerouac;{p.birth_date:%d/%m/%Y};prénom et nom composés",
             f"Durand;Paul;01/01/1960;{local}@orange.fr;{p.portal_login}@free.fr;x{p.portal_login}",
             f"Durand;Paul;01/01/1960;0{nsn}1;90{nsn};+33{nsn}7;{nsn[:4]} {nsn[4:]}",
             f"Durand;Paul;01/01/1960;{p.nir[:13]}{(int(p.nir[13:]) + 1) % 97:02d};{p.nir[:13]}123",

@@ -29,7 +29,7 @@ from canary.scan import forms, prefilter
 from canary.scan.engines import ENGINES, Engine
 
 # Bump when literals, roles or the payload layout change: old caches are then ignored.
-PATTERN_VERSION = 4
+PATTERN_VERSION = 5
 
 EMAIL, URL_CODE, DNS_LABEL, LOGIN = 1, 2, 3, 4
 PHONE_ROLES = {"": 5, " ": 6, ".": 7, "-": 8}
@@ -67,18 +67,27 @@ class PatternSet:
     roles: bytes  # role per literal; 0 when the literal has several roles
     lengths: array.array  # literal byte lengths ('H')
     owners: array.array  # canary index, or -(1 + i) for multi[i] ('i')
-    multi: list[tuple[tuple[int, int], ...]]  # ((role, canary index), ...)
+    multi: list[tuple[tuple[int, tuple[int, ...]], ...]]  # ((role, canary indexes), ...) by role
     canaries: list[CanaryInfo]
     literals: list[bytes] | None = None  # kept only until compiled
     engine: Engine | None = None
+    _probes: list | None = None
+
+    @property
+    def probes(self) -> list[tuple[bytes, ...]]:
+        """Surname probes by canary index (a flat list: read once per hit)."""
+        if self._probes is None:
+            self._probes = [c.probes for c in self.canaries]
+        return self._probes
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def entries(self, literal: int) -> tuple[tuple[int, int], ...]:
+    def entries(self, literal: int) -> tuple[tuple[int, tuple[int, ...]], ...]:
+        """((role, canary indexes), ...) of a literal."""
         owner = self.owners[literal]
         if owner >= 0:
-            return ((self.roles[literal], owner),)
+            return ((self.roles[literal], (owner,)),)
         return self.multi[-owner - 1]
 
     def compile(self) -> None:
@@ -101,7 +110,7 @@ class PatternSet:
         lengths.frombytes(data["lengths"])
         owners.frombytes(data["owners"])
         patterns = cls(key=data["key"], engine_name=data["engine"], roles=data["roles"], lengths=lengths,
-                       owners=owners, multi=[tuple(tuple(p) for p in m) for m in data["multi"]],
+                       owners=owners, multi=data["multi"],
                        canaries=[CanaryInfo(*c) for c in data["canaries"]], literals=data["literals"])
         if data["db"] is not None:
             patterns.engine = ENGINES[patterns.engine_name].loads(data["db"])
@@ -180,13 +189,16 @@ def _finish(found: dict[bytes, list[tuple[int, int]]], infos: list[CanaryInfo], 
     roles = bytearray(len(literals))
     lengths = array.array("H", (min(len(lit), 65535) for lit in literals))
     owners = array.array("i", bytes(4 * len(literals)))
-    multi: list[tuple[tuple[int, int], ...]] = []
+    multi: list[tuple[tuple[int, tuple[int, ...]], ...]] = []
     for i, literal in enumerate(literals):
         entries = tuple(dict.fromkeys(found[literal]))
         if len(entries) == 1:
             roles[i], owners[i] = entries[0]
         else:
-            multi.append(entries)
+            grouped: dict[int, list[int]] = defaultdict(list)
+            for role, index in entries:
+                grouped[role].append(index)
+            multi.append(tuple((role, tuple(indexes)) for role, indexes in grouped.items()))
             owners[i] = -len(multi)
     return PatternSet(key=key, engine_name=engine_name, roles=bytes(roles), lengths=lengths, owners=owners,
                       multi=multi, canaries=infos, literals=literals)

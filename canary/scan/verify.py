@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from canary.scan import forms, patterns, records
 from canary.scan.patterns import (
-    BIRTH_DATE, DNS_LABEL, EMAIL, FIRST_NAME, LOGIN, NIR_PLAIN, NIR_SPACED, PHONE_SEP, SURNAME, URL_CODE,
+    BIRTH_DATE, DNS_LABEL, EMAIL, LOGIN, NIR_PLAIN, NIR_SPACED, PHONE_SEP, SURNAME, URL_CODE,
 )
 
 MAX_TEXT = 120  # matched text kept per match
@@ -41,6 +41,8 @@ _DIGITS = frozenset(b"0123456789")
 # A name inside an email, a host name or a compound ("Jean" in "Jean-Pierre") is not that name.
 _NAME_EDGE = _WORD | frozenset(b".@-")
 _LABEL = re.compile(rb'"[^"\n]{1,40}"\s*:|(?:^|\n)[^:\n;,|\t]{1,30}:')
+# Canaries are patients: a name introduced by a practitioner's title is someone else.
+_PRACTITIONER = re.compile(rb"(?:^|[^a-z])(?:dr|docteur|pr|professeur|medecin)\.?\s+(?:[a-z-]+\s+)?$")
 _DELIMITER_RUN = re.compile(rb"[\s\"']*[;,|\t\n][\s;,|\t\n\"']*")
 
 
@@ -118,9 +120,13 @@ class _Record:
                     if not (s_end <= f_start or f_end <= s_start):
                         continue
                     low, high = min(s_end, f_end), max(s_start, f_start)
-                    if high - low <= NAMES_APART and _one_field_apart(self.folded[low:high]):
+                    if high - low <= NAMES_APART and _one_field_apart(self.folded[low:high]) \
+                            and not self._practitioner(s_start) and not self._practitioner(f_start):
                         return min(s_start, f_start), max(s_end, f_end)
         return None
+
+    def _practitioner(self, start: int) -> bool:
+        return bool(_PRACTITIONER.search(self.folded[max(0, start - 32):start]))
 
     def born_near(self, ordinal: int, span: tuple[int, int]) -> str | None:
         """The writing of the birth date ``ordinal`` near ``span`` (the names), or None."""
@@ -164,61 +170,81 @@ def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Foun
         return rec
 
     size = len(chunk)
+    roles, owners, multi = ps.roles, ps.owners, ps.multi
+    line_end = -1
+    line_start = 0
+    low: bytes | None = None
+    slow = False
+    tried: set[int] = set()  # canaries already checked on this line
+    probes = ps.probes
     for i in range(0, len(hits), 2):
         literal, end = hits[i], hits[i + 1]
         start = end - lengths[literal]
-        for role, index in ps.entries(literal):
-            if role >= SURNAME:  # a fingerprint part: cheap boundary test first
+        owner = owners[literal]
+        groups = ((roles[literal], (owner,)),) if owner >= 0 else multi[-owner - 1]
+        for role, indexes in groups:
+            if role >= SURNAME:  # a fingerprint part: the cheapest tests first
                 if role == BIRTH_DATE:
                     if (start and chunk[start - 1] in _DIGITS) or (end < size and chunk[end] in _DIGITS):
                         continue
                 elif not _boundary(chunk, start, end, _WORD):
                     continue
-                rec = record_at(start)
-                if (index, rec.start) in fingerprints:
-                    continue
-                info = infos[index]
-                if not rec.holds(info.probes) or not info.first_names:
-                    continue
-                span = rec.named(info.names, info.first_names)
-                if span is None:
-                    continue
-                form = rec.born_near(info.born, span)
-                if form is None:
-                    continue
-                fingerprints.add((index, rec.start))
-                text = b" ".join((info.names[0], info.first_names[0])).decode("ascii", "replace")
-                strong.append(Found(index, "fingerprint", form, rec.start,
-                                    f"{text} {date.fromordinal(info.born).isoformat()}",
-                                    True, _cap(rec.raw)))
-            elif role in PHONE_SEP:
-                sep = PHONE_SEP[role]
-                read = forms.phone_form(chunk[max(0, start - 8):start], chunk[start:end],
-                                        chunk[end:end + 2], sep)
-                if read is not None:
-                    form, prefix = read
-                    strong.append(Found(index, "phone", form, start - prefix,
-                                        _text(chunk, start - prefix, end), True, ""))
-            elif role == NIR_PLAIN or role == NIR_SPACED:
-                if start and chunk[start - 1] in _WORD:
-                    continue
-                read = forms.nir_form("plain" if role == NIR_PLAIN else "spaced", chunk[end:end + 6],
-                                      infos[index].nir_key)
-                if read is not None:
-                    form, extra = read
-                    weak.append((index, role, start, end + extra, form, _text(chunk, start, end + extra)))
-            elif role == EMAIL:
-                if _boundary(chunk, start, end, _EMAIL_CHARS) and not _dotted_on(chunk, end) \
-                        and chunk[end:end + 1] != b"@":
-                    strong.append(Found(index, "email", "email", start, _text(chunk, start, end), True, ""))
-            elif role == URL_CODE or role == DNS_LABEL:
-                if _boundary(chunk, start, end, _CODE_CHARS):
-                    kind = "url_code" if role == URL_CODE else "dns_label"
-                    strong.append(Found(index, kind, kind, start, _text(chunk, start, end), True, ""))
-            elif role == LOGIN:
-                if _boundary(chunk, start, end, _LOGIN_CHARS) and chunk[end:end + 1] != b"@" \
-                        and not _dotted_on(chunk, end):
-                    weak.append((index, role, start, end, "portal login", _text(chunk, start, end)))
+                if start >= line_end:  # hits come in order: a new line
+                    line_start = chunk.rfind(b"\n", 0, start) + 1
+                    line_end = chunk.find(b"\n", end)
+                    if line_end < 0:
+                        line_end = size
+                    low, tried = None, set()
+                    first = chunk[line_start:line_start + 1]
+                    # Short lines, indented or quoted ones may be part of a longer record
+                    # (pretty JSON, "Label: value" pastes); long ones are cut to a window.
+                    slow = line_end - line_start < 100 or first in (b" ", b"\t", b'"') \
+                        or line_end - line_start > records.LONG_LINE
+                    if not slow:
+                        low = chunk[line_start:line_end].lower()
+                for index in indexes:
+                    if index in tried:
+                        continue
+                    tried.add(index)
+                    if not slow:
+                        for probe in probes[index]:
+                            if probe in low:
+                                break
+                        else:
+                            continue
+                    found = _fingerprint(record_at(start), infos[index], index, fingerprints)
+                    if found is not None:
+                        strong.append(found)
+                continue
+            for index in indexes:
+                if role in PHONE_SEP:
+                    sep = PHONE_SEP[role]
+                    read = forms.phone_form(chunk[max(0, start - 8):start], chunk[start:end],
+                                            chunk[end:end + 2], sep)
+                    if read is not None:
+                        form, prefix = read
+                        strong.append(Found(index, "phone", form, start - prefix,
+                                            _text(chunk, start - prefix, end), True, ""))
+                elif role == NIR_PLAIN or role == NIR_SPACED:
+                    if start and chunk[start - 1] in _WORD:
+                        continue
+                    read = forms.nir_form("plain" if role == NIR_PLAIN else "spaced", chunk[end:end + 6],
+                                          infos[index].nir_key)
+                    if read is not None:
+                        form, extra = read
+                        weak.append((index, role, start, end + extra, form, _text(chunk, start, end + extra)))
+                elif role == EMAIL:
+                    if _boundary(chunk, start, end, _EMAIL_CHARS) and not _dotted_on(chunk, end) \
+                            and chunk[end:end + 1] != b"@":
+                        strong.append(Found(index, "email", "email", start, _text(chunk, start, end), True, ""))
+                elif role == URL_CODE or role == DNS_LABEL:
+                    if _boundary(chunk, start, end, _CODE_CHARS):
+                        kind = "url_code" if role == URL_CODE else "dns_label"
+                        strong.append(Found(index, kind, kind, start, _text(chunk, start, end), True, ""))
+                elif role == LOGIN:
+                    if _boundary(chunk, start, end, _LOGIN_CHARS) and chunk[end:end + 1] != b"@" \
+                            and not _dotted_on(chunk, end):
+                        weak.append((index, role, start, end, "portal login", _text(chunk, start, end)))
     out = [f if f.record else f._replace(record=_cap(record_at(f.start).raw)) for f in strong]
     strong_at = {(f.canary, record_at(f.start).start) for f in out if f.kind != "fingerprint"}
     strong_at |= {(f.canary, f.start) for f in out if f.kind == "fingerprint"}
@@ -235,6 +261,22 @@ def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Foun
             ok = rec.has_any(info.names) or rec.has_any(info.first_names) or info.born in rec.dates()
         out.append(Found(index, kind, form, start, text, ok, _cap(rec.raw)))
     return out
+
+
+def _fingerprint(rec: _Record, info, index: int, done: set) -> Found | None:
+    """A fingerprint match of canary ``index`` in ``rec``, or None."""
+    if (index, rec.start) in done or not rec.holds(info.probes) or not info.first_names:
+        return None
+    span = rec.named(info.names, info.first_names)
+    if span is None:
+        return None
+    form = rec.born_near(info.born, span)
+    if form is None:
+        return None
+    done.add((index, rec.start))
+    text = b" ".join((info.names[0], info.first_names[0])).decode("ascii", "replace")
+    return Found(index, "fingerprint", form, rec.start, f"{text} {date.fromordinal(info.born).isoformat()}",
+                 True, _cap(rec.raw))
 
 
 def _dotted_on(chunk: bytes, end: int) -> bool:
