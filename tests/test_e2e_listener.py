@@ -200,9 +200,11 @@ def test_junk_never_kills_the_service(served, alert_inbox):
     ] + junk[:10]
     for packet in http_junk:
         with socket.create_connection(("127.0.0.1", ports["http"]), timeout=5) as conn:
-            conn.sendall(packet)
-            conn.shutdown(socket.SHUT_WR)
+            # The server may answer and close (or reset) before we are done:
+            # that is a fine reaction to junk, not a failure of the test.
             try:
+                conn.sendall(packet)
+                conn.shutdown(socket.SHUT_WR)
                 conn.recv(65536)
             except OSError:
                 pass
