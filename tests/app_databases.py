@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from needs import missing
 
 # .ci/run exports CANARY_REAL_SCHEMAS; otherwise look beside the checkout.
 SCHEMAS = Path(os.environ.get("CANARY_REAL_SCHEMAS")
@@ -52,8 +53,8 @@ def module_database(env: str, what: str, prepare) -> Iterator[str]:  # noqa: ANN
 
 def require_dump(path: Path) -> Path:
     if not path.is_file():
-        pytest.skip(f"real schema {path.name} not found in {SCHEMAS} (CI provides it; "
-                    "set CANARY_REAL_SCHEMAS to its folder)")
+        missing("schemas", f"real schema {path.name} not found in {SCHEMAS} (CI provides it; "
+                "set CANARY_REAL_SCHEMAS to its folder)")
     return path
 
 

@@ -33,6 +33,7 @@ from canary.config import parse_config
 from canary.registry import Registry
 from listener.service import ListenerService
 from listener.telephony import twilio_signature
+from needs import missing
 from listener_helpers import (
     CANARY_BIN,
     EMAIL_DOMAIN,
@@ -131,8 +132,9 @@ def test_dns_answers_canary_names_with_authority_and_refuses_the_rest(served):
         h.canary_id == ids[13][0] for h in service.registry.list_hits(source="dpi-nantes")), 5)
 
 
-@pytest.mark.skipif(shutil.which("dig") is None, reason="dig not installed (apt-get install bind9-dnsutils)")
 def test_dig_sees_an_authoritative_answer_and_refused(served):
+    if shutil.which("dig") is None:
+        missing("dig", "dig not installed (apt-get install bind9-dnsutils)")
     service, _, _ = served
     port = str(service.ports()["dns"])
     out = subprocess.run(["dig", "@127.0.0.1", "-p", port, f"h4x14.{ZONE}", "A", "+norec", "+time=2"],
