@@ -13,6 +13,10 @@ Drip planting (migration ``0003``)::
 
     sources 1-n drip_slots                  (a planted slot -> its batch and canary)
 
+Scan reports (migration ``0004``)::
+
+    scan_reports                            (one ``canary scan`` run, its JSON report)
+
 * ``hits`` reference ``tokens``, ``canaries``, ``sources`` and ``incidents``
   (all nullable: a hit on a value that matches no token is still recorded) and
   copy the token ``kind``/``value`` and the source name, so a hit stays
@@ -285,5 +289,27 @@ drip_slots = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Index(None, "status", "due_at"),
     sa.Index(None, "source_id"),
+    sqlite_autoincrement=True,
+)
+
+
+# -- scan reports (0004) --------------------------------------------------------
+# One row per ``canary scan`` run: a few summary columns for the listing, and the
+# whole ``canary.scan/1`` JSON report as text. No reference to sources: a report
+# stays readable, as it was written, when a source it names is removed.
+
+scan_reports = sa.Table(
+    "scan_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("operator", sa.String(200), nullable=False),
+    sa.Column("inputs", sa.Text, nullable=False),  # the scanned paths, shortened
+    sa.Column("input_files", sa.Integer, nullable=False),  # files and archive members read
+    sa.Column("input_bytes", sa.BigInteger, nullable=False),
+    sa.Column("sources_found", sa.Integer, nullable=False),
+    sa.Column("canaries_found", sa.Integer, nullable=False),
+    sa.Column("report", sa.Text, nullable=False),  # canary.scan/1 JSON
+    sa.Index(None, "created_at"),
     sqlite_autoincrement=True,
 )
