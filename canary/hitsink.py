@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from canary.classify import ClassifyRules, classify
 from canary.hits import Hit, Observation, cap_evidence
@@ -34,13 +34,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class HitMetrics(Protocol):
+    """What the sink reports (listener/metrics.py's ListenerMetrics has it)."""
+
+    def hit(self, channel: str, classification: str) -> None: ...
+
+
 class RegistryHitSink:
     def __init__(self, registry: "Registry", index: TokenIndex, rules: ClassifyRules | None = None,
-                 alerter: "Alerter | None" = None) -> None:
+                 alerter: "Alerter | None" = None, metrics: HitMetrics | None = None) -> None:
         self.registry = registry
         self.index = index
         self.rules = rules or ClassifyRules()
         self.alerter = alerter
+        self.metrics = metrics  # counts stored hits; the listener sets it
 
     def known(self, kind: TokenKind, value: str) -> bool:
         """In-memory, no I/O (see TokenIndex)."""
@@ -67,6 +74,9 @@ class RegistryHitSink:
             )
             if match is not None and self.alerter is not None:
                 self.alerter.on_hit(tx, hit, match)
+        if self.metrics is not None:  # stored: counted once, never for a hit that was rolled back
+            self.metrics.hit(observation.channel.value, classification.value)
+        # Ids, source, channel and client address only: never the value (a token) or evidence.
         if match is not None:
             log.warning("hit #%d: canary #%d of source %s, %s via %s from %s",
                         hit.id, match.canary.id, match.source.name, classification.value,

@@ -21,14 +21,18 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from canary.hits import HitSink
 from listener.dnsconfig import SETTINGS, DnsConfig  # noqa: F401  (SETTINGS: merged by canary.config)
 from listener.dnshits import HitRecorder
 from listener.dnswire import Responder, truncated
 from listener.dnszone import ZoneSet
+from listener.metrics import NO_ANSWER, rcode_name
 from listener.ratelimit import DROP, RateLimiter
+
+if TYPE_CHECKING:
+    from listener.metrics import ListenerMetrics
 
 __all__ = ["DnsServer", "DnsConfig", "SETTINGS", "ZoneSet"]
 
@@ -42,7 +46,8 @@ SATURATED_FOR = 0.25  # ... for this many seconds (the hit worker then yields)
 
 class DnsServer:
     def __init__(self, config: DnsConfig, sink: HitSink, *, dns_zone: str,
-                 email_domains: Sequence[str] = (), zones: ZoneSet | None = None) -> None:
+                 email_domains: Sequence[str] = (), zones: ZoneSet | None = None,
+                 metrics: "ListenerMetrics | None" = None) -> None:
         self.config = config
         self.zones = zones or ZoneSet.build(config, dns_zone, email_domains)
         self.hits = HitRecorder(sink, config.hit_queue, busy=self._saturated)
@@ -60,12 +65,24 @@ class DnsServer:
         self._addresses: list[tuple[str, int]] = []
         self.counters = {"tcp_queries": 0, "tcp_refused": 0, "errors": 0}
         self._last_error_log = 0.0
+        # Responses by rcode (header byte 3, low nibble), per transport: plain lists of
+        # ints bumped on the fast path, summed by the metrics collector at scrape time.
+        self._rcodes: dict[str, list[int]] | None = None
+        if metrics is not None:
+            self._rcodes = {"udp": [0] * 16, "tcp": [0] * 16}
+            metrics.watch_dns(self)
 
     # -- lifecycle -----------------------------------------------------------
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         return list(self._addresses)
+
+    @property
+    def alive(self) -> bool:
+        """Started, serving (its event loop thread runs) and storing hits (its worker runs)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and bool(self._addresses) and self.hits.alive
 
     @property
     def loop_name(self) -> str:
@@ -77,6 +94,8 @@ class DnsServer:
         self._ready.clear()
         self._error = None
         self._readers = []
+        if self._rcodes is not None:  # counted since start(), like the readers' query counts
+            self._rcodes = {"udp": [0] * 16, "tcp": [0] * 16}
         self.hits.start()
         self._thread = threading.Thread(target=self._run, name="dns-listener", daemon=True)
         self._thread.start()
@@ -120,8 +139,25 @@ class DnsServer:
         stats["rrl_slipped"] = self.rate_limiter.slipped if self.rate_limiter is not None else 0
         stats["rrl_dropped"] = self.rate_limiter.dropped if self.rate_limiter is not None else 0
         stats.update(hits_queued=self.hits.queued, hits_stored=self.hits.stored,
-                     hits_failed=self.hits.failed, hits_refused=self.hits.refused)
+                     hits_failed=self.hits.failed, hits_refused=self.hits.refused,
+                     hits_pending=self.hits.pending())
         return stats
+
+    def query_counts(self) -> dict[tuple[str, str], int]:
+        """Queries since start() by (transport, response code name), NO_ANSWER for the
+        ones left unanswered; empty without metrics."""
+        if self._rcodes is None:
+            return {}
+        received = {"udp": sum(reader.queries for reader in self._readers), "tcp": self.counters["tcp_queries"]}
+        counts = {}
+        for transport, by_code in self._rcodes.items():
+            answered = 0
+            for code, count in enumerate(list(by_code)):
+                if count:
+                    counts[transport, rcode_name(code)] = count
+                    answered += count
+            counts[transport, NO_ANSWER] = max(received[transport] - answered, 0)
+        return counts
 
     # -- event loop thread ---------------------------------------------------
 
@@ -245,12 +281,13 @@ class _UdpReader:
         self._handle = server._responder.handle
         self._submit = server.hits.submit
         self._limit = server.rate_limiter.check if server.rate_limiter is not None else None
+        self._rcodes = server._rcodes["udp"] if server._rcodes is not None else None
         self.queries = 0
         self.send_errors = 0
 
     def readable(self) -> None:
         recvfrom, sendto = self._sock.recvfrom, self._sock.sendto
-        handle, submit, limit = self._handle, self._submit, self._limit
+        handle, submit, limit, rcodes = self._handle, self._submit, self._limit, self._rcodes
         now = time.monotonic()
         for count in range(UDP_BATCH):
             try:
@@ -272,6 +309,8 @@ class _UdpReader:
                         if action == DROP:
                             continue
                         response = truncated(response)
+                if rcodes is not None:
+                    rcodes[response[3] & 15] += 1
                 sendto(response, addr)
             except OSError:  # send buffer full (EAGAIN), unreachable client...: the client retries
                 self.send_errors += 1
@@ -319,6 +358,8 @@ class _TcpProtocol(asyncio.Protocol):
                     self.abort()
                     return
                 if response is not None:
+                    if self._server._rcodes is not None:
+                        self._server._rcodes["tcp"][response[3] & 15] += 1
                     self._transport.write(len(response).to_bytes(2, "big") + response)
         except Exception:
             self._server._failure("TCP")

@@ -29,6 +29,7 @@ from typing import Callable
 from canary.hits import Channel, HitSink, Observation
 from canary.model import TokenKind
 from listener.dnswire import Hit
+from listener.logs import error_text
 
 log = logging.getLogger("canary.listener.dns")
 RETRY_DELAYS = (0.05, 0.5, 2.0)
@@ -77,6 +78,12 @@ class HitRecorder:
         if not self._wake.is_set():
             self._wake.set()
         return True
+
+    @property
+    def alive(self) -> bool:
+        """The worker thread storing hits is running."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def pending(self) -> int:
         """Hits accepted and not yet handed to the sink."""
@@ -143,10 +150,11 @@ class HitRecorder:
                 self.stored += 1
                 return
             except Exception as err:
+                # Never the label itself: it is a canary token (see listener/logs.py).
                 if delay is None:
                     self.failed += 1
-                    log.error("DNS hit LOST for label %s from %s: %s", observation.value,
-                              observation.remote, err)
+                    log.error("DNS hit LOST from %s: %s", observation.remote, error_text(err),
+                              extra={"event": "dns-hit-lost"})
                     return
-                log.warning("storing DNS hit failed (%s), retrying in %.2f s", err, delay)
+                log.warning("storing DNS hit failed (%s), retrying in %.2f s", error_text(err), delay)
                 time.sleep(delay)

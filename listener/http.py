@@ -35,11 +35,14 @@ from canary.model import TokenKind
 from listener.proxy import TrustedProxies
 
 if TYPE_CHECKING:
+    from listener.metrics import ListenerMetrics
     from listener.telephony import TelephonyConfig
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "canary.http"
+METRICS_EXTENSION = "canary.metrics"
+FAILED = "canary.failed"  # set in the WSGI environ when handling failed: counted as an error
 HOOKS_BLUEPRINT = "canary_hooks"  # listener/telephony.py registers under this name
 DEFAULT_PORTAL_NAME = "Espace patient"
 MAX_SEGMENTS = 32  # path segments and query values looked at per request
@@ -117,19 +120,23 @@ class _Portal:
 
 
 def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChecker | None = None,
-               telephony: "TelephonyConfig | None" = None) -> Flask:
-    """The public HTTP app; ``telephony`` adds the provider webhooks.
-    A health check does not belong here: this app is what attackers see."""
+               telephony: "TelephonyConfig | None" = None, metrics: "ListenerMetrics | None" = None) -> Flask:
+    """The public HTTP app; ``telephony`` adds the provider webhooks, ``metrics`` counts requests.
+    A health check or /metrics does not belong here: this app is what attackers see (they
+    are on the admin address)."""
     app = Flask(__name__, static_folder=None, template_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body
     app.extensions[EXTENSION] = _build_portal(sink, config, credentials)
     app.before_request(_portal_view)
     app.register_error_handler(Exception, _on_error)
+    if metrics is not None:
+        app.extensions[METRICS_EXTENSION] = metrics
+        app.after_request(_count_request)
     if telephony is not None:
         from listener.telephony import register_hooks
 
-        register_hooks(app, sink, telephony, config.proxies)
+        register_hooks(app, sink, telephony, config.proxies, metrics=metrics)
     return app
 
 
@@ -188,6 +195,8 @@ def _portal_view() -> Response | None:
 
 
 def _on_error(error: Exception) -> Response:
+    if not isinstance(error, HTTPException):
+        request.environ[FAILED] = True
     if request.blueprint == HOOKS_BLUEPRINT:
         if isinstance(error, HTTPException):
             return Response(b"", status=error.code or 400)
@@ -196,6 +205,27 @@ def _on_error(error: Exception) -> Response:
     log.exception("portal request failed")
     portal: _Portal = current_app.extensions[EXTENSION]
     return (portal.failed_login if request.method == "POST" else portal.page).response()
+
+
+def _count_request(response: Response) -> Response:
+    """after_request (with metrics only): one count per answer, by route group and status."""
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    current_app.extensions[METRICS_EXTENSION].http_request(
+        route_group(current_app.extensions[EXTENSION], req), response.status_code,
+        error=bool(req.environ.get(FAILED)))
+    return response
+
+
+def route_group(portal: _Portal, req: Request) -> str:
+    """webhook: a provider callback route; portal: under the portal path or for a host
+    in our zone (canary links and hostnames); other: the rest (mostly internet-wide
+    scans), which gets the same portal page."""
+    if req.blueprint == HOOKS_BLUEPRINT and req.url_rule is not None:
+        return "webhook"
+    host = req.host.lower().partition(":")[0].rstrip(".")
+    if req.path.startswith(portal.config.portal_path) or host.endswith(portal.zone_suffix):
+        return "portal"
+    return "other"
 
 
 def _wants_image(req: Request) -> bool:
@@ -256,6 +286,7 @@ def _login_attempt(portal: _Portal, req: Request) -> _Found | None:
         try:
             expected = portal.credentials(login)
         except Exception:  # the registry is down: still a hit, outcome unknown
+            req.environ[FAILED] = True
             log.exception("could not check a portal password")
         else:
             credential = expected is not None and hmac.compare_digest(expected.encode("utf-8"),
@@ -273,6 +304,7 @@ def _record(portal: _Portal, req: Request, found: list[_Found]) -> None:
             portal.sink.observe(Observation(Channel.HTTP, kind, value, remote, evidence))
         except Exception:
             # The visitor gets the same page either way: a browser does not retry.
+            req.environ[FAILED] = True
             log.exception("could not record an HTTP hit (%s)", kind.value)
 
 

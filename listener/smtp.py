@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from aiosmtpd.controller import Controller
 
@@ -40,6 +40,9 @@ from canary.errors import ConfigError
 from canary.hits import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from listener.proxy import parse_bind
+
+if TYPE_CHECKING:
+    from listener.metrics import ListenerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +118,23 @@ class SmtpConfig:
 class CanaryHandler:
     """aiosmtpd handler: what to accept, record and keep."""
 
-    def __init__(self, sink: HitSink, config: SmtpConfig):
+    def __init__(self, sink: HitSink, config: SmtpConfig, metrics: "ListenerMetrics | None" = None):
         self.sink = sink
         self.config = config
+        self.metrics = metrics
         self._domains = frozenset(config.domains)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
+        metrics = self.metrics
         value = address.strip().lower()
         if value.rpartition("@")[2].rstrip(".") not in self._domains:
+            if metrics is not None:
+                metrics.smtp_recipient(accepted=False)
             return RELAY_DENIED
         if len(envelope.rcpt_tos) >= self.config.max_recipients:
+            if metrics is not None:
+                metrics.smtp_recipient(accepted=False)
             return "452 4.5.3 Too many recipients"
         evidence = {**_envelope_evidence(session, envelope), "stage": "rcpt", "rcpt": value}
         observation = Observation(Channel.SMTP, TokenKind.EMAIL, value, _peer_ip(session), cap_evidence(evidence))
@@ -133,7 +142,11 @@ class CanaryHandler:
             await asyncio.get_running_loop().run_in_executor(None, self.sink.observe, observation)
         except Exception:
             log.exception("could not record an SMTP RCPT hit")
+            if metrics is not None:
+                metrics.smtp_error("rcpt")
             return TEMP_FAILURE
+        if metrics is not None:
+            metrics.smtp_recipient(accepted=True)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
@@ -150,11 +163,17 @@ class CanaryHandler:
                 [a.lower() for a in envelope.rcpt_tos], _peer_ip(session))
         except Exception:
             log.exception("could not record an SMTP message")
+            if self.metrics is not None:
+                self.metrics.smtp_error("data")
             return TEMP_FAILURE
+        if self.metrics is not None:
+            self.metrics.smtp_message()
         return "250 2.0.0 OK: queued"
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error: %s", type(error).__name__)
+        if self.metrics is not None:
+            self.metrics.smtp_error("session")
         return "451 4.3.0 Error, please try again later"
 
     def _record_message(self, content: bytes, envelope_evidence: dict[str, Any],
@@ -234,6 +253,13 @@ class _Controller(Controller):
         host, port = sock.getsockname()[:2]
         super().__init__(handler, hostname=host, port=port, **kwargs)
         self._sock = sock
+        self.on_session: Callable[[], None] | None = None  # set once started: start()'s own probe is no session
+
+    def factory(self) -> Any:
+        """One SMTP protocol object per connection: the place to count sessions."""
+        if self.on_session is not None:
+            self.on_session()
+        return super().factory()
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
@@ -251,9 +277,10 @@ class _Controller(Controller):
 class SmtpServer:
     """start() binds (errors raise here) and waits until the server answers; stop() closes and joins."""
 
-    def __init__(self, sink: HitSink, config: SmtpConfig):
+    def __init__(self, sink: HitSink, config: SmtpConfig, *, metrics: "ListenerMetrics | None" = None):
         self.config = config
-        self.handler = CanaryHandler(sink, config)
+        self.metrics = metrics
+        self.handler = CanaryHandler(sink, config, metrics)
         self._controller: _Controller | None = None
         self._address: tuple[str, int] | None = None
 
@@ -262,6 +289,12 @@ class SmtpServer:
         if self._address is None:
             raise RuntimeError("SMTP server not started")
         return self._address
+
+    @property
+    def alive(self) -> bool:
+        """Started, and its event loop thread still running."""
+        thread = getattr(self._controller, "_thread", None)
+        return thread is not None and thread.is_alive()
 
     def start(self) -> None:
         if self._controller is not None:
@@ -286,6 +319,8 @@ class SmtpServer:
                 pass
             sock.close()
             raise
+        if self.metrics is not None:
+            controller.on_session = self.metrics.smtp_session
         self._controller = controller
         self._address = (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
 

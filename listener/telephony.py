@@ -20,7 +20,7 @@ import hmac
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
@@ -33,6 +33,9 @@ from canary.model import TokenKind
 from canary.tokens import normalise
 from listener.http import HOOKS_BLUEPRINT
 from listener.proxy import TrustedProxies
+
+if TYPE_CHECKING:
+    from listener.metrics import ListenerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +189,18 @@ class _Hooks:
     sink: HitSink
     config: TelephonyConfig
     proxies: TrustedProxies
+    metrics: "ListenerMetrics | None" = None
+
+    def refused(self, provider: str, status: int) -> Response:
+        """404 (provider not set up) or 403 (bad signature), counted."""
+        if self.metrics is not None:
+            self.metrics.webhook_rejected(provider, "not_configured" if status == 404 else "signature")
+        return _empty(status)
 
 
-def register_hooks(app: Flask, sink: HitSink, config: TelephonyConfig, proxies: TrustedProxies) -> None:
-    app.extensions[EXTENSION] = _Hooks(sink, config, proxies)
+def register_hooks(app: Flask, sink: HitSink, config: TelephonyConfig, proxies: TrustedProxies,
+                   *, metrics: "ListenerMetrics | None" = None) -> None:
+    app.extensions[EXTENSION] = _Hooks(sink, config, proxies, metrics)
     hooks = Blueprint(HOOKS_BLUEPRINT, __name__, url_prefix=config.hooks_path)
     hooks.add_url_rule("/twilio/sms", "twilio_sms", _twilio_sms, methods=["POST"])
     hooks.add_url_rule("/twilio/voice", "twilio_voice", _twilio_voice, methods=["POST"])
@@ -221,10 +232,10 @@ def _twilio_checked(hooks: _Hooks) -> Response | None:
     """None when the request is a genuine Twilio one, else the answer to give."""
     token = hooks.config.twilio_auth_token
     if not token:
-        return _empty(404)
+        return hooks.refused("twilio", 404)
     signature = request.headers.get("X-Twilio-Signature", "")
     if not twilio_valid(token, _signed_url(hooks), request.form, signature):
-        return _empty(403)
+        return hooks.refused("twilio", 403)
     return None
 
 
@@ -309,10 +320,10 @@ def _vonage_sms() -> Response:
     hooks = _hooks()
     secret = hooks.config.vonage_signature_secret
     if not secret:
-        return _empty(404)
+        return hooks.refused("vonage", 404)
     params = _vonage_params()
     if not vonage_valid(secret, params, hooks.config.vonage_signature_method):
-        return _empty(403)
+        return hooks.refused("vonage", 403)
     to = str(params.get("to", "")).strip()
     evidence = {
         "provider": "vonage", "from": params.get("msisdn", ""), "to": to, "body": params.get("text", ""),

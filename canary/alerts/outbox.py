@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 from canary.alerts.config import AlertsConfig
 from canary.alerts.message import Alert, DeliveryError
@@ -44,6 +44,14 @@ DEFAULT_LEASE = timedelta(minutes=10)
 BATCH = 10
 
 
+class DeliveryMetrics(Protocol):
+    """What the worker reports (listener/metrics.py's ListenerMetrics has it)."""
+
+    def alert_sent(self, sink: str) -> None: ...
+
+    def alert_failed(self, sink: str) -> None: ...
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -58,8 +66,10 @@ class RunReport:
 class OutboxWorker:
     def __init__(self, registry: "Registry", sinks: Mapping[str, Sink], config: AlertsConfig | None = None,
                  *, alerter: "Alerter | None" = None, composer: "Composer | None" = None,
-                 worker_id: str | None = None, lease: timedelta = DEFAULT_LEASE) -> None:
+                 worker_id: str | None = None, lease: timedelta = DEFAULT_LEASE,
+                 metrics: DeliveryMetrics | None = None) -> None:
         self.registry = registry
+        self.metrics = metrics  # counts outcomes per sink; the listener sets it
         self.sinks = dict(sinks)
         self.config = config or AlertsConfig()
         self.alerter = alerter
@@ -109,8 +119,12 @@ class OutboxWorker:
             message = str(err) if isinstance(err, DeliveryError) else f"{type(err).__name__}: {err}"
             if not isinstance(err, DeliveryError):
                 log.exception("sink %s crashed on alert %d", delivery.sink, delivery.alert_id)
+            if self.metrics is not None:
+                self.metrics.alert_failed(delivery.sink)
             self._failed(delivery, message)
             return False
+        if self.metrics is not None:  # the sink accepted it: sent, even if recording that fails below
+            self.metrics.alert_sent(delivery.sink)
         self.registry.delivery_sent(delivery, _now())
         log.info("alert %d sent via %s", delivery.alert_id, delivery.sink)
         return True
@@ -142,6 +156,12 @@ class OutboxWorker:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="canary-outbox", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Started and its thread still running."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish the delivery in progress, give back the other claims, and stop."""

@@ -164,6 +164,15 @@ class OutboxStore:
         return [alert_from_row(row, tuple(by_alert.get(row["id"], ())), with_payload=with_payload)
                 for row in reversed(rows)]
 
+    def pending_delivery_counts(self) -> dict[str, int]:
+        """Deliveries not yet sent, per sink (the outbox depth; one indexed count for metrics)."""
+        with self._tx(write=False) as connection:  # type: ignore[attr-defined]
+            return {sink: int(count) for sink, count in connection.execute(
+                sa.select(deliveries.c.sink, sa.func.count())
+                .where(deliveries.c.status == DeliveryStatus.PENDING.value)
+                .group_by(deliveries.c.sink)
+            ).all()}
+
     def sink_health(self, sinks: Sequence[str] = ()) -> list[SinkHealth]:
         """Every sink known from its state or its deliveries (plus ``sinks``), by name."""
         with self._tx(write=False) as connection:  # type: ignore[attr-defined]
