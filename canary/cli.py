@@ -303,19 +303,22 @@ def _bind_option(name: str, default_setting: str):
 @_bind_option("dns", "127.0.0.1:5353")
 @_bind_option("http", "127.0.0.1:8080")
 @_bind_option("smtp", "127.0.0.1:2525")
+@_bind_option("https", "unset: no TLS front end")
+@_bind_option("admin", "127.0.0.1:8081: dashboard, metrics, health")
 @click.option("--ports-file", type=click.Path(dir_okay=False),
               help="Write the bound ports here as JSON once every front end is ready.")
 @click.option("--outbox-lease", type=click.FloatRange(1, 86400), hidden=True)
 @pass_env
-def listen(env: Env, dns, http, smtp, ports_file, outbox_lease) -> None:
-    """Run the DNS, HTTP and SMTP listeners and the alert sender until SIGTERM/SIGINT."""
+def listen(env: Env, dns, http, smtp, https, admin, ports_file, outbox_lease) -> None:
+    """Run the DNS, HTTP(S) and SMTP listeners, the admin dashboard and the alert sender until SIGTERM/SIGINT."""
     from datetime import timedelta
 
     from listener.logs import configure_json_logging
     from listener.service import ListenerService, run
 
     configure_json_logging()
-    service = ListenerService(env.config, env.registry, binds={"dns": dns, "http": http, "smtp": smtp},
+    service = ListenerService(env.config, env.registry, binds={"dns": dns, "http": http, "smtp": smtp,
+                                                                  "https": https, "admin": admin},
                               outbox_lease=timedelta(seconds=outbox_lease) if outbox_lease else None)
     run(service, ports_file=Path(ports_file) if ports_file else None)
 
@@ -380,10 +383,12 @@ def demo(directory: str | None) -> None:
 
 def _register_commands() -> None:
     # Commands that live in their own modules (they use the same Env object).
+    from canary.cli_admin import admin
     from canary.cli_audit import audit
     from canary.cli_drip import drip
     from canary.cli_scan import hibp, scan
 
+    cli.add_command(admin)
     cli.add_command(drip)
     cli.add_command(audit)
     cli.add_command(scan)

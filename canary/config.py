@@ -64,7 +64,9 @@ SETTING_MODULES: tuple[str, ...] = (
     "listener.proxy",
     "listener.http",
     "listener.wsgi",
+    "listener.tls",
     "listener.smtp",
+    "listener.admin.config",
     "listener.telephony",
     "canary.scan.hibp",
 )

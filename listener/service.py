@@ -12,6 +12,10 @@ portal and telephony webhooks, served by waitress) and the SMTP server; the
 is ``canary listen``: start, write the ports file, wait for SIGTERM/SIGINT,
 drain, stop.
 
+``metrics`` (a ``ListenerMetrics``, built by ``start()``) is what every part
+reports to, for GET /metrics; ``readiness()`` says whether each part works,
+for GET /readyz.
+
 Stopping drains in order: the front ends stop accepting and finish what
 they hold (the DNS hit queue is stored, running HTTP requests complete, SMTP
 hits already handed to the sink are stored before the process exits), then
@@ -27,6 +31,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -40,10 +45,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("canary.listener")
 
 FRONT_ENDS = ("dns", "http", "smtp")
+# Bind overrides (--dns, --http...): the public front ends, the optional TLS one, the admin address.
+BINDABLE = (*FRONT_ENDS, "https", "admin")
 # Front ends first (stop accepting, store in-flight hits), then the token refresher,
 # the outbox worker last so that it finishes the delivery in progress.
-STOP_ORDER = ("hibp", "dns", "http", "smtp", "token index", "outbox")
+STOP_ORDER = ("hibp", "dns", "http", "https", "smtp", "admin", "token index", "outbox")
 DEFAULT_INDEX_REFRESH = 5.0  # seconds between token index refreshes
+INDEX_LAG_LIMIT = 30.0  # a token the index still lacks this long after readiness first saw it: not ready
 
 
 class ListenerError(CanaryError):
@@ -64,7 +72,7 @@ class ListenerService:
     def __init__(self, config: "Config", registry: "Registry", *, binds: Mapping[str, str | None] | None = None,
                  environ: Mapping[str, str] = os.environ, index_refresh: float = DEFAULT_INDEX_REFRESH,
                  outbox_lease: timedelta | None = None) -> None:
-        unknown = set(binds or {}) - set(FRONT_ENDS)
+        unknown = set(binds or {}) - set(BINDABLE)
         if unknown:
             raise ValueError(f"unknown front ends: {sorted(unknown)}")
         self.config = config
@@ -80,6 +88,10 @@ class ListenerService:
         self.dns: Any = None
         self.http: Any = None
         self.smtp: Any = None
+        self.https: Any = None  # only with listener.https (TLS)
+        self.admin: Any = None  # the dashboard, /metrics, /healthz, /readyz
+        self.metrics: Any = None
+        self._index_lag: tuple[int, float] | None = None  # (oldest token id the index lacks, first seen)
         self._started: list[tuple[str, Callable[[], None]]] = []  # (name, stop) in start order
         self._lock = threading.Lock()
 
@@ -109,8 +121,11 @@ class ListenerService:
         from listener.credentials import CredentialChecker
         from listener.dns import DnsConfig, DnsServer
         from listener.http import HttpConfig, create_app
+        from listener.admin import AdminConfig, admin_bind, create_admin_app
+        from listener.metrics import ListenerMetrics
         from listener.smtp import SmtpConfig, SmtpServer
         from listener.telephony import TelephonyConfig
+        from listener.tls import HttpsServeConfig, HttpsServer
         from listener.wsgi import HttpServeConfig, HttpServer
 
         config, raw, table = self.config, self.config.raw, self.listener_table()
@@ -119,6 +134,9 @@ class ListenerService:
         dns_config = DnsConfig.from_table(table)
         http_config = HttpConfig.from_table(table, contacts=contacts)
         serve_config = HttpServeConfig.from_table(table)
+        https_config = HttpsServeConfig.from_table(table, config.base_dir)  # None unless listener.https is set
+        admin_host, admin_port = admin_bind(table)
+        admin_config = AdminConfig.from_table(raw.get("admin"), self.environ)
         smtp_config = SmtpConfig.from_table(table, contacts=contacts, base_dir=config.base_dir)
         telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ)
         self.alerting = build_alerting(self.registry, raw, self.environ)
@@ -136,23 +154,39 @@ class ListenerService:
                                   f"than three times the slowest sink timeout ({slowest:g} s)")
             self.worker = OutboxWorker(self.registry, a.sinks, a.config, alerter=a.alerter,
                                        composer=a.composer, lease=self.outbox_lease)
+        self.metrics = metrics = ListenerMetrics()
+        metrics.watch_registry(self.registry)
+        metrics.watch_tokens(lambda: len(self.index))
+        self._index_lag = None
+        metrics.alert_sinks(self.alerting.sinks)
+        self.sink.metrics = self.worker.metrics = metrics  # built by canary.alerts.service, without metrics
 
         self.index.start(self.index_refresh)
         self._started.append(("token index", self.index.stop))
         self.dns = DnsServer(dns_config, self.sink, dns_zone=contacts.dns_zone,
-                             email_domains=contacts.email_domains)
+                             email_domains=contacts.email_domains, metrics=metrics)
         self._bind("DNS", ", ".join(f"{h}:{p}" for h, p in dns_config.binds), self.dns.start)
         self._started.append(("dns", self.dns.stop))
         app = create_app(self.sink, http_config, credentials=CredentialChecker(self.registry),
-                         telephony=telephony)
+                         telephony=telephony, metrics=metrics)
         self.http = HttpServer(app, serve_config)
         self._bind("HTTP", f"{serve_config.host}:{serve_config.port}", self.http.start)
         self._started.append(("http", self.http.stop))
-        self.smtp = SmtpServer(self.sink, smtp_config)
+        if https_config is not None:
+            self.https = HttpsServer(app, https_config)
+            self._bind("HTTPS", f"{https_config.host}:{https_config.port}", self.https.start)
+            self._started.append(("https", self.https.stop))
+        self.smtp = SmtpServer(self.sink, smtp_config, metrics=metrics)
         self._bind("SMTP", f"{smtp_config.host}:{smtp_config.port}", self.smtp.start)
         self._started.append(("smtp", self.smtp.stop))
         self.worker.start()
         self._started.append(("outbox", self.worker.stop))
+        # The admin address comes last: /readyz must not answer before the front ends do.
+        admin_app = create_admin_app(self.registry, admin_config, metrics=metrics, readiness=self.readiness)
+        self.admin = HttpServer(admin_app, HttpServeConfig(host=admin_host, port=admin_port, threads=4,
+                                                           connection_limit=50))
+        self._bind("admin", f"{admin_host}:{admin_port}", self.admin.start)
+        self._started.append(("admin", self.admin.stop))
         from canary.scan.hibp import schedule_for_listen  # only an API key in the environment turns it on
 
         hibp = schedule_for_listen(self.registry, config, self.environ)
@@ -199,7 +233,11 @@ class ListenerService:
         """Bound (host, port) of each front end (the first DNS address)."""
         if not self.running:
             raise RuntimeError("listener not started")
-        return {"dns": self.dns.addresses[0], "http": self.http.address, "smtp": self.smtp.address}
+        bound = {"dns": self.dns.addresses[0], "http": self.http.address, "smtp": self.smtp.address,
+                 "admin": self.admin.address}
+        if self.https is not None:
+            bound["https"] = self.https.address
+        return bound
 
     def ports(self) -> dict[str, int]:
         return {name: int(address[1]) for name, address in self.addresses.items()}
@@ -208,12 +246,62 @@ class ListenerService:
         return {"tokens": len(self.index) if self.index is not None else 0,
                 "dns": self.dns.stats() if self.dns is not None and self.running else {}}
 
+    # -- readiness ----------------------------------------------------------------
+
+    def readiness(self) -> dict[str, str]:
+        """Each part -> "ok" or a short problem (GET /readyz answers 503 unless all are ok).
+
+        Front ends and the outbox worker: started and their threads alive.
+        Registry: answered a cheap query (at most one every few seconds, shared
+        with the metrics). Token index: its refresh thread alive, and no token
+        of the registry missing from it for more than INDEX_LAG_LIMIT seconds.
+        """
+        parts = (*FRONT_ENDS, "registry", "token_index", "outbox")
+        if not self.running:
+            return {name: "not started" for name in parts}
+        checks = {name: "ok" if _alive(getattr(self, name)) else "not running" for name in FRONT_ENDS}
+        probe = self.metrics.registry_probe
+        _, problem = probe.read()
+        checks["registry"] = problem or "ok"
+        checks["token_index"] = self._index_problem(registry_up=problem is None) or "ok"
+        checks["outbox"] = "ok" if _alive(self.worker) else "worker not running"
+        return checks
+
+    def _index_problem(self, registry_up: bool) -> str | None:
+        if not _alive(self.index):
+            return "refresh not running"
+        if not registry_up:
+            return None  # reported under "registry"; the index keeps serving what it holds
+        try:
+            missing = self.registry.tokens_since(self.index.last_token_id, limit=1)
+        except Exception as err:
+            return f"registry unreachable ({type(err).__name__})"
+        if not missing:
+            self._index_lag = None
+            return None
+        now = time.monotonic()
+        oldest = missing[0].token_id  # the oldest token it lacks; once refreshed past, the next is timed anew
+        if self._index_lag is None or self._index_lag[0] != oldest:
+            self._index_lag = (oldest, now)
+        lag = now - self._index_lag[1]
+        limit = max(INDEX_LAG_LIMIT, 3 * self.index_refresh)
+        return f"not refreshed: behind the registry for {lag:.0f} s" if lag > limit else None
+
     def __enter__(self) -> "ListenerService":
         self.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _alive(part: Any) -> bool:
+    alive = getattr(part, "alive", None)
+    if alive is not None:
+        return bool(alive)
+    # HttpServer and TokenIndex have no public flag: their thread says whether they run.
+    thread = getattr(part, "_thread", None)
+    return thread is not None and thread.is_alive()
 
 
 # -- canary listen -----------------------------------------------------------------------

@@ -101,7 +101,7 @@ class ListenProcess:
         self.stderr_path = ports_file.with_suffix(".stderr")
         environ = {**os.environ, "CANARY_CONFIG": str(config), TWILIO_ENV: TWILIO_TOKEN, **(env or {})}
         command = [str(CANARY_BIN), "listen", "--dns", "127.0.0.1:0", "--http", "127.0.0.1:0",
-                   "--smtp", "127.0.0.1:0", "--ports-file", str(ports_file), *args]
+                   "--smtp", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ports-file", str(ports_file), *args]
         self._stderr = self.stderr_path.open("ab")
         self.proc = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=self._stderr,
                                      cwd=config.parent)

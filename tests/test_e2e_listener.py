@@ -71,7 +71,8 @@ def served(tmp_path_factory, alert_inbox):
     config = parse_config(tomllib.loads(config_text(url, alert_inbox.port)), path=path)
     with Registry.open(url) as registry:
         service = ListenerService(config, registry, environ={TWILIO_ENV: TWILIO_TOKEN},
-                                  binds={"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0"})
+                                  binds={"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0",
+                                         "admin": "127.0.0.1:0"})
         service.start()
         try:
             yield service, canary_ids(planted), folder
@@ -272,7 +273,13 @@ def test_listen_process_writes_its_ports_and_exits_0_on_sigterm(tmp_path, alert_
     listen = ListenProcess(write_config(tmp_path, url, alert_inbox.port), tmp_path / "ports.json")
     try:
         ports = listen.wait_ready()
-        assert set(ports) == {"dns", "http", "smtp"} and all(p > 0 for p in ports.values())
+        assert set(ports) == {"dns", "http", "smtp", "admin"} and all(p > 0 for p in ports.values())
+        admin = f"http://127.0.0.1:{ports['admin']}"
+        assert requests.get(f"{admin}/healthz", timeout=5).status_code == 200
+        ready = requests.get(f"{admin}/readyz", timeout=5)
+        assert ready.status_code == 200 and set(ready.json()["checks"].values()) == {"ok"}, ready.text
+        assert "canary_dns_queries_total" in requests.get(f"{admin}/metrics", timeout=5).text
+        assert requests.get(f"{admin}/", timeout=5, allow_redirects=False).status_code in (302, 303)
         assert dns_query(ports["dns"], f"h4x31.{ZONE}").flags & dns.flags.AA
         assert http_get(ports["http"], "/p/k7q2x9code32").status_code == 200
         with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=5) as smtp:
@@ -285,7 +292,8 @@ def test_listen_process_writes_its_ports_and_exits_0_on_sigterm(tmp_path, alert_
     finally:
         listen.close()
     for port, kind in ((ports["dns"], socket.SOCK_DGRAM), (ports["dns"], socket.SOCK_STREAM),
-                       (ports["http"], socket.SOCK_STREAM), (ports["smtp"], socket.SOCK_STREAM)):
+                       (ports["http"], socket.SOCK_STREAM), (ports["smtp"], socket.SOCK_STREAM),
+                       (ports["admin"], socket.SOCK_STREAM)):
         assert _port_free(port, kind), f"port {port} still bound"
     assert not listen.ports_file.exists()
     lines = [line for line in listen.stderr().splitlines() if line.strip()]
@@ -305,7 +313,8 @@ def test_listen_refuses_a_busy_port_with_one_line(tmp_path, alert_inbox):
         port = busy.getsockname()[1]
         result = subprocess.run(
             [str(CANARY_BIN), "--config", str(config), "listen",
-             "--dns", "127.0.0.1:0", "--http", f"127.0.0.1:{port}", "--smtp", "127.0.0.1:0"],
+             "--dns", "127.0.0.1:0", "--http", f"127.0.0.1:{port}", "--smtp", "127.0.0.1:0",
+             "--admin", "127.0.0.1:0"],
             capture_output=True, text=True, timeout=30, env={TWILIO_ENV: TWILIO_TOKEN, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("canary: error:")]

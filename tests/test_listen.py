@@ -33,7 +33,7 @@ from listener.service import ListenerError, ListenerService, run, write_ports_fi
 from listener_helpers import EMAIL_DOMAIN, TWILIO_ENV, TWILIO_TOKEN, ZONE, config_text, plant_sources, write_config
 
 T0 = datetime(2025, 3, 14, 10, 0, tzinfo=timezone.utc)
-LOOPBACK = {"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0"}
+LOOPBACK = {"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0", "admin": "127.0.0.1:0"}
 
 
 # -- credentials ------------------------------------------------------------------------
