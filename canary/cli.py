@@ -385,12 +385,14 @@ def _register_commands() -> None:
     # Commands that live in their own modules (they use the same Env object).
     from canary.cli_admin import admin
     from canary.cli_audit import audit
+    from canary.cli_doctor import doctor
     from canary.cli_drip import drip
     from canary.cli_scan import hibp, scan
 
     cli.add_command(admin)
     cli.add_command(drip)
     cli.add_command(audit)
+    cli.add_command(doctor)
     cli.add_command(scan)
     cli.add_command(hibp)
 

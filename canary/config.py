@@ -69,6 +69,7 @@ SETTING_MODULES: tuple[str, ...] = (
     "listener.admin.config",
     "listener.telephony",
     "canary.scan.hibp",
+    "canary.doctor",
 )
 
 

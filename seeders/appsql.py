@@ -22,6 +22,7 @@ from canary.errors import ConfigError, MappingError, SourceError
 from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
 from seeders.base import PlannedRow, Seeder
 from seeders.rows import RowPlan
+from seeders.sqlaccess import access_problems, needs
 from seeders.sqltarget import SqlTarget
 
 OptionParser = Callable[[str, Any], Any]
@@ -34,6 +35,8 @@ class ApplicationSqlSeeder(Seeder):
     application: ClassVar[str] = ""
     #: Tables and the columns they must have; anything missing is not this application.
     required_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Tables the seeder inserts into (and retire deletes from), for ``check_access``.
+    written_tables: ClassVar[tuple[str, ...]] = ()
     #: How each option's text is read: name -> parser(option name, raw value) -> value.
     option_parsers: ClassVar[dict[str, OptionParser]] = {}
 
@@ -79,6 +82,9 @@ class ApplicationSqlSeeder(Seeder):
             self.target.close()
             self.target = None
         self._checked_tables.clear()
+
+    def check_access(self) -> list[str]:
+        return access_problems(self._ready(), needs(self.written_tables))
 
     def _ready(self) -> SqlTarget:
         if self.target is None:

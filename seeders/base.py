@@ -97,6 +97,16 @@ class Seeder(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_access(self) -> list[str]:
+        """What would stop plant, verify or retire, found without writing (``canary doctor``).
+
+        Called after ``open()``, which already proved the target reachable and
+        fitting; one line per problem. SQL seeders add the rights their account
+        needs on the tables they write (seeders.sqlaccess); the default finds
+        nothing more to check.
+        """
+        return []
+
     # -- planting --------------------------------------------------------
     @abstractmethod
     def plan(self, identity: Identity) -> list[PlannedRow]:

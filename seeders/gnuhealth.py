@@ -25,6 +25,7 @@ from seeders import gnuhealthrows as build
 from seeders.base import PlannedRow, Seeder, SeederOption
 from seeders.fields import ANY
 from seeders.rows import RowPlan
+from seeders.sqlaccess import access_problems, needs
 from seeders.sqltarget import SqlTarget
 from seeders.sqlvalues import to_json
 
@@ -106,6 +107,11 @@ class GnuHealthSeeder(Seeder):
         if self.target is not None:
             self.target.close()
             self.target = None
+
+    def check_access(self) -> list[str]:
+        if self.target is None:
+            raise RuntimeError("GnuHealthSeeder.open() was not called")
+        return access_problems(self.target, needs(TABLES))
 
     def _ready(self) -> tuple[SqlTarget, host.Conventions, build.Settings]:
         if self.target is None or self.conv is None or self.settings is None:

@@ -32,6 +32,7 @@ class MediboardSeeder(ApplicationSqlSeeder):
     name = "mediboard"
     summary = "Mediboard (MariaDB/MySQL): patients, IPP, medical record, allergies and their user_log entries."
     application = "Mediboard"
+    written_tables = WRITTEN
     required_columns = {
         "patients": ("patient_id", "nom", "nom_jeune_fille", "prenom", "naissance", "sexe", "civilite", "adresse",
                      "cp", "ville", "tel", "tel2", "email", "matricule", "medecin_traitant", "nom_soundex2",

@@ -28,6 +28,7 @@ from seeders.openelis_setup import SCHEMA, ST, SUBJECT, OpenElisSetup, read_setu
 from seeders.identity_match import name_spellings, nir_writings
 from seeders.rows import SEQUENCE, Generated, RowPlan
 from seeders.apptarget import AppTarget
+from seeders.sqlaccess import access_problems, needs
 
 # Columns the seeder needs in each table (others it writes only when present).
 REQUIRED = {
@@ -82,6 +83,9 @@ class OpenElisSeeder(Seeder):
             self._check_structure(target)
             setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
             builder = RowBuilder(target, setup, sample_habits(target, setup))
+        except sa.exc.DBAPIError as err:  # e.g. no USAGE on schema clinlims: one line, not a traceback
+            target.close()
+            raise target._failed("reading the OpenELIS schema", err) from None
         except BaseException:
             target.close()
             raise
@@ -91,6 +95,11 @@ class OpenElisSeeder(Seeder):
         if self.target is not None:
             self.target.close()
         self.target = self.setup = self.builder = None
+
+    def check_access(self) -> list[str]:
+        if self.target is None:
+            raise RuntimeError("OpenElisSeeder.open() was not called")
+        return access_problems(self.target, needs((*REQUIRED, "history")), sequences=SEQUENCES.values())
 
     def _check_structure(self, target: AppTarget) -> None:
         tables = dict(REQUIRED, history=("id", "sys_user_id", "reference_id", "reference_table", "timestamp",

@@ -34,6 +34,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     name = "openemr"
     summary = "OpenEMR (MariaDB/MySQL): patients written as OpenEMR's new-patient screen writes them."
     application = "OpenEMR"
+    written_tables = _WRITTEN
     required_columns = {
         "patient_data": ("id", "uuid", "pid", "pubpid", "fname", "lname", "mname", "DOB", "sex", "street",
                          "postal_code", "city", "country_code", "ss", "phone_home", "phone_cell", "email",

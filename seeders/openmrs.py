@@ -25,6 +25,7 @@ from seeders.openmrs_setup import METADATA_TABLES, OpenMrsSetup, read_setup
 from seeders.identity_match import name_spellings, nir_writings
 from seeders.rows import RowPlan
 from seeders.apptarget import AppTarget
+from seeders.sqlaccess import access_problems, needs
 
 
 class OpenMrsSeeder(Seeder):
@@ -84,6 +85,14 @@ class OpenMrsSeeder(Seeder):
         if self.target is not None:
             self.target.close()
         self.target = self.setup = self.numbering = self.builder = None
+
+    def check_access(self) -> list[str]:
+        if self.target is None or self.setup is None:
+            raise RuntimeError("OpenMrsSeeder.open() was not called")
+        wanted = needs(TABLES)
+        if self.setup.idgen is not None:  # the next identifier is taken by updating idgen's counter
+            wanted["idgen_seq_id_gen"] = ("SELECT", "UPDATE")
+        return access_problems(self.target, wanted)
 
     def _check_structure(self, target: AppTarget) -> None:
         idgen = target.table("idgen_seq_id_gen") is not None

@@ -16,7 +16,8 @@ from canary.errors import MappingError
 from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
 from seeders.base import PlannedRow, Seeder
 from seeders.mapping import Mapping, load_mapping
-from seeders.rows import RowPlan
+from seeders.rows import SEQUENCE, RowPlan
+from seeders.sqlaccess import access_problems, needs
 from seeders.sqltarget import Problem, SqlTarget
 from seeders.sqlvalues import comparable, to_json
 
@@ -54,6 +55,12 @@ class SqlSeeder(Seeder):
         if self.target is not None:
             self.target.close()
             self.target = None
+
+    def check_access(self) -> list[str]:
+        mapping, target = self._ready()
+        sequences = [gen.sequence for table in mapping.tables for gen in table.generated().values()
+                     if gen.kind == SEQUENCE and gen.sequence]
+        return access_problems(target, needs(table.name for table in mapping.tables), sequences=sequences)
 
     def _ready(self) -> tuple[Mapping, SqlTarget]:
         if self.mapping is None or self.target is None:
