@@ -287,6 +287,19 @@ class ListenerService:
         limit = max(INDEX_LAG_LIMIT, 3 * self.index_refresh)
         return f"not refreshed: behind the registry for {lag:.0f} s" if lag > limit else None
 
+    def reload_tls(self) -> bool:
+        """Read the TLS certificate and key again; on a bad file keep serving the old ones (logged)."""
+        if self.https is None:
+            log.info("reload requested: no TLS front end, nothing to reload", extra={"event": "tls-reload"})
+            return False
+        try:
+            self.https.reload()
+        except CanaryError as err:
+            log.error("TLS reload failed, still serving the previous certificate: %s", err,
+                      extra={"event": "tls-reload-failed"})
+            return False
+        return True
+
     def __enter__(self) -> "ListenerService":
         self.start()
         return self
@@ -332,9 +345,12 @@ def run(service: ListenerService, *, ports_file: Path | None = None, stop: threa
     """``canary listen``: start, publish the ports, serve until SIGTERM/SIGINT (or ``stop``), drain.
 
     The ports file is written once every front end answers and removed after a
-    clean stop. Signal handlers are installed only in the main thread.
+    clean stop. Signal handlers are installed only in the main thread. SIGHUP
+    (``systemctl reload``) reads the TLS certificate files again, after a
+    renewal, without dropping a query.
     """
     stop = stop or threading.Event()
+    reload = threading.Event()
     previous: dict[int, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
         def on_signal(signum: int, _frame: Any) -> None:
@@ -342,16 +358,22 @@ def run(service: ListenerService, *, ports_file: Path | None = None, stop: threa
                 log.info("received %s: draining", signal.Signals(signum).name, extra={"event": "signal"})
             stop.set()
 
+        def on_hangup(_signum: int, _frame: Any) -> None:
+            reload.set()  # the work is done by the main loop, not inside the handler
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     wrote = False
     try:
         service.start()
         if ports_file is not None:
             write_ports_file(ports_file, service.ports())
             wrote = True
-        while not stop.wait(1.0):
-            pass
+        while not stop.wait(0.5):
+            if reload.is_set():
+                reload.clear()
+                service.reload_tls()
     finally:
         service.stop()
         if wrote:

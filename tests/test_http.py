@@ -209,7 +209,9 @@ _TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_ch
        method=st.sampled_from(["GET", "HEAD", "PUT", "DELETE", "PATCH", "TRACE"]))
 def test_any_request_gets_the_page_and_reflects_nothing(client, path, query, agent, method):
     reference = client.get("/").data
-    response = client.open("/" + path, method=method, query_string={"q": query}, headers={"User-Agent": agent})
+    # "//x" would be read by the test client as a URL naming host x (it then fails on IDNA), not a path.
+    response = client.open("/" + path.lstrip("/"), method=method, query_string={"q": query},
+                           headers={"User-Agent": agent})
     assert response.status_code == 200
     assert response.data == (b"" if method == "HEAD" else reference)
 

@@ -278,3 +278,47 @@ def test_encrypted_key_is_refused_without_a_prompt(tmp_path, https_config, ca):
                                             serialization.BestAvailableEncryption(b"a passphrase")))
     message = _start_error(HttpsServeConfig(https_config.cert_file, encrypted, "127.0.0.1", 0))
     assert str(encrypted) in message and "encrypted" in message
+
+
+# -- canary listen: SIGHUP reads renewed certificate files ------------------------------------
+
+
+def _handshake_ok(port: int, ca: trustme.CA) -> bool:
+    try:
+        handshake(("127.0.0.1", port), client_context(ca)).close()
+        return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_listen_reloads_renewed_certificates_on_sighup(tmp_path):
+    """A renewal (certbot's deploy hook: systemctl reload) swaps the certificate without a restart;
+    a broken renewal keeps the previous certificate and says so in the log."""
+    import signal
+
+    from listener_helpers import ListenProcess, wait_for, write_config
+
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    cert, key = write_pair(tmp_path, old_ca)
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}", 9)
+    text = config.read_text(encoding="utf-8").replace(
+        "[listener]\n", f'[listener]\ntls_cert_file = "{cert.name}"\ntls_key_file = "{key.name}"\n', 1)
+    config.write_text(text, encoding="utf-8")
+    from canary.registry import Registry
+
+    Registry.open(f"sqlite:///{tmp_path / 'registry.db'}", create=True).close()
+    listen = ListenProcess(config, tmp_path / "ports.json", args=("--https", "127.0.0.1:0"))
+    try:
+        port = listen.wait_ready()["https"]
+        assert _handshake_ok(port, old_ca) and not _handshake_ok(port, new_ca)
+        write_pair(tmp_path, new_ca)  # renewed in place, as certbot does
+        listen.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: _handshake_ok(port, new_ca), 10, what="the renewed certificate served")
+        assert not _handshake_ok(port, old_ca)
+        key.write_text("not a key\n", encoding="utf-8")  # a broken renewal
+        listen.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "tls-reload-failed" in listen.stderr(), 10, what="the failed reload logged")
+        assert _handshake_ok(port, new_ca) and listen.proc.poll() is None
+        assert listen.terminate() == 0
+    finally:
+        listen.close()
