@@ -166,7 +166,7 @@ def run(args) -> dict:
     ports_file = folder / "ports.json"
     env = {**os.environ, "CANARY_CONFIG": str(config), "CANARY_BENCH_REGISTRY_URL": registry_url}
     command = [str(Path(sys.executable).with_name("canary")), "listen", "--dns", "127.0.0.1:0",
-               "--http", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--ports-file", str(ports_file)]
+               "--http", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ports-file", str(ports_file)]
     stderr = (folder / "listener.log").open("wb")
     listener = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=folder)
     try:

@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from canary.classify import ClassifyRules, classify
 from canary.hits import Hit, Observation, cap_evidence
@@ -48,6 +48,9 @@ class RegistryHitSink:
         self.rules = rules or ClassifyRules()
         self.alerter = alerter
         self.metrics = metrics  # counts stored hits; the listener sets it
+        # Called once a hit's immediate alert is committed (the listener hands the outbox
+        # worker's wake): the alert leaves now, not at the worker's next poll.
+        self.wake: Callable[[], None] | None = None
 
     def known(self, kind: TokenKind, value: str) -> bool:
         """In-memory, no I/O (see TokenIndex)."""
@@ -72,8 +75,9 @@ class RegistryHitSink:
                 remote=observation.remote, at=at, recorded_at=datetime.now(timezone.utc),
                 classification=classification, evidence=observation.evidence, match=match,
             )
-            if match is not None and self.alerter is not None:
-                self.alerter.on_hit(tx, hit, match)
+            queued = match is not None and self.alerter is not None and self.alerter.on_hit(tx, hit, match)
+        if queued and self.wake is not None:
+            self.wake()
         if self.metrics is not None:  # stored: counted once, never for a hit that was rolled back
             self.metrics.hit(observation.channel.value, classification.value)
         # Ids, source, channel and client address only: never the value (a token) or evidence.

@@ -160,6 +160,7 @@ class ListenerService:
         self._index_lag = None
         metrics.alert_sinks(self.alerting.sinks)
         self.sink.metrics = self.worker.metrics = metrics  # built by canary.alerts.service, without metrics
+        self.sink.wake = self.worker.wake  # an immediate alert leaves at once, not at the next poll
 
         self.index.start(self.index_refresh)
         self._started.append(("token index", self.index.stop))

@@ -391,3 +391,26 @@ def test_a_busy_dns_port_is_named_once(tmp_path):
             service.start()
     assert str(caught.value) == (f"the DNS listener cannot bind 127.0.0.1:{port}: Address already in use "
                                  "(address in use: is another listener running?)")
+
+
+def test_an_immediate_alert_does_not_wait_for_the_outbox_poll(tmp_path, smtp_server):
+    """With the outbox polling once an hour, a hit's alert still leaves at once: the sink wakes the worker."""
+    plant_sources(f"sqlite:///{tmp_path / 'registry.db'}", {"lis-rennes": range(1, 3)})
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    text = config_text(url, smtp_server.port).replace('poll_interval = "0.2s"', 'poll_interval = "1h"')
+    assert 'poll_interval = "1h"' in text
+    config = parse_config(tomllib.loads(text), path=tmp_path / "canary.toml")
+    with Registry.open(url) as registry:
+        service = ListenerService(config, registry, binds=LOOPBACK, environ={TWILIO_ENV: TWILIO_TOKEN})
+        service.start()
+        try:
+            time.sleep(0.3)  # the worker's first round is over: it now waits for its hour
+            query = dns.message.make_query(f"{make_identity(1).dns_label}.{ZONE}", dns.rdatatype.A)
+            dns.query.udp(query, "127.0.0.1", port=service.ports()["dns"], timeout=5)
+            deadline = time.monotonic() + 10
+            while not smtp_server.messages and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            service.stop()
+    assert len(smtp_server.messages) == 1
+    assert "lis-rennes" in str(smtp_server.messages[0]["Subject"]) + smtp_server.messages[0].get_body().get_content()

@@ -77,6 +77,7 @@ class OutboxWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = lease
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by wake() or stop(): ends the wait between rounds
         self._thread: threading.Thread | None = None
 
     # -- one round ------------------------------------------------------------------------
@@ -154,6 +155,7 @@ class OutboxWorker:
         if self._thread is not None:
             raise RuntimeError("outbox worker already running")
         self._stop.clear()
+        self._wake.clear()
         self._thread = threading.Thread(target=self._run, name="canary-outbox", daemon=True)
         self._thread.start()
 
@@ -163,9 +165,14 @@ class OutboxWorker:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    def wake(self) -> None:
+        """Start a round now (a hit just enqueued an alert) instead of at the next poll."""
+        self._wake.set()
+
     def stop(self, timeout: float | None = None) -> None:
         """Finish the delivery in progress, give back the other claims, and stop."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -180,4 +187,6 @@ class OutboxWorker:
                 report = RunReport()
             if report.sent or report.failed or report.made:
                 continue  # more may be due: go again at once
-            self._stop.wait(interval)
+            # Polling stays: other processes' hits, retries and digests come due without a wake.
+            self._wake.wait(interval)
+            self._wake.clear()

@@ -50,9 +50,10 @@ class Alerter:
         self.sinks = tuple(sinks)
 
     # -- in the hit's transaction ------------------------------------------------------
-    def on_hit(self, tx: AlertTx, hit: Hit, match: TokenMatch) -> None:
+    def on_hit(self, tx: AlertTx, hit: Hit, match: TokenMatch) -> bool:
+        """Attach the hit to its incident; True when an immediate alert was enqueued."""
         if hit.classification is Classification.UNMATCHED:
-            return
+            return False
         now = _now()
         incident = tx.open_incident(match.canary.id, hit.at)
         if incident is None:
@@ -62,12 +63,14 @@ class Alerter:
         if rank >= IMMEDIATE and rank > incident.alerted_severity:
             kind = AlertKind.NEW if incident.alert_count == 0 else AlertKind.FOLLOW_UP
             self._emit(tx, incident, kind, now)
-        elif hit.classification is Classification.INTERNAL and not self.config.notify_internal:
-            return  # recorded; shown in the incident's next message
-        elif incident.next_digest_at is None:
+            return True
+        if hit.classification is Classification.INTERNAL and not self.config.notify_internal:
+            return False  # recorded; shown in the incident's next message
+        if incident.next_digest_at is None:
             due = (incident.last_alert_at + self.config.digest_interval
                    if incident.last_alert_at else now + self.config.digest_interval)
             tx.update_incident(incident.id, next_digest_at=max(due, now))
+        return False
 
     # -- in the delivery worker -------------------------------------------------------
     def tick(self, tx: AlertTx, now: datetime | None = None) -> int:
