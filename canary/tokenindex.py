@@ -127,6 +127,12 @@ class TokenIndex:
                                         name="canary-token-index", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Started and its thread still running (for the listener's /readyz: refreshing)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -261,6 +261,8 @@ class ListenerService:
         if not self.running:
             return {name: "not started" for name in parts}
         checks = {name: "ok" if _alive(getattr(self, name)) else "not running" for name in FRONT_ENDS}
+        if self.https is not None:
+            checks["https"] = "ok" if _alive(self.https) else "not running"
         probe = self.metrics.registry_probe
         _, problem = probe.read()
         checks["registry"] = problem or "ok"
@@ -310,12 +312,7 @@ class ListenerService:
 
 
 def _alive(part: Any) -> bool:
-    alive = getattr(part, "alive", None)
-    if alive is not None:
-        return bool(alive)
-    # HttpServer and TokenIndex have no public flag: their thread says whether they run.
-    thread = getattr(part, "_thread", None)
-    return thread is not None and thread.is_alive()
+    return part is not None and bool(part.alive)
 
 
 # -- canary listen -----------------------------------------------------------------------

@@ -220,6 +220,12 @@ class HttpsServer:
         except Exception:
             log.exception("the HTTPS server stopped on an error")
 
+    @property
+    def alive(self) -> bool:
+        """Started and its thread still running (for the listener's /readyz)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def reload(self) -> None:
         """Read the certificate and key files again (after a renewal); the old ones stay on error."""
         if self._adapter is None:

@@ -118,6 +118,12 @@ class HttpServer:
             server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
             wasyncore.close_all(self._map, ignore_all=True)
 
+    @property
+    def alive(self) -> bool:
+        """Started and its thread still running (for the listener's /readyz)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         if self._thread is None:
             return

@@ -309,7 +309,10 @@ def test_listen_reloads_renewed_certificates_on_sighup(tmp_path):
     Registry.open(f"sqlite:///{tmp_path / 'registry.db'}", create=True).close()
     listen = ListenProcess(config, tmp_path / "ports.json", args=("--https", "127.0.0.1:0"))
     try:
-        port = listen.wait_ready()["https"]
+        ports = listen.wait_ready()
+        port = ports["https"]
+        checks = requests.get(f"http://127.0.0.1:{ports['admin']}/readyz", timeout=5).json()["checks"]
+        assert checks["https"] == "ok" and set(checks.values()) == {"ok"}, checks
         assert _handshake_ok(port, old_ca) and not _handshake_ok(port, new_ca)
         write_pair(tmp_path, new_ca)  # renewed in place, as certbot does
         listen.proc.send_signal(signal.SIGHUP)
