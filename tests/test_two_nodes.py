@@ -39,6 +39,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "two-no
 NODES = {"a": "127.0.0.1", "b": "127.0.0.2"}
 BINDS = ("dns", "http", "smtp", "admin")
 SOURCE = "ehr-clinique"
+DASHBOARD_PASSWORD = "correct horse battery staple"
 SUBJECT_CANARY = re.compile(r"canari #(\d+)")
 
 
@@ -124,6 +125,25 @@ def stop_quietly(node: Node) -> int | None:
         return None
 
 
+def dashboard(base: str, password: str, path: str) -> str:
+    """Log in through the form (CSRF token, session cookie) and return the page at ``path``.
+
+    The session cookie is Secure (a browser keeps it on http://127.0.0.x, requests does
+    not send it over http), so it is carried by hand.
+    """
+    form = requests.get(f"{base}/login", timeout=5)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    cookie = form.headers["Set-Cookie"].split(";", 1)[0]
+    logged_in = requests.post(f"{base}/login", data={"csrf_token": token, "next": "", "username": "admin",
+                                                     "password": password},
+                              headers={"Cookie": cookie}, allow_redirects=False, timeout=10)
+    assert logged_in.status_code in (302, 303), logged_in.text[:500]
+    cookie = logged_in.headers["Set-Cookie"].split(";", 1)[0]
+    page = requests.get(f"{base}{path}", headers={"Cookie": cookie}, allow_redirects=False, timeout=5)
+    assert page.status_code == 200, page.status_code
+    return page.text
+
+
 def answers(reply: dns.message.Message) -> list[str]:
     return sorted(item.to_text() for rrset in reply.answer for item in rrset)
 
@@ -151,6 +171,13 @@ def test_two_nodes_on_one_postgresql_registry_answer_dns_and_alert_once(tmp_path
     canary_cmd(tmp_path, env, "verify")  # exit 0: every canary is in place
     with Registry.open(postgres_url) as registry:
         looked_up, clicked = registry.list_canaries(source=SOURCE)[:2]
+    # Step 3: the dashboard password, one hash appended to both files' [admin] table.
+    env["CANARY_ADMIN_SESSION_KEY"] = "k" * 64
+    password_hash = subprocess.run([str(CANARY_BIN), "admin", "hash-password"], input=f"{DASHBOARD_PASSWORD}\n",
+                                   capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    for node in NODES:
+        with (tmp_path / f"node-{node}" / "canary.toml").open("a", encoding="utf-8") as config:
+            config.write(f'password_hash = "{password_hash}"\n')
 
     nodes = {name: Node(tmp_path, name, env) for name in NODES}
     try:
@@ -191,10 +218,15 @@ def test_two_nodes_on_one_postgresql_registry_answer_dns_and_alert_once(tmp_path
         assert Counter(h.canary_id for h in hits) == Counter({looked_up.id: 2, clicked.id: 1})
         assert [a.delivery_state for a in alerts] == ["sent", "sent"]
 
-        # Each node's admin address answers its health check (docs/metrics.md).
+        # Each node's admin address answers its health check (docs/metrics.md), and its
+        # dashboard, after a login, shows the source with its canaries and the incidents.
         for node in nodes.values():
-            health = requests.get(f"http://{node.host}:{node.ports['admin']}/healthz", timeout=5)
-            assert health.status_code == 200
+            admin = f"http://{node.host}:{node.ports['admin']}"
+            assert requests.get(f"{admin}/healthz", timeout=5).status_code == 200
+            page = dashboard(admin, DASHBOARD_PASSWORD, "/")
+            assert SOURCE in page and "Clinique du Parc" in page
+            incidents = dashboard(admin, DASHBOARD_PASSWORD, "/incidents")
+            assert incidents.count('<span class="pill pill-bad">open</span>') == 2  # one per canary used
     finally:
         codes = [stop_quietly(node) for node in nodes.values()]
     assert codes == [0, 0]
