@@ -117,7 +117,8 @@ def test_every_service_runs_a_real_canary_command_with_the_shared_config():
         assert params["config_path"] == CONFIG, name
         commands[name] = path
     assert commands == {"canary-listener.service": ("listen",), "canary-verify.service": ("verify",),
-                        "canary-drip.service": ("drip", "run"), "canary-hibp.service": ("hibp", "sync")}
+                        "canary-drip.service": ("drip", "run"), "canary-hibp.service": ("hibp", "sync"),
+                        "canary-doctor.service": ("doctor",)}
 
 
 def test_every_unit_runs_as_canary_with_secrets_from_the_env_file_and_a_sandbox():
@@ -165,7 +166,7 @@ def test_timer_jobs_are_oneshots_without_any_capability():
 def test_each_timer_starts_its_own_oneshot_service_and_catches_up_after_downtime():
     services = units("service")
     timers = units("timer")
-    assert set(timers) == {"canary-verify.timer", "canary-drip.timer", "canary-hibp.timer"}
+    assert set(timers) == {"canary-verify.timer", "canary-drip.timer", "canary-hibp.timer", "canary-doctor.timer"}
     for name, unit in timers.items():
         timer = unit["Timer"]
         target = timer.get("Unit", name.replace(".timer", ".service"))
