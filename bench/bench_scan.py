@@ -213,26 +213,26 @@ def main() -> None:
                     "cli.add_command(scan) if 'scan' not in cli.commands else None; cli()",
                     "scan", str(leak), "--json", "--jobs", str(args.jobs)]
         shutil.rmtree(cache, ignore_errors=True)
-        cold, _, _ = timed(scan_cmd, env)
+        cold, cold_mem, _ = timed(scan_cmd, env)
         rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)])
         rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)])
         warm, warm_mem, out = timed(scan_cmd, env)
         data = json.loads(out)
         found = sum(s["found"] for s in data["sources"])
-        results.append((count, n_literals, rg_all, rg_tok, warm, warm_mem, cold, found))
+        results.append((count, n_literals, rg_all, rg_tok, warm, warm_mem, cold, cold_mem, found))
         print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, "
-              f"scan {warm:.1f} s (cold {cold:.1f} s), found {found}")
+              f"scan {warm:.1f} s (cold {cold:.1f} s, {cold_mem:,.0f} MB), found {found}")
     load = os.getloadavg()[0]
     print(f"\n{size / 1e6:,.0f} MB CSV, {spread:,} canary rows, {args.jobs} scan processes, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}\n")
     print("| canaries | literals | rg -F all literals | rg -F token writings | canary scan | vs rg all "
-          "| vs rg tokens | scan peak RSS | first scan (compiles) | canaries found |")
+          "| vs rg tokens | scan peak RSS | first scan (compiles): time, peak RSS | canaries found |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for count, n_lit, rg_all, rg_tok, warm, mem, cold, found in results:
+    for count, n_lit, rg_all, rg_tok, warm, mem, cold, cold_mem, found in results:
         def rate(seconds):
             return f"{seconds:.1f} s ({size / seconds / 1e6:,.0f} MB/s)"
         print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(warm)} | {rg_all / warm:.1f}x "
-              f"| {rg_tok / warm:.1f}x | {mem:,.0f} MB | {cold:.1f} s | {found:,} |")
+              f"| {rg_tok / warm:.1f}x | {mem:,.0f} MB | {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
 
 
 if __name__ == "__main__":

@@ -215,3 +215,23 @@ def test_cache_is_used_then_invalidated_by_a_new_canary(world, tmp_path, monkeyp
     world.plant("extra-src", 1, T0)
     fresh = load_patterns(world.registry, cache_folder=folder)
     assert fresh.key != first.key and len(fresh.canaries) == len(first.canaries) + 1
+
+
+def test_patterns_split_over_several_databases_find_the_same(world, leaks, report, tmp_path, monkeypatch):
+    """100,000 canaries' literals are compiled in parts (engines.HyperscanEngine); here
+    parts of 40 literals: the scan, compiled then loaded back from the cache, is unchanged."""
+    if "hyperscan" not in engines.available():
+        pytest.skip("hyperscan not installed")
+    folder, _ = leaks
+    monkeypatch.setattr(engines.HyperscanEngine, "MAX_LITERALS", 40)
+    cache = tmp_path / "cache"
+    compiled = load_patterns(world.registry, cache_folder=cache)
+    assert len(compiled.engine._dbs) > len(compiled) // 40
+    loaded = load_patterns(world.registry, cache_folder=cache)
+    assert len(loaded.engine._dbs) == len(compiled.engine._dbs)
+
+    def key(r):
+        return sorted((m.file, m.member or "", m.line, m.canary_id, m.kind, m.form)
+                      for f in r.sources for m in f.matches)
+
+    assert key(scan(world.registry, [folder], jobs=1, pattern_set=loaded)) == key(report)

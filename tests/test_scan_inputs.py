@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -156,3 +156,14 @@ def test_gzip_truncated_midway_keeps_what_was_read(world, tmp_path):
     assert len(raw.problems) == 1 and "stopped after" in raw.problems[0][2]
     got = {ps.canaries[f.item.canary].id for f in raw.found if f.item.kind == "email"}
     assert got and got < set(where)
+
+
+def test_a_part_shared_by_many_canaries_is_not_the_one_looked_for():
+    """Each hit on a shared part is tested for every canary holding it: 300 Martins
+    born on different days are looked for by their birth dates, not by "Martin"."""
+    from canary.scan import prefilter
+
+    parts = [prefilter.Parts((b"martin",), b"jean", date(1950, 1, 1) + timedelta(days=i)) for i in range(300)]
+    chosen = prefilter.choose(parts, today=date(2025, 1, 1))
+    assert sorted(node for node, _ in chosen) == [("date", p.born) for p in parts]
+    assert sorted(members for _, members in chosen) == [[i] for i in range(300)]

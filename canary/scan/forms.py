@@ -26,6 +26,9 @@ MONTHS_ACCENTED = {"fevrier": "février", "aout": "août", "decembre": "décembr
 _PRE = (("’", "'"), ("‘", "'"), ("œ", "oe"), ("æ", "ae"), ("ß", "ss"), ("ø", "o"), ("ł", "l"), ("đ", "d"),
         ("Œ", "OE"), ("Æ", "AE"))
 SPACES = bytes.maketrans(b"'`_", b"   ")
+# Bytes that continue a word (letters, digits, any UTF-8 byte of an accented letter) or a number.
+WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") | frozenset(range(0x80, 0x100))
+DIGITS = frozenset(b"0123456789")
 
 
 def plain_bytes(text: str) -> bytes:

@@ -12,7 +12,8 @@ ones included) and cached on disk (``cache.py``). Per canary:
 
 Each literal has a role (what kind of value it is) and owners (canary
 indexes). Most have one role and one owner, stored in flat arrays; the others
-(a date or surname shared by several canaries) in ``multi``.
+(a date or surname shared by several canaries) in ``multi``. For the hot loop,
+each fingerprint literal also gets its ``Check`` (cached with the databases).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from canary.scan import forms, prefilter
 from canary.scan.engines import ENGINES, Engine
 
 # Bump when literals, roles or the payload layout change: old caches are then ignored.
-PATTERN_VERSION = 5
+PATTERN_VERSION = 10
 
 EMAIL, URL_CODE, DNS_LABEL, LOGIN = 1, 2, 3, 4
 PHONE_ROLES = {"": 5, " ": 6, ".": 7, "-": 8}
@@ -40,6 +41,9 @@ FINGERPRINT_ROLES = (SURNAME, FIRST_NAME, BIRTH_DATE)
 ROLE_KIND = {EMAIL: "email", URL_CODE: "url_code", DNS_LABEL: "dns_label", LOGIN: "portal_login",
              **{r: "phone" for r in PHONE_ROLES.values()}, NIR_PLAIN: "nir", NIR_SPACED: "nir",
              SURNAME: "fingerprint", FIRST_NAME: "fingerprint", BIRTH_DATE: "fingerprint"}
+# Literals compiled together (engines.HyperscanEngine): alike ones, so each database scans fast.
+FAMILY = {EMAIL: 0, URL_CODE: 1, DNS_LABEL: 1, LOGIN: 2, SURNAME: 2, FIRST_NAME: 2,
+          **{r: 3 for r in PHONE_ROLES.values()}, NIR_PLAIN: 4, NIR_SPACED: 4, BIRTH_DATE: 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +58,18 @@ class CanaryInfo:
     password: str  # portal password: corroborates a portal login
     numeric_login: bool
     probes: tuple[bytes, ...] = ()  # longest lower-case ASCII piece of each surname
+    first_probes: tuple[bytes, ...] = ()  # and of the usual first name
 
     def to_tuple(self) -> tuple:
         return (self.id, self.names, self.first_names, self.born, self.nir_key, self.password,
-                self.numeric_login, self.probes)
+                self.numeric_login, self.probes, self.first_probes)
+
+
+# A fingerprint literal's owners, as the hot loop (``verify``) unpacks them, a plain
+# tuple so that the cache can hold it: (bytes that may not touch the hit: digits
+# around a date, letters around a name; ((probe, canary indexes), ...): a probe
+# must be in the line; every canary index; whether the literal is also a token).
+Check = tuple[frozenset, tuple[tuple[bytes, tuple[int, ...]], ...], tuple[int, ...], bool]
 
 
 @dataclass
@@ -71,14 +83,52 @@ class PatternSet:
     canaries: list[CanaryInfo]
     literals: list[bytes] | None = None  # kept only until compiled
     engine: Engine | None = None
-    _probes: list | None = None
+    _checks: list | None = None
 
     @property
-    def probes(self) -> list[tuple[bytes, ...]]:
-        """Surname probes by canary index (a flat list: read once per hit)."""
-        if self._probes is None:
-            self._probes = [c.probes for c in self.canaries]
-        return self._probes
+    def checks(self) -> list[Check | None]:
+        """Per literal, what a fingerprint hit on it needs (None for token literals).
+
+        Built once before the workers fork: the hot loop (``verify``) reads one
+        list item per hit instead of unpacking owners and roles.
+        """
+        if self._checks is None:
+            self._checks = self._build_checks()
+        return self._checks
+
+    def _build_checks(self) -> list[Check | None]:
+        """A hit on a birth date or first name needs the owner's surname in its line (its
+        probe: a letter run of it), a hit on a surname the owner's first name."""
+        by_role = {BIRTH_DATE: [c.probes for c in self.canaries], FIRST_NAME: [c.probes for c in self.canaries],
+                   SURNAME: [c.first_probes for c in self.canaries]}
+        out: list[Check | None] = [None] * len(self.roles)
+        shared: dict[tuple, Check] = {}
+        owners, multi = self.owners, self.multi
+        for i, role in enumerate(self.roles):
+            if role:
+                if role < SURNAME:
+                    continue
+                parts: tuple = ((role, (owners[i],)),)
+                tokens = False
+            else:
+                entry = multi[-owners[i] - 1]
+                parts = tuple((r, indexes) for r, indexes in entry if r >= SURNAME)
+                if not parts:
+                    continue
+                tokens = len(parts) != len(entry)
+            key = (parts, tokens)
+            check = shared.get(key)
+            if check is None:
+                probes: dict[bytes, dict[int, None]] = defaultdict(dict)
+                for r, indexes in parts:
+                    for x in indexes:
+                        for probe in by_role[r][x] or (b"",):  # no probe: always tried
+                            probes[probe][x] = None
+                every = tuple(dict.fromkeys(x for _, indexes in parts for x in indexes))
+                check = shared[key] = (forms.DIGITS if parts[0][0] == BIRTH_DATE else forms.WORD,
+                                       tuple((p, tuple(xs)) for p, xs in probes.items()), every, tokens)
+            out[i] = check
+        return out
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -90,30 +140,42 @@ class PatternSet:
             return ((self.roles[literal], (owner,)),)
         return self.multi[-owner - 1]
 
+    def families(self) -> bytes:
+        """The family (``FAMILY``) of each literal; a shared literal takes its first role's."""
+        return bytes(FAMILY[role or self.multi[-self.owners[i] - 1][0][0]] for i, role in enumerate(self.roles))
+
     def compile(self) -> None:
-        self.engine = ENGINES[self.engine_name].compile(self.literals or [])
+        self.engine = ENGINES[self.engine_name].compile(self.literals or [], self.families())
 
     # -- serialisation (cache) -----------------------------------------------------------
     def dumps(self) -> bytes:
-        blob = self.engine.dumps() if self.engine is not None else None
+        blob = self.engine.dumps() if self.engine is not None else None  # bytes parts, or None
         return marshal.dumps({
             "key": self.key, "engine": self.engine_name, "db": blob,
             "roles": self.roles, "lengths": self.lengths.tobytes(), "owners": self.owners.tobytes(),
             "multi": self.multi, "canaries": [c.to_tuple() for c in self.canaries],
             "literals": self.literals if blob is None else None,
+            "checks": self.checks if blob is not None else None,  # 4x faster to load than to build
         })
 
     @classmethod
     def loads(cls, payload: bytes) -> "PatternSet":
-        data = marshal.loads(payload)
+        return cls.from_data(marshal.loads(payload))
+
+    @classmethod
+    def from_data(cls, data: dict) -> "PatternSet":
+        """From the unmarshalled payload; its compiled databases are taken out of
+        ``data`` one by one as they are loaded (``dumps`` wrote them as a list), so
+        that their bytes and the loaded databases are not all in memory at once."""
         lengths, owners = array.array("H"), array.array("i")
         lengths.frombytes(data["lengths"])
         owners.frombytes(data["owners"])
         patterns = cls(key=data["key"], engine_name=data["engine"], roles=data["roles"], lengths=lengths,
                        owners=owners, multi=data["multi"],
-                       canaries=[CanaryInfo(*c) for c in data["canaries"]], literals=data["literals"])
+                       canaries=[CanaryInfo(*c) for c in data["canaries"]], literals=data["literals"],
+                       _checks=data.get("checks"))
         if data["db"] is not None:
-            patterns.engine = ENGINES[patterns.engine_name].loads(data["db"])
+            patterns.engine = ENGINES[patterns.engine_name].loads(data.pop("db"))
         else:
             patterns.compile()
         return patterns
@@ -164,7 +226,7 @@ def build(rows: Sequence, engine_name: str, key: str = "", today: date | None = 
             id=row.canary_id, names=forms.folded_names(*surnames), first_names=folded_first,
             born=born.toordinal(), nir_key=str(who.get("nir", ""))[13:15],
             password=str(who.get("portal_password") or ""), numeric_login=numeric_login,
-            probes=forms.probes(*surnames),
+            probes=forms.probes(*surnames), first_probes=forms.probes(*first_names[:1]),
         ))
         parts.append(prefilter.Parts(surnames=forms.folded_names(*surnames),
                                      first_name=folded_first[0] if folded_first else "", born=born))

@@ -8,7 +8,10 @@ is in one row of 130, 7 May 1984 in one of 15,000, "Trouiller" in one of a
 million. Each canary needs one of its three parts looked for, and canaries
 share parts (350 of 100,000 canaries are Martins), so the choice is a
 weighted set cover, solved greedily: take the part with the lowest expected
-hits per row per canary newly covered, until every canary is covered.
+work per canary newly covered, until every canary is covered. The work of a
+part is its expected hits per row times the canaries holding it, since each
+hit is tested for each of them (``PatternSet.checks``): "Martin" would cover
+350 canaries at once but cost 350 tests on every row naming a Martin.
 
 Expected hits per row (``rates``) come from the reference tables the
 identities are drawn from: surname and first-name frequencies, street and
@@ -119,7 +122,13 @@ def choose(parts: Sequence[Parts], today: date | None = None) -> list[tuple[Hash
         else:
             cost[node] = date_rate(value, today)
     covered = [False] * len(parts)
-    heap = [(cost[node] / len(members), len(members), i, node) for i, (node, members) in enumerate(nodes.items())]
+
+    def ratio(node: Hashable, fresh: int) -> float:
+        # Each hit is tested for every owner of the part (``PatternSet.checks``):
+        # a part shared by hundreds ("Martin") costs hundreds of tests per hit.
+        return cost[node] * len(nodes[node]) / fresh
+
+    heap = [(ratio(node, len(members)), len(members), i, node) for i, (node, members) in enumerate(nodes.items())]
     heapq.heapify(heap)
     chosen: list[tuple[Hashable, list[int]]] = []
     remaining = len(parts)
@@ -129,7 +138,7 @@ def choose(parts: Sequence[Parts], today: date | None = None) -> list[tuple[Hash
         if not fresh:
             continue
         if len(fresh) != count:  # stale priority: push back with the true one
-            heapq.heappush(heap, (cost[node] / len(fresh), len(fresh), order, node))
+            heapq.heappush(heap, (ratio(node, len(fresh)), len(fresh), order, node))
             continue
         for i in fresh:
             covered[i] = True

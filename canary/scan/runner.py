@@ -78,6 +78,7 @@ class Runner:
             raw.problems.append((file, member, message))
 
         results: list[ChunkResult] = []
+        self.patterns.checks  # noqa: B018 (built once here, not in each worker)
         _PATTERNS = self.patterns
         pool = None
         if self.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():

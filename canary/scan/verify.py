@@ -33,11 +33,11 @@ MAX_RECORD_TEXT = 600  # record kept per match, for the export shape
 NAMES_APART = 80  # most bytes between a surname and the first name of one person
 DATE_APART = 100  # most bytes between those names and the birth date
 
-_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") | frozenset(range(0x80, 0x100))
+_WORD = forms.WORD
 _EMAIL_CHARS = _WORD | frozenset(b"._%+-")
 _CODE_CHARS = _WORD | frozenset(b"-_")
 _LOGIN_CHARS = _WORD | frozenset(b"._-+")
-_DIGITS = frozenset(b"0123456789")
+_DIGITS = forms.DIGITS
 # A name inside an email, a host name or a compound ("Jean" in "Jean-Pierre") is not that name.
 _NAME_EDGE = _WORD | frozenset(b".@-")
 _LABEL = re.compile(rb'"[^"\n]{1,40}"\s*:|(?:^|\n)[^:\n;,|\t]{1,30}:')
@@ -69,10 +69,11 @@ class _Record:
         self._dates: dict[int, list[str]] | None = None
 
     def holds(self, probes: tuple[bytes, ...]) -> bool:
-        """Cheap first test: a lower-case ASCII piece of a surname is in the raw bytes."""
+        """Cheap first test: a lower-case ASCII piece of a name is in the raw bytes
+        (a name without one, all accents or another script, is not tested here)."""
         if self._lower is None:
             self._lower = self.raw.lower()
-        return any(p in self._lower for p in probes)
+        return not probes or any(p in self._lower for p in probes)
 
     @property
     def folded(self) -> bytes:
@@ -160,7 +161,6 @@ def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Foun
     recs: dict[int, _Record] = {}
     strong: list[Found] = []
     weak: list[tuple[int, int, int, int, str, str]] = []  # (canary, role, start, end, form, text)
-    fingerprints: set[tuple[int, int]] = set()
 
     def record_at(pos: int) -> _Record:
         line = chunk.rfind(b"\n", 0, pos) + 1
@@ -169,52 +169,15 @@ def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Foun
             rec = recs[line] = _Record(chunk, pos)
         return rec
 
-    size = len(chunk)
+    tokens = _fingerprint_hits(chunk, hits, ps, record_at, strong)
     roles, owners, multi = ps.roles, ps.owners, ps.multi
-    line_end = -1
-    line_start = 0
-    low: bytes | None = None
-    slow = False
-    tried: set[int] = set()  # canaries already checked on this line
-    probes = ps.probes
-    for i in range(0, len(hits), 2):
-        literal, end = hits[i], hits[i + 1]
+    for i in range(0, len(tokens), 2):
+        literal, end = tokens[i], tokens[i + 1]
         start = end - lengths[literal]
         owner = owners[literal]
         groups = ((roles[literal], (owner,)),) if owner >= 0 else multi[-owner - 1]
         for role, indexes in groups:
-            if role >= SURNAME:  # a fingerprint part: the cheapest tests first
-                if role == BIRTH_DATE:
-                    if (start and chunk[start - 1] in _DIGITS) or (end < size and chunk[end] in _DIGITS):
-                        continue
-                elif not _boundary(chunk, start, end, _WORD):
-                    continue
-                if start >= line_end:  # hits come in order: a new line
-                    line_start = chunk.rfind(b"\n", 0, start) + 1
-                    line_end = chunk.find(b"\n", end)
-                    if line_end < 0:
-                        line_end = size
-                    low, tried = None, set()
-                    first = chunk[line_start:line_start + 1]
-                    # Short lines, indented or quoted ones may be part of a longer record
-                    # (pretty JSON, "Label: value" pastes); long ones are cut to a window.
-                    slow = line_end - line_start < 100 or first in (b" ", b"\t", b'"') \
-                        or line_end - line_start > records.LONG_LINE
-                    if not slow:
-                        low = chunk[line_start:line_end].lower()
-                for index in indexes:
-                    if index in tried:
-                        continue
-                    tried.add(index)
-                    if not slow:
-                        for probe in probes[index]:
-                            if probe in low:
-                                break
-                        else:
-                            continue
-                    found = _fingerprint(record_at(start), infos[index], index, fingerprints)
-                    if found is not None:
-                        strong.append(found)
+            if role >= SURNAME:  # done by _fingerprint_hits
                 continue
             for index in indexes:
                 if role in PHONE_SEP:
@@ -263,9 +226,69 @@ def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Foun
     return out
 
 
+def _fingerprint_hits(chunk: bytes, hits: list[int], ps: patterns.PatternSet, record_at,
+                      strong: list[Found]) -> list[int]:
+    """Check the fingerprint hits (most of them, by far); return the token hits, flat.
+
+    The hot loop of the scan: with 100,000 canaries almost every ordinary row
+    holds some canary's birth date or surname (about 3 hits a row). A hit is
+    dropped when it sits inside a longer word or number, or when none of its
+    canaries' probes is in its line (``PatternSet.checks``: a letter run of
+    the other name); only the rest build a record. Lines that may be part of
+    a longer record (short, indented or quoted: pretty JSON, "Label: value"
+    pastes) and very long ones skip the probe test: each canary is tried.
+    """
+    checks, lengths, infos = ps.checks, ps.lengths, ps.canaries
+    tokens: list[int] = []
+    keep = tokens.append
+    done: set[tuple[int, int]] = set()
+    size = len(chunk)
+    line_start = line_end = -1
+    low = b""
+    slow = False
+    it = iter(hits)
+    for literal, end in zip(it, it):
+        check = checks[literal]
+        if check is None:
+            keep(literal)
+            keep(end)
+            continue
+        edge, probes, owners, also_token = check
+        if also_token:
+            keep(literal)
+            keep(end)
+        start = end - lengths[literal]
+        if (start and chunk[start - 1] in edge) or (end < size and chunk[end] in edge):
+            continue
+        if not line_start <= start < line_end:  # hits come in order (per database): a new line
+            line_start = chunk.rfind(b"\n", 0, start) + 1
+            line_end = chunk.find(b"\n", end)
+            if line_end < 0:
+                line_end = size
+            first = chunk[line_start:line_start + 1]
+            slow = line_end - line_start < 100 or first in (b" ", b"\t", b'"') \
+                or line_end - line_start > records.LONG_LINE
+            if not slow:
+                low = chunk[line_start:line_end].lower()
+        if slow:
+            for index in owners:
+                found = _fingerprint(record_at(start), infos[index], index, done)
+                if found is not None:
+                    strong.append(found)
+            continue
+        for probe, indexes in probes:
+            if probe in low:
+                for index in indexes:
+                    found = _fingerprint(record_at(start), infos[index], index, done)
+                    if found is not None:
+                        strong.append(found)
+    return tokens
+
+
 def _fingerprint(rec: _Record, info, index: int, done: set) -> Found | None:
     """A fingerprint match of canary ``index`` in ``rec``, or None."""
-    if (index, rec.start) in done or not rec.holds(info.probes) or not info.first_names:
+    if (index, rec.start) in done or not info.first_names or not rec.holds(info.probes) \
+            or not rec.holds(info.first_probes):
         return None
     span = rec.named(info.names, info.first_names)
     if span is None:
