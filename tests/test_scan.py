@@ -235,3 +235,19 @@ def test_patterns_split_over_several_databases_find_the_same(world, leaks, repor
                       for f in r.sources for m in f.matches)
 
     assert key(scan(world.registry, [folder], jobs=1, pattern_set=loaded)) == key(report)
+
+
+def test_pattern_rows_stream_only_what_the_patterns_use(world):
+    """Whole identities of 100,000 canaries took 1 GB before compiling: only the compiled fields come."""
+    from canary.registry import scanstore
+
+    rows = scanstore.pattern_rows(world.registry)
+    assert not isinstance(rows, list)  # a stream, not everything at once
+    rows = list(rows)
+    planted = world.registry.list_canaries()
+    assert [r.canary_id for r in rows] == sorted(c.id for c in planted)
+    for row in rows:
+        assert set(row.identity) <= set(scanstore.PATTERN_FIELDS)
+        assert {"last_name", "first_names", "birth_date"} <= set(row.identity)
+        kinds = {kind for kind, _ in row.tokens}
+        assert {"email", "phone", "nir"} <= kinds, kinds

@@ -21,7 +21,7 @@ from __future__ import annotations
 import array
 import marshal
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -181,12 +181,18 @@ class PatternSet:
         return patterns
 
 
-def build(rows: Sequence, engine_name: str, key: str = "", today: date | None = None) -> PatternSet:
+def build(rows: Iterable, engine_name: str, key: str = "", today: date | None = None) -> PatternSet:
     """Literals, roles and owners for ``rows`` (scanstore.PatternRow), not compiled yet."""
     found: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
     infos: list[CanaryInfo] = []
     parts: list[prefilter.Parts] = []
     originals: dict[bytes, set[str]] = defaultdict(set)
+
+    # Names repeat across canaries (hundreds of Martin): one tuple each, not one per canary.
+    shared: dict = {}
+
+    def same(value):
+        return shared.setdefault(value, value)
 
     def add(literal: bytes, role: int, index: int) -> None:
         if len(literal) >= 3:
@@ -222,13 +228,15 @@ def build(rows: Sequence, engine_name: str, key: str = "", today: date | None = 
             originals[b" ".join(forms.fold_bytes(name).split())].add(name)
         born = date.fromisoformat(who["birth_date"])
         folded_first = forms.folded_names(*first_names[:1])  # the usual first name, as written or spaced
+        folded_surnames = same(forms.folded_names(*surnames))
+        folded_first = same(folded_first)
         infos.append(CanaryInfo(
-            id=row.canary_id, names=forms.folded_names(*surnames), first_names=folded_first,
-            born=born.toordinal(), nir_key=str(who.get("nir", ""))[13:15],
+            id=row.canary_id, names=folded_surnames, first_names=folded_first,
+            born=born.toordinal(), nir_key=same(str(who.get("nir", ""))[13:15]),
             password=str(who.get("portal_password") or ""), numeric_login=numeric_login,
-            probes=forms.probes(*surnames), first_probes=forms.probes(*first_names[:1]),
+            probes=same(forms.probes(*surnames)), first_probes=same(forms.probes(*first_names[:1])),
         ))
-        parts.append(prefilter.Parts(surnames=forms.folded_names(*surnames),
+        parts.append(prefilter.Parts(surnames=folded_surnames,
                                      first_name=folded_first[0] if folded_first else "", born=born))
 
     for (kind, value), members in prefilter.choose(parts, today):

@@ -53,15 +53,13 @@ def load_patterns(registry: "Registry", *, engine: str | None = None, use_cache:
         cached = _from_cache(key, cache_folder)
         if cached is not None:
             return cached
-    rows = scanstore.pattern_rows(registry)
-    if not rows:
+    built = patterns.build(scanstore.pattern_rows(registry), name, key)  # streamed from the registry
+    if not built.canaries:
         raise CanaryError("the registry holds no canary: nothing to look for (plant some with `canary plant`)")
-    built = patterns.build(rows, name, key)
-    del rows  # identities: most of the memory before compiling
     built.compile()
+    built.literals = None  # compiled: the cache keeps the databases, not the 1.5M literals
     if use_cache and name == "hyperscan":
         cache.save(key, built.dumps(), cache_folder)
-    built.literals = None
     return built
 
 
