@@ -31,7 +31,7 @@ import dns.rcode
 import pytest
 import requests
 
-from alert_helpers import Capture, LoopbackController
+from alert_helpers import Capture, smtp_server  # noqa: F401 (smtp_server: a fixture, the alert inbox)
 from canary.registry import Registry
 from listener_helpers import CANARY_BIN, wait_for
 
@@ -41,16 +41,6 @@ BINDS = ("dns", "http", "smtp", "admin")
 SOURCE = "ehr-clinique"
 DASHBOARD_PASSWORD = "correct horse battery staple"
 SUBJECT_CANARY = re.compile(r"canari #(\d+)")
-
-
-@pytest.fixture
-def alert_inbox():
-    capture = Capture()
-    controller = LoopbackController(capture, hostname="127.0.0.1", port=0)
-    controller.start()
-    capture.port = controller.port
-    yield capture
-    controller.stop()
 
 
 def walkthrough_folder(folder: Path, alert_port: int) -> None:
@@ -154,8 +144,8 @@ def subjects_by_canary(inbox: Capture) -> Counter:
 
 
 @pytest.mark.postgres
-def test_two_nodes_on_one_postgresql_registry_answer_dns_and_alert_once(tmp_path, postgres_url, alert_inbox):
-    walkthrough_folder(tmp_path, alert_inbox.port)
+def test_two_nodes_on_one_postgresql_registry_answer_dns_and_alert_once(tmp_path, postgres_url, smtp_server):
+    walkthrough_folder(tmp_path, smtp_server.port)
     env = {**os.environ, "CANARY_REGISTRY_URL": postgres_url}
     env.pop("CANARY_CONFIG", None)
 
@@ -209,9 +199,9 @@ def test_two_nodes_on_one_postgresql_registry_answer_dns_and_alert_once(tmp_path
         # One alert per canary used, whichever node saw it and whichever node sent it: the
         # second look-up of the same name (by the other node) joins the first one's incident.
         wanted = Counter({looked_up.id: 1, clicked.id: 1})
-        wait_for(lambda: subjects_by_canary(alert_inbox) == wanted, 15, what="two alert emails")
+        wait_for(lambda: subjects_by_canary(smtp_server) == wanted, 15, what="two alert emails")
         time.sleep(2.5)  # more than two rounds of both nodes' outbox workers: nothing else comes
-        assert subjects_by_canary(alert_inbox) == wanted
+        assert subjects_by_canary(smtp_server) == wanted
         with Registry.open(postgres_url) as registry:
             hits = registry.list_hits(source=SOURCE)
             alerts = registry.list_alerts()
