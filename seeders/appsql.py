@@ -2,7 +2,8 @@
 
 OpenEMR, Mediboard... each know their own tables and conventions and build
 the rows of a patient as ``RowPlan`` values; this base class does the rest
-the same way for all of them, on top of ``SqlTarget``: typed ``--set``
+the same way for all of them, on top of ``SqlTarget`` (and the shared
+lifecycle of ``seeders.appseeder.TargetSeeder``): typed ``--set``
 options, connecting and checking that the database is the application's
 (tables and columns it must have), checking every value fits before any
 write, and verify / retire by the keys recorded in the placement.
@@ -19,30 +20,26 @@ from typing import Any, Callable, ClassVar, Iterable
 import sqlalchemy as sa
 
 from canary.errors import ConfigError, MappingError, SourceError
-from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
-from seeders.base import PlannedRow, Seeder
+from canary.model import Identity, SourceSpec
+from seeders.appseeder import TargetSeeder
 from seeders.rows import RowPlan
-from seeders.sqlaccess import access_problems, needs
 from seeders.sqltarget import SqlTarget
 
 OptionParser = Callable[[str, Any], Any]
 
 
-class ApplicationSqlSeeder(Seeder):
+class ApplicationSqlSeeder(TargetSeeder):
     """Base of the seeders that write a patient the way one application does."""
 
     #: Product name for error messages ("OpenEMR").
     application: ClassVar[str] = ""
     #: Tables and the columns they must have; anything missing is not this application.
     required_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
-    #: Tables the seeder inserts into (and retire deletes from), for ``check_access``.
-    written_tables: ClassVar[tuple[str, ...]] = ()
     #: How each option's text is read: name -> parser(option name, raw value) -> value.
     option_parsers: ClassVar[dict[str, OptionParser]] = {}
 
     def __init__(self, source: SourceSpec, url: str) -> None:
         super().__init__(source, url)
-        self.target: SqlTarget | None = None
         self.settings: dict[str, Any] = {}
         self._checked_tables: set[str] = set()
 
@@ -78,18 +75,11 @@ class ApplicationSqlSeeder(Seeder):
             raise
 
     def close(self) -> None:
-        if self.target is not None:
-            self.target.close()
-            self.target = None
+        super().close()
         self._checked_tables.clear()
 
-    def check_access(self) -> list[str]:
-        return access_problems(self._ready(), needs(self.written_tables))
-
     def _ready(self) -> SqlTarget:
-        if self.target is None:
-            raise RuntimeError(f"{type(self).__name__}.open() was not called")
-        return self.target
+        return self._target()
 
     def _prepare(self) -> None:
         """Read what the seeder needs from the host once (habits, users...); target is set."""
@@ -129,29 +119,11 @@ class ApplicationSqlSeeder(Seeder):
             raise MappingError(f"source '{self.source.name}': {where} {first.message}{more}")
         return rows
 
-    def plan(self, identity: Identity) -> list[PlannedRow]:
-        planned = []
-        for row in self._fit(self._rows(identity, dry_run=True)):
-            values = dict(row.values)
-            values.update({name: None for name in (*row.generated, *row.refs)})
-            planned.append(PlannedRow(table=row.table, values=values))
-        return planned
-
-    def check_fits(self, identities: Iterable[Identity]) -> None:
-        for identity in identities:
-            self._fit(self._rows(identity, dry_run=True))
+    def _plan_rows(self, identity: Identity) -> list[RowPlan]:
+        return self._fit(self._rows(identity, dry_run=True))
 
     # -- after planting ----------------------------------------------------
-    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
-        if not placement.rows:
-            return VerifyResult(VerifyState.MISSING, ("the placement lists no rows",))
-        return self._ready().compare(self._live(placement.rows))
-
-    def retire(self, placement: Placement) -> None:
-        if placement.rows:
-            self._ready().delete(self._live(placement.rows))
-
-    def _live(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _placed(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Placement rows with binary key values back as bytes, so keys match again."""
         target = self._ready()
         out = []

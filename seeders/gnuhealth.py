@@ -14,19 +14,20 @@ from __future__ import annotations
 import random
 import re
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from canary import nir as nirs
 from canary.errors import ConfigError, MappingError, SourceError
-from canary.model import Identity, Placement, VerifyResult, VerifyState
+from canary.model import Identity, Placement
 from canary.phones import to_e164
 from seeders import gnuhealthhost as host
 from seeders import gnuhealthrows as build
-from seeders.base import PlannedRow, Seeder, SeederOption
+from seeders.appseeder import AppSeeder
+from seeders.apptarget import AppTarget
+from seeders.base import SeederOption
 from seeders.fields import ANY
 from seeders.rows import RowPlan
-from seeders.sqlaccess import access_problems, needs
-from seeders.sqltarget import SqlTarget
+from seeders.sqltarget import Problem, SqlTarget
 from seeders.sqlvalues import to_json
 
 TABLES = ("party_party", "gnuhealth_person_name", "party_contact_mechanism",
@@ -45,9 +46,15 @@ STOCK_ADMIN_UID = 1
 _PUID_ATTEMPTS = 50
 
 
-class GnuHealthSeeder(Seeder):
+class GnuHealthSeeder(AppSeeder):
     name = "gnuhealth"
     summary = "GNU Health HMIS on PostgreSQL (Tryton tables): party, names, contacts, NIR, address, patient."
+    application = "GNU Health"
+    preloaded = TABLES
+    written_tables = TABLES
+    parts = ("conv", "settings")
+    conv: host.Conventions | None
+    settings: build.Settings | None
     options = (
         SeederOption("create_uid", "res_user id recorded as creator of the rows; 'auto': the user who "
                      "created most of the latest patients, else 1 (admin)", default="auto"),
@@ -63,9 +70,6 @@ class GnuHealthSeeder(Seeder):
 
     def __init__(self, source, url: str) -> None:
         super().__init__(source, url)
-        self.target: SqlTarget | None = None
-        self.conv: host.Conventions | None = None
-        self.settings: build.Settings | None = None
         self._code_sequence: host.CodeSequence | None = None
         self._doctor_option: int | None | str = "auto"
         self._rnd = random.SystemRandom()  # PUIDs and codes must not be predictable
@@ -88,35 +92,17 @@ class GnuHealthSeeder(Seeder):
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:
-        self.close()
-        self.validate_options(dict(self.source.options))
-        target = SqlTarget(self.source.name, self.url)
-        target.connect()
-        try:
-            self._check_tables(target)
-            conv = host.sample_conventions(target.engine, target.table)
-            self._check_structure(target, conv)
-            self.settings = self._settings(target, conv)
-            self.conv, self.target = conv, target
-        except BaseException:
-            target.close()
-            self.target = None
-            raise
+        self.validate_options(dict(self.source.options))  # before connecting: a typo needs no server
+        super().open()
 
-    def close(self) -> None:
-        if self.target is not None:
-            self.target.close()
-            self.target = None
-
-    def check_access(self) -> list[str]:
-        if self.target is None:
-            raise RuntimeError("GnuHealthSeeder.open() was not called")
-        return access_problems(self.target, needs(TABLES))
+    def _prepare(self, target: AppTarget) -> tuple[host.Conventions, build.Settings]:
+        self._check_tables(target)
+        conv = host.sample_conventions(target.engine, target.table)
+        self._check_structure(target, conv)
+        return conv, self._settings(target, conv)
 
     def _ready(self) -> tuple[SqlTarget, host.Conventions, build.Settings]:
-        if self.target is None or self.conv is None or self.settings is None:
-            raise RuntimeError("GnuHealthSeeder.open() was not called")
-        return self.target, self.conv, self.settings
+        return self._target(), self.conv, self.settings
 
     def _error(self, message: str) -> MappingError:
         return MappingError(f"source '{self.source.name}': {message}")
@@ -219,26 +205,11 @@ class GnuHealthSeeder(Seeder):
             conn.commit()
         return sequence.format(number, now)
 
-    def _checked(self, rows: list[RowPlan]) -> list[RowPlan]:
-        target = self._ready()[0]
-        for row in rows:
-            problems = target.value_problems(row)
-            if problems:
-                first = problems[0]
-                raise self._error(f"table {first.table}, column {first.column}, {first.message}")
-        return rows
+    def _value_error(self, first: Problem) -> MappingError:
+        return self._error(f"table {first.table}, column {first.column}, {first.message}")
 
-    def plan(self, identity: Identity) -> list[PlannedRow]:
-        planned = []
-        for row in self._checked(self._rows(identity, final=False)):
-            values = dict(row.values)
-            values.update({name: None for name in (*row.generated, *row.refs)})
-            planned.append(PlannedRow(table=row.table, values=values))
-        return planned
-
-    def check_fits(self, identities: Iterable[Identity]) -> None:
-        for identity in identities:
-            self._checked(self._rows(identity, final=False))
+    def _plan_rows(self, identity: Identity) -> list[RowPlan]:
+        return self._checked(self._rows(identity, final=False))
 
     def plant(self, identity: Identity) -> Placement:
         return Placement(rows=self._ready()[0].insert(self._checked(self._rows(identity, final=True))))
@@ -256,16 +227,6 @@ class GnuHealthSeeder(Seeder):
                                casefold=("lastname", "name"), limit=1):
                     return True
         return False
-
-    # -- after planting --------------------------------------------------
-    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
-        if not placement.rows:
-            return VerifyResult(VerifyState.MISSING, ("the placement lists no rows",))
-        return self._ready()[0].compare(placement.rows)
-
-    def retire(self, placement: Placement) -> None:
-        if placement.rows:
-            self._ready()[0].delete(placement.rows)
 
     def locate(self, identity: Identity) -> Placement | None:
         """Find a patient planted for ``identity`` but never recorded, through its e-mail.

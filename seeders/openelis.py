@@ -2,9 +2,10 @@
 
 PostgreSQL, schema ``clinlims``. The rows and their conventions are in
 ``seeders.openelis_rows``, the metadata and habits the options resolve to in
-``seeders.openelis_setup``; this module drives the seeder lifecycle through
-``SqlTarget``: structure check, collisions, one-transaction plant with the
-application's sequences, verify, locate and retire.
+``seeders.openelis_setup``; this module drives the application seeder
+lifecycle (``seeders.appseeder``) through ``SqlTarget``: structure check,
+collisions, one-transaction plant with the application's sequences, verify,
+locate and retire.
 
 Sequences (``person_seq``, ``patient_seq``...) are consumed with ``nextval``
 as the application consumes them, and never go back: a retired canary leaves
@@ -14,14 +15,15 @@ a gap in the numbering, as any deleted or rolled-back patient does.
 from __future__ import annotations
 
 from datetime import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
-from canary.errors import ConfigError, MappingError
-from canary.model import Identity, Placement, VerifyResult, VerifyState
-from seeders.base import PlannedRow, Seeder, SeederOption
+from canary.errors import ConfigError
+from canary.model import Identity, Placement
+from seeders.appseeder import AppSeeder
+from seeders.base import SeederOption
 from seeders.openelis_locate import locate_patient
 from seeders.openelis_rows import SEQUENCES, RowBuilder, new_fhir_uuid, sample_habits
 from seeders.openelis_setup import SCHEMA, ST, SUBJECT, OpenElisSetup, read_setup
@@ -44,9 +46,17 @@ REQUIRED = {
 TABLES = (*REQUIRED, "history", "system_user", "reference_tables", "address_part", "patient_identity_type")
 
 
-class OpenElisSeeder(Seeder):
+class OpenElisSeeder(AppSeeder):
     name = "openelis"
     summary = "OpenELIS Global (PostgreSQL, schema clinlims): person, patient, identities and address parts."
+    application = "OpenELIS"
+    dialects = ("postgresql",)
+    wrong_dialect = "OpenELIS runs on PostgreSQL, not {}"
+    schema = SCHEMA
+    preloaded = TABLES
+    parts = ("setup", "builder")
+    setup: OpenElisSetup | None
+    builder: RowBuilder | None
     options = (
         SeederOption("identity_types", "patient_identity types written: 'auto' (those most recent patients have), "
                      "'none', or a list among NATIONAL, ST, AKA, SUBJECT, GUID", default="auto"),
@@ -57,12 +67,6 @@ class OpenElisSeeder(Seeder):
                      "or a list among PERSON, PATIENT, PATIENT_IDENTITY", default="auto"),
     )
 
-    def __init__(self, source, url: str) -> None:  # noqa: ANN001 (SourceSpec)
-        super().__init__(source, url)
-        self.target: AppTarget | None = None
-        self.setup: OpenElisSetup | None = None
-        self.builder: RowBuilder | None = None
-
     @classmethod
     def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
         checked = super().validate_options(options)
@@ -72,34 +76,13 @@ class OpenElisSeeder(Seeder):
         return checked
 
     # -- lifecycle -------------------------------------------------------
-    def open(self) -> None:
-        self.close()
-        target = AppTarget(self.source.name, self.url, schema=SCHEMA)
-        target.connect()
-        try:
-            if target.dialect != "postgresql":
-                raise MappingError(f"source '{self.source.name}': OpenELIS runs on PostgreSQL, not {target.dialect}")
-            target.preload(TABLES)
-            self._check_structure(target)
-            setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
-            builder = RowBuilder(target, setup, sample_habits(target, setup))
-        except sa.exc.DBAPIError as err:  # e.g. no USAGE on schema clinlims: one line, not a traceback
-            target.close()
-            raise target._failed("reading the OpenELIS schema", err) from None
-        except BaseException:
-            target.close()
-            raise
-        self.target, self.setup, self.builder = target, setup, builder
-
-    def close(self) -> None:
-        if self.target is not None:
-            self.target.close()
-        self.target = self.setup = self.builder = None
+    def _prepare(self, target: AppTarget) -> tuple[OpenElisSetup, RowBuilder]:
+        self._check_structure(target)
+        setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
+        return setup, RowBuilder(target, setup, sample_habits(target, setup))
 
     def check_access(self) -> list[str]:
-        if self.target is None:
-            raise RuntimeError("OpenElisSeeder.open() was not called")
-        return access_problems(self.target, needs((*REQUIRED, "history")), sequences=SEQUENCES.values())
+        return access_problems(self._target(), needs((*REQUIRED, "history")), sequences=SEQUENCES.values())
 
     def _check_structure(self, target: AppTarget) -> None:
         tables = dict(REQUIRED, history=("id", "sys_user_id", "reference_id", "reference_table", "timestamp",
@@ -111,15 +94,10 @@ class OpenElisSeeder(Seeder):
             generated = {} if table == "person_address" else {"id": _sequence(table)}
             problems = target.structure_problems(table, key, {c: "any" for c in columns}, generated)
             if problems:
-                first = problems[0]
-                where = f"{SCHEMA}.{first.table}.{first.column}" if first.column else f"table {SCHEMA}.{first.table}:"
-                raise MappingError(f"source '{self.source.name}': {where} {first.message} "
-                                   "(this database does not look like a supported OpenELIS version)")
+                raise self._structure_error(problems[0])
 
     def _ready(self) -> tuple[AppTarget, OpenElisSetup, RowBuilder]:
-        if self.target is None:
-            raise RuntimeError("OpenElisSeeder.open() was not called")
-        return self.target, self.setup, self.builder
+        return self._target(), self.setup, self.builder
 
     # -- planting --------------------------------------------------------
     def _identity_values(self, identity: Identity, *, take: bool) -> dict[str, str | None]:
@@ -142,22 +120,10 @@ class OpenElisSeeder(Seeder):
         return in_use
 
     def _checked_rows(self, identity: Identity, identities: dict[str, str | None]) -> list[RowPlan]:
-        target, _setup, builder = self._ready()
-        rows = builder.rows(identity, identities, datetime.now())
-        for row in rows:
-            for problem in target.value_problems(row):
-                raise MappingError(f"source '{self.source.name}': {SCHEMA}.{problem.table}.{problem.column} "
-                                   f"{problem.message}")
-        return rows
+        return self._checked(self._ready()[2].rows(identity, identities, datetime.now()))
 
-    def plan(self, identity: Identity) -> list[PlannedRow]:
-        rows = self._checked_rows(identity, self._identity_values(identity, take=False))
-        return [PlannedRow(f"{SCHEMA}.{row.table}", {**row.values, **{c: None for c in (*row.generated, *row.refs)}})
-                for row in rows]
-
-    def check_fits(self, identities: Iterable[Identity]) -> None:
-        for identity in identities:
-            self._checked_rows(identity, self._identity_values(identity, take=False))
+    def _plan_rows(self, identity: Identity) -> list[RowPlan]:
+        return self._checked_rows(identity, self._identity_values(identity, take=False))
 
     def plant(self, identity: Identity) -> Placement:
         target, _setup, builder = self._ready()
@@ -193,16 +159,6 @@ class OpenElisSeeder(Seeder):
         placeholders.update({name: "?" for name in builder.habits.series})
         plans = builder.rows(identity, placeholders, datetime.now())
         return locate_patient(target, plans, identity)
-
-    # -- after planting --------------------------------------------------
-    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
-        if not placement.rows:
-            return VerifyResult(VerifyState.MISSING, ("the placement lists no rows",))
-        return self._ready()[0].compare(placement.rows)
-
-    def retire(self, placement: Placement) -> None:
-        if placement.rows:
-            self._ready()[0].delete(placement.rows)
 
 
 def _sequence(table: str) -> Generated:

@@ -4,8 +4,9 @@ What a patient is made of and how the rows are written is in
 ``seeders.openmrs_rows``; identifier numbering (idgen or by hand, with the
 type's check digit) in ``seeders.openmrs_numbers``; the metadata options
 resolve to in ``seeders.openmrs_setup``. This module drives them through the
-seeder lifecycle: structure check, collisions, one-transaction plant,
-verify, locate and retire, all through ``SqlTarget``.
+application seeder lifecycle (``seeders.appseeder``): structure check,
+collisions, one-transaction plant, verify, locate and retire, all through
+``SqlTarget``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from canary.errors import ConfigError, MappingError
-from canary.model import Identity, Placement, VerifyResult, VerifyState
-from seeders.base import PlannedRow, Seeder, SeederOption
+from canary.errors import ConfigError
+from canary.model import Identity, Placement
+from seeders.appseeder import AppSeeder
+from seeders.base import SeederOption
 from seeders.openmrs_locate import locate_patient
 from seeders.openmrs_numbers import IdentifierNumbering, recent_log_comment
 from seeders.openmrs_rows import TABLES, RowBuilder, sample_habits
@@ -28,9 +30,17 @@ from seeders.apptarget import AppTarget
 from seeders.sqlaccess import access_problems, needs
 
 
-class OpenMrsSeeder(Seeder):
+class OpenMrsSeeder(AppSeeder):
     name = "openmrs"
     summary = "OpenMRS (MariaDB/MySQL): person, name, address, phone attribute, patient and identifier rows."
+    application = "OpenMRS"
+    dialects = ("mysql", "mariadb")
+    wrong_dialect = "this seeder writes OpenMRS on MariaDB/MySQL, not {}"
+    preloaded = (*TABLES, *METADATA_TABLES)
+    parts = ("setup", "numbering", "builder")
+    setup: OpenMrsSetup | None
+    numbering: IdentifierNumbering | None
+    builder: RowBuilder | None
     options = (
         SeederOption("identifier_type", "Patient identifier type (name or id) numbering the canaries; "
                      "default 'OpenMRS ID', else 'OpenMRS Identification Number'", default=""),
@@ -45,13 +55,6 @@ class OpenMrsSeeder(Seeder):
         SeederOption("creator", "users.user_id recorded as creator of every row", default="1"),
     )
 
-    def __init__(self, source, url: str) -> None:  # noqa: ANN001 (SourceSpec)
-        super().__init__(source, url)
-        self.target: AppTarget | None = None
-        self.setup: OpenMrsSetup | None = None
-        self.numbering: IdentifierNumbering | None = None
-        self.builder: RowBuilder | None = None
-
     @classmethod
     def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
         checked = super().validate_options(options)
@@ -61,38 +64,20 @@ class OpenMrsSeeder(Seeder):
         return checked
 
     # -- lifecycle -------------------------------------------------------
-    def open(self) -> None:
-        self.close()
-        target = AppTarget(self.source.name, self.url)
-        target.connect()
-        try:
-            if target.dialect not in ("mysql", "mariadb"):
-                raise MappingError(f"source '{self.source.name}': this seeder writes OpenMRS on MariaDB/MySQL, "
-                                   f"not {target.dialect}")
-            target.preload([*TABLES, *METADATA_TABLES])
-            self._check_structure(target)
-            setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
-            numbering = IdentifierNumbering(target, setup.identifier_type, setup.idgen)
-            numbering.load()
-            comment = recent_log_comment(target, setup.idgen.id) if setup.idgen else None
-            builder = RowBuilder(target, setup, sample_habits(target, setup), comment)
-        except BaseException:
-            target.close()
-            raise
-        self.target, self.setup, self.numbering, self.builder = target, setup, numbering, builder
-
-    def close(self) -> None:
-        if self.target is not None:
-            self.target.close()
-        self.target = self.setup = self.numbering = self.builder = None
+    def _prepare(self, target: AppTarget) -> tuple[OpenMrsSetup, IdentifierNumbering, RowBuilder]:
+        self._check_structure(target)
+        setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
+        numbering = IdentifierNumbering(target, setup.identifier_type, setup.idgen)
+        numbering.load()
+        comment = recent_log_comment(target, setup.idgen.id) if setup.idgen else None
+        return setup, numbering, RowBuilder(target, setup, sample_habits(target, setup), comment)
 
     def check_access(self) -> list[str]:
-        if self.target is None or self.setup is None:
-            raise RuntimeError("OpenMrsSeeder.open() was not called")
+        target, setup, _numbering, _builder = self._ready()
         wanted = needs(TABLES)
-        if self.setup.idgen is not None:  # the next identifier is taken by updating idgen's counter
+        if setup.idgen is not None:  # the next identifier is taken by updating idgen's counter
             wanted["idgen_seq_id_gen"] = ("SELECT", "UPDATE")
-        return access_problems(self.target, wanted)
+        return access_problems(target, wanted)
 
     def _check_structure(self, target: AppTarget) -> None:
         idgen = target.table("idgen_seq_id_gen") is not None
@@ -104,32 +89,20 @@ class OpenMrsSeeder(Seeder):
             problems = target.structure_problems(table, (key,), dict.fromkeys(columns, "any"),
                                                  unique_by_construction=(key,))
             if problems:
-                first = problems[0]
-                where = f"{first.table}.{first.column}" if first.column else f"table {first.table}:"
-                raise MappingError(f"source '{self.source.name}': {where} {first.message} "
-                                   "(this database does not look like a supported OpenMRS version)")
+                raise self._structure_error(problems[0])
 
     def _ready(self) -> tuple[AppTarget, OpenMrsSetup, IdentifierNumbering, RowBuilder]:
-        if self.target is None:
-            raise RuntimeError("OpenMrsSeeder.open() was not called")
-        return self.target, self.setup, self.numbering, self.builder
+        return self._target(), self.setup, self.numbering, self.builder
 
     # -- planting --------------------------------------------------------
     def _checked_rows(self, identity: Identity, identifier: str) -> list[RowPlan]:
-        target, _setup, _numbering, builder = self._ready()
-        rows = builder.rows(identity, identifier, datetime.now())
-        for row in rows:
-            for problem in target.value_problems(row):
-                raise MappingError(f"source '{self.source.name}': {problem.table}.{problem.column} {problem.message}")
-        return rows
+        return self._checked(self._ready()[3].rows(identity, identifier, datetime.now()))
 
-    def plan(self, identity: Identity) -> list[PlannedRow]:
-        rows = self._checked_rows(identity, self._ready()[2].preview())
-        return [PlannedRow(row.table, {**row.values, **{c: None for c in (*row.generated, *row.refs)}})
-                for row in rows]
+    def _plan_rows(self, identity: Identity) -> list[RowPlan]:
+        return self._checked_rows(identity, self._ready()[2].preview())
 
     def check_fits(self, identities: Iterable[Identity]) -> None:
-        preview = self._ready()[2].preview()
+        preview = self._ready()[2].preview()  # once for the batch: nothing is taken before the plant
         for identity in identities:
             self._checked_rows(identity, preview)
 
@@ -169,14 +142,3 @@ class OpenMrsSeeder(Seeder):
         """
         target, setup, _numbering, builder = self._ready()
         return locate_patient(target, setup, builder, identity)
-
-    # -- after planting --------------------------------------------------
-    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
-        if not placement.rows:
-            return VerifyResult(VerifyState.MISSING, ("the placement lists no rows",))
-        return self._ready()[0].compare(placement.rows)
-
-    def retire(self, placement: Placement) -> None:
-        if placement.rows:
-            self._ready()[0].delete(placement.rows)
-

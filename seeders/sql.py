@@ -10,11 +10,11 @@ written for a given application.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from canary.errors import MappingError
-from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
-from seeders.base import PlannedRow, Seeder
+from canary.model import Identity, Placement, SourceSpec
+from seeders.appseeder import TargetSeeder
 from seeders.mapping import Mapping, load_mapping
 from seeders.rows import SEQUENCE, RowPlan
 from seeders.sqlaccess import access_problems, needs
@@ -22,7 +22,7 @@ from seeders.sqltarget import Problem, SqlTarget
 from seeders.sqlvalues import comparable, to_json
 
 
-class SqlSeeder(Seeder):
+class SqlSeeder(TargetSeeder):
     name = "sql"
     summary = "Any SQL database (SQLite, MariaDB/MySQL, PostgreSQL) through a TOML mapping file."
     needs_mapping = True
@@ -30,7 +30,6 @@ class SqlSeeder(Seeder):
     def __init__(self, source: SourceSpec, url: str) -> None:
         super().__init__(source, url)
         self.mapping: Mapping | None = None
-        self.target: SqlTarget | None = None
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:
@@ -50,11 +49,6 @@ class SqlSeeder(Seeder):
             target.close()
             raise
         self.mapping, self.target = mapping, target
-
-    def close(self) -> None:
-        if self.target is not None:
-            self.target.close()
-            self.target = None
 
     def check_access(self) -> list[str]:
         mapping, target = self._ready()
@@ -83,18 +77,8 @@ class SqlSeeder(Seeder):
         self._raise_first(mapping, problems)
         return rows
 
-    def plan(self, identity: Identity) -> list[PlannedRow]:
-        rows = self._checked_rows(identity)
-        planned = []
-        for row in rows:
-            values = dict(row.values)
-            values.update({name: None for name in (*row.generated, *row.refs)})
-            planned.append(PlannedRow(table=row.table, values=values))
-        return planned
-
-    def check_fits(self, identities: Iterable[Identity]) -> None:
-        for identity in identities:
-            self._checked_rows(identity)
+    def _plan_rows(self, identity: Identity) -> list[RowPlan]:
+        return self._checked_rows(identity)
 
     def plant(self, identity: Identity) -> Placement:
         rows = self._checked_rows(identity)
@@ -119,15 +103,6 @@ class SqlSeeder(Seeder):
         return False
 
     # -- after planting --------------------------------------------------
-    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
-        if not placement.rows:
-            return VerifyResult(VerifyState.MISSING, ("the placement lists no rows",))
-        return self._ready()[1].compare(placement.rows)
-
-    def retire(self, placement: Placement) -> None:
-        if placement.rows:
-            self._ready()[1].delete(placement.rows)
-
     def locate(self, identity: Identity) -> Placement | None:
         """Find the rows of a patient planted for ``identity`` but never recorded.
 
