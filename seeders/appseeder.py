@@ -14,6 +14,7 @@ traceback (e.g. no USAGE on the application's schema).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar, Iterable
 
 import sqlalchemy as sa
@@ -51,9 +52,9 @@ class TargetSeeder(Seeder):
         return self.target
 
     # -- planting --------------------------------------------------------
+    @abstractmethod
     def _plan_rows(self, identity: Identity) -> list[RowPlan]:
-        """The checked rows of a dry run for ``identity`` (subclasses); MappingError if one does not fit."""
-        raise NotImplementedError
+        """The checked rows of a dry run for ``identity``; MappingError if one does not fit."""
 
     def plan(self, identity: Identity) -> list[PlannedRow]:
         return planned(self._plan_rows(identity))
@@ -123,9 +124,9 @@ class AppSeeder(TargetSeeder):
         for name in self.parts:
             setattr(self, name, None)
 
+    @abstractmethod
     def _prepare(self, target: AppTarget) -> tuple[Any, ...]:
         """Check the structure and read the setup from the host, once; the values of ``parts``."""
-        raise NotImplementedError
 
     def plan(self, identity: Identity) -> list[PlannedRow]:
         return planned(self._plan_rows(identity), prefix=f"{self.schema}." if self.schema else "")

@@ -62,7 +62,8 @@ class OpenElisSeeder(AppSeeder):
                      "'none', or a list among NATIONAL, ST, AKA, SUBJECT, GUID", default="auto"),
         SeederOption("national_id_identity_type", "patient_identity type that carries the NIR when written",
                      default="NATIONAL"),
-        SeederOption("sys_user_id", "system_user id recorded in the audit history", default="1"),
+        SeederOption("sys_user_id", "system_user id recorded in the audit history, or 'auto' (the user of most "
+                     "of the newest history rows)", default="auto"),
         SeederOption("history", "inserts recorded in the audit history: 'auto' (as the host does), 'none', "
                      "or a list among PERSON, PATIENT, PATIENT_IDENTITY", default="auto"),
     )
@@ -71,8 +72,8 @@ class OpenElisSeeder(AppSeeder):
     def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
         checked = super().validate_options(options)
         user = checked.get("sys_user_id")
-        if user is not None and not str(user).strip().isdigit():
-            raise ConfigError(f"seeder 'openelis': sys_user_id must be a system_user id (a number), not {user!r}")
+        if user is not None and not str(user).strip().isdigit() and str(user).strip().lower() != "auto":
+            raise ConfigError(f"seeder 'openelis': sys_user_id must be a system_user id (a number) or 'auto', not {user!r}")
         return checked
 
     # -- lifecycle -------------------------------------------------------

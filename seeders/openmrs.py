@@ -52,15 +52,16 @@ class OpenMrsSeeder(AppSeeder):
                      default="none"),
         SeederOption("nir_identifier_type", "Patient identifier type (name or id) holding the NIR, or 'none'",
                      default="none"),
-        SeederOption("creator", "users.user_id recorded as creator of every row", default="1"),
+        SeederOption("creator", "users.user_id recorded as creator of every row, or 'auto' (who created most "
+                     "of the newest patients)", default="auto"),
     )
 
     @classmethod
     def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
         checked = super().validate_options(options)
         creator = checked.get("creator")
-        if creator is not None and not str(creator).strip().isdigit():
-            raise ConfigError(f"seeder 'openmrs': creator must be a users.user_id (a number), not {creator!r}")
+        if creator is not None and not str(creator).strip().isdigit() and str(creator).strip().lower() != "auto":
+            raise ConfigError(f"seeder 'openmrs': creator must be a users.user_id (a number) or 'auto', not {creator!r}")
         return checked
 
     # -- lifecycle -------------------------------------------------------

@@ -317,7 +317,10 @@ class SqlTarget:
         """Delete exactly these rows, last first, in one transaction; return how many were there.
 
         A key that matches more than one row means the key is not unique:
-        nothing is deleted rather than risk a real patient's row.
+        nothing is deleted rather than risk a real patient's row. So does a row
+        whose recorded values mostly changed: the canary was deleted and its key
+        (MAX(id)+1, a rowid) given to a real patient since; an edited canary
+        keeps most of its values and is deleted.
         """
         deleted = 0
         try:
@@ -326,6 +329,12 @@ class SqlTarget:
                     table = self.table(row["table"])
                     if table is None or any(name not in table.c for name in row["key"]):
                         continue  # the table or key column is gone, so is the row
+                    current = self._read(conn, row["table"], row["key"])
+                    if current is not None and not _mostly_ours(table, row, current):
+                        raise SourceError(
+                            f"source '{self.source_name}': {row['table']} row {_key_text(row['key'])} no longer "
+                            "holds this canary (most of its values changed: the key may now be another "
+                            "patient's); nothing was deleted, check that row by hand")
                     count = conn.execute(table.delete().where(self._where(table, row["key"]))).rowcount
                     if count > 1:
                         raise SourceError(
@@ -335,6 +344,15 @@ class SqlTarget:
         except sa.exc.StatementError as err:
             raise self._failed("delete", err) from None
         return deleted
+
+
+def _mostly_ours(table: sa.Table, row: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether at least half of the row's recorded, compared values are still there."""
+    skip = set(row.get("unchecked") or ())
+    compared = [(table.c[name], value) for name, value in row["values"].items()
+                if name not in skip and name in table.c and name not in row["key"]]
+    same = sum(comparable(column, current[column.name]) == comparable(column, value) for column, value in compared)
+    return not compared or 2 * same >= len(compared)
 
 
 def _unique_column_sets(table: sa.Table) -> list[set[str]]:

@@ -9,7 +9,6 @@ application's own patient queries over the canaries.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 import os
 from pathlib import Path
@@ -224,7 +223,6 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
     if not REAL_SCHEMA.is_file():
         missing("schemas", f"OpenEMR's real schema is not at {REAL_SCHEMA} (set CANARY_REAL_SCHEMAS; CI does)")
     mariadb_url = empty_db
-    started = time.monotonic()
     # OpenEMR's own CREATE TABLE statements for every table read or written (creating all
     # 281 tables takes longer than the test may), and the stock lists the seeder reads.
     lists = ("'allergy_issue_list'", "'sex'", "'language'", "'country'", "'pricelevel'")
@@ -275,9 +273,6 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
         for placement in reversed(placements):
             seeder.retire(placement)
     assert snapshot(mariadb_url) == before
-    elapsed = time.monotonic() - started
-    print(f"real OpenEMR schema: loaded, 50 planted, verified, retired in {elapsed:.1f} s")
-    assert elapsed < 60  # ~10 s on an idle machine
 
 
 def test_openemr_uuids_are_timestamp_first_combs():
