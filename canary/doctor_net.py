@@ -192,13 +192,15 @@ def _check_hooks(ctx: Context, name: str, host: str, port: int, tls: bool, hooks
     answers = []
     for provider, path in hooks:
         try:
-            status, _, _ = _request(host, port, "POST", path, ctx.timeout, body=b"", tls=tls,
-                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+            status, content_type, _ = _request(host, port, "POST", path, ctx.timeout, body=b"", tls=tls,
+                                                headers={"Content-Type": "application/x-www-form-urlencoded"})
         except (OSError, ssl.SSLError) as err:
             return Check(name, FAIL, _unreachable(where, err, ctx.timeout))
-        if status == 404:
-            return Check(name, FAIL, f"{where}{path} answers 404: the listener has no {provider} secret "
-                                     "(was it started with its environment variable set?) or hooks_path differs")
+        if status == 404 or (200 <= status < 300 and "text/html" in content_type):
+            # No webhook route there: the listener answers the portal page, as to any URL.
+            return Check(name, FAIL, f"{where}{path} is not a webhook (the portal page answers): the listener "
+                                     f"has no {provider} secret (was it started with its environment variable "
+                                     "set?) or hooks_path differs")
         if 200 <= status < 300:
             return Check(name, FAIL, f"{where}{path} accepted an unsigned request ({status}): "
                                      "signatures are not checked")

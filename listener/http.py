@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, Response, current_app, request
@@ -33,6 +33,7 @@ from canary.errors import ConfigError
 from canary.hits import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from listener.proxy import TrustedProxies
+from listener.wsgi import int_setting
 
 if TYPE_CHECKING:
     from listener.metrics import ListenerMetrics
@@ -84,9 +85,7 @@ class HttpConfig:
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, contacts: ContactPoints) -> "HttpConfig":
         """From the ``[listener]`` table and the ``[contacts]`` we watch."""
-        max_body = table.get("http_max_body", 65536)
-        if not isinstance(max_body, int) or isinstance(max_body, bool) or not 1024 <= max_body <= 2**26:
-            raise ConfigError("listener.http_max_body must be a number of bytes from 1024 to 67108864")
+        max_body = int_setting(table, "http_max_body", 65536, 1024, 2**26)  # the same check as the server's
         name = table.get("portal_name", DEFAULT_PORTAL_NAME)
         if not isinstance(name, str) or not name.strip() or len(name) > 80:
             raise ConfigError("listener.portal_name must be a non-empty string of at most 80 characters")
@@ -112,6 +111,7 @@ class _Portal:
     sink: HitSink
     config: HttpConfig
     credentials: CredentialChecker | None
+    defer: "Callable[[Callable[[], None]], bool] | None"  # None: record before answering (tests)
     page: _Answer
     failed_login: _Answer
     gif: _Answer
@@ -120,14 +120,17 @@ class _Portal:
 
 
 def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChecker | None = None,
-               telephony: "TelephonyConfig | None" = None, metrics: "ListenerMetrics | None" = None) -> Flask:
+               telephony: "TelephonyConfig | None" = None, metrics: "ListenerMetrics | None" = None,
+               defer: "Callable[[Callable[[], None]], bool] | None" = None) -> Flask:
     """The public HTTP app; ``telephony`` adds the provider webhooks, ``metrics`` counts requests.
     A health check or /metrics does not belong here: this app is what attackers see (they
-    are on the admin address)."""
+    are on the admin address). ``defer`` (listener.deferred.Deferred.submit) stores the
+    portal's hits and checks canary passwords after answering, so that a canary link does
+    not answer later than any other link (see listener/deferred.py)."""
     app = Flask(__name__, static_folder=None, template_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body
-    app.extensions[EXTENSION] = _build_portal(sink, config, credentials)
+    app.extensions[EXTENSION] = _build_portal(sink, config, credentials, defer)
     app.before_request(_portal_view)
     app.register_error_handler(Exception, _on_error)
     if metrics is not None:
@@ -143,7 +146,8 @@ def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChec
 # -- the page -------------------------------------------------------------
 
 
-def _build_portal(sink: HitSink, config: HttpConfig, credentials: CredentialChecker | None) -> _Portal:
+def _build_portal(sink: HitSink, config: HttpConfig, credentials: CredentialChecker | None,
+                  defer: "Callable[[Callable[[], None]], bool] | None" = None) -> _Portal:
     folder = resources.files("listener") / "templates"
     style = (folder / "portal.css").read_text(encoding="utf-8").strip()
     template = Template((folder / "portal.html").read_text(encoding="utf-8"))
@@ -165,7 +169,7 @@ def _build_portal(sink: HitSink, config: HttpConfig, credentials: CredentialChec
 
     html_type = "text/html; charset=utf-8"
     return _Portal(
-        sink=sink, config=config, credentials=credentials,
+        sink=sink, config=config, credentials=credentials, defer=defer,
         page=answer(template.substitute(values, message="").encode("utf-8"), html_type),
         failed_login=answer(template.substitute(values, message=ERROR_MESSAGE).encode("utf-8"), html_type),
         gif=answer(GIF_1X1, "image/gif"),
@@ -182,15 +186,17 @@ def _portal_view() -> Response | None:
     portal: _Portal = current_app.extensions[EXTENSION]
     found = _tokens_in_request(portal, req)
     answer = portal.page
+    password: str | None = None
     if req.method == "POST":
         answer = portal.failed_login
         login = _login_attempt(portal, req)
         if login is not None:
-            found.append(login)
+            found.append(login[0])
+            password = login[1]
     elif _wants_image(req):
         answer = portal.png if req.path.lower().endswith(".png") else portal.gif
     if found:
-        _record(portal, req, found)
+        _record(portal, req, found, password)
     return answer.response()
 
 
@@ -271,8 +277,8 @@ def _strip_suffix(segment: str) -> str:
     return stem if dot and "." + suffix in IMAGE_SUFFIXES + (".html", ".htm", ".php") else segment
 
 
-def _login_attempt(portal: _Portal, req: Request) -> _Found | None:
-    """A POSTed portal login that belongs to a canary, with whether its password matched."""
+def _login_attempt(portal: _Portal, req: Request) -> tuple[_Found, str] | None:
+    """A POSTed portal login that belongs to a canary, and the password given (checked later)."""
     try:
         form = req.form
     except Exception:  # too large, bad encoding: a failed login like any other
@@ -281,31 +287,43 @@ def _login_attempt(portal: _Portal, req: Request) -> _Found | None:
     if not login or len(login) > MAX_TOKEN_CHARS or not portal.sink.known(TokenKind.PORTAL_LOGIN, login):
         return None
     password = next((form[f] for f in PASSWORD_FIELDS if form.get(f)), "")
-    credential: bool | None = None
-    if portal.credentials is not None:
-        try:
-            expected = portal.credentials(login)
-        except Exception:  # the registry is down: still a hit, outcome unknown
-            req.environ[FAILED] = True
-            log.exception("could not check a portal password")
-        else:
-            credential = expected is not None and hmac.compare_digest(expected.encode("utf-8"),
-                                                                      password.encode("utf-8"))
-    # The submitted password itself is never stored: only whether it matched.
-    return TokenKind.PORTAL_LOGIN, login, "login", {"credential": credential}
+    return (TokenKind.PORTAL_LOGIN, login, "login", {}), password
 
 
-def _record(portal: _Portal, req: Request, found: list[_Found]) -> None:
+def _credential(portal: _Portal, login: str, password: str) -> bool | None:
+    """Whether ``password`` is the canary's; None when it cannot be told. The submitted
+    password itself is never stored: only whether it matched."""
+    if portal.credentials is None:
+        return None
+    try:
+        expected = portal.credentials(login)
+    except Exception:  # the registry is down: still a hit, outcome unknown
+        log.error("could not check a portal password")
+        return None
+    return expected is not None and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
+
+
+def _record(portal: _Portal, req: Request, found: list[_Found], password: str | None) -> None:
+    """Store the hits (and check a canary login's password): after answering when deferred."""
     remote = portal.config.proxies.client_ip(req.remote_addr, req.environ)
     base = request_evidence(req)
-    for kind, value, where, extra in found:
-        evidence = cap_evidence({**base, "via": where, **extra})
-        try:
+    observations = [(kind, value, cap_evidence({**base, "via": where, **extra})) for kind, value, where, extra in found]
+
+    def store() -> None:
+        for kind, value, evidence in observations:
+            if kind is TokenKind.PORTAL_LOGIN and password is not None:
+                evidence = {**evidence, "credential": _credential(portal, value, password)}
             portal.sink.observe(Observation(Channel.HTTP, kind, value, remote, evidence))
-        except Exception:
-            # The visitor gets the same page either way: a browser does not retry.
-            req.environ[FAILED] = True
-            log.exception("could not record an HTTP hit (%s)", kind.value)
+
+    if portal.defer is not None:
+        portal.defer(store)  # a full queue is logged there; the visitor gets the page either way
+        return
+    try:
+        store()
+    except Exception:
+        # The visitor gets the same page either way: a browser does not retry.
+        req.environ[FAILED] = True
+        log.exception("could not record an HTTP hit")
 
 
 def request_evidence(req: Request) -> dict[str, Any]:

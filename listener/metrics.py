@@ -150,7 +150,7 @@ class ListenerMetrics:
         for result in ("accepted", "refused"):
             self._smtp_recipients.labels(result)
         for provider in ("twilio", "vonage"):
-            for reason in ("signature", "not_configured"):
+            for reason in ("signature",):
                 self._webhook_rejected.labels(provider, reason)
 
     # -- what the listener parts report -----------------------------------------------

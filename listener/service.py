@@ -49,7 +49,7 @@ FRONT_ENDS = ("dns", "http", "smtp")
 BINDABLE = (*FRONT_ENDS, "https", "admin")
 # Front ends first (stop accepting, store in-flight hits), then the token refresher,
 # the outbox worker last so that it finishes the delivery in progress.
-STOP_ORDER = ("hibp", "dns", "http", "https", "smtp", "admin", "token index", "outbox")
+STOP_ORDER = ("hibp", "dns", "http", "https", "http hits", "smtp", "admin", "token index", "outbox")
 DEFAULT_INDEX_REFRESH = 5.0  # seconds between token index refreshes
 INDEX_LAG_LIMIT = 30.0  # a token the index still lacks this long after readiness first saw it: not ready
 
@@ -89,6 +89,7 @@ class ListenerService:
         self.http: Any = None
         self.smtp: Any = None
         self.https: Any = None  # only with listener.https (TLS)
+        self.http_hits: Any = None  # the portal's hits, stored after answering
         self.admin: Any = None  # the dashboard, /metrics, /healthz, /readyz
         self.metrics: Any = None
         self._index_lag: tuple[int, float] | None = None  # (oldest token id the index lacks, first seen)
@@ -119,6 +120,7 @@ class ListenerService:
         from canary.alerts.outbox import OutboxWorker
         from canary.alerts.service import build_alerting, build_hit_sink
         from listener.credentials import CredentialChecker
+        from listener.deferred import Deferred
         from listener.dns import DnsConfig, DnsServer
         from listener.http import HttpConfig, create_app
         from listener.admin import AdminConfig, admin_bind, create_admin_app
@@ -168,8 +170,12 @@ class ListenerService:
                              email_domains=contacts.email_domains, metrics=metrics)
         self._bind("DNS", ", ".join(f"{h}:{p}" for h, p in dns_config.binds), self.dns.start)
         self._started.append(("dns", self.dns.stop))
+        # Portal hits are stored after the answer: a canary link must not answer later than another.
+        self.http_hits = Deferred("http hits")
+        self.http_hits.start()
+        self._started.append(("http hits", self.http_hits.stop))
         app = create_app(self.sink, http_config, credentials=CredentialChecker(self.registry),
-                         telephony=telephony, metrics=metrics)
+                         telephony=telephony, metrics=metrics, defer=self.http_hits.submit)
         self.http = HttpServer(app, serve_config)
         self._bind("HTTP", f"{serve_config.host}:{serve_config.port}", self.http.start)
         self._started.append(("http", self.http.stop))
@@ -263,6 +269,8 @@ class ListenerService:
         checks = {name: "ok" if _alive(getattr(self, name)) else "not running" for name in FRONT_ENDS}
         if self.https is not None:
             checks["https"] = "ok" if _alive(self.https) else "not running"
+        if checks["http"] == "ok" and not _alive(self.http_hits):
+            checks["http"] = "hit recorder not running"
         probe = self.metrics.registry_probe
         _, problem = probe.read()
         checks["registry"] = problem or "ok"

@@ -40,6 +40,8 @@ from canary.errors import ConfigError
 from canary.hits import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from listener.proxy import parse_bind
+from listener.tls import no_password
+from listener.wsgi import int_setting
 
 if TYPE_CHECKING:
     from listener.metrics import ListenerMetrics
@@ -68,13 +70,6 @@ SETTINGS: tuple[Setting, ...] = (
             "PEM certificate (chain) offered with STARTTLS; with smtp_tls_key. Unset: no STARTTLS."),
     Setting("listener.smtp_tls_key", None, "PEM private key of smtp_tls_cert."),
 )
-
-
-def _int(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"listener.{key} must be a whole number from {low} to {high}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +103,9 @@ class SmtpConfig:
             raise ConfigError("listener.smtp_evidence_dir must be a folder path")
         return cls(
             domains=domains, evidence_dir=base / folder, host=host, port=port, hostname=hostname,
-            max_message=_int(table, "smtp_max_message", 10 * 1024 * 1024, 1024, 2**30),
-            max_recipients=_int(table, "smtp_max_recipients", 50, 1, 1000),
-            timeout=_int(table, "smtp_timeout", 60, 1, 3600),
+            max_message=int_setting(table, "smtp_max_message", 10 * 1024 * 1024, 1024, 2**30),
+            max_recipients=int_setting(table, "smtp_max_recipients", 50, 1, 1000),
+            timeout=int_setting(table, "smtp_timeout", 60, 1, 3600),
             tls_cert=base / cert if cert else None, tls_key=base / key if key else None,
         )
 
@@ -343,7 +338,8 @@ def _tls_context(cfg: SmtpConfig) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+        # An encrypted key must fail here, not make OpenSSL prompt on the terminal.
+        context.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key), password=no_password)
     except (OSError, ssl.SSLError) as err:
         raise ConfigError(f"listener.smtp_tls_cert/smtp_tls_key: cannot load {cfg.tls_cert}: {err}") from None
     return context

@@ -4,7 +4,8 @@ Twilio (SMS and voice, form POSTs signed with ``X-Twilio-Signature``) and
 Vonage (inbound SMS, signed with a ``sig`` parameter). The number texted or
 called is the canary; the SMS text is evidence: it is the phishing message
 sent to patients. A request whose signature does not verify gets 403 and is
-not recorded; a provider without a configured secret gets 404. The 200 goes
+not recorded; a provider without a configured secret has no route (its URLs
+get the portal page, like any other URL). The 200 goes
 out only after the hit is stored: a storage failure answers 503 so that the
 provider retries.
 
@@ -51,10 +52,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Public base URL the providers call (e.g. \"https://hooks.example.fr\"); the signed URL is this "
             "plus the request path. Needed behind a TLS-terminating proxy; default: the URL as received."),
     Setting("telephony.twilio.auth_token_env", None,
-            "Name of the environment variable holding the Twilio auth token; unset: Twilio webhooks answer 404.",
+            "Name of the environment variable holding the Twilio auth token; unset: no Twilio route (those URLs get the portal page).",
             secret_env=True),
     Setting("telephony.vonage.signature_secret_env", None,
-            "Name of the environment variable holding the Vonage signature secret; unset: Vonage webhooks answer 404.",
+            "Name of the environment variable holding the Vonage signature secret; unset: no Vonage route (those URLs get the portal page).",
             secret_env=True),
     Setting("telephony.vonage.signature_method", "md5hash",
             "Vonage signing method chosen in its dashboard: md5hash, md5, sha1, sha256 or sha512 (the HMAC ones)."),
@@ -191,21 +192,26 @@ class _Hooks:
     proxies: TrustedProxies
     metrics: "ListenerMetrics | None" = None
 
-    def refused(self, provider: str, status: int) -> Response:
-        """404 (provider not set up) or 403 (bad signature), counted."""
+    def refused(self, provider: str) -> Response:
+        """403 for a bad signature, counted."""
         if self.metrics is not None:
-            self.metrics.webhook_rejected(provider, "not_configured" if status == 404 else "signature")
-        return _empty(status)
+            self.metrics.webhook_rejected(provider, "signature")
+        return _empty(403)
 
 
 def register_hooks(app: Flask, sink: HitSink, config: TelephonyConfig, proxies: TrustedProxies,
                    *, metrics: "ListenerMetrics | None" = None) -> None:
     app.extensions[EXTENSION] = _Hooks(sink, config, proxies, metrics)
+    # Only the providers set up get routes: any other URL, an unconfigured provider's
+    # included, is the portal page like the rest of the site (an empty 404 there would
+    # tell a scanner what software answers).
     hooks = Blueprint(HOOKS_BLUEPRINT, __name__, url_prefix=config.hooks_path)
-    hooks.add_url_rule("/twilio/sms", "twilio_sms", _twilio_sms, methods=["POST"])
-    hooks.add_url_rule("/twilio/voice", "twilio_voice", _twilio_voice, methods=["POST"])
-    hooks.add_url_rule("/twilio/voice/recorded", "twilio_recorded", _twilio_recorded, methods=["POST"])
-    hooks.add_url_rule("/vonage/sms", "vonage_sms", _vonage_sms, methods=["GET", "POST"])
+    if config.twilio_auth_token:
+        hooks.add_url_rule("/twilio/sms", "twilio_sms", _twilio_sms, methods=["POST"])
+        hooks.add_url_rule("/twilio/voice", "twilio_voice", _twilio_voice, methods=["POST"])
+        hooks.add_url_rule("/twilio/voice/recorded", "twilio_recorded", _twilio_recorded, methods=["POST"])
+    if config.vonage_signature_secret:
+        hooks.add_url_rule("/vonage/sms", "vonage_sms", _vonage_sms, methods=["GET", "POST"])
     app.register_blueprint(hooks)
 
 
@@ -230,12 +236,10 @@ def _signed_url(hooks: _Hooks) -> str:
 
 def _twilio_checked(hooks: _Hooks) -> Response | None:
     """None when the request is a genuine Twilio one, else the answer to give."""
-    token = hooks.config.twilio_auth_token
-    if not token:
-        return hooks.refused("twilio", 404)
+    token = hooks.config.twilio_auth_token  # set: the route exists only then
     signature = request.headers.get("X-Twilio-Signature", "")
     if not twilio_valid(token, _signed_url(hooks), request.form, signature):
-        return hooks.refused("twilio", 403)
+        return hooks.refused("twilio")
     return None
 
 
@@ -318,12 +322,10 @@ def _vonage_params() -> dict[str, Any]:
 
 def _vonage_sms() -> Response:
     hooks = _hooks()
-    secret = hooks.config.vonage_signature_secret
-    if not secret:
-        return hooks.refused("vonage", 404)
+    secret = hooks.config.vonage_signature_secret  # set: the route exists only then
     params = _vonage_params()
     if not vonage_valid(secret, params, hooks.config.vonage_signature_method):
-        return hooks.refused("vonage", 403)
+        return hooks.refused("vonage")
     to = str(params.get("to", "")).strip()
     evidence = {
         "provider": "vonage", "from": params.get("msisdn", ""), "to": to, "body": params.get("text", ""),

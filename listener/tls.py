@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 from canary.config import Setting
 from canary.errors import ConfigError
 from listener.proxy import parse_bind
+from listener.wsgi import HttpServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
             "the http_threads, http_timeout and http_max_body settings of the HTTP listener."),
     Setting("listener.tls_cert_file", None,
             "PEM certificate of listener.https, full chain (server certificate first); relative to the "
-            "folder of canary.toml. Read at start: restart the listener after a renewal."),
+            "folder of canary.toml. Read at start and again on SIGHUP (systemctl reload canary-listener) after a renewal."),
     Setting("listener.tls_key_file", None,
             "PEM private key of listener.tls_cert_file, unencrypted, readable by the listener's user only."),
 )
-
-
-def _int(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"listener.{key} must be a whole number from {low} to {high}")
-    return value
 
 
 def _path(table: Mapping[str, Any], key: str, base: Path) -> Path:
@@ -87,11 +81,9 @@ class HttpsServeConfig:
             return None
         base = base_dir or Path.cwd()
         host, port = parse_bind(table["https"], "listener.https")
+        shared = HttpServeConfig.from_table(table)  # http_threads, http_timeout, http_max_body: read once, there
         return cls(cert_file=_path(table, "tls_cert_file", base), key_file=_path(table, "tls_key_file", base),
-                   host=host, port=port,
-                   threads=_int(table, "http_threads", 8, 1, 256),
-                   timeout=_int(table, "http_timeout", 30, 1, 3600),
-                   max_body=_int(table, "http_max_body", 65536, 1024, 2**26))
+                   host=host, port=port, threads=shared.threads, timeout=shared.timeout, max_body=shared.max_body)
 
 
 def _readable_pem(path: Path, marker: str, what: str) -> str:
@@ -104,7 +96,7 @@ def _readable_pem(path: Path, marker: str, what: str) -> str:
     return text
 
 
-def _no_password() -> bytes:
+def no_password() -> bytes:
     # Without a callback OpenSSL would prompt on the terminal for an encrypted key:
     # an empty password makes loading fail instead.
     return b""
@@ -124,7 +116,7 @@ def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context.set_ciphers(TLS12_CIPHERS)
     context.set_alpn_protocols(["http/1.1"])
     try:
-        context.load_cert_chain(str(cert_file), str(key_file), password=_no_password)
+        context.load_cert_chain(str(cert_file), str(key_file), password=no_password)
     except ssl.SSLError as err:
         if "KEY_VALUES_MISMATCH" in str(err):
             raise ConfigError(f"the TLS key file {key_file} does not match the certificate in {cert_file}") from None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from canary.config import Setting
@@ -41,7 +41,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def _int_setting(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+def int_setting(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """A whole-number ``listener.<key>`` setting within [low, high]; one ConfigError line otherwise."""
     value = table.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ConfigError(f"listener.{key} must be a whole number from {low} to {high}")
@@ -62,18 +63,16 @@ class HttpServeConfig:
         """From the ``[listener]`` table."""
         host, port = parse_bind(table.get("http", DEFAULT_HTTP_BIND), "listener.http")
         return cls(host=host, port=port,
-                   threads=_int_setting(table, "http_threads", 8, 1, 256),
-                   connection_limit=_int_setting(table, "http_connection_limit", 500, 10, 100000),
-                   timeout=_int_setting(table, "http_timeout", 30, 1, 3600),
-                   max_body=_int_setting(table, "http_max_body", 65536, 1024, 2**26))
+                   threads=int_setting(table, "http_threads", 8, 1, 256),
+                   connection_limit=int_setting(table, "http_connection_limit", 500, 10, 100000),
+                   timeout=int_setting(table, "http_timeout", 30, 1, 3600),
+                   max_body=int_setting(table, "http_max_body", 65536, 1024, 2**26))
 
 
 class HttpServer:
     def __init__(self, app: Callable[..., Any], config: HttpServeConfig | None = None, **overrides: Any):
         self.app = app
-        self.config = config or HttpServeConfig()
-        if overrides:
-            self.config = HttpServeConfig(**{**_as_dict(self.config), **overrides})
+        self.config = replace(config or HttpServeConfig(), **overrides)
         self._server: Any = None
         self._map: dict[int, Any] = {}
         self._thread: threading.Thread | None = None
@@ -141,7 +140,3 @@ class HttpServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-
-
-def _as_dict(config: HttpServeConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in HttpServeConfig.__slots__}

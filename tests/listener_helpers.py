@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import smtplib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+import dns.message
+import dns.query
+import requests
+
 from alert_helpers import add_source, make_identity, plant
 from canary.registry import Registry
+from listener.telephony import twilio_signature
 
 # make_identity(n) gives: email camille.morel<n>@mail-canary.fr, URL code k7q2x9code<n>,
 # DNS label h4x<n>, phone +3361234<nnnn>, portal login cmorel<n> / Tilleul!2024.
@@ -88,6 +95,54 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+class FakeSink:
+    """A HitSink that knows ``tokens`` ((kind, value) pairs) and keeps what it observes;
+    ``fail``: every observe raises, like a registry that is down."""
+
+    def __init__(self, tokens=(), fail=False):
+        self.tokens = set(tokens)
+        self.observations = []
+        self.fail = fail
+        self._lock = threading.Lock()
+
+    def known(self, kind, value):
+        return (kind, value) in self.tokens
+
+    def observe(self, observation):
+        if self.fail:
+            raise RuntimeError("database is down")
+        with self._lock:
+            self.observations.append(observation)
+
+
+# -- clients for each channel, on 127.0.0.1 ----------------------------------------------
+
+
+def dns_query(port: int, name: str, tcp: bool = False):
+    query = dns.message.make_query(name, "A")
+    send = dns.query.tcp if tcp else dns.query.udp
+    return send(query, "127.0.0.1", port=port, timeout=3)
+
+
+def http_get(port: int, path: str, host: str = "portail.example.fr", **kwargs):
+    return requests.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}, timeout=5, **kwargs)
+
+
+def send_mail(port: int, recipient: str, subject: str = "Vos résultats") -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+        smtp.sendmail("phisher@evil.example", [recipient],
+                      f"From: phisher@evil.example\r\nTo: {recipient}\r\nSubject: {subject}\r\n\r\n"
+                      "https://evil.example/login\r\n".encode())
+
+
+def twilio_sms(port: int, to: str, token: str = TWILIO_TOKEN, body: str = "Vos résultats: https://x.example"):
+    """A Twilio SMS webhook signed with ``token`` (another token: a forged signature)."""
+    url = f"http://127.0.0.1:{port}/hooks/twilio/sms"
+    params = {"MessageSid": "SM1", "From": "+33757000101", "To": to, "Body": body}
+    return requests.post(url, data=params, headers={"X-Twilio-Signature": twilio_signature(token, url, params)},
+                         timeout=5)
 
 
 # -- `canary listen` as a real process --------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
 
 import dns.edns
@@ -26,6 +25,7 @@ from listener.dns import SETTINGS, DnsConfig, DnsServer
 from listener.dnswire import Hit, Responder
 from listener.dnszone import ZoneSet
 from listener.ratelimit import ANSWER, DROP, SLIP, RateLimiter, network_key
+from listener_helpers import wait_for
 
 ZONE = "rdv-portail.fr"
 MAIL = ("courriel-sante.fr", "messagerie-mel.fr")
@@ -117,15 +117,6 @@ def udp(port, message, **kw):
 
 def tcp(port, message):
     return dns.query.tcp(message, "127.0.0.1", port=port, timeout=2)
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # -- answers ----------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import socket
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -231,28 +233,39 @@ def test_unreachable_sqlite_source(running):
 
 
 def test_read_only_sqlite_source(running):
-    if os.geteuid() == 0:
-        pytest.skip("root writes read-only files")
-    running.target_path.chmod(0o444)
+    # Root writes a 0444 file; an immutable one (chattr +i) it cannot (CI runs as root).
+    as_root = os.geteuid() == 0
+    if as_root:
+        made = subprocess.run(["chattr", "+i", str(running.target_path)], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"running as root and chattr +i failed: {made.stderr.strip()}")
+    else:
+        running.target_path.chmod(0o444)
     try:
         line = by_name(running.check(only=("sources",)))["sources.ehr"]
     finally:
-        running.target_path.chmod(0o644)
+        if as_root:
+            subprocess.run(["chattr", "-i", str(running.target_path)], check=True)
+        else:
+            running.target_path.chmod(0o644)
     assert line.status == FAIL and "is not readable and writable by this user" in line.detail
 
 
-def test_unreachable_mariadb_source(install, monkeypatch):
-    url = os.environ.get("CANARY_TEST_MARIADB_URL")
-    if not url:
-        pytest.skip("CANARY_TEST_MARIADB_URL is not set")
-    bad = sa.engine.make_url(url).set(host="no-such-host.invalid", password="hunter22")
-    environ = {**install.environ, "DOCTOR_BAD_MARIADB": bad.render_as_string(hide_password=False)}
+def test_unreachable_mariadb_source(install):
+    from conftest import _server_url
+
+    url = _server_url("CANARY_TEST_MARIADB_URL", "MariaDB")
     with Registry.open(install.registry_url) as registry:
         registry.add_source(SourceSpec(name="lis", seeder="sql", url_env="DOCTOR_BAD_MARIADB",
                                        mapping=str(MAPPING)))
-    line = by_name(install.check(environ=environ, only=("sources",)))["sources.lis"]
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        bad = sa.engine.make_url(url).set(host="127.0.0.1", port=port, password="hunter22")
+        environ = {**install.environ, "DOCTOR_BAD_MARIADB": bad.render_as_string(hide_password=False)}
+        line = by_name(install.check(environ=environ, only=("sources",)))["sources.lis"]
     assert line.status == FAIL
-    assert "cannot connect to" in line.detail and "no-such-host.invalid" in line.detail
+    assert "cannot connect to" in line.detail and str(port) in line.detail
     assert "hunter22" not in line.detail
 
 
@@ -411,6 +424,19 @@ def test_webhook_signature_not_checked_is_caught(running):
         server.shutdown()
         server.server_close()
     assert line.status == FAIL and "accepted an unsigned request" in line.detail
+
+
+def test_a_listener_without_the_webhook_route_is_caught(running):
+    """A listener whose own config has no Twilio token has no webhook route: the portal page answers."""
+    server = _serve({"/hooks/twilio/sms": 200, "/acces/": 200}, pages=True)
+    try:
+        running.write({**running.listener_binds, "http": f"127.0.0.1:{server.server_port}"})
+        line = by_name(running.check(only=("webhooks",)))["webhooks"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert line.status == FAIL and "is not a webhook (the portal page answers)" in line.detail
+    assert "no twilio secret" in line.detail
 
 
 def test_dns_refusal_and_authority_are_checked(running, monkeypatch):
@@ -636,13 +662,15 @@ def test_grants_parsing():
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _serve(statuses: dict[str, int]) -> ThreadingHTTPServer:
+def _serve(statuses: dict[str, int], pages: bool = False) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self):
             status = statuses.get(self.path, 404)
             body = b"<html></html>" if status == 200 else b""
             self.send_response(status)
-            self.send_header("Content-Type", "text/html")
+            # A webhook answers TwiML; anything else is a page.
+            webhook = self.path.startswith("/hooks/") and not pages
+            self.send_header("Content-Type", "text/xml" if webhook else "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

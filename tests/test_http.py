@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 import requests
@@ -17,29 +16,13 @@ from canary.model import TokenKind
 from listener.http import GIF_1X1, PNG_1X1, HttpConfig, create_app
 from listener.proxy import TrustedProxies, parse_bind
 from listener.wsgi import HttpServeConfig, HttpServer
+from listener_helpers import FakeSink
 
 CODE = "k7m2q9x4b6n3r8tz"
 OTHER_CODE = "a2b3c4d5e6f7g2h3"  # code-shaped, but no canary
 LABEL = "dossier-p4k8w2m6r9t3x7bq"
 LOGIN = "jean.dupont58"
 PASSWORD = "Soleil-2024!"
-
-
-class FakeSink:
-    def __init__(self, tokens=(), fail=False):
-        self.tokens = set(tokens)
-        self.observations = []
-        self.fail = fail
-        self._lock = threading.Lock()
-
-    def known(self, kind, value):
-        return (kind, value) in self.tokens
-
-    def observe(self, observation):
-        if self.fail:
-            raise RuntimeError("database is down")
-        with self._lock:
-            self.observations.append(observation)
 
 
 def canary_sink(**kw):
@@ -430,3 +413,45 @@ def test_failing_credential_checker_still_records_and_answers_the_same(sink):
     response = client.post("/acces/connexion", data={"identifiant": LOGIN, "motdepasse": PASSWORD})
     assert response.data == reference.data
     assert sink.observations[0].evidence["credential"] is None
+
+
+def test_with_a_deferred_recorder_the_answer_does_not_wait_for_storage_or_the_password_check():
+    """A canary link must not answer later than another one: the listener stores its hit
+    (and checks a canary login's password) after answering (listener/deferred.py)."""
+    import threading
+
+    from listener.deferred import Deferred
+
+    release = threading.Event()
+    checked: list[str] = []
+
+    class BlockedSink(FakeSink):
+        def observe(self, observation):
+            release.wait(10)  # a registry that takes its time
+            super().observe(observation)
+
+    def credentials(login):
+        checked.append(login)
+        return PASSWORD
+
+    sink = BlockedSink({(TokenKind.URL_CODE, CODE), (TokenKind.PORTAL_LOGIN, LOGIN)})
+    recorder = Deferred("http hits")
+    recorder.start()
+    app = create_app(sink, HttpConfig.from_table({}, contacts=demo_contacts()), credentials=credentials,
+                     defer=recorder.submit)
+    client = app.test_client()
+    answers = []
+    requests_done = threading.Thread(target=lambda: answers.extend([
+        client.get(f"/acces/{CODE}"), client.get(f"/acces/{OTHER_CODE}"),
+        client.post("/acces/connexion", data={"identifiant": LOGIN, "motdepasse": PASSWORD})]))
+    requests_done.start()
+    requests_done.join(5)
+    try:
+        assert not requests_done.is_alive(), "the portal waited for the hit to be stored"
+        assert answers[0].data == answers[1].data and answers[0].status_code == 200
+        assert sink.observations == [] and checked == []  # nothing done yet: all after the answers
+    finally:
+        release.set()
+        recorder.stop()
+    assert [o.value for o in sink.observations] == [CODE, LOGIN]
+    assert sink.observations[1].evidence["credential"] is True and checked == [LOGIN]

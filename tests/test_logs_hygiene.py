@@ -28,9 +28,9 @@ from canary.hitsink import RegistryHitSink
 from canary.registry import Registry
 from listener.logs import JsonFormatter, configure_json_logging, error_text, remove_json_logging, scrub
 from listener.service import ListenerService
-from listener.telephony import twilio_signature
-from listener_helpers import TWILIO_ENV, TWILIO_TOKEN, config_text, plant_sources, wait_for
-from test_e2e_listener import dns_query, http_get
+from listener_helpers import (
+    TWILIO_ENV, TWILIO_TOKEN, config_text, dns_query, http_get, plant_sources, twilio_sms, wait_for,
+)
 
 SMTP_PASSWORD_ENV = "CANARY_TEST_SMTP_PASSWORD"
 SMTP_PASSWORD = "s3cr3t-Relay-Pa55"
@@ -69,13 +69,6 @@ def logged(tmp_path, smtp_server):  # noqa: F811
         remove_json_logging(handler)
 
 
-def twilio_sms(port: int, to: str, signature: str | None = None):
-    url = f"http://127.0.0.1:{port}/hooks/twilio/sms"
-    params = {"MessageSid": "SM1", "From": "+33757000101", "To": to, "Body": SMS_TEXT}
-    return requests.post(url, data=params, timeout=5, headers={
-        "X-Twilio-Signature": signature or twilio_signature(TWILIO_TOKEN, url, params)})
-
-
 def mail(port: int, n: int) -> None:
     identity = make_identity(n)
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
@@ -94,8 +87,8 @@ def test_no_token_identity_or_secret_in_any_log_line(logged, monkeypatch):
     requests.post(f"http://127.0.0.1:{ports['http']}/p/", data={"identifiant": four.portal_login,
                                                                "motdepasse": four.portal_password}, timeout=5)
     mail(ports["smtp"], 5)
-    assert twilio_sms(ports["http"], make_identity(6).phone).status_code == 200
-    assert twilio_sms(ports["http"], make_identity(6).phone, signature="forged").status_code == 403
+    assert twilio_sms(ports["http"], make_identity(6).phone, body=SMS_TEXT).status_code == 200
+    assert twilio_sms(ports["http"], make_identity(6).phone, token="forged", body=SMS_TEXT).status_code == 403
     wait_for(lambda: len(service.registry.list_hits()) >= 7, what="seven stored hits")
     wait_for(lambda: "via email failed" in stream.getvalue(), what="a failed alert delivery logged")
 
@@ -112,14 +105,14 @@ def test_no_token_identity_or_secret_in_any_log_line(logged, monkeypatch):
     http_get(ports["http"], f"/p/{seven.url_code}")
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         mail(ports["smtp"], 7)
-    assert twilio_sms(ports["http"], seven.phone).status_code == 503
+    assert twilio_sms(ports["http"], seven.phone, body=SMS_TEXT).status_code == 503
     wait_for(lambda: "DNS hit LOST" in stream.getvalue(), what="the lost DNS hit logged")
 
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     text = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in lines)
     # The paths that log were all taken: hits of each channel, failed deliveries, storage failures.
     for needle in ("via dns", "via http", "via smtp", "via sms", "credential-use", "via email failed",
-                   "could not record an HTTP hit", "could not record an SMTP RCPT hit",
+                   "http hits: a deferred task failed", "could not record an SMTP RCPT hit",
                    "could not record a sms webhook hit", "DNS hit LOST", "[parameters: (hidden)]"):
         assert needle in text, needle
     leaks = sorted(value for value in forbidden_values() if value.lower() in text.lower())

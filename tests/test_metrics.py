@@ -27,8 +27,9 @@ from canary.config import parse_config
 from canary.registry import Registry
 from listener.metrics import ListenerMetrics, RegistryProbe
 from listener.service import ListenerService
-from listener_helpers import EMAIL_DOMAIN, TWILIO_ENV, TWILIO_TOKEN, ZONE, config_text, plant_sources, wait_for
-from test_e2e_listener import dns_query, http_get, send_mail
+from listener_helpers import (
+    EMAIL_DOMAIN, TWILIO_ENV, TWILIO_TOKEN, ZONE, config_text, dns_query, http_get, plant_sources, send_mail, wait_for,
+)
 
 LOOPBACK = {"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0", "admin": "127.0.0.1:0"}
 

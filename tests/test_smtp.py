@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import smtplib
 import socket
 import ssl
 import stat
-import subprocess
-import threading
 
 import pytest
 
+from alert_helpers import self_signed_cert
 from canary.contacts import demo_contacts
 from canary.errors import ConfigError
 from canary.hits import Channel
 from canary.model import TokenKind
 from listener.smtp import SmtpConfig, SmtpServer, parse_message
+from listener_helpers import FakeSink
 
 CANARY = "jean.dupont58@courriel-sante.fr"
 UNKNOWN = "marie.martin@messagerie-mel.fr"  # one of our domains, no canary
@@ -35,23 +34,6 @@ MESSAGE = (
     b"<a href=3D\"https://evil.example/login\">ici</a>\r\n"
     b"--b1--\r\n"
 )
-
-
-class FakeSink:
-    def __init__(self, tokens=(), fail=False):
-        self.tokens = set(tokens)
-        self.observations = []
-        self.fail = fail
-        self._lock = threading.Lock()
-
-    def known(self, kind, value):
-        return (kind, value) in self.tokens
-
-    def observe(self, observation):
-        if self.fail:
-            raise RuntimeError("database is down")
-        with self._lock:
-            self.observations.append(observation)
 
 
 @pytest.fixture
@@ -245,12 +227,9 @@ def test_bad_smtp_settings_are_config_errors(tmp_path, table):
         SmtpConfig.from_table(table, contacts=demo_contacts(), base_dir=tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
 def test_starttls(sink, tmp_path):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=courriel-sante.fr", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
-                   check=True, capture_output=True)
-    config = smtp_config(tmp_path, smtp_tls_cert="cert.pem", smtp_tls_key="key.pem")
+    cert, key = self_signed_cert(tmp_path)
+    config = smtp_config(tmp_path, smtp_tls_cert=cert.name, smtp_tls_key=key.name)
     with SmtpServer(sink, config) as server:
         with smtplib.SMTP(*server.address, timeout=10) as client:
             client.ehlo("x.example")

@@ -191,11 +191,14 @@ def test_storage_failure_answers_503_so_the_provider_retries():
     assert client.get("/hooks/vonage/sms?" + urlencode(params)).status_code == 503
 
 
-def test_unconfigured_providers_answer_404(sink):
+def test_unconfigured_providers_have_no_route_only_the_portal_page(sink):
     client = make_app(sink, twilio_auth_token=None, vonage_signature_secret=None).test_client()
-    assert twilio_post(client, "/hooks/twilio/sms", SMS_PARAMS).status_code == 404
-    assert twilio_post(client, "/hooks/twilio/voice", CALL_PARAMS).status_code == 404
-    assert client.get("/hooks/vonage/sms?" + urlencode(vonage_params())).status_code == 404
+    portal = client.get("/").data
+    for response in (twilio_post(client, "/hooks/twilio/sms", SMS_PARAMS),
+                     twilio_post(client, "/hooks/twilio/voice", CALL_PARAMS),
+                     client.get("/hooks/vonage/sms?" + urlencode(vonage_params()))):
+        assert response.status_code == 200 and b"<form" in response.data  # the portal, as anywhere else
+    assert client.get("/hooks/vonage/sms").data == portal
     assert sink.observations == []
 
 

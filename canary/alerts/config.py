@@ -149,7 +149,7 @@ class EmailConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # Slack/Teams URLs carry their token
     url_env: str | None = None
     format: str = "json"
     timeout: float = 10.0

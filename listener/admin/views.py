@@ -15,12 +15,12 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from canary.model import CanaryStatus
 from listener.admin import queries
 from listener.admin.app import OPEN_ENDPOINTS, state
+from listener.admin.auth import MAX_NAME_CHARS
 
 blueprint = Blueprint("admin", __name__)
 
 # Where a login may send the browser back to: a path of this site only.
 _LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9/_\-.~%?=&+]*$")
-MAX_NAME_CHARS = 256
 MAX_PASSWORD_CHARS = 1024
 
 
