@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from canary import render
+from canary.cli_options import json_option, progress_bar
 from canary.errors import CanaryError, ConfigError
 
 
@@ -26,9 +27,6 @@ class CanaryGroup(click.Group):
         except CanaryError as err:
             click.echo(f"canary: error: {err}", err=True)
             ctx.exit(err.exit_code)
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (stable, see docs/cli.md).")
 
 
 class Env:
@@ -61,23 +59,6 @@ class Env:
 
 
 pass_env = click.make_pass_decorator(Env)
-
-
-def progress_bar(length: int, label: str):
-    """A progress bar on a terminal; a silent no-op otherwise."""
-    show = sys.stderr.isatty()
-    return click.progressbar(length=length, label=label, file=sys.stderr) if show else _NoBar()
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int) -> None:
-        pass
 
 
 @click.group(cls=CanaryGroup)

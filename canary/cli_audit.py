@@ -11,12 +11,14 @@ import sys
 
 import click
 
+from canary.cli_options import json_option
+
 
 @click.command("audit")
 @click.argument("source_name", metavar="[SOURCE]", required=False)
 @click.option("--no-target", is_flag=True,
               help="Do not read the target database (skips the fill-pattern check).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (stable, see docs/cli.md).")
+@json_option
 @click.pass_obj
 def audit(env, source_name: str | None, no_target: bool, as_json: bool) -> None:
     """What an attacker could notice about SOURCE's canaries (or, without SOURCE, the pool)."""

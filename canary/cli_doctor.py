@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from canary.cli_options import json_option
 from canary.doctor import DEFAULT_TIMEOUT, GROUPS
 
 _CHECK = click.Choice(GROUPS)
@@ -27,7 +28,7 @@ _CHECK = click.Choice(GROUPS)
               metavar="SECONDS", help="How long each network question may wait for an answer.")
 @click.option("--strict", is_flag=True, help="Exit 1 on a warning too.")
 @click.option("--quiet", is_flag=True, help="Print only warn and fail lines (and the summary).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (stable, see docs/cli.md).")
+@json_option
 @click.pass_obj
 def doctor(env, listener_host: str | None, skip: tuple[str, ...], only: tuple[str, ...], timeout: float,
            strict: bool, quiet: bool, as_json: bool) -> None:

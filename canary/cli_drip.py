@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from canary.cli_options import json_option
 from canary.dripschedule import TIMEZONE
-
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (stable, see docs/cli.md).")
 
 
 def _local(moment: datetime) -> str:
@@ -53,7 +52,7 @@ def drip() -> None:
 
 
 @drip.command("run")
-@_json_option
+@json_option
 @click.pass_obj
 def drip_run(env, as_json: bool) -> None:
     """Plant the canaries whose time has come (exit 1 if one failed)."""
@@ -77,7 +76,7 @@ def drip_run(env, as_json: bool) -> None:
 
 @drip.command("list")
 @click.option("--source", "source_name", help="Only this source.")
-@_json_option
+@json_option
 @click.pass_obj
 def drip_list(env, source_name: str | None, as_json: bool) -> None:
     """Scheduled plantings: due time, status, batch."""

@@ -15,11 +15,19 @@ from pathlib import Path
 
 import click
 
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (stable, see docs/scan.md).")
+from canary.cli_options import json_flag
+
+_json_option = json_flag("docs/scan.md")
 
 
-def _progress(total: int):
-    if not sys.stderr.isatty() or total <= 0:
+def _progress(paths):
+    """A progress bar on a terminal; elsewhere (cron, CI, a pipe) not even the folders' sizes are summed."""
+    from canary.scan import inputs
+
+    if not sys.stderr.isatty():
+        return None
+    total = inputs.total_size(paths)
+    if total <= 0:
         return None
     return click.progressbar(length=total, label="scanning", file=sys.stderr, show_eta=True)
 
@@ -37,11 +45,11 @@ def _progress(total: int):
 @click.pass_obj
 def scan(env, paths, as_json, report_path, alert, jobs, engine, no_cache) -> None:
     """Find canaries in leaked files: which database, when, how complete (exit 1 if found)."""
-    from canary.scan import inputs, report
+    from canary.scan import report
     from canary.scan.service import raise_alerts
     from canary.scan.service import scan as run_scan
 
-    bar = _progress(inputs.total_size(paths))
+    bar = _progress(paths)
     if bar is not None:
         with bar:
             result = run_scan(env.registry, list(paths), jobs=jobs, engine=engine, use_cache=not no_cache,
@@ -69,7 +77,7 @@ def hibp() -> None:
 
 @hibp.command("sync")
 @click.option("--domain", "domains", multiple=True, help="Only this domain (repeatable; default: hibp.domains).")
-@_json_option
+@json_flag("docs/hibp.md")
 @click.pass_obj
 def hibp_sync(env, domains, as_json) -> None:
     """Record a breach hit per canary address HIBP lists in a breach (exit 1 if a domain failed)."""

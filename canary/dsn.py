@@ -21,8 +21,10 @@ from canary.model import SourceSpec
 UNPARSEABLE = "<unparseable URL>"
 MASK = "***"
 
-# Drivers also accept a password as a query parameter (``?password=...``).
-_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret"})
+# Drivers also accept a password as a query parameter (``?password=...``); HTTP
+# sources (FHIR) may carry a token there.
+_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret",
+                                "token", "access_token", "api_key", "apikey"})
 # Fallback for strings make_url rejects: "scheme://user:secret@".
 _USERINFO_WITH_PASSWORD = re.compile(r"^[^:/]+://[^/@]*:[^/@]*@")
 

@@ -40,7 +40,8 @@ def _usable(folder: Path, create: bool) -> bool:
     except OSError:
         return False
     if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
-        log.warning("scan cache %s is not private to this user: not used", folder)
+        log.warning("scan cache %s is not private to this user (chmod 700 it, or set CANARY_SCAN_CACHE): "
+                    "not used, the patterns are compiled at each scan", folder)
         return False
     return True
 
@@ -62,16 +63,23 @@ def load(key: str, folder: Path | None = None) -> bytes | None:
     except OSError:
         return None
     digest = head[len(MAGIC):len(MAGIC) + 64].decode("ascii", "replace")
-    if not head.startswith(MAGIC) or hashlib.sha256(key.encode() + payload).hexdigest() != digest:
+    if not head.startswith(MAGIC) or _digest(key, payload) != digest:
         return None
     return payload
+
+
+def _digest(key: str, payload: bytes) -> str:
+    """sha256 of key then payload, without copying the payload (200 MB with 100,000 canaries)."""
+    h = hashlib.sha256(key.encode())
+    h.update(payload)
+    return h.hexdigest()
 
 
 def save(key: str, payload: bytes, folder: Path | None = None) -> Path | None:
     folder = folder or cache_dir()
     if not _usable(folder, create=True):
         return None
-    digest = hashlib.sha256(key.encode() + payload).hexdigest().encode()
+    digest = _digest(key, payload).encode()
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".patterns-")
         try:
@@ -91,6 +99,15 @@ def save(key: str, payload: bytes, folder: Path | None = None) -> Path | None:
 
 
 def _prune(folder: Path) -> None:
-    files = sorted(folder.glob("*.patterns"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[KEEP:]:
-        old.unlink(missing_ok=True)
+    """Keep the KEEP newest files; another scan may be pruning the same folder."""
+    files = []
+    for path in folder.glob("*.patterns"):
+        try:
+            files.append((path.stat().st_mtime, path))
+        except OSError:  # removed meanwhile
+            continue
+    for _, old in sorted(files, reverse=True)[KEEP:]:
+        try:
+            old.unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("cannot prune scan cache %s: %s", old, err)

@@ -119,11 +119,12 @@ def build_report(registry: "Registry", ps: patterns.PatternSet, raw: RawScan, pa
         for m in matches:
             unit_matches[(m.file, m.member)].append(m)
         shapes = [shape_of(unit_of[where], ms, who) for where, ms in unit_matches.items()]
-        names = {cid: f"{p.civility} {p.first_name} {p.last_name}" for cid, p in who.items()
-                 if cid in set(analysis.found)}
+        found = set(analysis.found)
+        names = {cid: f"{p.civility} {p.first_name} {p.last_name}" for cid, p in who.items() if cid in found}
         findings.append(SourceFinding(analysis, shapes, matches, names))
     findings.sort(key=lambda f: (-len(f.analysis.found), f.source))
-    unconfirmed = [v for v in views if not v.confirmed and v.canary_id not in {m.canary_id for m in confirmed}]
+    confirmed_ids = {m.canary_id for m in confirmed}
+    unconfirmed = [v for v in views if not v.confirmed and v.canary_id not in confirmed_ids]
     return ScanReport(paths=paths, started_at=started, seconds=raw.seconds, bytes=raw.bytes, engine=raw.engine,
                       jobs=raw.jobs, units=raw.units, sources=findings, unconfirmed=unconfirmed,
                       problems=raw.problems, canaries_watched=len(ps.canaries))
