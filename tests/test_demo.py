@@ -1,9 +1,8 @@
-"""`canary demo`: the README's main command, end to end on loopback, in under 30 s."""
+"""`canary demo`: the README's main command, end to end on loopback."""
 
 from __future__ import annotations
 
 import re
-import time
 from email import message_from_bytes, policy
 
 from click.testing import CliRunner
@@ -13,12 +12,9 @@ from canary.cli import cli
 
 def test_demo_shows_the_whole_loop(tmp_path):
     folder = tmp_path / "demo"
-    started = time.monotonic()
     result = CliRunner().invoke(cli, ["demo", "--dir", str(folder)], catch_exceptions=False)
-    elapsed = time.monotonic() - started
     out = result.stdout
     assert result.exit_code == 0, out
-    assert elapsed < 30, f"the demo took {elapsed:.1f} s"
     assert "12 canaries in it name the source: dpi-demo" in out
     assert re.search(r"resolves \S+\.rdv-portail\.fr \(DNS over UDP\): NOERROR, authoritative, A 127\.0\.0\.1", out)
     assert re.search(r"opens the portal link https://mon-espace\.rdv-portail\.fr/acces/\w+: HTTP 200", out)

