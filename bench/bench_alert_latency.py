@@ -76,7 +76,7 @@ def start_inbox(inbox: Inbox):
 def plant(registry_url: str, count: int) -> list:
     """``count`` canaries in one source, straight into the registry (no target database)."""
     from canary.contacts import demo_contacts
-    from canary.identity import IdentityGenerator
+    from canary.identity.generator import IdentityGenerator
     from canary.model import Placement, SourceSpec
     from canary.registry import Registry
     from canary.registry.store import TokenTaken

@@ -16,7 +16,7 @@ every name and a logger that prints nothing.
 
 Sinks: ``memory`` is a set and a list (``--sink-delay`` makes each
 ``observe`` sleep, like a database write); ``registry`` is the real
-RegistryHitSink (canary/hitsink.py) over a fresh SQLite registry in a
+RegistryHitSink (canary/hits/sink.py) over a fresh SQLite registry in a
 temporary folder, with the 1,000 canaries planted in it and no alerter. The script checks
 that exactly one hit per canary query dnsperf sent reached the sink, and
 counts the DNS hits in the registry's hits table.
@@ -118,10 +118,10 @@ def registry_sink(folder: Path, labels: set[str]):
     """A RegistryHitSink over a new SQLite registry holding one canary per label."""
     from datetime import date
 
-    from canary.hitsink import RegistryHitSink
+    from canary.hits.sink import RegistryHitSink
     from canary.model import Address, Birthplace, Identity, Placement, Practitioner, Sex, SourceSpec
     from canary.registry import Registry
-    from canary.tokenindex import TokenIndex
+    from canary.hits.tokenindex import TokenIndex
     from canary.tokens import tokens_of
 
     url = f"sqlite:///{folder / 'registry.db'}"
@@ -274,7 +274,7 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    logging.getLogger("canary.hitsink").setLevel(logging.ERROR)  # it logs every hit
+    logging.getLogger("canary.hits.sink").setLevel(logging.ERROR)  # it logs every hit
     listeners = []
     load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def in_process(count: int, seed: int) -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
     from canary.contacts import demo_contacts
-    from canary.identity import IdentityGenerator
+    from canary.identity.generator import IdentityGenerator
 
     generator = IdentityGenerator(demo_contacts(), seed=seed, reserve_phones=False)
     generator.generate()  # loads the reference data
@@ -42,7 +42,7 @@ def in_process(count: int, seed: int) -> None:
 
 def command(count: int, seed: int) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    args = [sys.executable, "-c", "from canary.cli import main; main()", "generate",
+    args = [sys.executable, "-c", "from canary.cli.main import main; main()", "generate",
             "--count", str(count), "--seed", str(seed)]
     started = time.perf_counter()
     with open(os.devnull, "w") as sink:

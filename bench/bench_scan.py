@@ -55,7 +55,7 @@ def identities(workdir: Path, count: int) -> list[dict]:
     cached = workdir / f"identities-{count}.jsonl"
     if cached.exists():
         return [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines()]
-    from canary.identity import IdentityGenerator
+    from canary.identity.generator import IdentityGenerator
 
     started = time.perf_counter()
     generator = IdentityGenerator(_contacts(count), seed=SEED)
@@ -209,7 +209,7 @@ def main() -> None:
         cache = workdir / f"cache-{count}"
         env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(cache),
                    PYTHONPATH=str(ROOT))
-        scan_cmd = [sys.executable, "-c", "from canary.cli import cli; from canary.cli_scan import scan; "
+        scan_cmd = [sys.executable, "-c", "from canary.cli.main import cli; from canary.cli.scan import scan; "
                     "cli.add_command(scan) if 'scan' not in cli.commands else None; cli()",
                     "scan", str(leak), "--json", "--jobs", str(args.jobs)]
         shutil.rmtree(cache, ignore_errors=True)

@@ -58,7 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
 # Modules that declare their own settings next to the code that reads them.
 # Imported only when the whole list is needed (loading or documenting a config).
 SETTING_MODULES: tuple[str, ...] = (
-    "canary.classify",
+    "canary.hits.classify",
     "canary.alerts.config",
     "listener.dnsconfig",
     "listener.proxy",
@@ -69,7 +69,7 @@ SETTING_MODULES: tuple[str, ...] = (
     "listener.admin.config",
     "listener.telephony",
     "canary.scan.hibp",
-    "canary.doctor",
+    "canary.doctor.checks",
 )
 
 
@@ -202,7 +202,7 @@ def _str_list(value: Any, name: str, where: str) -> tuple[str, ...]:
 
 
 def _contacts(contacts: Mapping[str, Any], base: Path, where: str) -> ContactPoints:
-    from canary.phones import validate_pool
+    from canary.identity.phones import validate_pool
 
     missing = [k for k in ("email_domains", "dns_zone", "portal_url") if not contacts.get(k)]
     if missing:

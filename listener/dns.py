@@ -23,7 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-from canary.hits import HitSink
+from canary.hits.hit import HitSink
 from listener.dnsconfig import SETTINGS, DnsConfig  # noqa: F401  (SETTINGS: merged by canary.config)
 from listener.dnshits import HitRecorder
 from listener.dnswire import Responder, truncated

@@ -26,7 +26,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Callable
 
-from canary.hits import Channel, HitSink, Observation
+from canary.hits.hit import Channel, HitSink, Observation
 from canary.model import TokenKind
 from listener.dnswire import Hit
 from listener.logs import error_text

@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from canary.config import Setting
 from canary.contacts import ContactPoints
 from canary.errors import ConfigError
-from canary.hits import Channel, HitSink, Observation, cap_evidence
+from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from listener.proxy import TrustedProxies
 from listener.wsgi import int_setting

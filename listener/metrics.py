@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 import canary
-from canary.hits import Channel, Classification
+from canary.hits.hit import Channel, Classification
 from listener.logs import error_text
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ from aiosmtpd.controller import Controller
 from canary.config import Setting
 from canary.contacts import ContactPoints
 from canary.errors import ConfigError
-from canary.hits import Channel, HitSink, Observation, cap_evidence
+from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from listener.proxy import parse_bind
 from listener.tls import no_password

@@ -29,7 +29,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from canary.config import Setting
 from canary.errors import ConfigError
-from canary.hits import Channel, HitSink, Observation, cap_evidence
+from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from canary.tokens import normalise
 from listener.http import HOOKS_BLUEPRINT

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import bcrypt
 
 from alert_helpers import add_source, make_identity, pipeline, plant
-from canary.hits import Channel, Observation
+from canary.hits.hit import Channel, Observation
 from canary.model import CanaryStatus, TokenKind, VerifyResult, VerifyState
 from canary.registry.reportstore import save_scan_report
 from listener.admin.config import AdminConfig

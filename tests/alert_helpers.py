@@ -14,8 +14,8 @@ from aiosmtpd.controller import Controller
 from canary.alerts.compose import Composer
 from canary.alerts.config import AlertsConfig, EmailConfig, Links, SyslogConfig
 from canary.alerts.policy import Alerter
-from canary.classify import ClassifyRules
-from canary.hitsink import RegistryHitSink
+from canary.hits.classify import ClassifyRules
+from canary.hits.sink import RegistryHitSink
 from canary.model import (
     Address,
     Birthplace,
@@ -26,7 +26,7 @@ from canary.model import (
     SourceSpec,
 )
 from canary.registry import Registry
-from canary.tokenindex import TokenIndex
+from canary.hits.tokenindex import TokenIndex
 from canary.tokens import tokens_of
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from canary.model import Sex
-from canary.nir import make_nir
-from canary.phones import formats
-from seeders.transforms import strip_accents
+from canary.identity.nir import make_nir
+from canary.identity.phones import formats
+from seeders.common.transforms import strip_accents
 from sql_seeder_helpers import make_identity
 
 SCHEMA = Path(__file__).resolve().parent / "fixtures" / "gnuhealth" / "schema.sql"

@@ -17,8 +17,8 @@ import random
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 
-from canary import refdata
-from canary.nir import nir_key
+from canary.identity import refdata
+from canary.identity.nir import nir_key
 
 HEADER = ("ipp", "nom", "nom_naissance", "prenom", "sexe", "date_naissance", "adresse", "code_postal",
           "ville", "telephone", "email", "nir", "medecin_traitant", "derniere_visite", "service")
@@ -210,7 +210,7 @@ class World:
     """A registry with sources, batches and planted canaries (planted_at under control)."""
 
     def __init__(self, registry, seed: int = 1, today: date = date(2024, 6, 1)) -> None:
-        from canary.identity import IdentityGenerator
+        from canary.identity.generator import IdentityGenerator
 
         self.registry = registry
         self.generator = IdentityGenerator(contacts(), seed=seed, today=today)

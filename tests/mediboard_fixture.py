@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app_seeder_helpers import insert_rows, load_sql_file
 from canary.model import Sex
-from seeders.soundex2 import soundex2
+from seeders.mediboard.soundex2 import soundex2
 from sql_seeder_helpers import make_identity
 
 SCHEMA = Path(__file__).resolve().parent / "fixtures" / "mediboard" / "schema.sql"

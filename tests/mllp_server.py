@@ -6,12 +6,12 @@ Three pieces, as for the other test servers:
   (stores persons for A28/A04, forgets them for A29, cancels visits for A11)
   and returns the ACK text. It can be told to answer AR, AE, or nothing.
 * ``_Connection`` is the protocol: MLLP framing over one TCP connection,
-  written here independently of ``seeders/mllp.py`` so framing bugs in the
+  written here independently of ``seeders/hl7v2/mllp.py`` so framing bugs in the
   client are not hidden by shared code.
 * ``MllpServer`` is the controller: binds 127.0.0.1 port 0, serves in a
   thread, ``start()`` / ``stop()`` (also a context manager).
 
-The parsing uses ``seeders.hl7message`` (escaping is tested on its own).
+The parsing uses ``seeders.hl7v2.message`` (escaping is tested on its own).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from seeders import hl7message as h
+from seeders.hl7v2 import message as h
 
 INS_AUTHORITY = "ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO"
 STRUCTURES = {"A28": "ADT_A05", "A04": "ADT_A01", "A29": "ADT_A21", "A11": "ADT_A09"}

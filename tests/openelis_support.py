@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from app_databases import load_pgdump
 from canary.model import SourceSpec
-from seeders.transforms import strip_accents
+from seeders.common.transforms import strip_accents
 from sql_seeder_helpers import make_identity
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "fixtures" / "openelis" / "schema.sql"

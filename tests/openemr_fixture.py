@@ -17,7 +17,7 @@ from pathlib import Path
 
 from app_seeder_helpers import insert_rows, load_sql, load_sql_file
 from canary.model import Sex
-from seeders.openemr_values import comb_uuid
+from seeders.openemr.values import comb_uuid
 from sql_seeder_helpers import make_identity
 
 SCHEMA = Path(__file__).resolve().parent / "fixtures" / "openemr" / "schema.sql"

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from app_databases import load_mysqldump
 from canary.model import SourceSpec
-from seeders.checkdigits import CORE_LUHN_NAME, validator_for
-from seeders.transforms import format_phone
+from seeders.openmrs.checkdigits import CORE_LUHN_NAME, validator_for
+from seeders.common.transforms import format_phone
 from sql_seeder_helpers import make_identity
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "openmrs"

@@ -14,7 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from canary.model import Address, Birthplace, Identity, Practitioner, Sex, SourceSpec
-from seeders.transforms import strip_accents
+from seeders.common.transforms import strip_accents
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SCHEMA = FIXTURES / "lis_schema.sql"

@@ -19,10 +19,10 @@ from freezegun import freeze_time
 import leakgen
 from admin_helpers import EVIL, HASH, PASSWORD, admin_config, csrf_token, fill, log_in, scan_report_dict
 from alert_helpers import registry, registry_sqlite_url, registry_url, sqlite_registry  # noqa: F401 (fixtures)
-from canary.cli import cli
+from canary.cli.main import cli
 from canary.config import Config
 from canary.errors import ConfigError
-from canary.hits import Channel, Classification, Hit
+from canary.hits.hit import Channel, Classification, Hit
 from canary.model import TokenKind
 from canary.registry import Registry
 from canary.registry.reportstore import count_scan_reports, get_scan_report, list_scan_reports, save_scan_report
@@ -465,7 +465,7 @@ def test_scan_report_store(registry):
 
 
 def test_canary_scan_keeps_its_report(tmp_path, monkeypatch):
-    from canary.cli_scan import scan
+    from canary.cli.scan import scan
 
     monkeypatch.setenv("CANARY_SCAN_CACHE", str(tmp_path / "cache"))
     url = f"sqlite:///{tmp_path / 'r.db'}"

@@ -36,10 +36,10 @@ from canary.alerts.config import SETTINGS, AlertsConfig, Links, SyslogConfig, We
 from canary.alerts.message import Alert, DeliveryError
 from canary.alerts.service import build_alerting, send_test_alert
 from canary.alerts.sinks import EmailSink, SyslogSink, WebhookSink
-from canary.classify import SETTINGS as LISTENER_SETTINGS
-from canary.classify import ClassifyRules
+from canary.hits.classify import SETTINGS as LISTENER_SETTINGS
+from canary.hits.classify import ClassifyRules
 from canary.errors import ConfigError
-from canary.hits import Channel, Observation
+from canary.hits.hit import Channel, Observation
 from canary.model import TokenKind
 from canary.registry.hitrecords import AlertKind, AlertStatus
 
@@ -315,7 +315,7 @@ def test_deadline_follows_the_first_hit_time():
     incident = Incident(id=7, canary_id=None, source="gone", opened_at=T0, closes_at=T0 + timedelta(days=1),
                         last_hit_at=T0, hit_count=0, alert_count=0, alerted_severity=-1,
                         alerted_hit_id=None, last_alert_at=None, next_digest_at=None)
-    from canary.hits import Classification, Hit
+    from canary.hits.hit import Classification, Hit
 
     hits = (Hit(1, None, "gone", Channel.DNS, TokenKind.DNS_LABEL, "h", "192.0.2.1", T0,
                 Classification.HUMAN, {}),)

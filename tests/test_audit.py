@@ -17,13 +17,13 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from canary.audit import Severity, audit_config, audit_pool, audit_source, report_to_dict
-from canary.cli import CanaryGroup, Env
-from canary.cli_audit import audit
-from canary.drip import run_due, schedule_drip
-from canary.identity import IdentityGenerator
+from canary.audit.report import Severity, audit_config, audit_pool, audit_source, report_to_dict
+from canary.cli.main import CanaryGroup, Env
+from canary.cli.audit import audit
+from canary.planting.drip import run_due, schedule_drip
+from canary.identity.generator import IdentityGenerator
 from canary.model import Placement
-from canary.planting import plant
+from canary.planting.planter import plant
 from canary.registry import Registry
 from canary.tokens import tokens_of
 from plant_helpers import POOL, add_source, new_registry

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alert_helpers import add_source, make_identity, pipeline, plant, sqlite_registry  # noqa: F401
-from canary.classify import BOT_USER_AGENTS, ClassifyRules, classify, user_agent
+from canary.hits.classify import BOT_USER_AGENTS, ClassifyRules, classify, user_agent
 from canary.errors import ConfigError
-from canary.hits import Channel, Classification, Hit, Observation
+from canary.hits.hit import Channel, Classification, Hit, Observation
 from canary.model import TokenKind
 
 T0 = datetime(2025, 3, 14, 10, 0, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from canary.cli import cli
+from canary.cli.main import cli
 from sql_seeder_helpers import MAPPING, count_rows, create_schema, execute, populate_real, snapshot
 
 # Numbers "we own" for the tests: valid French numbers outside the fiction and

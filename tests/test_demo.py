@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 
 from click.testing import CliRunner
 
-from canary.cli import cli
+from canary.cli.main import cli
 
 
 def test_demo_shows_the_whole_loop(tmp_path):
@@ -43,7 +43,7 @@ def test_demo_without_dir_keeps_a_new_temporary_folder(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    from canary import demo
+    from canary.demo import run as demo
 
     seen = []
     monkeypatch.setattr(demo, "_run", lambda workdir, echo: seen.append(workdir) or echo("ran"))

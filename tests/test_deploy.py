@@ -1,7 +1,7 @@
 """deploy/: systemd units and timers, the container image, the compose example, their configs.
 
 Every command line shipped under deploy/ is parsed by the real click tree of
-``canary.cli.cli``, so a renamed command or option breaks this test rather
+``canary.cli.main.cli``, so a renamed command or option breaks this test rather
 than a production timer; every canary.toml shipped there goes through the
 config loader and the listener's own setting checks.
 """
@@ -21,7 +21,7 @@ import click
 import pytest
 
 from canary.alerts.config import AlertsConfig
-from canary.cli import cli
+from canary.cli.main import cli
 from canary.config import load_config
 from listener.admin.config import AdminConfig, admin_bind
 from listener.dnsconfig import DnsConfig

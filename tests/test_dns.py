@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from canary.errors import ConfigError
-from canary.hits import Channel
+from canary.hits.hit import Channel
 from canary.model import TokenKind
 from listener import dnshits
 from listener.dns import SETTINGS, DnsConfig, DnsServer

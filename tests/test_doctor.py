@@ -18,12 +18,14 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 
 from alert_helpers import Capture, LoopbackController
-from canary import doctor, doctor_net, upkeep
-from canary.cli import cli
+from canary.doctor import checks as doctor
+from canary.doctor import network as doctor_net
+from canary.planting import upkeep
+from canary.cli.main import cli
 from canary.config import load_config
-from canary.doctor import FAIL, OK, WARN, Context, run_checks
+from canary.doctor.checks import FAIL, OK, WARN, Context, run_checks
 from canary.model import SourceSpec
-from canary.planting import plant
+from canary.planting.planter import plant
 from canary.registry import Registry
 from listener.service import ListenerService
 from plant_helpers import POOL
@@ -271,7 +273,7 @@ def test_unreachable_mariadb_source(install):
 
 def test_hl7v2_source_reachable_then_stopped(install):
     from mllp_server import MllpServer
-    from seeders.hl7v2 import Hl7v2Seeder
+    from seeders.hl7v2.seeder import Hl7v2Seeder
 
     options = Hl7v2Seeder.validate_options({
         "sending_application": "GAM", "sending_facility": "CHU_RENNES", "receiving_application": "DPI",
@@ -398,7 +400,7 @@ def test_subprocess_json_and_usage_errors(running):
 
 
 def test_demo_contacts_fail(tmp_path):
-    from canary.setup import init_workspace
+    from canary.cli.setup import init_workspace
 
     path = init_workspace(tmp_path)
     line = by_name(run_checks(Context(config_path=path, environ={}), only=("config",)))["config"]
@@ -609,7 +611,7 @@ def _gnuhealth(url):
 ], ids=["openemr", "mediboard", "openmrs", "openelis", "gnuhealth"])
 def test_application_seeders_check_their_written_tables(request, server, build):
     """The database owner may do everything; an account that may only read lacks every write right."""
-    from seeders import create_seeder
+    from canary.planting.catalog import create_seeder
 
     url = request.getfixturevalue(f"{server}_url")
     spec = build(url)
@@ -645,7 +647,7 @@ def test_groups_match_probes():
 
 
 def test_grants_parsing():
-    from seeders.sqlaccess import parse_grants, rights_on
+    from seeders.sql.access import parse_grants, rights_on
 
     grants = parse_grants([
         "GRANT USAGE ON *.* TO `canary`@`%`",
@@ -688,7 +690,7 @@ def _serve(statuses: dict[str, int], pages: bool = False) -> ThreadingHTTPServer
 def test_openelis_account_without_schema_usage_is_one_line(postgres_url):
     """Opening OpenELIS without USAGE on its schema: a SourceError naming the source, no driver traceback."""
     from canary.errors import SourceError
-    from seeders import create_seeder
+    from canary.planting.catalog import create_seeder
 
     spec = _openelis(postgres_url)
     user, reader_url = _limited_account(postgres_url, [])

@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from canary.cli import CanaryGroup, Env
-from canary.cli_drip import drip, plant_over
-from canary.drip import batch_label, run_due, schedule_drip
-from canary.dripschedule import draw_due_times, french_holidays, parse_duration
+from canary.cli.main import CanaryGroup, Env
+from canary.cli.drip import drip, plant_over
+from canary.planting.drip import batch_label, run_due, schedule_drip
+from canary.planting.schedule import draw_due_times, french_holidays, parse_duration
 from canary.errors import CanaryError, ConfigError
 from canary.registry import Registry
 from canary.registry.dripstore import DripStatus
@@ -282,7 +282,7 @@ def test_plant_over_refuses_demo_contacts(tmp_path):
 
 
 def test_the_listener_worker_runs_due_slots_and_stops(setup):
-    from canary.drip import DripWorker
+    from canary.planting.drip import DripWorker
 
     registry, config, url = setup
     now = paris(2025, 3, 26, 15, 0).astimezone(timezone.utc)

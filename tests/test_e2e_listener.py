@@ -214,7 +214,7 @@ def test_the_demo_resolver_works_without_dnspython(served, monkeypatch):
     """`canary demo` falls back on dnslib (a runtime dependency) when dnspython is absent."""
     import builtins
 
-    from canary import demo_attack
+    from canary.demo import attack as demo_attack
 
     real_import = builtins.__import__
 

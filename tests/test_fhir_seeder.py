@@ -16,10 +16,10 @@ import pytest
 
 from canary.errors import ConfigError, MappingError, SourceError
 from canary.model import Placement, SourceSpec, VerifyState
-from canary.nir import make_nir
+from canary.identity.nir import make_nir
 from fhir_server import FhirTestServer, ServerSettings
-from seeders import fhirpatient as fp
-from seeders.fhir import FhirSeeder
+from seeders.fhir import patient as fp
+from seeders.fhir.seeder import FhirSeeder
 from sql_seeder_helpers import make_identity
 
 TOKEN = "tok-3f9a7c1e5b"

@@ -17,13 +17,13 @@ from sqlalchemy.engine import make_url
 
 from canary.errors import ConfigError, MappingError, SourceError
 from canary.model import Placement, SourceSpec, VerifyState
-from canary.nir import spaced
+from canary.identity.nir import spaced
 from gnuhealth_fixture import (
     DOCTOR_IDS, FRANCE_ID, INSTITUTION, REAL_PATIENTS, RECEPTION_UID, canary_identity, create_schema, execute,
     populate,
 )
-from seeders.gnuhealth import GnuHealthSeeder
-from seeders.transforms import strip_accents
+from seeders.gnuhealth.seeder import GnuHealthSeeder
+from seeders.common.transforms import strip_accents
 from sql_seeder_helpers import snapshot
 
 PATIENT_TABLES = ("party_party", "gnuhealth_person_name", "party_contact_mechanism",

@@ -19,13 +19,13 @@ from alert_helpers import (  # noqa: F401 (fixtures)
     sqlite_registry,
 )
 from canary.errors import RegistryError
-from canary.hits import MAX_EVIDENCE_FIELD, Channel, Classification, HitSink, Observation
+from canary.hits.hit import MAX_EVIDENCE_FIELD, Channel, Classification, HitSink, Observation
 from canary.model import CanaryStatus, TokenKind
 from canary.registry import Registry
 from canary.registry.hitrecords import AlertKind, AlertStatus, DeliveryStatus
 from canary.registry.schema import hits as hits_table
-from canary.hitsink import RegistryHitSink
-from canary.tokenindex import TokenIndex
+from canary.hits.sink import RegistryHitSink
+from canary.hits.tokenindex import TokenIndex
 
 T0 = datetime(2025, 3, 14, 10, 0, tzinfo=timezone.utc)
 

@@ -9,15 +9,15 @@ import dataclasses
 
 import pytest
 
-import seeders
+from canary.planting import catalog
 from canary.errors import ConfigError, SourceError
-from canary.identity import IdentityGenerator
+from canary.identity.generator import IdentityGenerator
 from canary.model import INS_NIR_OID, Placement, SourceSpec, VerifyState
 from mllp_server import MllpServer, PamReceiver, Person
 from plant_helpers import add_source, new_registry, production_config
-from seeders import hl7message as h
-from seeders.hl7v2 import Hl7v2Seeder
-from seeders.transforms import strip_accents
+from seeders.hl7v2 import message as h
+from seeders.hl7v2.seeder import Hl7v2Seeder
+from seeders.common.transforms import strip_accents
 
 OPTIONS = {
     "sending_application": "GAM_HEXAGONE",
@@ -223,10 +223,11 @@ def test_host_and_port_options_win_over_the_url(server, identities):
 
 
 def test_plant_verify_retire_through_the_registry(tmp_path, server, monkeypatch):
-    from canary import planting, upkeep
+    from canary.planting import planter as planting
+    from canary.planting import upkeep
     from canary.model import CanaryStatus
 
-    monkeypatch.setitem(seeders.BUILTIN_SEEDERS, "hl7v2", "seeders.hl7v2:Hl7v2Seeder")
+    monkeypatch.setitem(catalog.BUILTIN_SEEDERS, "hl7v2", "seeders.hl7v2.seeder:Hl7v2Seeder")
     registry, config = new_registry(tmp_path)
     with registry:
         add_source(registry, "dpi-rennes", "hl7v2", url=server.url,

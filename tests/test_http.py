@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from canary.contacts import demo_contacts
 from canary.errors import ConfigError
-from canary.hits import Channel
+from canary.hits.hit import Channel
 from canary.model import TokenKind
 from listener.http import GIF_1X1, PNG_1X1, HttpConfig, create_app
 from listener.proxy import TrustedProxies, parse_bind

@@ -17,16 +17,18 @@ from hypothesis import strategies as st
 from stdnum import luhn
 from stdnum.fr import nir as stdnum_nir
 
-from canary import medical, refdata
-from canary.agepro import DEFAULT_AGE_PROFILE, age_on, parse_band
+from canary.identity import medical
+
+from canary.identity import refdata
+from canary.identity.ages import DEFAULT_AGE_PROFILE, age_on, parse_band
 from canary.contacts import ContactPoints, demo_contacts
 from canary.errors import ConfigError, PoolExhausted
-from canary.identity import IdentityGenerator
+from canary.identity.generator import IdentityGenerator
 from canary.model import Sex, Token, TokenKind
-from canary.names import female_share, married_name_share
-from canary.nir import NIR_PATTERN
-from canary.phones import is_demo_number, is_telemarketing_number, landline_zone
-from canary.places import abroad_share
+from canary.identity.names import female_share, married_name_share
+from canary.identity.nir import NIR_PATTERN
+from canary.identity.phones import is_demo_number, is_telemarketing_number, landline_zone
+from canary.identity.places import abroad_share
 from canary.tokens import normalise, tokens_of
 
 TODAY = date(2025, 6, 15)

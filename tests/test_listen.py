@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 
 from alert_helpers import make_identity, smtp_server  # noqa: F401 (smtp_server: a fixture)
-from canary.cli import cli
+from canary.cli.main import cli
 from canary.config import parse_config
 from canary.errors import ConfigError, RegistryError
-from canary.hits import Channel, Observation
+from canary.hits.hit import Channel, Observation
 from canary.model import TokenKind
 from canary.registry import Registry
 from listener.credentials import CredentialChecker
@@ -322,7 +322,7 @@ phone_pool = ["+33612349999"]
 
 
 def test_zone_prints_what_the_dns_listener_serves(tmp_path):
-    from canary.zone import registrar_records
+    from canary.cli.zone import registrar_records
     from listener.dns import DnsConfig, DnsServer
 
     Registry.open(f"sqlite:///{tmp_path / 'registry.db'}", create=True).close()
@@ -361,7 +361,7 @@ def test_zone_prints_what_the_dns_listener_serves(tmp_path):
 
 
 def test_zone_follows_the_listener_settings(tmp_path):
-    from canary.zone import registrar_records, render_zone_file
+    from canary.cli.zone import registrar_records, render_zone_file
 
     from dataclasses import replace
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from alert_helpers import make_identity, smtp_server  # noqa: F401 (smtp_server: a fixture)
 from canary.config import parse_config
-from canary.hitsink import RegistryHitSink
+from canary.hits.sink import RegistryHitSink
 from canary.registry import Registry
 from listener.logs import JsonFormatter, configure_json_logging, error_text, remove_json_logging, scrub
 from listener.service import ListenerService

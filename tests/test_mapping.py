@@ -7,10 +7,10 @@ from datetime import date, datetime
 import pytest
 
 from canary.errors import MappingError
-from seeders.fields import catalogue, field_kind
-from seeders.mapping import load_mapping, parse_mapping
-from seeders.rows import Generated, Ref
-from seeders.transforms import PHONE_FORMATS, format_phone, strip_accents
+from seeders.sql.fields import catalogue, field_kind
+from seeders.sql.mapping import load_mapping, parse_mapping
+from seeders.sql.rows import Generated, Ref
+from seeders.common.transforms import PHONE_FORMATS, format_phone, strip_accents
 from sql_seeder_helpers import MAPPING, make_identity
 
 NOW = datetime(2024, 3, 5, 14, 7, 9)

@@ -222,7 +222,7 @@ def test_the_token_index_lagging_behind_the_registry_is_not_ready(service, monke
 def test_pending_delivery_counts_per_sink(registry):  # noqa: F811 (SQLite and PostgreSQL)
     from datetime import datetime, timedelta, timezone
 
-    from canary.hits import Channel, Observation
+    from canary.hits.hit import Channel, Observation
     from canary.model import TokenKind
     from alert_helpers import make_identity
 

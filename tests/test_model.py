@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 
 from canary.contacts import demo_contacts
-from canary.identity import IdentityGenerator
+from canary.identity.generator import IdentityGenerator
 from canary.model import INS_NIR_OID, Identity
 
 

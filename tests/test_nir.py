@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum.fr import nir as stdnum_nir
 
-from canary import nir
+from canary.identity import nir
 from canary.model import Birthplace, Sex
 
 

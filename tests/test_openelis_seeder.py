@@ -21,9 +21,9 @@ from openelis_support import (
     COMMUNE, NATIONAL_TYPE, REAL_OFFSET, REF_IDENTITY, REF_PATIENT, REF_PERSON, ST_TYPE, VILLAGE, create_schema,
     populate_real, source, st_number,
 )
-from seeders.neighbours import Neighbours, phone_style
-from seeders.openelis import OpenElisSeeder
-from seeders.transforms import strip_accents
+from seeders.sql.neighbours import Neighbours, phone_style
+from seeders.openelis.seeder import OpenElisSeeder
+from seeders.common.transforms import strip_accents
 from sql_seeder_helpers import execute, make_identity
 
 # The application's patient search (SearchResultsDAOImp), every patient listed.

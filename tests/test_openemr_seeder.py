@@ -19,10 +19,10 @@ import pytest
 from app_seeder_helpers import create_statements, dispose, execute, load_sql, query, rows_except, snapshot, spec
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
-from canary.phones import formats
+from canary.identity.phones import formats
 from openemr_fixture import ID_GAP, TABLES, create_site
-from seeders.openemr import OpenEmrSeeder
-from seeders.openemr_values import uuid_text
+from seeders.openemr.seeder import OpenEmrSeeder
+from seeders.openemr.values import uuid_text
 from sql_seeder_helpers import make_identity
 from needs import missing
 
@@ -276,7 +276,7 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
 
 
 def test_openemr_uuids_are_timestamp_first_combs():
-    from seeders.openemr_values import comb_uuid
+    from seeders.openemr.values import comb_uuid
 
     raw = comb_uuid(1_700_000_000.123456, bytes(range(10)))
     assert raw[:6] == (170_000_000_012_345).to_bytes(6, "big")  # microtime(): seconds + 5 fraction digits
@@ -286,7 +286,7 @@ def test_openemr_uuids_are_timestamp_first_combs():
 
 
 def test_site_numbering_is_continued():
-    from seeders.blend import next_code
+    from seeders.sql.blend import next_code
 
     assert next_code(["000123", "000122"]) == "000124"
     assert next_code(["P2024-00017", "P2024-00016", "X9"]) == "P2024-00018"

@@ -21,9 +21,9 @@ from openmrs_support import (
     EMAIL_TYPE, HOSPITAL, IDGEN, LUHN_TYPE, NIR_TYPE, PHONE_TYPE, REAL_OFFSET, create_schema, populate_real,
     real_identifier, real_nir, source,
 )
-from seeders.checkdigits import CORE_LUHN_NAME, MOD30_CHARACTERS, validator_for
-from seeders.idnumbers import next_in_series
-from seeders.openmrs import OpenMrsSeeder
+from seeders.openmrs.checkdigits import CORE_LUHN_NAME, MOD30_CHARACTERS, validator_for
+from seeders.sql.idnumbers import next_in_series
+from seeders.openmrs.seeder import OpenMrsSeeder
 from sql_seeder_helpers import execute, make_identity
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")

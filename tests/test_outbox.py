@@ -27,7 +27,7 @@ from canary.alerts.message import DeliveryError
 from canary.alerts.outbox import OutboxWorker
 from canary.alerts.service import alert_to_dict, alerts_overview, sink_to_dict
 from canary.alerts.sinks import EmailSink, SyslogSink
-from canary.hits import Channel, Observation
+from canary.hits.hit import Channel, Observation
 from canary.model import TokenKind
 from canary.registry import Registry
 from canary.registry.hitrecords import AlertKind, DeliveryStatus

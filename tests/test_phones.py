@@ -3,11 +3,11 @@ import random
 import phonenumbers
 import pytest
 
-from canary import phones
+from canary.identity import phones
 from canary.contacts import ContactPoints, demo_contacts
 from canary.errors import ConfigError, PoolExhausted
 from canary.model import Token, TokenKind
-from canary.phonepool import PhoneAllocator
+from canary.identity.phonepool import PhoneAllocator
 
 
 def test_demo_pool_is_six_fiction_blocks():

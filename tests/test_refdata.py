@@ -1,4 +1,4 @@
-"""The shipped reference data and its loader (canary/refdata.py).
+"""The shipped reference data and its loader (canary/identity/refdata.py).
 
 The build script is exercised on small synthetic inputs every run, and on
 the real open-data packages when CANARY_REFDATA_SOURCES names a directory
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from canary import refdata
+from canary.identity import refdata
 from canary.errors import ConfigError
 from needs import missing
 
@@ -236,10 +236,10 @@ def test_street_names():
 
 def test_import_does_no_work_and_data_loads_from_the_package():
     code = (
-        "import canary.refdata as r\n"
+        "import canary.identity.refdata as r\n"
         "assert r._columns.cache_info().currsize == 0\n"
         "from importlib import resources\n"
-        "names = {p.name for p in resources.files('canary').joinpath('data').iterdir()}\n"
+        "names = {p.name for p in resources.files('canary.identity').joinpath('data').iterdir()}\n"
         "print(sorted(names))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from canary.errors import SourceError
-from seeders.rows import AUTOINCREMENT, Generated, RowPlan
-from seeders.sqltarget import SqlTarget
+from seeders.sql.rows import AUTOINCREMENT, Generated, RowPlan
+from seeders.sql.target import SqlTarget
 
 VALUES = {"nom": "CANARD", "prenom": "Lucie", "naissance": "1961-04-02", "tel": "0612345678"}
 

@@ -7,14 +7,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import leakgen
-from canary.hits import Channel, Observation
-from canary.hitsink import RegistryHitSink
+from canary.hits.hit import Channel, Observation
+from canary.hits.sink import RegistryHitSink
 from canary.model import CanaryStatus, TokenKind
 from canary.registry import Registry
 from canary.registry.scanstore import Timeline, UseSummary
 from canary.scan.attribution import analyse, wilson
 from canary.scan.service import scan
-from canary.tokenindex import TokenIndex
+from canary.hits.tokenindex import TokenIndex
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

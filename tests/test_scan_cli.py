@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import leakgen
-from canary.cli_scan import hibp, scan
+from canary.cli.scan import hibp, scan
 from canary.config import Config
 from canary.registry import Registry
 

@@ -9,17 +9,19 @@ from pathlib import Path
 
 import pytest
 
-import seeders
+from canary.planting import catalog
 from canary.errors import ConfigError
 from canary.model import SourceSpec
-from seeders import create_seeder, get_seeder_class, seeder_names
-from seeders.base import Seeder
-from seeders.sql import SqlSeeder
+from canary.planting.catalog import create_seeder
+from canary.planting.catalog import get_seeder_class
+from canary.planting.catalog import seeder_names
+from canary.planting.seeder import Seeder
+from seeders.sql.seeder import SqlSeeder
 
 ROOT = Path(__file__).resolve().parent.parent
 
 PLUGIN = '''
-from seeders.base import Seeder, SeederOption
+from canary.planting.seeder import Seeder, SeederOption
 
 class FakeSeeder(Seeder):
     name = "fake"
@@ -71,10 +73,11 @@ def test_unknown_seeder_lists_the_known_ones():
         get_seeder_class("oracle")
 
 
-def test_importing_the_package_imports_no_seeder():
-    code = "import sys, seeders; seeders.seeder_names(); print(sorted(m for m in sys.modules if m.startswith('seeders')))"
+def test_listing_the_seeders_imports_no_seeder():
+    code = ("import sys; from canary.planting import catalog; catalog.seeder_names(); "
+            "print(sorted(m for m in sys.modules if m.startswith('seeders')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['seeders']"
+    assert out.stdout.strip() == "[]"
 
 
 def test_third_party_seeder_registers_through_the_entry_point_group(plugin):
@@ -108,4 +111,4 @@ def test_fallback_matches_the_declared_entry_points():
     import tomllib
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["canary.seeders"]
-    assert declared == seeders.BUILTIN_SEEDERS
+    assert declared == catalog.BUILTIN_SEEDERS

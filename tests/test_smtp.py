@@ -13,7 +13,7 @@ import pytest
 from alert_helpers import self_signed_cert
 from canary.contacts import demo_contacts
 from canary.errors import ConfigError
-from canary.hits import Channel
+from canary.hits.hit import Channel
 from canary.model import TokenKind
 from listener.smtp import SmtpConfig, SmtpServer, parse_message
 from listener_helpers import FakeSink

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from canary.errors import MappingError, SourceError
 from canary.model import Placement, SourceSpec, VerifyState
-from seeders import create_seeder
-from seeders.sql import SqlSeeder
-from seeders.transforms import strip_accents
+from canary.planting.catalog import create_seeder
+from seeders.sql.seeder import SqlSeeder
+from seeders.common.transforms import strip_accents
 from sql_seeder_helpers import (
     MAPPING, count_rows, create_schema, execute, make_identity, populate_real, snapshot, source_spec,
 )

@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from canary.contacts import demo_contacts
 from canary.errors import ConfigError
-from canary.hits import Channel
+from canary.hits.hit import Channel
 from canary.model import TokenKind
 from listener.http import HttpConfig, create_app
 from listener.telephony import (TelephonyConfig, twilio_signature, twilio_valid, vonage_signature,

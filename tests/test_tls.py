@@ -13,7 +13,7 @@ import trustme
 
 from canary.config import parse_config
 from canary.errors import ConfigError
-from canary.hits import Channel
+from canary.hits.hit import Channel
 from canary.model import TokenKind
 from listener.tls import HttpsServeConfig, HttpsServer, tls_context
 from listener.wsgi import HttpServer

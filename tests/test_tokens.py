@@ -63,7 +63,7 @@ def test_tokens_of_includes_second_phone():
 def test_secret_stream_is_deterministic_and_uniform():
     from collections import Counter
 
-    from canary.sampling import SecretStream
+    from canary.identity.sampling import SecretStream
 
     first, again, other = SecretStream(42), SecretStream(42), SecretStream(43)
     codes = [first.code80() for _ in range(2000)]
@@ -79,6 +79,6 @@ def test_secret_stream_is_deterministic_and_uniform():
     ("Jean-Pierre", "jeanpierre", "jean-pierre"), ("Lœtitia", "loetitia", "loetitia"), ("Zoë", "zoe", "zoe"),
 ])
 def test_slug(name, plain, hyphen):
-    from canary.accounts import slug
+    from canary.identity.accounts import slug
 
     assert slug(name) == plain and slug(name, keep_hyphen=True) == hyphen

@@ -279,7 +279,7 @@ def parse_only(args: list[str]) -> None:
     """Parse ``canary ARGS`` with the real CLI, running nothing: unknown commands or options raise."""
     import click
 
-    from canary.cli import cli
+    from canary.cli.main import cli
 
     ctx = cli.make_context("canary", list(args))
     command: click.Command = cli

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from canary import planting, upkeep
-from canary.hits import Channel
+from canary.planting import planter as planting
+
+from canary.planting import upkeep
+from canary.hits.hit import Channel
 from plant_helpers import add_source, new_registry
 from sql_seeder_helpers import MAPPING, create_schema, execute, populate_real
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from canary.hits import Classification
+from canary.hits.hit import Classification
 
 CLASS_LABELS = {
     Classification.CREDENTIAL_USE: "identifiants utilisés (credential use)",

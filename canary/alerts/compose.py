@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from canary.alerts.bodies import CLASS_LABELS, Bodies, clean, escape, establishment
 from canary.alerts.config import Links
 from canary.alerts.message import Alert, level, severity
-from canary.hits import Channel, Classification, Hit
+from canary.hits.hit import Channel, Classification, Hit
 from canary.model import SourceSpec
 from canary.registry.hitrecords import AlertKind, AlertRecord, IncidentView, SinkHealth
 from canary.registry.records import CanaryRecord

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from canary.hits import Classification
+from canary.hits.hit import Classification
 from canary.registry.hitrecords import AlertKind
 
 PAYLOAD_VERSION = 1

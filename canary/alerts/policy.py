@@ -28,7 +28,7 @@ from typing import Sequence
 from canary.alerts.compose import Composer
 from canary.alerts.config import AlertsConfig
 from canary.alerts.message import IMMEDIATE, severity
-from canary.hits import Classification, Hit
+from canary.hits.hit import Classification, Hit
 from canary.registry.hitrecords import AlertKind, AlertStatus, Incident, TokenMatch
 from canary.registry.hitstore import AlertTx
 

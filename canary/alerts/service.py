@@ -19,13 +19,13 @@ from canary.alerts.outbox import OutboxWorker
 from canary.alerts.policy import Alerter
 from canary.alerts.sinks import Sink, build_sinks
 from canary.errors import ConfigError
-from canary.hits import Hit
+from canary.hits.hit import Hit
 from canary.registry.hitrecords import AlertRecord, Incident, SinkHealth
 
 if TYPE_CHECKING:
-    from canary.hitsink import RegistryHitSink
+    from canary.hits.sink import RegistryHitSink
     from canary.registry import Registry
-    from canary.tokenindex import TokenIndex
+    from canary.hits.tokenindex import TokenIndex
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ def build_alerting(registry: "Registry", raw: Mapping[str, Any],
 def build_hit_sink(registry: "Registry", raw: Mapping[str, Any], alerting: Alerting | None
                    ) -> tuple["RegistryHitSink", "TokenIndex"]:
     """The HitSink for the front ends and its token index (loaded; call ``index.start()``)."""
-    from canary.classify import ClassifyRules
-    from canary.hitsink import RegistryHitSink
-    from canary.tokenindex import TokenIndex
+    from canary.hits.classify import ClassifyRules
+    from canary.hits.sink import RegistryHitSink
+    from canary.hits.tokenindex import TokenIndex
 
     rules = ClassifyRules.from_table(raw.get("listener") or {})
     index = TokenIndex(registry)

@@ -8,7 +8,7 @@ PostgreSQL the claim selects ``FOR UPDATE SKIP LOCKED`` so concurrent
 runners take disjoint rows; on SQLite write transactions are serialised and
 the ``UPDATE ... WHERE`` re-check does the same. A runner that dies mid-plant
 leaves its claim to expire; the next claim finds the slot's batch by its
-label and does not plant twice (see ``canary/drip.py``).
+label and does not plant twice (see ``canary/planting/drip.py``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from canary.hits import Channel, Classification, Hit
+from canary.hits.hit import Channel, Classification, Hit
 from canary.model import SourceSpec, TokenKind
 from canary.registry.records import CanaryRecord
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from canary.hits import Channel, Classification, Hit
+from canary.hits.hit import Channel, Classification, Hit
 from canary.model import SourceSpec, TokenKind
 from canary.registry.hitrecords import (
     AlertKind,

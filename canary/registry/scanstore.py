@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
-from canary.hits import Channel, Classification
+from canary.hits.hit import Channel, Classification
 from canary.model import CanaryStatus, Identity
 from canary.registry.schema import batches, canaries, hits, sources
 from canary.registry.schema import tokens as token_table

@@ -201,7 +201,7 @@ hits = sa.Table(
     sa.Column("value", sa.String(320), nullable=False),
     sa.Column("remote", sa.String(64)),
     sa.Column("classification", sa.String(20), nullable=False),
-    sa.Column("evidence", sa.JSON, nullable=False),  # capped (canary.hits.cap_evidence)
+    sa.Column("evidence", sa.JSON, nullable=False),  # capped (canary.hits.hit.cap_evidence)
     sa.Column("token_id", sa.Integer, sa.ForeignKey("tokens.id")),
     sa.Column("canary_id", sa.Integer, sa.ForeignKey("canaries.id")),
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id")),

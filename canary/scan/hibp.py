@@ -141,7 +141,7 @@ def settings(raw: Mapping[str, Any], email_domains: Sequence[str], environ: Mapp
 
 def sync(registry: "Registry", client: HibpClient, domains: Sequence[str], sink) -> SyncResult:
     """Fetch each domain's breached addresses and record new breach hits on canaries."""
-    from canary.hits import Channel, Observation
+    from canary.hits.hit import Channel, Observation
     from canary.model import TokenKind
     from canary.registry import scanstore
 
@@ -210,8 +210,8 @@ def sync_configured(registry: "Registry", config, environ: Mapping[str, str] = o
                     sleep: Callable[[float], None] = time.sleep) -> SyncResult:
     """``sync`` with the settings of canary.toml and the normal alert pipeline."""
     from canary.alerts.service import build_alerting
-    from canary.hitsink import RegistryHitSink
-    from canary.tokenindex import TokenIndex
+    from canary.hits.sink import RegistryHitSink
+    from canary.hits.tokenindex import TokenIndex
 
     chosen = settings(config.raw, config.contacts.email_domains, environ)
     client = HibpClient(chosen["api_key"], base_url=chosen["base_url"], session=session, sleep=sleep)

@@ -55,7 +55,7 @@ class Parts:
 @functools.cache
 def _word_rates() -> dict[str, float]:
     """Expected mentions per row of each folded word of the reference tables."""
-    from canary import refdata
+    from canary.identity import refdata
 
     rates: dict[str, float] = defaultdict(float)
 

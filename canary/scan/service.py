@@ -139,10 +139,10 @@ def raise_alerts(registry: "Registry", report: ScanReport, raw_config: Mapping[s
     pipeline: it opens an incident on the source's most recently planted canary in the
     file and queues the alert; returns the hit ids."""
     from canary.alerts.service import build_alerting
-    from canary.hits import Channel, Observation
-    from canary.hitsink import RegistryHitSink
+    from canary.hits.hit import Channel, Observation
+    from canary.hits.sink import RegistryHitSink
     from canary.model import TokenKind
-    from canary.tokenindex import TokenIndex
+    from canary.hits.tokenindex import TokenIndex
 
     alerting = build_alerting(registry, raw_config, environ)
     sink = RegistryHitSink(registry, TokenIndex(registry), alerter=alerting.alerter)

@@ -14,7 +14,7 @@ from typing import Iterable
 
 from markupsafe import Markup, escape
 
-from canary.hits import Classification, Hit
+from canary.hits.hit import Classification, Hit
 
 # Most alarming first: the bottom of each stack, and the legend's order.
 ORDER = (Classification.CREDENTIAL_USE, Classification.HUMAN, Classification.AUTOMATED,

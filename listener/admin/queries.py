@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup
 
 from canary.alerts.service import AlertsOverview, alerts_overview
-from canary.hits import Hit
+from canary.hits.hit import Hit
 from canary.model import CanaryStatus, VerifyState
 from canary.registry.records import SourceSummary
 from canary.registry.reportstore import (

@@ -1,0 +1,54 @@
+"""`canary audit [SOURCE] [--json]`: register with ``cli.add_command(audit)`` in canary/cli/main.py.
+
+Takes the ``Env`` of canary.cli.main through ``click.pass_obj`` (no import cycle).
+Exit 1 when a finding is a warning or an error, as `verify` does for problems.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from canary.cli.options import json_option
+
+
+@click.command("audit")
+@click.argument("source_name", metavar="[SOURCE]", required=False)
+@click.option("--no-target", is_flag=True,
+              help="Do not read the target database (skips the fill-pattern check).")
+@json_option
+@click.pass_obj
+def audit(env, source_name: str | None, no_target: bool, as_json: bool) -> None:
+    """What an attacker could notice about SOURCE's canaries (or, without SOURCE, the pool)."""
+    from canary.audit.report import audit_config, audit_source, report_to_dict
+
+    if source_name:
+        report = audit_source(env.registry, env.config, source_name, compare_target=not no_target)
+    else:
+        report = audit_config(env.config)
+    if as_json:
+        click.echo(json.dumps(report_to_dict(report), indent=2, ensure_ascii=False))
+    else:
+        _print(report)
+    if report.failed:
+        sys.exit(1)
+
+
+def _print(report) -> None:
+    counts = report.counts()
+    summary = ", ".join(f"{n} {label}{'s' if n != 1 else ''}" for label, n in counts.items() if n) or "no findings"
+    what = f" ({report.canaries} live canaries)" if report.subject != "configuration" else ""
+    click.echo(f"audit of {report.subject}{what}: {summary}")
+    for finding in report.findings:
+        click.echo(f"{finding.severity.label.upper():<8}{finding.check}: {finding.message}")
+        if finding.canaries:
+            shown = ", ".join(f"#{i}" for i in finding.canaries[:20])
+            more = f" (+{len(finding.canaries) - 20})" if len(finding.canaries) > 20 else ""
+            click.echo(f"        canaries: {shown}{more}")
+        if finding.values:
+            click.echo(f"        e.g.: {', '.join(finding.values)}")
+        click.echo(f"        fix: {finding.fix}")
+    for note in report.skipped:
+        click.echo(f"not checked: {note}")

@@ -1,0 +1,105 @@
+"""`canary drip run|list|cancel`, and `plant_over` behind `canary plant --over`.
+
+Register with ``cli.add_command(drip)`` in canary/cli/main.py. The commands take
+the ``Env`` of canary.cli.main through ``click.pass_obj`` (no import of canary.cli.main,
+so no import cycle); user errors are CanaryError, turned into one line by the
+top-level group.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import click
+
+from canary.cli.options import json_option
+from canary.planting.schedule import TIMEZONE
+
+
+def _local(moment: datetime) -> str:
+    return f"{moment.astimezone(ZoneInfo(TIMEZONE)):%Y-%m-%d %H:%M}"
+
+
+def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_json: bool = False
+               ) -> list[datetime]:
+    """`canary plant SOURCE --count N --over 30d`: schedule instead of planting now."""
+    from canary.planting.drip import schedule_drip
+    from canary.planting.schedule import parse_duration
+    from canary.planting.planter import open_seeder
+
+    period = parse_duration(over) if isinstance(over, str) else over
+    env.config.contacts.require_production()  # fail now, not at the first drip
+    open_seeder(env.registry.get_source(source_name)).close()  # the target answers today
+    due = schedule_drip(env.registry, source_name, count, period, datetime.now(timezone.utc),
+                        operator=env.config.operator)
+    if as_json:
+        click.echo(json.dumps({"source": source_name, "scheduled": len(due),
+                               "due": [d.isoformat() for d in due]}, indent=2))
+    else:
+        click.echo(f"scheduled {len(due)} single plantings into {source_name}, "
+                   f"from {_local(due[0])} to {_local(due[-1])} ({TIMEZONE}, working hours)")
+        click.echo("the listener plants them when due (or run `canary drip run` from cron); "
+                   "see `canary drip list`")
+    return due
+
+
+@click.group("drip")
+def drip() -> None:
+    """Drip planting: single canaries at random working-hour times."""
+
+
+@drip.command("run")
+@json_option
+@click.pass_obj
+def drip_run(env, as_json: bool) -> None:
+    """Plant the canaries whose time has come (exit 1 if one failed)."""
+    from canary.planting.drip import report_to_dict, run_due
+
+    report = run_due(env.registry, env.config, datetime.now(timezone.utc))
+    if as_json:
+        click.echo(json.dumps(report_to_dict(report), indent=2))
+    else:
+        for outcome in report.planted:
+            click.echo(f"planted canary #{outcome.canary_id} into {outcome.source} (batch {outcome.batch})")
+        for outcome in report.failed:
+            click.echo(f"failed planting into {outcome.source}: {outcome.error}", err=True)
+        if report.deferred:
+            click.echo(f"{report.deferred} due plantings wait for working hours")
+        if not (report.planted or report.failed or report.deferred):
+            click.echo("nothing due")
+    if report.failed:
+        sys.exit(1)
+
+
+@drip.command("list")
+@click.option("--source", "source_name", help="Only this source.")
+@json_option
+@click.pass_obj
+def drip_list(env, source_name: str | None, as_json: bool) -> None:
+    """Scheduled plantings: due time, status, batch."""
+    from canary.planting.drip import slot_to_dict
+
+    slots = env.registry.list_drip_slots(source=source_name)
+    if as_json:
+        click.echo(json.dumps([slot_to_dict(s) for s in slots], indent=2))
+        return
+    if not slots:
+        click.echo("no scheduled plantings")
+        return
+    for slot in slots:
+        where = slot.batch or (slot.last_error and f"last error: {slot.last_error}") or ""
+        click.echo(f"{slot.id:>6}  {slot.source:<20} {_local(slot.due_at)}  {slot.status.value:<9} {where}")
+
+
+@drip.command("cancel")
+@click.argument("source_name", metavar="SOURCE")
+@click.pass_obj
+def drip_cancel(env, source_name: str) -> None:
+    """Cancel SOURCE's plantings that have not happened yet."""
+    from canary.planting.drip import cancel_drip
+
+    cancelled = cancel_drip(env.registry, source_name, datetime.now(timezone.utc))
+    click.echo(f"cancelled {cancelled} scheduled plantings of {source_name}")

@@ -1,0 +1,104 @@
+"""RegistryHitSink: the HitSink the listener's front ends call (see canary/hits/hit.py).
+
+``observe`` matches the value against the registry's tokens, classifies the
+observation with the canary's recent hits as context, and stores the Hit,
+its incident update and any alert it causes in ONE registry transaction,
+then returns: a front end that answers its client after ``observe`` (SMTP
+250, webhook 200) never acknowledges a hit that is not durably stored, and a
+stored hit always has its alert enqueued. Storage errors raise
+(RegistryError) so the front end answers with a temporary failure and the
+sender retries.
+
+Thread-safe: every call takes its own connection from the registry's engine;
+SQLite writers are serialised by ``BEGIN IMMEDIATE``, PostgreSQL ones by the
+source row lock (see canary/registry/hitstore.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from canary.hits.classify import ClassifyRules, classify
+from canary.hits.hit import Hit, Observation, cap_evidence
+from canary.model import TokenKind
+from canary.hits.tokenindex import TokenIndex
+
+if TYPE_CHECKING:
+    from canary.alerts.policy import Alerter
+    from canary.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class HitMetrics(Protocol):
+    """What the sink reports (listener/metrics.py's ListenerMetrics has it)."""
+
+    def hit(self, channel: str, classification: str) -> None: ...
+
+
+class RegistryHitSink:
+    def __init__(self, registry: "Registry", index: TokenIndex, rules: ClassifyRules | None = None,
+                 alerter: "Alerter | None" = None, metrics: HitMetrics | None = None) -> None:
+        self.registry = registry
+        self.index = index
+        self.rules = rules or ClassifyRules()
+        self.alerter = alerter
+        self.metrics = metrics  # counts stored hits; the listener sets it
+        # Called once a hit's immediate alert is committed (the listener hands the outbox
+        # worker's wake): the alert leaves now, not at the worker's next poll.
+        self.wake: Callable[[], None] | None = None
+
+    def known(self, kind: TokenKind, value: str) -> bool:
+        """In-memory, no I/O (see TokenIndex)."""
+        return self.index.known(kind, value)
+
+    def observe(self, observation: Observation) -> None:
+        self.record(observation)
+
+    def record(self, observation: Observation) -> Hit:
+        """``observe`` that returns the stored Hit."""
+        at = observation.at or datetime.now(timezone.utc)
+        if at.tzinfo is None:  # front ends should pass UTC; a naive time is taken as UTC
+            at = at.replace(tzinfo=timezone.utc)
+        evidence = _json_safe(cap_evidence(observation.evidence or {}))
+        observation = replace(observation, at=at, evidence=evidence)
+        with self.registry.alert_transaction() as tx:
+            match = tx.match(observation.kind, observation.value)
+            recent = tx.recent_hits(match.canary.id, at - self.rules.lookback) if match else []
+            classification = classify(observation, recent, self.rules, matched=match is not None)
+            hit = tx.insert_hit(
+                channel=observation.channel, kind=observation.kind, value=observation.value,
+                remote=observation.remote, at=at, recorded_at=datetime.now(timezone.utc),
+                classification=classification, evidence=observation.evidence, match=match,
+            )
+            queued = match is not None and self.alerter is not None and self.alerter.on_hit(tx, hit, match)
+        if queued and self.wake is not None:
+            self.wake()
+        if self.metrics is not None:  # stored: counted once, never for a hit that was rolled back
+            self.metrics.hit(observation.channel.value, classification.value)
+        # Ids, source, channel and client address only: never the value (a token) or evidence.
+        if match is not None:
+            log.warning("hit #%d: canary #%d of source %s, %s via %s from %s",
+                        hit.id, match.canary.id, match.source.name, classification.value,
+                        observation.channel.value, observation.remote or "-")
+        else:
+            log.info("hit #%d: %s value matching no canary, via %s", hit.id,
+                     observation.kind.value, observation.channel.value)
+        return hit
+
+
+def _json_safe(value: Any) -> Any:
+    """Evidence as plain JSON: odd types become text, NaN/infinity too (PostgreSQL refuses them)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return str(value)

@@ -1,0 +1,1 @@
+"""canary.identity.generator"""

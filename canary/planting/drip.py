@@ -1,0 +1,196 @@
+"""Drip planting: one canary at a time, at random working-hour moments.
+
+Planting 20 canaries at once gives them consecutive ids and one creation
+minute: an attacker sorting a dump sees which rows are new. ``canary plant
+SOURCE --count N --over 30d`` instead schedules N single plantings at random
+working-hour times over the period (``schedule_drip``); the listener's
+``DripWorker`` (or ``canary drip run`` from cron or a systemd timer) carries
+out the due ones (``run_due``). Each planting is its own batch (kind
+``drip``, label ``SOURCE-drip-YYYYMMDD-HHMM`` naming its scheduled minute,
+Europe/Paris time), so a leaked canary tells when the leak happened.
+
+Catching up: a run outside working hours plants nothing (a canary created at
+3 a.m. would stand out); the next run inside working hours plants every slot
+that is due, however late. After a long outage that is a burst: ``canary
+drip list`` shows it coming, and ``drip cancel`` + a new ``--over`` spreads
+the rest again.
+
+Safe to run concurrently and again: slots are claimed (see
+``canary/registry/dripstore.py``), and a slot whose batch already holds a
+live canary (a runner died after planting, before marking the slot) is
+marked done without planting twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from canary.config import Config
+from canary.planting.schedule import TIMEZONE, WORKING_HOURS, draw_due_times, in_working_hours
+from canary.errors import CanaryError
+from canary.model import CanaryStatus
+from canary.registry.dripstore import DripSlot
+
+log = logging.getLogger(__name__)
+
+DRIP_KIND = "drip"
+MAX_COUNT = 10_000
+MAX_ATTEMPTS = 5  # then the slot is marked failed; `canary drip list` shows why
+DEFAULT_LEASE = timedelta(minutes=10)  # longer than any single planting
+DEFAULT_INTERVAL = 60.0  # seconds between the listener's runs
+
+
+@dataclass(frozen=True, slots=True)
+class DripOutcome:
+    slot_id: int
+    source: str
+    batch: str | None = None
+    canary_id: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class DripReport:
+    planted: list[DripOutcome] = field(default_factory=list)
+    failed: list[DripOutcome] = field(default_factory=list)
+    deferred: int = 0  # due slots left for a run inside working hours
+
+
+def schedule_drip(registry, source: str, count: int, over: timedelta, now: datetime,
+                  rng: random.Random | None = None, *, working_hours: tuple[int, int] = WORKING_HOURS,
+                  tz: str = TIMEZONE, operator: str = "unknown") -> list[datetime]:
+    """Schedule ``count`` single plantings into ``source`` over ``over``; their due times (UTC)."""
+    if not 1 <= count <= MAX_COUNT:
+        raise CanaryError(f"--count must be between 1 and {MAX_COUNT}")
+    registry.get_source(source)  # unknown source -> one clear error
+    due = draw_due_times(count, now, over, rng or random.SystemRandom(), working_hours, tz)
+    registry.add_drip_slots(source, due, operator, now)
+    return due
+
+
+def batch_label(source: str, due_at: datetime, tz: str = TIMEZONE) -> str:
+    return f"{source}-drip-{due_at.astimezone(ZoneInfo(tz)):%Y%m%d-%H%M}"
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_due(registry, config: Config, now: datetime, *, working_hours: tuple[int, int] = WORKING_HOURS,
+            tz: str = TIMEZONE, worker: str | None = None, lease: timedelta = DEFAULT_LEASE,
+            environ=os.environ) -> DripReport:
+    """Plant one canary per due slot, each in its own batch; a no-op outside working hours."""
+    if not in_working_hours(now, working_hours, tz):
+        return DripReport(deferred=registry.count_due_drip_slots(now))
+    worker = worker or default_worker_id()
+    slots = registry.claim_drip_slots(worker, now, lease)
+    report = DripReport()
+    for index, slot in enumerate(slots):
+        try:
+            label, canary_id = _plant_slot(registry, config, slot, tz, environ)
+        except CanaryError as err:
+            give_up = slot.attempts >= MAX_ATTEMPTS
+            registry.fail_drip_slot(slot.id, worker, now, str(err), give_up)
+            report.failed.append(DripOutcome(slot.id, slot.source, error=str(err)))
+            log.warning("drip planting into %s failed (try %d%s): %s", slot.source, slot.attempts,
+                        ", given up" if give_up else "", err)
+            continue
+        except BaseException:
+            registry.release_drip_slots([s.id for s in slots[index:]], worker)
+            raise
+        registry.finish_drip_slot(slot.id, now, label, canary_id)
+        report.planted.append(DripOutcome(slot.id, slot.source, label, canary_id))
+        log.info("drip: planted canary #%s into %s (batch %s)", canary_id, slot.source, label)
+    return report
+
+
+def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, environ) -> tuple[str, int | None]:
+    from canary.planting.planter import plant
+
+    base = batch_label(slot.source, slot.due_at, tz)
+    family = [b.label for b in registry.list_batches(slot.source)
+              if b.label == base or b.label.startswith(base + "-")]
+    for label in family:
+        live = [c for c in registry.list_canaries(batch=label) if c.status is not CanaryStatus.RETIRED]
+        if live:  # planted by an earlier run that died before marking the slot
+            return label, live[0].id
+    label, n = base, 1
+    while label in family:  # an earlier try failed after opening its batch
+        n += 1
+        label = f"{base}-{n}"
+    result = plant(registry, config, slot.source, 1, batch_label=label, batch_kind=DRIP_KIND,
+                   environ=environ)
+    return label, result.canary_ids[0]
+
+
+def cancel_drip(registry, source: str, now: datetime) -> int:
+    return registry.cancel_drip_slots(source, now)
+
+
+def slot_to_dict(slot: DripSlot) -> dict[str, Any]:
+    def iso(moment: datetime | None) -> str | None:
+        return moment.astimezone(timezone.utc).isoformat() if moment else None
+
+    return {
+        "id": slot.id, "source": slot.source, "due_at": iso(slot.due_at), "status": slot.status.value,
+        "attempts": slot.attempts, "batch": slot.batch, "canary_id": slot.canary_id,
+        "created_at": iso(slot.created_at), "finished_at": iso(slot.finished_at),
+        "error": slot.last_error,
+    }
+
+
+def report_to_dict(report: DripReport) -> dict[str, Any]:
+    return {
+        "planted": [{"slot": o.slot_id, "source": o.source, "batch": o.batch, "canary_id": o.canary_id}
+                    for o in report.planted],
+        "failed": [{"slot": o.slot_id, "source": o.source, "error": o.error} for o in report.failed],
+        "deferred": report.deferred,
+    }
+
+
+class DripWorker:
+    """Runs ``run_due`` every ``interval`` seconds in a thread, for the listener service."""
+
+    def __init__(self, registry, config: Config, *, interval: float = DEFAULT_INTERVAL,
+                 environ=os.environ, worker_id: str | None = None) -> None:
+        self.registry = registry
+        self.config = config
+        self.interval = interval
+        self.environ = environ
+        self.worker_id = worker_id or default_worker_id()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: datetime | None = None) -> DripReport:
+        return run_due(self.registry, self.config, now or datetime.now(timezone.utc),
+                       worker=self.worker_id, environ=self.environ)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="canary-drip", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # a bug or a registry outage: log it, try again next round
+                log.exception("drip run failed")
+            self._stop.wait(self.interval)

@@ -1,0 +1,138 @@
+"""The seeder interface: how canaries get into (and out of) a target system.
+
+One seeder instance serves one source for the duration of a command. The
+planting orchestrator (``canary.planting.planter``) drives it as:
+
+    seeder.open()                       # connect, check reachability and fit
+    seeder.check_fits(identities)       # every planned value fits, before any write
+    for identity in identities:
+        if seeder.collides(identity):   # a real patient with the same NIR / name+DOB
+            draw another identity
+        registry: record canary as planned
+        placement = seeder.plant(identity)   # one transaction in the target
+        registry: mark planted with placement
+    seeder.close()
+
+A seeder touches only the rows it adds: ``retire`` deletes exactly the rows
+listed in the placement, ``verify`` only reads them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
+
+from canary.model import Identity, Placement, SourceSpec, VerifyResult
+
+
+@dataclass(frozen=True, slots=True)
+class SeederOption:
+    """A seeder-specific setting given with ``canary source add --set KEY=VALUE``."""
+
+    name: str
+    help: str
+    default: Any = None
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRow:
+    """One row a seeder would write for an identity (``--dry-run`` shows these)."""
+
+    table: str
+    values: dict[str, Any]
+
+
+class Seeder(ABC):
+    """Base class of every seeder. Subclasses register under ``name``."""
+
+    #: Name used with ``canary source add --seeder NAME``.
+    name: ClassVar[str]
+    #: One line for ``canary source add --help`` and docs.
+    summary: ClassVar[str] = ""
+    #: Settings accepted through ``--set``; a test checks each is documented.
+    options: ClassVar[tuple[SeederOption, ...]] = ()
+    #: Whether ``source add`` must be given ``--mapping``.
+    needs_mapping: ClassVar[bool] = False
+
+    def __init__(self, source: SourceSpec, url: str) -> None:
+        # ``url`` may hold a password (taken from the environment): never log
+        # it or put it in an error message; use ``canary.dsn.redact``.
+        self.source = source
+        self.url = url
+
+    @classmethod
+    def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
+        """Check ``--set`` values at ``source add`` time; return them typed."""
+        known = {opt.name: opt for opt in cls.options}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            from canary.errors import ConfigError
+
+            names = ", ".join(sorted(known)) or "none"
+            raise ConfigError(
+                f"seeder {cls.name!r} has no option {unknown[0]!r} (known: {names})"
+            )
+        return dict(options)
+
+    def option(self, name: str) -> Any:
+        for opt in self.options:
+            if opt.name == name:
+                return self.source.options.get(name, opt.default)
+        raise KeyError(name)
+
+    # -- lifecycle -------------------------------------------------------
+    @abstractmethod
+    def open(self) -> None:
+        """Connect and check that the target fits; raise SourceError/MappingError."""
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+    def __enter__(self) -> "Seeder":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_access(self) -> list[str]:
+        """What would stop plant, verify or retire, found without writing (``canary doctor``).
+
+        Called after ``open()``, which already proved the target reachable and
+        fitting; one line per problem. SQL seeders add the rights their account
+        needs on the tables they write (seeders.sql.access); the default finds
+        nothing more to check.
+        """
+        return []
+
+    # -- planting --------------------------------------------------------
+    @abstractmethod
+    def plan(self, identity: Identity) -> list[PlannedRow]:
+        """The rows ``plant`` would write, without writing (keys may be None)."""
+
+    def check_fits(self, identities: Iterable[Identity]) -> None:
+        """Raise MappingError if any planned value does not fit, before any write."""
+        for identity in identities:
+            self.plan(identity)
+
+    @abstractmethod
+    def collides(self, identity: Identity) -> bool:
+        """True if the target already has a patient with this NIR or name + birth date."""
+
+    @abstractmethod
+    def plant(self, identity: Identity) -> Placement:
+        """Write the patient in one transaction (all rows or none)."""
+
+    @abstractmethod
+    def locate(self, identity: Identity) -> Placement | None:
+        """Find a patient planted for this identity whose placement was never recorded."""
+
+    @abstractmethod
+    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
+        """Read the planted rows back; report missing or altered."""
+
+    @abstractmethod
+    def retire(self, placement: Placement) -> None:
+        """Delete exactly the rows of ``placement`` (in reverse order), in one transaction."""

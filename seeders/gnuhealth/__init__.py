@@ -1,0 +1,1 @@
+"""seeders.gnuhealth.seeder"""

@@ -1,0 +1,1 @@
+"""seeders.hl7v2.seeder"""

@@ -1,0 +1,1 @@
+"""seeders.mediboard.seeder"""

@@ -1,0 +1,271 @@
+"""The rows OpenEMR writes for a new patient, in its own order.
+
+The new-patient screen (interface/new/new_comprehensive_save.php) and the
+services behind it write, for one patient:
+
+1. ``uuid_registry`` then ``patient_data`` (PatientService::databaseInsert:
+   pid = MAX(pid)+1, pubpid = pid when left empty, a registered uuid,
+   date = regdate = now, created_by = updated_by = the user; then
+   updateDupScore),
+2. ``employer_data`` (updateEmployerData, unless the site omits employers),
+3. ``uuid_registry`` then ``history_data`` (SocialHistoryService::create),
+4. per allergy: ``uuid_registry`` then ``lists`` (type 'allergy', as the
+   issue form writes it), and ``lists_touch`` once (setListTouch),
+5. ``patient_access_onsite`` when staff create portal credentials
+   (PatientAccessOnsiteService::saveCredentials).
+
+Everything the identity does not decide is filled the way this site's recent
+rows are (seeders.sql.blend). Insurance, encounters, appointments, billing and
+messages are never written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from canary.identity import phones
+from canary.model import Identity, Sex
+from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
+from seeders.openemr.host import OpenEmrHost
+from seeders.openemr.values import account_name, nir_spaced
+from seeders.sql.rows import AUTOINCREMENT, Generated, RowPlan
+
+_ID = {"id": Generated(AUTOINCREMENT)}
+
+# Timestamps OpenEMR rewrites (date is "last updated"), and the duplicate score
+# its duplicate-management report recomputes: verify does not compare them.
+UNCHECKED = {
+    "uuid_registry": frozenset({"created"}),
+    "patient_data": frozenset({"date", "regdate", "dupscore"}),
+    "employer_data": frozenset({"date"}),
+    "history_data": frozenset({"date"}),
+    "lists": frozenset({"date"}),
+    "lists_touch": frozenset({"date"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """What the database decides for this patient, read just before the insert."""
+
+    pid: int
+    next_id: int  # the AUTO_INCREMENT value patient_data.id will take (portal account name)
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """The option values for this plant, after "auto" is resolved against the host."""
+
+    allergies: bool
+    portal_account: bool
+    portal_login: str  # email | account | identity
+    provider_id: int | None | str  # None: like the neighbours; "none": NULL
+    ref_provider_id: int | None | str
+    facility_id: int | None  # None: like the neighbours
+    language: str
+    country_code: str
+
+
+def build_rows(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
+               tables: dict[str, sa.Table], dupscore: Callable[[dict[str, Any]], int],
+               new_uuid: Callable[[], bytes], hash_password: Callable[[str, int], str]) -> list[RowPlan]:
+    """Every row of one patient, in OpenEMR's order; ``tables`` are the reflected tables."""
+    pid, now = numbers.pid, numbers.now
+    user_id = host.user.id if host.user else None
+    rows: list[RowPlan] = []
+
+    def registry(alias: str, table_name: str) -> bytes:
+        raw = new_uuid()
+        rows.append(RowPlan("uuid_registry", ("uuid",), _only(tables["uuid_registry"], {
+            "uuid": raw, "table_name": table_name, "table_id": "id", "table_vertical": "", "couchdb": "",
+            "document_drive": 0, "mapped": 0, "created": now,
+        }), alias=alias, unchecked=UNCHECKED["uuid_registry"]))
+        return raw
+
+    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"])
+    patient["uuid"] = registry("uuid_patient", "patient_data")
+    if "dupscore" in tables["patient_data"].c:
+        patient["dupscore"] = dupscore(patient)
+    rows.append(RowPlan("patient_data", ("pid",), patient, generated=dict(_ID),
+                        unchecked=UNCHECKED["patient_data"]))
+
+    if host.employer_rows:
+        rows.append(RowPlan("employer_data", ("id",), _employer_values(host, pid, user_id, now,
+                                                                        tables["employer_data"]),
+                            generated=dict(_ID), unchecked=UNCHECKED["employer_data"]))
+    if host.history_rows:
+        history = {**neighbour_fill(host.histories, tables["history_data"], skip={"id", "uuid", "pid", "date"}),
+                   "pid": pid, "date": now}
+        history["uuid"] = registry("uuid_history", "history_data")
+        rows.append(RowPlan("history_data", ("id",), _only(tables["history_data"], history),
+                            generated=dict(_ID), unchecked=UNCHECKED["history_data"]))
+
+    if choices.allergies:
+        for n, allergy in enumerate(identity.allergies):
+            values = _allergy_values(host, allergy, pid, now, tables["lists"])
+            values["uuid"] = registry(f"uuid_allergy_{n}", "lists")
+            rows.append(RowPlan("lists", ("id",), values, generated=dict(_ID), alias=f"allergy_{n}",
+                                unchecked=UNCHECKED["lists"]))
+            if n == 0 and "lists_touch" in tables:
+                rows.append(RowPlan("lists_touch", ("pid", "type"),
+                                    {"pid": pid, "type": "allergy", "date": now},
+                                    unchecked=UNCHECKED["lists_touch"]))
+
+    if choices.portal_account:
+        rows.append(RowPlan("patient_access_onsite", ("id",),
+                            _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
+                                           hash_password),
+                            generated=dict(_ID), alias="portal"))
+    return rows
+
+
+def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
+                    table: sa.Table) -> dict[str, Any]:
+    habits = host.patients
+    sex = "Male" if identity.sex is Sex.MALE else "Female"
+    lname = _cased(habits, "lname", identity.last_name)
+    fname = _cased(habits, "fname", identity.first_name)
+    married = identity.married_name_used
+    values: dict[str, Any] = {
+        "pid": numbers.pid,
+        "pubpid": _pubpid(habits, numbers.pid),
+        "fname": fname,
+        "lname": lname,
+        "mname": " ".join(identity.first_names[1:]) if habits.filled("mname", threshold=0.3) else "",
+        "DOB": identity.birth_date,
+        "sex": sex,
+        "title": habits.modal_where("title", {"sex": sex}, "") if habits.filled("title") else "",
+        "ss": nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir,
+        "street": identity.address.line1,
+        "street_line_2": identity.address.line2 or habits.empty_value("street_line_2", None),
+        "postal_code": identity.address.postcode,
+        "city": _cased(habits, "city", identity.address.city),
+        "country_code": choices.country_code,
+        "email": identity.email,
+        "language": choices.language,
+        "regdate": numbers.now,
+        "date": numbers.now,
+    }
+    values.update(_phones(identity, habits))
+    if married or habits.filled("birth_lname"):
+        values["birth_lname"] = _cased(habits, "lname", identity.birth_name)
+        values["birth_fname"] = fname
+    if host.user is not None:
+        values["created_by"] = values["updated_by"] = host.user.id
+    for column, choice in (("providerID", choices.provider_id), ("ref_providerID", choices.ref_provider_id)):
+        if choice == "none":
+            values[column] = None
+        elif choice is not None:
+            values[column] = choice
+    if choices.facility_id is not None:
+        values["care_team_facility"] = str(choices.facility_id)  # a multi-select: "3" or "3|5"
+    if choices.portal_account:
+        values["allow_patient_portal"] = "YES"
+    # Identity-bound columns the patient may leave empty are never copied from the neighbours.
+    written = set(values) | {"id", "uuid", "dupscore", "last_updated", "birth_fname", "birth_lname", "birth_mname",
+                             "phone_home", "phone_cell", "created_by", "updated_by", "allow_patient_portal"}
+    filled = neighbour_fill(habits, table, skip=written)
+    return _only(table, {**filled, **values})
+
+
+def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:
+    """Mobiles go to phone_cell, landlines to phone_home, each written as the neighbours write it."""
+    slots: dict[str, str] = {}
+    for number in (identity.phone, identity.phone2):
+        if not number:
+            continue
+        wanted = "phone_cell" if phones.kind(number) == "mobile" else "phone_home"
+        other = "phone_home" if wanted == "phone_cell" else "phone_cell"
+        slot = wanted if wanted not in slots else other if other not in slots else None
+        if slot:
+            slots[slot] = number
+    out = {}
+    for column in ("phone_home", "phone_cell"):
+        if column in slots:
+            style = habits[column].phone_style or habits["phone_home"].phone_style or "spaced"
+            out[column] = phones.formats(slots[column])[style]
+        else:
+            out[column] = habits.empty_value(column, "")
+    return out
+
+
+def _employer_values(host: OpenEmrHost, pid: int, user_id: int | None, now: datetime,
+                     table: sa.Table) -> dict[str, Any]:
+    # The screen posts every employer field of the layout, empty.
+    posted = {name: "" for name in ("name", "street", "street_line_2", "postal_code", "city", "state", "country")}
+    filled = neighbour_fill(host.employers, table, skip={"id", "uuid", "pid", "date", "created_by"})
+    values = {**posted, **filled, "pid": pid, "date": now}
+    if user_id is not None:
+        values["created_by"] = user_id
+    return _only(table, values)
+
+
+def _allergy_values(host: OpenEmrHost, title: str, pid: int, now: datetime, table: sa.Table) -> dict[str, Any]:
+    # As the issue form inserts an allergy typed or picked by staff.
+    form = {
+        "date": now, "pid": pid, "type": "allergy", "title": title, "activity": 1, "comments": "",
+        "begdate": None, "enddate": None, "returndate": None, "diagnosis": "", "occurrence": 0,
+        "classification": 0, "referredby": "", "outcome": 0, "destination": "", "reinjury_id": 0,
+        "injury_grade": "", "injury_part": "", "injury_type": "", "reaction": "", "verification": "",
+        "severity_al": "", "list_option_id": host.allergy_option_ids.get(title.strip().lower(), ""),
+        "user": host.user.username if host.user else "", "groupname": host.groupname,
+    }
+    keep = {"date", "pid", "type", "title", "list_option_id", "user", "uuid", "id", "modifydate"}
+    filled = neighbour_fill(host.allergies, table, skip=keep)
+    return _only(table, {**form, **filled})
+
+
+def _portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
+                   numbers: Numbers, table: sa.Table, hash_password: Callable[[str, int], str]) -> dict[str, Any]:
+    account = account_name(patient["fname"], patient["lname"], numbers.next_id)
+    login = {"email": identity.email, "account": account, "identity": identity.portal_login}[choices.portal_login]
+    return _only(table, {
+        "pid": numbers.pid,
+        "portal_username": account,
+        "portal_login_username": login,
+        "portal_pwd": hash_password(identity.portal_password, host.bcrypt_cost),
+        # 0: created by staff, the patient is asked for a new password at first login.
+        "portal_pwd_status": 0,
+    })
+
+
+def resolve_choices(host: OpenEmrHost, settings: dict[str, Any]) -> Choices:
+    portal = settings["create_portal_account"]
+    login = settings["portal_login"]
+    return Choices(
+        allergies=settings["create_allergies"],
+        portal_account=host.portal_accounts if portal == "auto" else portal == "yes",
+        portal_login=("email" if host.login_is_email else "account") if login == "auto" else login,
+        provider_id=settings["provider_id"],
+        ref_provider_id=settings["ref_provider_id"],
+        facility_id=settings["facility_id"],
+        language=settings["language"] or habitual(host.patients, "language", "french"),
+        country_code=settings["country_code"] or habitual(host.patients, "country_code", "FR"),
+    )
+
+
+def _pubpid(habits: TableHabits, pid: int) -> str:
+    """pubpid as this site has it: the pid (OpenEMR's default), or its own numbering."""
+    rows = [r for r in habits.rows if r.get("pubpid") not in (None, "")]
+    if not rows or sum(str(r["pubpid"]) == str(r["pid"]) for r in rows) * 2 >= len(rows):
+        return str(pid)
+    return next_code(r["pubpid"] for r in rows) or str(pid)
+
+
+def _spaced_nirs(habits: TableHabits) -> bool:
+    nirs = [str(r["ss"]) for r in habits.rows if r.get("ss")]
+    return bool(nirs) and sum(" " in n for n in nirs) * 2 > len(nirs)
+
+
+def _cased(habits: TableHabits, column: str, text: str) -> str:
+    return text.upper() if habits.upper(column) else text
+
+
+def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    """The values whose column exists in this OpenEMR version."""
+    return {k: v for k, v in values.items() if k in table.c}

@@ -1,0 +1,220 @@
+"""The OpenEMR seeder: patients written the way OpenEMR's own screens write them.
+
+See seeders/openemr/rows.py for the rows and their order, docs/seeders/
+openemr.md for the options. The patient's pid is read just before the insert
+(MAX(pid)+1, as PatientService::getFreshPid does); ``patient_data.pid`` is
+UNIQUE, so a patient created by OpenEMR at the same instant makes our insert
+fail as a whole, and it is tried again with the next pid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from canary.errors import ConfigError, SourceError
+from canary.model import Identity, Placement
+from seeders.sql import appsql
+from seeders.sql.appsql import ApplicationSqlSeeder
+from seeders.base import SeederOption
+from seeders.openemr.host import OpenEmrHost, read_host
+from seeders.openemr.rows import UNCHECKED, Numbers, build_rows, resolve_choices
+from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
+from seeders.sql.values import to_json
+
+# Tables written, in insertion order (uuid_registry first: its rows come before each).
+_WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "lists", "lists_touch",
+            "patient_access_onsite")
+_ATTEMPTS = 3
+
+
+class OpenEmrSeeder(ApplicationSqlSeeder):
+    name = "openemr"
+    summary = "OpenEMR (MariaDB/MySQL): patients written as OpenEMR's new-patient screen writes them."
+    application = "OpenEMR"
+    written_tables = _WRITTEN
+    required_columns = {
+        "patient_data": ("id", "uuid", "pid", "pubpid", "fname", "lname", "mname", "DOB", "sex", "street",
+                         "postal_code", "city", "country_code", "ss", "phone_home", "phone_cell", "email",
+                         "regdate", "date"),
+        "uuid_registry": ("uuid", "table_name", "table_id"),
+        "lists": ("id", "uuid", "date", "type", "title", "pid", "activity"),
+        "patient_access_onsite": ("id", "pid", "portal_username", "portal_pwd", "portal_pwd_status"),
+    }
+    options = (
+        SeederOption("user_id", "users.id of the OpenEMR user recorded as creator (created_by, lists.user); "
+                     "auto: who creates this site's recent patients, else admin", default="auto"),
+        SeederOption("provider_id", "users.id written as the patient's provider (providerID); auto: as the "
+                     "recent patients have it; none: NULL", default="auto"),
+        SeederOption("ref_provider_id", "users.id written as referring provider (ref_providerID); auto: as the "
+                     "recent patients; none: NULL", default="auto"),
+        SeederOption("facility_id", "facility.id written as the patient's care team facility "
+                     "(care_team_facility); auto: as the recent patients have it (usually empty)", default="auto"),
+        SeederOption("country_code", "patient_data.country_code; empty: the recent patients' usual value, else FR",
+                     default=""),
+        SeederOption("language", "patient_data.language (a list_options 'language' option_id); empty: the recent "
+                     "patients' usual value, else french", default=""),
+        SeederOption("create_allergies", "write the identity's allergies as 'allergy' issues in lists",
+                     default="yes"),
+        SeederOption("create_portal_account", "create patient portal credentials in patient_access_onsite: "
+                     "auto (if the site has portal accounts), yes or no", default="auto"),
+        SeederOption("portal_login", "portal login name: auto (like the site's accounts), email, account "
+                     "(the account name) or identity (the identity's portal_login)", default="auto"),
+    )
+    option_parsers = {
+        "user_id": appsql.parse_auto_int,
+        "provider_id": appsql.parse_auto_int_or_none,
+        "ref_provider_id": appsql.parse_auto_int_or_none,
+        "facility_id": appsql.parse_auto_int,
+        "country_code": appsql.parse_text,
+        "language": appsql.parse_text,
+        "create_allergies": appsql.parse_bool,
+        "create_portal_account": appsql.parse_choice("auto", "yes", "no"),
+        "portal_login": appsql.parse_choice("auto", "email", "account", "identity"),
+    }
+
+    host: OpenEmrHost
+
+    def _prepare(self) -> None:
+        target = self._ready()
+        self._check_facility()
+        self.host = read_host(target, self.settings, self.source.name)
+        self.choices = resolve_choices(self.host, self.settings)
+        reflected = {name: target.table(name) for name in _WRITTEN}
+        self.tables = {name: table for name, table in reflected.items() if table is not None}
+        self._dupscore_query = dupscore_query(self.tables["patient_data"])
+
+    def _check_facility(self) -> None:
+        facility_id, facility = self.settings["facility_id"], self._ready().table("facility")
+        if facility_id is not None and facility is not None and not self._read_rows(
+                sa.select(facility.c.id).where(facility.c.id == facility_id)):
+            raise ConfigError(f"source '{self.source.name}': option facility_id={facility_id}: no such facility")
+
+    # -- planting ------------------------------------------------------------
+    def _numbers(self) -> Numbers:
+        target = self._ready()
+        patient_data = self.tables["patient_data"]
+        with target.engine.connect() as conn:
+            top, now = conn.execute(sa.select(sa.func.max(patient_data.c.pid), sa.func.now())).one()
+            # Only the portal account name needs the next id.
+            next_id = _next_auto_increment(conn, patient_data) if self.choices.portal_account else 0
+        return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now.replace(microsecond=0))
+
+    def _rows(self, identity: Identity, *, dry_run: bool, numbers: Numbers | None = None,
+              score: bool = True) -> list:
+        numbers = numbers or self._numbers()
+        # A dry run shows a hash of the right shape: bcrypt is slow on purpose.
+        hasher = _hash_shape if dry_run else portal_password_hash
+        dupscore = (lambda values: self._dupscore(values, numbers.pid)) if score else (lambda values: 0)
+        return build_rows(identity, self.host, self.choices, numbers, self.tables, dupscore=dupscore,
+                          new_uuid=comb_uuid, hash_password=hasher)
+
+    def check_fits(self, identities: Iterable[Identity]) -> None:
+        # The numbers only shape the values (pid, account name): read them once for the batch.
+        numbers = self._numbers()
+        for n, identity in enumerate(identities):
+            numbered = replace(numbers, pid=numbers.pid + n, next_id=numbers.next_id + n)
+            self._fit(self._rows(identity, dry_run=True, numbers=numbered, score=False))
+
+    def _dupscore(self, values: dict[str, Any], pid: int) -> int:
+        with self._ready().engine.connect() as conn:
+            return int(conn.execute(self._dupscore_query, dupscore_params(values, pid)).scalar() or 0)
+
+    def plant(self, identity: Identity) -> Placement:
+        target = self._ready()
+        for attempt in range(_ATTEMPTS):
+            rows = self._fit(self._rows(identity, dry_run=False))
+            pid = next(row.values["pid"] for row in rows if row.table == "patient_data")
+            try:
+                return Placement(rows=target.insert(rows))
+            except SourceError:
+                # Only a patient created meanwhile with our pid is worth another try.
+                if attempt + 1 == _ATTEMPTS or not self._pid_taken(pid):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _pid_taken(self, pid: int) -> bool:
+        table = self.tables["patient_data"]
+        return bool(self._read_rows(sa.select(table.c.pid).where(table.c.pid == pid)))
+
+    # -- collisions and recovery -------------------------------------------
+    def collides(self, identity: Identity) -> bool:
+        table = self.tables["patient_data"]
+        nir = sa.func.replace(table.c.ss, " ", "")
+        names = {identity.last_name.lower(), identity.birth_name.lower()}
+        surname = sa.or_(sa.func.lower(table.c.lname).in_(names),
+                         *([sa.func.lower(table.c.birth_lname).in_(names)] if "birth_lname" in table.c else []))
+        query = sa.select(table.c.pid).where(sa.or_(
+            nir == identity.nir,
+            sa.and_(surname, sa.func.lower(table.c.fname) == identity.first_name.lower(),
+                    table.c.DOB == identity.birth_date),
+        )).limit(1)
+        return bool(self._read_rows(query))
+
+    def locate(self, identity: Identity) -> Placement | None:
+        """The rows of a patient planted for ``identity`` but never recorded (found by NIR or e-mail)."""
+        table = self.tables["patient_data"]
+        for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email):
+            found = self._read_rows(sa.select(table).where(condition).limit(2))
+            if len(found) == 1:
+                return Placement(rows=tuple(self._rows_of(found[0])))
+        return None
+
+    def _rows_of(self, patient: dict[str, Any]) -> list[dict[str, Any]]:
+        """Placement rows of a planted patient, rebuilt from what is in the database."""
+        pid = patient["pid"]
+        planted: list[dict[str, Any]] = []
+        registry = self.tables["uuid_registry"]
+
+        def add(table_name: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
+            if row.get("uuid") is not None and table_name != "uuid_registry":
+                for reg in self._read_rows(sa.select(registry).where(registry.c.uuid == row["uuid"])):
+                    add("uuid_registry", reg, ("uuid",))
+            skip = {"id", "last_updated", "modifydate", "date_created"}
+            placed: dict[str, Any] = {"table": table_name, "key": {k: to_json(row[k]) for k in key},
+                                      "values": {k: to_json(v) for k, v in row.items() if k not in skip}}
+            if table_name in UNCHECKED:
+                placed["unchecked"] = sorted(UNCHECKED[table_name])
+            planted.append(placed)
+
+        def of_patient(name: str) -> list[dict[str, Any]]:
+            table = self.tables.get(name)
+            if table is None:
+                return []
+            order = [table.c.id] if "id" in table.c else []
+            return self._read_rows(sa.select(table).where(table.c.pid == pid).order_by(*order))
+
+        add("patient_data", patient, ("pid",))
+        for name in ("employer_data", "history_data"):
+            for row in of_patient(name):
+                add(name, row, ("id",))
+        touches = of_patient("lists_touch")
+        for n, row in enumerate(of_patient("lists")):
+            add("lists", row, ("id",))
+            if n == 0:  # setListTouch runs after the first issue
+                for touch in touches:
+                    add("lists_touch", touch, ("pid", "type"))
+        for row in of_patient("patient_access_onsite"):
+            add("patient_access_onsite", row, ("id",))
+        return planted
+
+
+def _hash_shape(password: str, cost: int) -> str:
+    return f"$2y${cost:02d}$" + "." * 53
+
+
+def _next_auto_increment(conn: sa.Connection, table: sa.Table) -> int:
+    """The id the database gives the next row (the portal account name carries it)."""
+    top = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return top + 1
+    version = conn.dialect.server_version_info or ()
+    if not getattr(conn.dialect, "is_mariadb", False) and version >= (8,):
+        # MySQL 8 caches table statistics (AUTO_INCREMENT included) for a day by default.
+        conn.exec_driver_sql("SET SESSION information_schema_stats_expiry = 0")
+    counter = conn.execute(sa.text(
+        "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"),
+        {"t": table.name}).scalar()
+    return max(top + 1, int(counter or 0))

@@ -1,0 +1,181 @@
+"""The generic SQL seeder: plant patients into any tables described by a mapping file.
+
+The mapping (``source.mapping``, TOML, see docs/seeders.md) says which
+identity field goes into which column of which table, written how. Rows of
+one patient are inserted in one transaction, verified by key and deleted by
+key; the database work itself is ``SqlTarget``'s, shared with the seeders
+written for a given application.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from canary.errors import MappingError
+from canary.model import Identity, Placement, SourceSpec
+from seeders.sql.appseeder import TargetSeeder
+from seeders.sql.mapping import Mapping, load_mapping
+from seeders.sql.rows import SEQUENCE, RowPlan
+from seeders.sql.access import access_problems, needs
+from seeders.sql.target import Problem, SqlTarget
+from seeders.sql.values import comparable, to_json
+
+
+class SqlSeeder(TargetSeeder):
+    name = "sql"
+    summary = "Any SQL database (SQLite, MariaDB/MySQL, PostgreSQL) through a TOML mapping file."
+    needs_mapping = True
+
+    def __init__(self, source: SourceSpec, url: str) -> None:
+        super().__init__(source, url)
+        self.mapping: Mapping | None = None
+
+    # -- lifecycle -------------------------------------------------------
+    def open(self) -> None:
+        self.close()  # opening twice must not leak the first connection pool
+        if not self.source.mapping:
+            raise MappingError(f"source '{self.source.name}' has no mapping file: re-add it with --mapping FILE")
+        mapping = load_mapping(self.source.mapping)
+        target = SqlTarget(self.source.name, self.url, schema=mapping.schema)
+        target.connect()
+        try:
+            problems = [(table.alias, p) for table in mapping.tables
+                        for p in target.structure_problems(
+                            table.name, table.key, table.kinds(), table.generated(),
+                            unique_by_construction=[c.name for c in table.columns if c.source == "generate"])]
+            self._raise_first(mapping, problems)
+        except BaseException:
+            target.close()
+            raise
+        self.mapping, self.target = mapping, target
+
+    def check_access(self) -> list[str]:
+        mapping, target = self._ready()
+        sequences = [gen.sequence for table in mapping.tables for gen in table.generated().values()
+                     if gen.kind == SEQUENCE and gen.sequence]
+        return access_problems(target, needs(table.name for table in mapping.tables), sequences=sequences)
+
+    def _ready(self) -> tuple[Mapping, SqlTarget]:
+        if self.mapping is None or self.target is None:
+            raise RuntimeError("SqlSeeder.open() was not called")
+        return self.mapping, self.target
+
+    def _raise_first(self, mapping: Mapping, problems: list[tuple[str, Problem]]) -> None:
+        """Raise the first problem as a MappingError naming the mapped table (alias)."""
+        if not problems:
+            return
+        alias, first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise mapping.error(alias, first.column, first.message + more)
+
+    # -- planting --------------------------------------------------------
+    def _checked_rows(self, identity: Identity, now: datetime | None = None) -> list[RowPlan]:
+        mapping, target = self._ready()
+        rows = mapping.rows(identity, now)
+        problems = [(row.name, p) for row in rows for p in target.value_problems(row)]
+        self._raise_first(mapping, problems)
+        return rows
+
+    def _plan_rows(self, identity: Identity) -> list[RowPlan]:
+        return self._checked_rows(identity)
+
+    def plant(self, identity: Identity) -> Placement:
+        rows = self._checked_rows(identity)
+        return Placement(rows=self._ready()[1].insert(rows))
+
+    def collides(self, identity: Identity) -> bool:
+        mapping, target = self._ready()
+        match = mapping.match
+        lookups: list[tuple[str, list[str], list[str]]] = []  # (alias, columns, case-insensitive)
+        if "nir" in match:
+            lookups.append((match["nir"].alias, [match["nir"].column], []))
+        if "last_name" in match:
+            names = [match[k].column for k in ("last_name", "first_name") if k in match]
+            lookups.append((match["last_name"].alias, names + [match["birth_date"].column], names))
+        rows = {row.name: row for row in mapping.rows(identity)}
+        for alias, columns, casefold in lookups:
+            values = rows[alias].values
+            if any(values[c] is None for c in columns):
+                continue  # nothing to compare with
+            if target.find(mapping.table(alias).name, {c: values[c] for c in columns}, casefold=casefold, limit=1):
+                return True
+        return False
+
+    # -- after planting --------------------------------------------------
+    def locate(self, identity: Identity) -> Placement | None:
+        """Find the rows of a patient planted for ``identity`` but never recorded.
+
+        The first [locate] column that finds exactly one row anchors the
+        search; the other tables are reached through their refs, keeping
+        only rows whose identity-derived values match (never a real row).
+        """
+        mapping, target = self._ready()
+        plans = {row.name: row for row in mapping.rows(identity)}
+        for anchor in mapping.locate:
+            value = plans[anchor.alias].values[anchor.column]
+            if value is None:
+                continue
+            found = target.find(mapping.table(anchor.alias).name, {anchor.column: value}, limit=2)
+            if len(found) == 1:
+                rows = self._follow_refs(mapping, target, plans, {anchor.alias: found[0]})
+                return Placement(rows=tuple(self._placement_row(mapping, plans[t.alias], rows[t.alias])
+                                            for t in mapping.tables if t.alias in rows))
+        return None
+
+    def _follow_refs(self, mapping: Mapping, target: SqlTarget, plans: dict[str, RowPlan],
+                     found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        claimed = {(plans[a].table, _key(plans[a], row)) for a, row in found.items()}
+        progress = True
+        while progress:
+            progress = False
+            for table in mapping.tables:
+                if table.alias in found:
+                    continue
+                row = self._find_linked(mapping, target, plans, table.alias, found, claimed)
+                if row is not None:
+                    found[table.alias] = row
+                    claimed.add((table.name, _key(plans[table.alias], row)))
+                    progress = True
+        return found
+
+    def _find_linked(self, mapping: Mapping, target: SqlTarget, plans: dict[str, RowPlan], alias: str,
+                     found: dict[str, dict[str, Any]], claimed: set) -> dict[str, Any] | None:
+        plan = plans[alias]
+        links = {col: found[ref.alias][ref.column] for col, ref in plan.refs.items() if ref.alias in found}
+        # Also the other way: an already found row that refers to this one.
+        for other, row in found.items():
+            for col, ref in plans[other].refs.items():
+                if ref.alias == alias:
+                    links[ref.column] = row[col]
+        if not links:
+            return None
+        candidates = [row for row in target.find(plan.table, links)
+                      if (plan.table, _key(plan, row)) not in claimed]
+        if set(plan.key) <= set(links):
+            # Reached by its key from a row of ours: ours even if edited since.
+            return candidates[0] if len(candidates) == 1 else None
+        table = target.table(plan.table)
+        spec = mapping.table(alias)
+        literal = {c: v for c, v in plan.values.items()
+                   if c not in plan.unchecked and spec.column(c).deterministic}
+        if literal:
+            candidates = [row for row in candidates if all(
+                comparable(table.c[c], row[c]) == comparable(table.c[c], v) for c, v in literal.items())]
+        return candidates[0] if len(candidates) == 1 else None
+
+    def _placement_row(self, mapping: Mapping, plan: RowPlan, row: dict[str, Any]) -> dict[str, Any]:
+        written = [*plan.values, *plan.refs, *(c for c, g in plan.generated.items() if g.kind != "autoincrement")]
+        placed: dict[str, Any] = {
+            "table": plan.table,
+            "key": {k: to_json(row[k]) for k in plan.key},
+            "values": {c: to_json(row[c]) for c in written},
+        }
+        if plan.unchecked:
+            placed["unchecked"] = sorted(plan.unchecked)
+        return placed
+
+
+def _key(plan: RowPlan, row: dict[str, Any]) -> tuple:
+    return tuple(row[k] for k in plan.key)
+
