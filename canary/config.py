@@ -202,7 +202,7 @@ def _str_list(value: Any, name: str, where: str) -> tuple[str, ...]:
 
 
 def _contacts(contacts: Mapping[str, Any], base: Path, where: str) -> ContactPoints:
-    from canary.identity.phones import validate_pool
+    from canary.phones import validate_pool
 
     missing = [k for k in ("email_domains", "dns_zone", "portal_url") if not contacts.get(k)]
     if missing:

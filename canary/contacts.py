@@ -32,7 +32,7 @@ class ContactPoints:
             raise ConfigError(
                 "[contacts] dns_zone is the built-in demo zone: configure a zone you own"
             )
-        from canary.identity.phones import is_demo_number  # lazy: keeps this module light
+        from canary.phones import is_demo_number  # lazy: keeps this module light
 
         demo = [n for n in self.phone_pool if is_demo_number(n)]
         if demo:
@@ -51,7 +51,7 @@ DEMO_PORTAL_URL = "https://mon-espace.rdv-portail.fr/acces/"
 
 
 def demo_contacts() -> ContactPoints:
-    from canary.identity.phones import demo_pool  # lazy: the pool is built on demand
+    from canary.phones import demo_pool  # lazy: the pool is built on demand
 
     return ContactPoints(
         email_domains=DEMO_EMAIL_DOMAINS,

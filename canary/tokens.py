@@ -20,7 +20,7 @@ def normalise(kind: TokenKind | str, value: str) -> str:
     kind = TokenKind(kind)
     value = value.strip()
     if kind is TokenKind.PHONE:
-        from canary.identity.phones import to_e164
+        from canary.phones import to_e164
 
         return to_e164(value) or value
     if kind is TokenKind.NIR:

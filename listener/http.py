@@ -33,18 +33,17 @@ from canary.errors import ConfigError
 from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from listener.proxy import TrustedProxies
+from listener.telephony import HOOKS_BLUEPRINT, TelephonyConfig, register_hooks
 from listener.wsgi import int_setting
 
 if TYPE_CHECKING:
     from listener.metrics import ListenerMetrics
-    from listener.telephony import TelephonyConfig
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "canary.http"
 METRICS_EXTENSION = "canary.metrics"
 FAILED = "canary.failed"  # set in the WSGI environ when handling failed: counted as an error
-HOOKS_BLUEPRINT = "canary_hooks"  # listener/telephony.py registers under this name
 DEFAULT_PORTAL_NAME = "Espace patient"
 MAX_SEGMENTS = 32  # path segments and query values looked at per request
 MAX_TOKEN_CHARS = 256
@@ -137,8 +136,6 @@ def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChec
         app.extensions[METRICS_EXTENSION] = metrics
         app.after_request(_count_request)
     if telephony is not None:
-        from listener.telephony import register_hooks
-
         register_hooks(app, sink, telephony, config.proxies, metrics=metrics)
     return app
 

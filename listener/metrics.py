@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -37,10 +37,15 @@ import canary
 from canary.hits.hit import Channel, Classification
 from listener.logs import error_text
 
-if TYPE_CHECKING:
-    from listener.dns import DnsServer
-
 log = logging.getLogger(__name__)
+
+
+class DnsCounters(Protocol):
+    """What the DNS front end (listener.dns.DnsServer) reports; it imports this module, not the reverse."""
+
+    def stats(self) -> dict[str, int]: ...
+
+    def query_counts(self) -> dict[tuple[str, str], int]: ...
 
 REGISTRY_CACHE_SECONDS = 5.0  # the registry is read at most this often, however often Prometheus scrapes
 ROUTE_GROUPS = ("portal", "webhook", "other")
@@ -96,7 +101,7 @@ class RegistryProbe:
 class _Watched:
     """What the collector reads; swapped whole, so a scrape sees the old set or the new one."""
 
-    dns: tuple["DnsServer", ...] = ()
+    dns: tuple["DnsCounters", ...] = ()
     tokens: Callable[[], int] | None = None
     probe: RegistryProbe | None = None
 
@@ -192,7 +197,7 @@ class ListenerMetrics:
 
     # -- what is read at scrape time -----------------------------------------------------
 
-    def watch_dns(self, server: "DnsServer") -> None:
+    def watch_dns(self, server: "DnsCounters") -> None:
         """Report this DNS server's counters (it keeps them; see DnsServer.query_counts)."""
         self._watched = replace(self._watched, dns=self._watched.dns + (server,))
 
@@ -247,7 +252,7 @@ class _StateCollector:
                 yield family
 
 
-def _dns_families(servers: Iterable["DnsServer"]) -> Iterator[Metric]:
+def _dns_families(servers: Iterable["DnsCounters"]) -> Iterator[Metric]:
     queries = CounterMetricFamily("canary_dns_queries", "DNS queries received, by transport and response code "
                                   f"({NO_ANSWER}: left unanswered).", labels=("transport", "rcode"))
     by_key: dict[tuple[str, str], int] = {}

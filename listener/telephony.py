@@ -32,7 +32,6 @@ from canary.errors import ConfigError
 from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from canary.tokens import normalise
-from listener.http import HOOKS_BLUEPRINT
 from listener.proxy import TrustedProxies
 
 if TYPE_CHECKING:
@@ -74,6 +73,9 @@ def voicemail_twiml(recorded_url: str) -> bytes:
             f'<Say language="fr-FR">{escape(VOICEMAIL_TEXT)}</Say>'
             f'<Record maxLength="120" timeout="5" playBeep="true" action="{escape(recorded_url, {chr(34): "&quot;"})}"/>'
             "<Hangup/></Response>").encode("utf-8")
+
+
+HOOKS_BLUEPRINT = "canary_hooks"  # the portal (listener/http.py) tells webhook requests by it
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from canary.model import Sex
 from canary.identity.nir import make_nir
-from canary.identity.phones import formats
+from canary.phones import formats
 from seeders.common.transforms import strip_accents
 from sql_seeder_helpers import make_identity
 

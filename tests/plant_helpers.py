@@ -13,7 +13,7 @@ from pathlib import Path
 from canary.config import Config
 from canary.contacts import ContactPoints
 from canary.model import SourceSpec
-from canary.identity.phones import validate_pool
+from canary.phones import validate_pool
 from canary.registry import Registry
 
 POOL = tuple(

@@ -23,7 +23,9 @@ from canary.doctor import network as doctor_net
 from canary.planting import upkeep
 from canary.cli.main import cli
 from canary.config import load_config
-from canary.doctor.checks import FAIL, OK, WARN, Context, run_checks
+from canary.doctor.checks import FAIL, OK, WARN, Context
+from canary.doctor import run as doctor_run
+from canary.doctor.run import probes, run_checks
 from canary.model import SourceSpec
 from canary.planting.planter import plant
 from canary.registry import Registry
@@ -479,7 +481,7 @@ def test_a_hanging_check_is_cut_at_its_deadline(monkeypatch):
     def boom(ctx):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(doctor, "probes", lambda: (doctor.Probe("slow", hang, "hangs", deadline=0.2),
+    monkeypatch.setattr(doctor_run, "probes", lambda: (doctor.Probe("slow", hang, "hangs", deadline=0.2),
                                                    doctor.Probe("boom", boom, "raises")))
     results = run_checks(Context(config_path=None, environ={}))
     assert [c.line() for c in results] == ["fail slow: no result within 0.2 s", "fail boom: KeyError: 'surprise'"]
@@ -643,7 +645,7 @@ def test_application_seeders_check_their_written_tables(request, server, build):
 
 
 def test_groups_match_probes():
-    assert tuple(p.group for p in doctor.probes()) == doctor.GROUPS
+    assert tuple(p.group for p in probes()) == doctor.GROUPS
 
 
 def test_grants_parsing():

@@ -27,7 +27,7 @@ from canary.identity.generator import IdentityGenerator
 from canary.model import Sex, Token, TokenKind
 from canary.identity.names import female_share, married_name_share
 from canary.identity.nir import NIR_PATTERN
-from canary.identity.phones import is_demo_number, is_telemarketing_number, landline_zone
+from canary.phones import is_demo_number, is_telemarketing_number, landline_zone
 from canary.identity.places import abroad_share
 from canary.tokens import normalise, tokens_of
 

@@ -16,7 +16,7 @@ import pytest
 from app_seeder_helpers import dispose, execute, load_sql, query, rows_except, snapshot, spec
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
-from canary.identity.phones import formats
+from canary.phones import formats
 from mediboard_fixture import CLERK, IPP_TAG, MOREAU, TABLES, WORKSTATION, create_site
 from seeders.mediboard.seeder import MediboardSeeder
 from seeders.mediboard.soundex2 import soundex2

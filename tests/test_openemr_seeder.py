@@ -19,7 +19,7 @@ import pytest
 from app_seeder_helpers import create_statements, dispose, execute, load_sql, query, rows_except, snapshot, spec
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
-from canary.identity.phones import formats
+from canary.phones import formats
 from openemr_fixture import ID_GAP, TABLES, create_site
 from seeders.openemr.seeder import OpenEmrSeeder
 from seeders.openemr.values import uuid_text

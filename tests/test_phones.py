@@ -3,7 +3,7 @@ import random
 import phonenumbers
 import pytest
 
-from canary.identity import phones
+from canary import phones
 from canary.contacts import ContactPoints, demo_contacts
 from canary.errors import ConfigError, PoolExhausted
 from canary.model import Token, TokenKind

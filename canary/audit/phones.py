@@ -60,7 +60,7 @@ def phone_findings(numbers: Sequence[tuple[int | None, str]]) -> list[Finding]:
     import phonenumbers
     from phonenumbers import carrier as carriers
 
-    from canary.identity.phones import classify, is_demo_number, is_telemarketing_number
+    from canary.phones import classify, is_demo_number, is_telemarketing_number
 
     groups: dict[tuple, list[tuple[int | None, str]]] = defaultdict(list)
     kinds: Counter[str] = Counter()

@@ -33,7 +33,8 @@ _CHECK = click.Choice(GROUPS)
 def doctor(env, listener_host: str | None, skip: tuple[str, ...], only: tuple[str, ...], timeout: float,
            strict: bool, quiet: bool, as_json: bool) -> None:
     """Check the whole installation; one line per finding (exit 1 if one fails)."""
-    from canary.doctor.checks import FAIL, OK, WARN, Context, failed, run_checks
+    from canary.doctor.checks import FAIL, OK, WARN, Context
+    from canary.doctor.run import failed, run_checks
 
     ctx = Context(config_path=env.config_path, timeout=timeout, listener_host=listener_host)
     results = run_checks(ctx, skip=skip, only=only)

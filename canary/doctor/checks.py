@@ -14,7 +14,8 @@ rights (``Seeder.check_access``), the SMTP sink only logs in, webhooks get an
 unsigned request that a healthy listener refuses. Secrets are only named,
 never shown: every line is scrubbed of the values of the variables it could
 hold. The checks themselves live in ``canary.doctor.install`` (configuration,
-registry, sources, verify, audit) and ``canary.doctor.network`` (listener, alerts).
+registry, sources, verify, audit) and ``canary.doctor.network`` (listener, alerts);
+``canary.doctor.run`` runs them. This module holds what they share.
 """
 
 from __future__ import annotations
@@ -145,28 +146,6 @@ def call_with_deadline(fn: Callable[[], Any], seconds: float) -> tuple[bool, Any
     return True, box.get("value"), box.get("error")
 
 
-def run_probe(probe: Probe, ctx: Context) -> list[Check]:
-    results: list[Check] = []
-
-    def collect() -> None:
-        for check in probe.run(ctx):
-            results.append(check)
-
-    error: BaseException | None = None
-    if probe.deadline is None:  # the probe puts its own deadlines on its slow parts
-        try:
-            collect()
-        except Exception as err:
-            error = err
-    else:
-        finished, _, error = call_with_deadline(collect, probe.deadline)
-        if not finished:  # the thread may still append: keep what it had said so far
-            return [*results[:], Check(probe.group, FAIL, f"no result within {probe.deadline:g} s")]
-    if error is not None:
-        results.append(error_check(probe.group, error))
-    return results
-
-
 def error_check(name: str, error: BaseException) -> Check:
     if isinstance(error, NotChecked):
         return Check(name, WARN, f"not checked: {error}")
@@ -178,30 +157,6 @@ def error_check(name: str, error: BaseException) -> Check:
 def first_line(value: object, limit: int = 200) -> str:
     text = str(value).strip()
     return (text.splitlines()[0] if text else "")[:limit] or "no detail"
-
-
-def probes() -> tuple[Probe, ...]:
-    """Every check, in GROUPS order."""
-    from canary.doctor import install as doctor_install
-    from canary.doctor import network as doctor_net
-
-    return (*doctor_install.PROBES[:4], *doctor_net.PROBES, *doctor_install.PROBES[4:])
-
-
-def run_checks(ctx: Context, *, skip: Iterable[str] = (), only: Iterable[str] = ()) -> list[Check]:
-    skip, only = set(skip), set(only)
-    results: list[Check] = []
-    for probe in probes():
-        if probe.group in skip or (only and probe.group not in only):
-            continue
-        results.extend(run_probe(probe, ctx))
-    secrets = _secret_values(ctx)
-    return [Check(c.name, c.status, scrub(c.detail, secrets)) for c in results]
-
-
-def failed(results: Iterable[Check], *, strict: bool = False) -> bool:
-    bad = (FAIL, WARN) if strict else (FAIL,)
-    return any(c.status in bad for c in results)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -243,7 +198,7 @@ def lookup(raw: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
-def _secret_values(ctx: Context) -> set[str]:
+def secret_values(ctx: Context) -> set[str]:
     """Values that must never appear in a line: every named secret, and source URLs' passwords."""
     from sqlalchemy.engine import make_url
 

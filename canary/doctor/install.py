@@ -1,6 +1,6 @@
 """`canary doctor`'s checks of the installation itself: configuration, registry, sources, verify, audit.
 
-Each is a generator of ``Check`` lines run by ``canary.doctor.checks.run_checks``;
+Each is a generator of ``Check`` lines run by ``canary.doctor.run.run_checks``;
 see that module for the rules every check follows (independent, never
 raising, writing nothing).
 """

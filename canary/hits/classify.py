@@ -197,7 +197,7 @@ def _sender(text: str) -> str:
     text = text.strip()
     digits = text.replace(" ", "").replace(".", "").replace("-", "")
     if digits.lstrip("+").isdigit() and len(digits.lstrip("+")) >= 6:
-        from canary.identity.phones import to_e164
+        from canary.phones import to_e164
 
         return to_e164(text) or digits
     return text.lower()

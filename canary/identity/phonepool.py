@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from canary.errors import PoolExhausted
 from canary.model import Token, TokenKind
-from canary.identity.phones import is_telemarketing_number, kind, landline_zone
+from canary.phones import is_telemarketing_number, kind, landline_zone
 from canary.identity.sampling import choice
 
 _PHONE = TokenKind.PHONE

@@ -12,50 +12,27 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, render_template, request
+from flask import Flask, Response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from canary.errors import RegistryError, SourceError
 from listener.admin.auth import Authenticator
 from listener.admin.config import AdminConfig
+from listener.admin.state import EXTENSION, AdminState, Metrics, Readiness, state
+from listener.admin.views import blueprint
 
 if TYPE_CHECKING:
     from canary.registry import Registry
 
 log = logging.getLogger("canary.admin")
 
-EXTENSION = "canary.admin"
 MAX_BODY = 16384  # a login form; nothing else is posted
 CSP = ("default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
        "form-action 'self'")
-OPEN_ENDPOINTS = frozenset({"static", "healthz", "readyz", "metrics", "admin.login"})
-
-
-class Metrics(Protocol):
-    def exposition(self) -> tuple[bytes, str]: ...
-
-
-Readiness = Callable[[], Mapping[str, str]]
-
-
-@dataclass(frozen=True)
-class AdminState:
-    """Per-app state, in ``app.extensions``."""
-
-    registry: "Registry"
-    config: AdminConfig
-    auth: Authenticator
-    metrics: Metrics | None
-    readiness: Readiness | None
-
-
-def state() -> AdminState:
-    return current_app.extensions[EXTENSION]
 
 
 def create_admin_app(registry: "Registry", config: AdminConfig, *, metrics: Metrics | None = None,
@@ -89,8 +66,6 @@ def create_admin_app(registry: "Registry", config: AdminConfig, *, metrics: Metr
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.add_url_rule("/readyz", "readyz", _readyz)
     app.add_url_rule("/metrics", "metrics", _metrics)
-    from listener.admin.views import blueprint
-
     app.register_blueprint(blueprint)
     app.after_request(_headers)
     app.register_error_handler(CSRFError, _csrf_error)

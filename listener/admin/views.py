@@ -14,7 +14,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from canary.model import CanaryStatus
 from listener.admin import queries
-from listener.admin.app import OPEN_ENDPOINTS, state
+from listener.admin.state import OPEN_ENDPOINTS, state
 from listener.admin.auth import MAX_NAME_CHARS
 
 blueprint = Blueprint("admin", __name__)

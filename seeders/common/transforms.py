@@ -50,6 +50,6 @@ def format_phone(e164: str, style: str) -> str:
     """``e164`` written in ``style`` (a key of PHONE_FORMATS); ValueError if not French."""
     if style == "e164":
         return e164
-    from canary.identity.phones import formats  # lazy: the phone module loads its number plan
+    from canary.phones import formats  # lazy: the phone module loads its number plan
 
     return formats(e164)[style]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from canary.identity.phones import formats, to_e164
+from canary.phones import formats, to_e164
 
 
 def phone_style(value: str) -> str | None:
-    """The canary.identity.phones.formats style ``value`` is written in ("spaced", "international"...), or None."""
+    """The canary.phones.formats style ``value`` is written in ("spaced", "international"...), or None."""
     e164 = to_e164(value)
     if e164 is None or not e164.startswith("+33") or len(e164) != 12:
         return None

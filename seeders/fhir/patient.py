@@ -26,7 +26,7 @@ from typing import Any
 
 from canary.identity import nir as nirs
 from canary.model import INS_NIR_OID, Identity, Sex
-from canary.identity.phones import formats, kind
+from canary.phones import formats, kind
 from seeders.common.transforms import strip_accents
 
 INS_SYSTEM = f"urn:oid:{INS_NIR_OID}"

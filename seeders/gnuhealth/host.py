@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import sqlalchemy as sa
 
 from canary.identity import nir as nirs
-from canary.identity.phones import to_e164
+from canary.phones import to_e164
 from seeders.common.writings import phone_style
 
 # Latest patients read to learn the conventions; fewer than MIN_SAMPLE: stock behaviour.
@@ -63,7 +63,7 @@ class Conventions:
     puid_style: str = "gnuhealth"  # "gnuhealth" (XXXNNNXXX) | "nir"
     nir_spaced: bool = False  # "2 84 05 75 115 123 45"
     fed_country: str | None = None
-    phone_style: str = "international"  # a key of canary.identity.phones.formats (Tryton's own formatting)
+    phone_style: str = "international"  # a key of canary.phones.formats (Tryton's own formatting)
     mobile_type: str = "mobile"  # Tryton contact type used for 06/07 numbers
     upper_city: bool = False
     fill: dict[str, bool] = field(default_factory=dict)  # optional field -> filled by the host

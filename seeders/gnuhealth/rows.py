@@ -24,7 +24,7 @@ from typing import Any
 
 from canary.identity import nir as nirs
 from canary.model import Identity, Sex
-from canary.identity.phones import formats, kind
+from canary.phones import formats, kind
 from seeders.gnuhealth.host import Conventions
 from seeders.sql.rows import AUTOINCREMENT, Generated, Ref, RowPlan
 from seeders.common.transforms import strip_accents

@@ -19,7 +19,7 @@ from typing import Any
 from canary.identity import nir as nirs
 from canary.errors import ConfigError, MappingError, SourceError
 from canary.model import Identity, Placement
-from canary.identity.phones import to_e164
+from canary.phones import to_e164
 from seeders.gnuhealth import host
 from seeders.gnuhealth import rows as build
 from seeders.sql.appseeder import AppSeeder

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from canary.identity import phones
+from canary import phones
 from canary.model import Identity, Sex
 from seeders.sql.blend import neighbour_fill
 from seeders.mediboard.host import MediboardHost

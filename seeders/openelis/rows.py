@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canary.model import Identity
-from canary.identity.phones import kind as phone_kind
+from canary.phones import kind as phone_kind
 from seeders.sql.idnumbers import Series
 from seeders.sql.neighbours import Neighbours
 from seeders.openelis.setup import AKA, GUID, SAMPLE_SIZE, ST, SUBJECT, OpenElisSetup

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from canary.identity import phones
+from canary import phones
 from canary.model import Identity, Sex
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
 from seeders.openemr.host import OpenEmrHost

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canary.model import Identity, Placement
-from canary.identity.phones import formats
+from canary.phones import formats
 from seeders.sql.identity_match import name_spellings
 from seeders.sql.located import placement_row
 from seeders.openmrs.rows import RowBuilder

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d")
 _DATE_SHAPE = re.compile(r"\d[\d/.: -]{6,18}\d")
 
-# French phone writings, as canary.identity.phones.formats names them.
+# French phone writings, as canary.phones.formats names them.
 _PHONE_STYLES = (
     ("e164", re.compile(r"\+33\d{9}")),
     ("international", re.compile(r"\+33 \d( \d\d){4}")),
@@ -259,7 +259,7 @@ def text_date_format(text: str) -> str | None:
 
 
 def phone_style(text: str) -> str | None:
-    """The canary.identity.phones style a French number is written in, or None."""
+    """The canary.phones style a French number is written in, or None."""
     for name, pattern in _PHONE_STYLES:
         if pattern.fullmatch(text):
             return name
