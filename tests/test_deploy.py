@@ -31,7 +31,7 @@ from listener.smtp import SmtpConfig
 from listener.telephony import TelephonyConfig
 from listener.tls import HttpsServeConfig
 from listener.wsgi import HttpServeConfig
-from needs import missing
+from support.needs import missing
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 UNITS = DEPLOY / "systemd"

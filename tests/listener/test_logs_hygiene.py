@@ -1,0 +1,138 @@
+"""No secret and no patient-like data in the listener's logs.
+
+A ListenerService runs with the JSON logs of ``canary listen`` captured. Hits
+come in through DNS (UDP and TCP), the portal (a canary link, a canary host
+name, a canary login with its password), SMTP (a phishing mail naming the
+patient) and a signed Twilio SMS webhook (plus a forged one); alerts fail on
+an SMTP login (the password comes from the environment); then the registry
+fails under every front end, with a database error quoting the token. Every
+log line is then searched for any token value, identity field, password and
+secret: none may appear. Ids, source names, channels and addresses may.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import smtplib
+import tomllib
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from support.alert_helpers import make_identity, smtp_server  # noqa: F401 (smtp_server: a fixture)
+from canary.config import parse_config
+from canary.hits.sink import RegistryHitSink
+from canary.registry import Registry
+from listener.logs import JsonFormatter, configure_json_logging, error_text, remove_json_logging, scrub
+from listener.service import ListenerService
+from support.listener_helpers import (
+    TWILIO_ENV, TWILIO_TOKEN, config_text, dns_query, http_get, plant_sources, twilio_sms, wait_for,
+)
+
+SMTP_PASSWORD_ENV = "CANARY_TEST_SMTP_PASSWORD"
+SMTP_PASSWORD = "s3cr3t-Relay-Pa55"
+SMS_TEXT = "Bonjour Camille Morel, vos resultats sont disponibles"
+NUMBERS = range(1, 9)
+
+
+def forbidden_values() -> set[str]:
+    """Every token and identity field of the canaries used, and the secrets."""
+    values = {SMTP_PASSWORD, TWILIO_TOKEN, SMS_TEXT, "Tilleul", "Camille", "Morel", "rue des Tilleuls"}
+    for n in NUMBERS:
+        identity = make_identity(n)
+        values |= {identity.dns_label, identity.hostname, identity.url_code, identity.email,
+                   identity.phone, identity.phone[3:], identity.portal_login, identity.nir}
+    return values
+
+
+@pytest.fixture
+def logged(tmp_path, smtp_server):  # noqa: F811
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    plant_sources(url, {"lis-rennes": NUMBERS})
+    text = config_text(url, smtp_server.port).replace(
+        "[telephony.twilio]", f'username = "soc-relay"\npassword_env = "{SMTP_PASSWORD_ENV}"\n\n[telephony.twilio]')
+    config = parse_config(tomllib.loads(text), path=tmp_path / "canary.toml")
+    stream = io.StringIO()
+    handler = configure_json_logging(stream, logging.INFO)
+    try:
+        with Registry.open(url) as registry:
+            service = ListenerService(config, registry, binds={"dns": "127.0.0.1:0", "http": "127.0.0.1:0",
+                                                               "smtp": "127.0.0.1:0",
+                                         "admin": "127.0.0.1:0"},
+                                      environ={TWILIO_ENV: TWILIO_TOKEN, SMTP_PASSWORD_ENV: SMTP_PASSWORD})
+            with service:
+                yield service, stream
+    finally:
+        remove_json_logging(handler)
+
+
+def mail(port: int, n: int) -> None:
+    identity = make_identity(n)
+    with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+        smtp.sendmail("phisher@evil.example", [identity.email], (
+            f"From: phisher@evil.example\r\nTo: {identity.email}\r\nSubject: Camille Morel, vos resultats\r\n\r\n"
+            f"Bonjour Camille Morel ({identity.nir}, {identity.phone}): https://evil.example/login\r\n").encode())
+
+
+def test_no_token_identity_or_secret_in_any_log_line(logged, monkeypatch):
+    service, stream = logged
+    ports = service.ports()
+    one, two, three, four, five = (make_identity(n) for n in range(1, 6))
+    dns_query(ports["dns"], one.hostname)
+    dns_query(ports["dns"], two.hostname, tcp=True)
+    http_get(ports["http"], f"/p/{three.url_code}", host=three.hostname)
+    requests.post(f"http://127.0.0.1:{ports['http']}/p/", data={"identifiant": four.portal_login,
+                                                               "motdepasse": four.portal_password}, timeout=5)
+    mail(ports["smtp"], 5)
+    assert twilio_sms(ports["http"], make_identity(6).phone, body=SMS_TEXT).status_code == 200
+    assert twilio_sms(ports["http"], make_identity(6).phone, token="forged", body=SMS_TEXT).status_code == 403
+    wait_for(lambda: len(service.registry.list_hits()) >= 7, what="seven stored hits")
+    wait_for(lambda: "via email failed" in stream.getvalue(), what="a failed alert delivery logged")
+
+    # The registry now fails under every front end, with the error a driver gives: it quotes the values.
+    def failing(self, observation):
+        raise sa.exc.IntegrityError("INSERT INTO hits (value, evidence) VALUES (?, ?)",
+                                    (observation.value, json.dumps(dict(observation.evidence))),
+                                    Exception("UNIQUE constraint failed: hits.value"))
+
+    monkeypatch.setattr(RegistryHitSink, "record", failing)
+    monkeypatch.setattr("listener.dnshits.RETRY_DELAYS", (0.01,))
+    seven = make_identity(7)
+    dns_query(ports["dns"], seven.hostname)
+    http_get(ports["http"], f"/p/{seven.url_code}")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        mail(ports["smtp"], 7)
+    assert twilio_sms(ports["http"], seven.phone, body=SMS_TEXT).status_code == 503
+    wait_for(lambda: "DNS hit LOST" in stream.getvalue(), what="the lost DNS hit logged")
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    text = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in lines)
+    # The paths that log were all taken: hits of each channel, failed deliveries, storage failures.
+    for needle in ("via dns", "via http", "via smtp", "via sms", "credential-use", "via email failed",
+                   "http hits: a deferred task failed", "could not record an SMTP RCPT hit",
+                   "could not record a sms webhook hit", "DNS hit LOST", "[parameters: (hidden)]"):
+        assert needle in text, needle
+    leaks = sorted(value for value in forbidden_values() if value.lower() in text.lower())
+    assert leaks == [], leaks
+
+
+def test_the_formatter_blanks_values_quoted_by_database_errors():
+    error = sa.exc.IntegrityError("INSERT INTO tokens (kind, value) VALUES (?, ?)",
+                                  ("email", "camille.morel1@mail-canary.fr"),
+                                  Exception('duplicate key\nDETAIL:  Key (kind, value)=(email, '
+                                            'camille.morel1@mail-canary.fr) already exists.'))
+    try:
+        raise error
+    except sa.exc.IntegrityError:
+        record = logging.getLogger("test").makeRecord("test", logging.ERROR, __file__, 1, "failed: %s",
+                                                      (str(error),), exc_info=__import__("sys").exc_info())
+    line = JsonFormatter().format(record)
+    assert "camille" not in line and "[parameters: (hidden)]" in line and "DETAIL: (hidden)" in line
+    assert scrub("plain text") == "plain text"
+    assert error_text(error) == "IntegrityError"  # a driver error: its class only
+    from canary.errors import RegistryError
+
+    assert error_text(RegistryError("cannot open registry at sqlite:///r.db: locked")).startswith("cannot open")

@@ -1,0 +1,295 @@
+"""Drip planting: schedule in working hours, plant exactly the due slots, once each.
+
+Real planting into the SQLite test LIS (tests/fixtures/lis_*), real registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import threading
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import click
+import pytest
+from click.testing import CliRunner
+from freezegun import freeze_time
+
+from canary.cli.main import CanaryGroup, Env
+from canary.cli.drip import drip, plant_over
+from canary.planting.drip import batch_label, run_due, schedule_drip
+from canary.planting.schedule import draw_due_times, french_holidays, parse_duration
+from canary.errors import CanaryError, ConfigError
+from canary.registry import Registry
+from canary.registry.dripstore import DripStatus
+from support.plant_helpers import POOL, add_source, new_registry, production_config
+from support.sql_seeder_helpers import MAPPING, count_rows, create_schema, populate_real
+
+PARIS = ZoneInfo("Europe/Paris")
+WEDNESDAY = datetime(2025, 3, 26, 10, 30, tzinfo=PARIS)  # the period spans the switch to summer time
+
+
+def paris(*args) -> datetime:
+    return datetime(*args, tzinfo=PARIS)
+
+
+@pytest.fixture
+def lis(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lis.db'}"
+    create_schema(url)
+    populate_real(url, 40)
+    return url
+
+
+@pytest.fixture
+def setup(tmp_path, lis):
+    registry, config = new_registry(tmp_path)
+    add_source(registry, "lis", "sql", url=lis, mapping=str(MAPPING))
+    yield registry, config, lis
+    registry.close()
+
+
+# -- the schedule -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("2w", timedelta(weeks=2)),
+    ("90m", timedelta(minutes=90)), ("1w 3d", timedelta(days=10)),
+])
+def test_parse_duration(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "30", "3x", "d", "0d", "-2d", "1.5d"])
+def test_parse_duration_refuses_nonsense(text):
+    with pytest.raises(ConfigError, match="--over"):
+        parse_duration(text)
+
+
+def test_french_holidays():
+    days = french_holidays(2025)
+    assert {date(2025, 4, 21), date(2025, 5, 29), date(2025, 6, 9), date(2025, 7, 14),
+            date(2025, 12, 25), date(2025, 5, 8)} <= days
+    assert len(days) == 11
+
+
+def test_twenty_over_ten_days_fall_in_paris_working_hours(setup):
+    registry, _config, _url = setup
+    with freeze_time(WEDNESDAY):
+        now = datetime.now(timezone.utc)
+        due = schedule_drip(registry, "lis", 20, timedelta(days=10), now, random.Random(7), operator="tester")
+    assert len(due) == 20 and due == sorted(due)
+    local = [d.astimezone(PARIS) for d in due]
+    assert all(8 <= moment.hour < 18 for moment in local)
+    assert all(moment.weekday() < 5 for moment in local)
+    assert all(now < d < now + timedelta(days=10) for d in due)
+    assert len({moment.replace(second=0) for moment in local}) == 20  # distinct minutes
+    assert any(moment.date() > date(2025, 3, 30) for moment in local)  # after the clock change
+    slots = registry.list_drip_slots("lis")
+    assert [s.due_at for s in slots] == due and {s.status for s in slots} == {DripStatus.PENDING}
+
+
+def test_public_holidays_are_skipped():
+    start = paris(2025, 7, 14, 7, 0)  # Bastille Day, a Monday
+    due = draw_due_times(30, start, timedelta(days=2), random.Random(1))
+    assert {d.astimezone(PARIS).date() for d in due} == {date(2025, 7, 15)}
+
+
+def test_too_many_for_the_period_is_one_clear_error():
+    with pytest.raises(ConfigError, match=r"cannot fit 1000 plantings in the \d+ working minutes"):
+        draw_due_times(1000, paris(2025, 3, 26, 17, 0), timedelta(hours=12), random.Random(1))
+
+
+# -- running --------------------------------------------------------------------
+
+
+def test_successive_runs_plant_exactly_the_due_ones_each_in_its_own_batch(setup):
+    registry, config, url = setup
+    with freeze_time(WEDNESDAY):
+        due = schedule_drip(registry, "lis", 5, timedelta(days=3), datetime.now(timezone.utc),
+                            random.Random(3), operator="tester")
+    before = count_rows(url, "patients")
+    for n, moment in enumerate(due, start=1):
+        with freeze_time(moment + timedelta(seconds=20)):
+            now = datetime.now(timezone.utc)
+            report = run_due(registry, config, now)
+            assert len(report.planted) == 1 and not report.failed
+            assert run_due(registry, config, now).planted == []  # a rerun is a no-op
+        assert count_rows(url, "patients") == before + n
+    batches = [b for b in registry.list_batches("lis") if b.kind == "drip"]
+    assert [b.label for b in batches] == [batch_label("lis", d) for d in due]
+    assert all(b.planted == 1 for b in batches)
+    assert batches[0].label == f"lis-drip-{due[0].astimezone(PARIS):%Y%m%d-%H%M}"
+    slots = registry.list_drip_slots("lis")
+    assert {s.status for s in slots} == {DripStatus.DONE}
+    assert [s.batch for s in slots] == [b.label for b in batches]
+    assert len({s.canary_id for s in slots}) == 5
+
+
+def test_runs_outside_working_hours_wait_then_catch_up(setup):
+    registry, config, url = setup
+    with freeze_time(paris(2025, 3, 28, 16, 0)):  # a Friday afternoon
+        due = schedule_drip(registry, "lis", 3, timedelta(hours=2), datetime.now(timezone.utc),
+                            random.Random(5), operator="tester")
+    saturday = paris(2025, 3, 29, 11, 0).astimezone(timezone.utc)
+    with freeze_time(saturday):
+        report = run_due(registry, config, saturday)
+    assert report.planted == [] and report.deferred == 3
+    monday = paris(2025, 3, 31, 8, 5).astimezone(timezone.utc)
+    with freeze_time(monday):
+        report = run_due(registry, config, monday)
+    assert len(report.planted) == 3 and all(d < monday for d in due)
+
+
+def test_concurrent_runners_plant_each_slot_once(setup, tmp_path):
+    registry, config, url = setup
+    now = paris(2025, 3, 26, 15, 0).astimezone(timezone.utc)
+    due = [now - timedelta(minutes=m) for m in range(1, 7)]
+    registry.add_drip_slots("lis", due, "tester", now - timedelta(hours=1))
+    before = count_rows(url, "patients")
+    reports, errors = [], []
+
+    def runner(name):
+        try:
+            with Registry.open(config.registry_url) as own:
+                reports.append(run_due(own, config, now, worker=name))
+        except Exception as err:  # pragma: no cover - shown by the assert below
+            errors.append(err)
+
+    threads = [threading.Thread(target=runner, args=(f"w{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    planted = [o.slot_id for r in reports for o in r.planted]
+    assert sorted(planted) == sorted(s.id for s in registry.list_drip_slots("lis"))
+    assert count_rows(url, "patients") == before + 6
+
+
+def test_a_runner_dying_after_planting_does_not_plant_twice(setup, monkeypatch):
+    registry, config, url = setup
+    now = paris(2025, 3, 26, 15, 0).astimezone(timezone.utc)
+    registry.add_drip_slots("lis", [now - timedelta(minutes=5)], "tester", now - timedelta(hours=1))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies between the plant and the slot update
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(registry), "finish_drip_slot", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_due(registry, config, now, worker="dead")
+    assert count_rows(url, "patients") == 41
+    later = now + timedelta(minutes=11)  # the dead runner's claim has expired
+    report = run_due(registry, config, later, worker="next")
+    assert len(report.planted) == 1 and count_rows(url, "patients") == 41
+    (slot,) = registry.list_drip_slots("lis")
+    assert slot.status is DripStatus.DONE and slot.batch == report.planted[0].batch
+    assert len(registry.list_canaries(source="lis")) == 1
+
+
+def test_failures_are_retried_then_given_up(setup, tmp_path):
+    registry, config, url = setup
+    (tmp_path / "lis.db").unlink()  # the target is gone
+    now = paris(2025, 3, 26, 15, 0).astimezone(timezone.utc)
+    registry.add_drip_slots("lis", [now - timedelta(minutes=5)], "tester", now - timedelta(hours=1))
+    for attempt in range(1, 6):
+        report = run_due(registry, config, now + timedelta(minutes=attempt))
+        assert len(report.failed) == 1 and "no such file" in report.failed[0].error
+        (slot,) = registry.list_drip_slots("lis")
+        assert slot.attempts == attempt
+    assert slot.status is DripStatus.FAILED and "no such file" in slot.last_error
+    assert run_due(registry, config, now + timedelta(hours=1)).failed == []
+
+
+def test_cancel_and_source_removal(setup):
+    registry, config, _url = setup
+    now = paris(2025, 3, 26, 15, 0).astimezone(timezone.utc)
+    registry.add_drip_slots("lis", [now + timedelta(hours=h) for h in (1, 2)], "tester", now)
+    assert registry.cancel_drip_slots("lis", now) == 2
+    assert run_due(registry, config, now + timedelta(hours=3)).planted == []
+    assert {s.status for s in registry.list_drip_slots("lis")} == {DripStatus.CANCELLED}
+    registry.remove_source("lis")
+    assert registry.list_drip_slots() == []
+
+
+def test_scheduling_an_unknown_source_fails(setup):
+    registry, _config, _url = setup
+    with pytest.raises(CanaryError, match="unknown source 'nope'"):
+        schedule_drip(registry, "nope", 3, timedelta(days=3), datetime.now(timezone.utc))
+
+
+# -- the commands -------------------------------------------------------------------
+
+CONFIG = """
+[registry]
+url = "sqlite:///registry.db"
+
+[contacts]
+email_domains = ["mel-famille.fr"]
+dns_zone = "mon-rdv-sante.fr"
+portal_url = "https://espace.mon-rdv-sante.fr/acces/"
+phone_pool_file = "pool.txt"
+"""
+
+
+@click.group(cls=CanaryGroup)
+@click.option("--config", "config_path")
+@click.pass_context
+def root(ctx, config_path):
+    ctx.obj = Env(config_path)
+    ctx.call_on_close(ctx.obj.close)
+
+
+root.add_command(drip)
+
+
+def test_commands_schedule_list_run_and_cancel(tmp_path, lis):
+    (tmp_path / "canary.toml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "pool.txt").write_text("\n".join(POOL), encoding="utf-8")
+    env = Env(str(tmp_path / "canary.toml"))
+    Registry.open(env.config.registry_url, create=True).close()
+    add_source(env.registry, "lis", "sql", url=lis, mapping=str(MAPPING))
+    with freeze_time(WEDNESDAY):
+        due = plant_over(env, "lis", 4, "2d")
+    env.close()
+    assert len(due) == 4
+    run = CliRunner().invoke
+    args = ["--config", str(tmp_path / "canary.toml")]
+    listed = json.loads(run(root, args + ["drip", "list", "--json"]).output)
+    assert [s["status"] for s in listed] == ["pending"] * 4
+    assert set(listed[0]) >= {"id", "source", "due_at", "status", "batch", "canary_id", "error"}
+    with freeze_time(due[1] + timedelta(seconds=1)):
+        result = run(root, args + ["drip", "run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)["planted"]) == 2
+    result = run(root, args + ["drip", "cancel", "lis"])
+    assert result.output.strip() == "cancelled 2 scheduled plantings of lis"
+    text = run(root, args + ["drip", "list"]).output
+    assert text.count("cancelled") == 2 and "lis-drip-" in text
+    result = run(root, args + ["drip", "cancel", "nope"])
+    assert result.exit_code == 2 and "unknown source 'nope'" in result.output
+
+
+def test_plant_over_refuses_demo_contacts(tmp_path):
+    config = production_config(f"sqlite:///{tmp_path / 'r.db'}")
+    env = Env(None)
+    env.config = dataclasses.replace(config, contacts=dataclasses.replace(config.contacts, demo=True))
+    with pytest.raises(ConfigError, match="demo ones"):
+        plant_over(env, "lis", 2, "2d")
+
+
+def test_the_listener_worker_runs_due_slots_and_stops(setup):
+    from canary.planting.drip import DripWorker
+
+    registry, config, url = setup
+    now = paris(2025, 3, 26, 15, 0).astimezone(timezone.utc)
+    registry.add_drip_slots("lis", [now - timedelta(minutes=1)], "tester", now - timedelta(hours=1))
+    worker = DripWorker(registry, config, interval=0.05)
+    assert len(worker.run_once(now).planted) == 1
+    worker.start()  # whatever the real time, a round on an empty schedule plants nothing
+    worker.stop(timeout=5)
+    assert worker._thread is None
+    assert count_rows(url, "patients") == 41

@@ -1,0 +1,169 @@
+"""Inputs and the runner: chunk boundaries, line numbers, long lines, encodings, forms."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from support import leakgen
+from canary.registry import Registry
+from canary.scan import forms, inputs, verify
+from canary.scan.runner import Runner
+from canary.scan.service import load_patterns, scan
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    path = tmp_path_factory.mktemp("registry") / "registry.db"
+    with Registry.open(f"sqlite:///{path}", create=True) as registry:
+        w = leakgen.World(registry, seed=17)
+        w.source("lis")
+        w.plant("lis", 30, datetime(2024, 1, 1, tzinfo=timezone.utc))
+        yield w
+
+
+def _file_with_canaries_at_known_lines(world, rng):
+    ordinary = leakgen.OrdinaryRows(4, **world.avoid())
+    lines = list(ordinary.csv_lines(3000))
+    where = {}
+    for cid in world.by_source["lis"]:
+        at = rng.randint(0, len(lines))
+        lines.insert(at, leakgen.to_csv([leakgen.canary_row(world.identity(cid), rng)], header=False))
+    for number, line in enumerate(lines, start=1):
+        for cid in world.by_source["lis"]:
+            if world.identity(cid).email.lower() in line.lower():
+                where[cid] = number
+    return "".join(lines), where
+
+
+@pytest.mark.parametrize("container,jobs", [("plain", 2), ("gz", 2), ("plain", 1)])
+def test_line_numbers_are_exact_across_small_chunks(world, tmp_path, container, jobs):
+    text, where = _file_with_canaries_at_known_lines(world, random.Random(2))
+    path = tmp_path / ("leak.csv.gz" if container == "gz" else "leak.csv")
+    leakgen.write_text(path, text, container=container)
+    ps = load_patterns(world.registry, use_cache=False)
+    raw = Runner(ps, jobs=jobs, chunk=16 * 1024).run([str(path)])
+    got = {ps.canaries[f.item.canary].id: f.line for f in raw.found if f.item.kind == "email"}
+    assert got == where
+    assert raw.bytes == len(text.encode())
+
+
+def test_values_across_hard_cuts_of_a_huge_line_are_found(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(inputs, "MAX_LINE", 4096)
+    rng = random.Random(3)
+    ordinary = leakgen.ordinary_dicts(leakgen.OrdinaryRows(5, **world.avoid()), 400)
+    canaries = [leakgen.canary_row(world.identity(c), rng) for c in world.by_source["lis"]]
+    one_line = json.dumps(leakgen.mix(ordinary, canaries, rng), ensure_ascii=False)  # no line end at all
+    (tmp_path / "min.json").write_text(one_line, encoding="utf-8")
+    leakgen.write_text(tmp_path / "min.json.gz", one_line, container="gz")
+    ps = load_patterns(world.registry, use_cache=False)
+    for name in ("min.json", "min.json.gz"):
+        raw = Runner(ps, jobs=2, chunk=8192).run([str(tmp_path / name)])
+        emails = {ps.canaries[f.item.canary].id for f in raw.found if f.item.kind == "email"}
+        assert emails == set(world.by_source["lis"]), name
+        assert len([f for f in raw.found if f.item.kind == "email"]) == len(canaries)  # no duplicate
+
+
+def test_cp1252_and_utf16_names_with_accents_match_by_fingerprint(world, tmp_path):
+    rng = random.Random(4)
+    chosen = [c for c in world.by_source["lis"] if not world.identity(c).first_name.isascii()][:3] or \
+        world.by_source["lis"][:3]
+    rows = [leakgen.canary_row(world.identity(c), rng, strip_contacts=True, date_style="dd/mm/yyyy")
+            for c in chosen]
+    for row in rows:
+        row["prenom"] = row["prenom"] if not row["prenom"].isupper() else row["prenom"].title()
+    leakgen.write_text(tmp_path / "a.csv", leakgen.to_csv(rows), "cp1252")
+    leakgen.write_text(tmp_path / "b.csv", leakgen.to_csv(rows, "\t"), "utf-16")
+    report = scan(world.registry, [tmp_path], jobs=1, use_cache=False)
+    by_file = {}
+    for m in report.sources[0].matches:
+        by_file.setdefault(m.file.rsplit("/", 1)[-1], set()).add(m.canary_id)
+    assert by_file == {"a.csv": set(chosen), "b.csv": set(chosen)}
+
+
+@pytest.mark.parametrize("style,form", [
+    ("national", "0XXXXXXXXX"), ("spaced", "0X XX XX XX XX"), ("dotted", "0X.XX.XX.XX.XX"),
+    ("dashed", "0X-XX-XX-XX-XX"), ("intl", "+33XXXXXXXXX"), ("intl_spaced", "+33 X XX XX XX XX"),
+    ("intl00", "0033XXXXXXXXX"), ("plain33", "33XXXXXXXXX"), ("intl00_spaced", "0033 X XX XX XX XX"),
+    ("intl_0", "+33 (0)X XX XX XX XX"),
+])
+def test_every_phone_writing_is_read(style, form):
+    written = leakgen.write_phone("+33612345678", style).encode()
+    for sep, literal in forms.phone_literals("+33612345678").items():
+        at = written.find(literal)
+        if at >= 0:
+            got = forms.phone_form(b";" + written[:at], literal, b";", sep)
+            assert got == (form, len(written[:at]))
+            return
+    raise AssertionError(f"no literal found in {written!r}")
+
+
+def test_phone_inside_a_longer_number_is_not_read():
+    literal = b"612345678"
+    assert forms.phone_form(b";10", literal, b";", "") is None
+    assert forms.phone_form(b";0", literal, b"9", "") is None
+    assert forms.phone_form(b";+0033", literal, b";", "") is None
+
+
+@pytest.mark.parametrize("written,form", [
+    ("284057511512345", "XXXXXXXXXXXXXXX"), ("2840575115123 45", "XXXXXXXXXXXXX XX"),
+    ("2 84 05 75 115 123 45", "X XX XX XX XXX XXX XX"), ("2840575115123", "XXXXXXXXXXXXX (no key)"),
+])
+def test_nir_writings(written, form):
+    literals = forms.nir_literals("284057511512345")
+    kind = "spaced" if " 84 " in written else "plain"
+    literal = literals[kind]
+    after = written.encode()[len(literal):] + b";"
+    assert forms.nir_form(kind, after, "45")[0] == form
+    assert forms.nir_form(kind, b"46;", "45") is None
+
+
+def test_dates_are_read_in_french_order_first():
+    read = forms.dates_in(forms.plain("03/04/1990 ; 25/12/1984 ; 12/25/1984 ; 7 février 2001 ; 19900403"))
+    assert (date(1990, 4, 3), "dd/mm/yyyy") in read and (date(1990, 3, 4), "mm/dd/yyyy") not in read
+    assert (date(1984, 12, 25), "mm/dd/yyyy") in read and (date(2001, 2, 7), "d mois yyyy") in read
+    assert (date(1990, 4, 3), "yyyymmdd") in read
+
+
+def test_name_folding_ignores_case_accents_and_punctuation():
+    assert forms.fold("Le Floc'h-HÉLÈNE") == "le floc h-helene"
+    assert forms.folded_names("Jean-Pierre") == (b"jean-pierre", b"jean pierre")
+    assert forms.folded_names("Hélène", "HELENE", "") == (b"helene",)
+    assert b"H\\u00e9l\\u00e8ne" in forms.name_literals("Hélène")
+
+
+def test_json_escaped_accents_are_unescaped_in_records():
+    assert verify._unescape("H\\u00e9l\\u00e8ne") == "Hélène"
+
+
+def test_walk_reports_a_missing_path():
+    from canary.errors import CanaryError
+
+    with pytest.raises(CanaryError, match="no such file"):
+        list(inputs.walk(["/nonexistent/leak.csv"], lambda *a: None))
+
+
+def test_gzip_truncated_midway_keeps_what_was_read(world, tmp_path):
+    text, where = _file_with_canaries_at_known_lines(world, random.Random(6))
+    data = gzip.compress(text.encode())
+    (tmp_path / "cut.csv.gz").write_bytes(data[: len(data) * 2 // 3])
+    ps = load_patterns(world.registry, use_cache=False)
+    raw = Runner(ps, jobs=1, chunk=8192).run([str(tmp_path / "cut.csv.gz")])
+    assert len(raw.problems) == 1 and "stopped after" in raw.problems[0][2]
+    got = {ps.canaries[f.item.canary].id for f in raw.found if f.item.kind == "email"}
+    assert got and got < set(where)
+
+
+def test_a_part_shared_by_many_canaries_is_not_the_one_looked_for():
+    """Each hit on a shared part is tested for every canary holding it: 300 Martins
+    born on different days are looked for by their birth dates, not by "Martin"."""
+    from canary.scan import prefilter
+
+    parts = [prefilter.Parts((b"martin",), b"jean", date(1950, 1, 1) + timedelta(days=i)) for i in range(300)]
+    chosen = prefilter.choose(parts, today=date(2025, 1, 1))
+    assert sorted(node for node, _ in chosen) == [("date", p.born) for p in parts]
+    assert sorted(members for _, members in chosen) == [[i] for i in range(300)]

@@ -1,0 +1,96 @@
+"""A French OpenEMR site with 300 patients, as its staff entered them.
+
+The site has its habits, which the seeder must copy: surnames in upper case,
+phones written "06 12 34 56 78", NIR in ``ss`` without spaces, country FR,
+language french, one usual provider, portal logins that are e-mails, an
+employer_data and a history_data row per patient, allergies picked from the
+site's list, portal passwords hashed at bcrypt cost 5 (a site setting the
+seeder must follow; it also keeps the tests fast). Patient ids run ahead of pids (deleted patients), so the portal
+account name (fname + lname + id) must use the real next id.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from support.app_seeder_helpers import insert_rows, load_sql, load_sql_file
+from canary.model import Sex
+from seeders.openemr.values import comb_uuid
+from support.sql_seeder_helpers import make_identity
+
+SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "openemr" / "schema.sql"
+TABLES = ("uuid_registry", "patient_data", "employer_data", "history_data", "lists", "lists_touch",
+          "patient_access_onsite", "users", "list_options", "facility")
+ID_GAP = 7  # patient_data.id = pid + ID_GAP for the later patients
+ALLERGY_OPTIONS = ("penicillin", "sulfa", "iodine", "codeine")
+
+
+def create_site(url: str, count: int = 300) -> None:
+    load_sql_file(url, SCHEMA)
+    load_sql(url, "INSERT INTO users (id, username, fname, lname, authorized, facility_id, active) VALUES "
+                  "(1, 'admin', 'Administrator', 'Administrator', 1, 3, 1), "
+                  "(2, 'cmoreau', 'Claire', 'Moreau', 1, 3, 1), (3, 'accueil', 'Accueil', 'Accueil', 0, 3, 1);"
+                  "INSERT INTO facility (id, name, country_code) VALUES (3, 'Clinique du Parc', 'FR');"
+                  "INSERT INTO list_options (list_id, option_id, title, seq) VALUES "
+                  + ", ".join(f"('allergy_issue_list', '{o}', '{o}', {10 * i})" for i, o in enumerate(ALLERGY_OPTIONS))
+                  + ";")
+    populate(url, count)
+
+
+def populate(url: str, count: int) -> None:
+    rnd = random.Random(11)
+    registry, patients, employers, histories, lists, touches, portal = [], [], [], [], [], [], []
+    start = datetime(2021, 3, 1, 8, 0, 0)
+    for pid in range(1, count + 1):
+        ident = make_identity(200000 + pid)
+        created = start + timedelta(hours=pid * 5, minutes=rnd.randrange(60))
+        patient_uuid = comb_uuid(created.timestamp())
+        registry.append(_registry(patient_uuid, "patient_data", created))
+        patients.append(dict(
+            id=pid if pid <= 100 else pid + ID_GAP, uuid=patient_uuid, pid=pid, pubpid=str(pid),
+            title="Mr." if ident.sex is Sex.MALE else "Mrs.", language="french", fname=ident.first_name,
+            lname=ident.last_name.upper(), mname="", DOB=ident.birth_date, street=ident.address.line1,
+            street_line_2=ident.address.line2 or None, postal_code=ident.address.postcode,
+            city=ident.address.city, state="", country_code="FR",
+            ss=f"{ident.nir[:5]}77{pid:06d}{pid % 97:02d}",
+            phone_home="" if pid % 3 else f"01 45 67 {pid // 100:02d} {pid % 100:02d}",
+            phone_cell=f"06 {rnd.randrange(10, 99)} 44 {pid // 100:02d} {pid % 100:02d}",
+            email=f"patient{pid}@exemple-mail.fr",
+            sex="Male" if ident.sex is Sex.MALE else "Female", providerID=2 if pid % 10 else None,
+            hipaa_allowsms="NO", hipaa_allowemail="NO", hipaa_voice="YES", hipaa_mail="YES", hipaa_notice="YES",
+            regdate=created, date=created + timedelta(days=rnd.randrange(30)), created_by=3, updated_by=3,
+            birth_lname=ident.birth_name.upper(), birth_fname=ident.first_name, dupscore=0,
+            occupation="", industry="", pricelevel="standard",
+            allow_patient_portal="YES" if pid % 3 == 0 else "",
+        ))
+        employers.append(dict(pid=pid, date=created, name="", street="", postal_code="", city="", state="",
+                              country="", created_by=3))
+        history_uuid = comb_uuid(created.timestamp() + 1)
+        registry.append(_registry(history_uuid, "history_data", created))
+        histories.append(dict(pid=pid, date=created, uuid=history_uuid))
+        if pid % 5 == 0:
+            option = ALLERGY_OPTIONS[pid % len(ALLERGY_OPTIONS)]
+            list_uuid = comb_uuid(created.timestamp() + 2)
+            registry.append(_registry(list_uuid, "lists", created))
+            lists.append(dict(uuid=list_uuid, date=created, type="allergy", title=option, pid=pid, activity=1,
+                              comments="", diagnosis="", occurrence=0, classification=0, referredby="",
+                              user="accueil", groupname="Default", outcome=0, destination="", reaction="",
+                              verification="confirmed", severity_al="", list_option_id=option))
+            touches.append(dict(pid=pid, type="allergy", date=created))
+        if pid % 3 == 0:
+            portal.append(dict(pid=pid, portal_username=f"{ident.first_name}{ident.last_name.upper()}{pid}",
+                               portal_login_username=f"patient{pid}@exemple-mail.fr",
+                               portal_pwd="$2y$05$" + "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789./")
+                                                              for _ in range(53)),
+                               portal_pwd_status=1, date_created=created))
+    for table, rows in (("uuid_registry", registry), ("patient_data", patients), ("employer_data", employers),
+                        ("history_data", histories), ("lists", lists), ("lists_touch", touches),
+                        ("patient_access_onsite", portal)):
+        insert_rows(url, table, rows)
+
+
+def _registry(raw: bytes, table: str, created: datetime) -> dict:
+    return dict(uuid=raw, table_name=table, table_id="id", table_vertical="", couchdb="", document_drive=0,
+                mapped=0, created=created)
