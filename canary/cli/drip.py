@@ -27,8 +27,8 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
                ) -> list[datetime]:
     """`canary plant SOURCE --count N --over 30d`: schedule instead of planting now."""
     from canary.planting.drip import schedule_drip
-    from canary.planting.schedule import parse_duration
     from canary.planting.planter import open_seeder
+    from canary.planting.schedule import parse_duration
 
     period = parse_duration(over) if isinstance(over, str) else over
     env.config.contacts.require_production()  # fail now, not at the first drip

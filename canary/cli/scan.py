@@ -59,7 +59,9 @@ def scan(env, paths, as_json, report_path, alert, jobs, engine, no_cache) -> Non
     if report_path:
         Path(report_path).write_text(report.to_html(result), encoding="utf-8")
     click.echo(report.to_json(result) if as_json else report.text(result), nl=False)
-    from canary.registry.reportstore import save_scan_report  # kept for the admin dashboard
+    from canary.registry.reportstore import (
+        save_scan_report,  # kept for the admin dashboard
+    )
 
     save_scan_report(env.registry, result.to_dict(), operator=env.config.operator)
     if alert and result.sources:
