@@ -1,1 +1,7 @@
-"""seeders.common"""
+"""Writings every system shares: how applications write names, dates and phone numbers.
+
+    transforms.py  Value transforms a mapping may apply: text case, accents, phone writings
+    writings.py    Which of the usual writings a host used for a value, so a canary can use the same
+
+Nothing is imported here: import the module you need.
+"""

@@ -1,1 +1,9 @@
-"""seeders.hl7v2.seeder"""
+"""The ``hl7v2`` seeder: IHE PAM France messages over MLLP (docs/seeders/hl7v2.md).
+
+    message.py  HL7 v2 messages as text: escaping, building segments, reading them back
+    mllp.py     MLLP (Minimal Lower Layer Protocol) client: send one HL7 message, read its ACK
+    pam.py      ADT messages of IHE PAM with the French national extension (PAM FR 2.10/2.11)
+    seeder.py   The ``hl7v2`` seeder: canary patients sent as HL7 v2.5 ADT messages over MLLP
+
+Nothing is imported here: import the module you need.
+"""
