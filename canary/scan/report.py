@@ -54,9 +54,16 @@ def source_lines(finding: SourceFinding) -> list[str]:
     lines.append("  batches: " + ", ".join(f"{b.label} {b.found}/{b.planted}" for b in a.batches if b.found)
                  + (f" (absent: {', '.join(b.label for b in a.batches if not b.found)})"
                     if any(not b.found for b in a.batches) else ""))
-    window = f"  leak window: taken after {_when(w.after)} (canary #{w.after_canary} was planted then)"
+    window = f"  leak window: taken after {_when(w.after)} (canary #{w.after_canary} was planted then"
+    if w.after_event is not None and len(w.after_event.canary_ids) > 1:
+        e = w.after_event
+        window += (f", in the planting of batch {_clean(e.batch)}: {len(e.canary_ids)} canaries "
+                   f"{_when(e.start)} - {_when(e.end)}, {e.found} in the file")
+    window += ")"
     if w.before:
-        window += f"; probably before {_when(w.before)} (canary #{w.before_canary}, planted then, is absent)"
+        e = w.before_event
+        size = f"{len(e.canary_ids)} canaries of batch {_clean(e.batch)}" if e is not None else f"canary #{w.before_canary}"
+        window += f"; probably before {_when(w.before)} (the next planting, {size}, is absent)"
     else:
         window += "; no canary planted later: it may be recent"
     lines.append(window)
@@ -65,7 +72,8 @@ def source_lines(finding: SourceFinding) -> list[str]:
                      "retired (its row removed) then")
     lines.append(f"  caveat: {w.caveat}")
     if c.share is not None:
-        lines.append(f"  completeness: {c.found}/{c.expected} canaries present at the window start = "
+        lines.append(f"  completeness: {c.found}/{c.expected} canaries present at the window start "
+                     f"({c.events} planting event(s), every canary of each counted) = "
                      f"{_pct(c.share)} (95 % CI {_pct(c.low)} - {_pct(c.high)}) of the database")
     for s in finding.shapes:
         where = s.file + (f" [{s.member}]" if s.member else "")
