@@ -283,6 +283,15 @@ def _counted(unit: Unit, data: bytes, limit: int) -> bytes:
     return data
 
 
+def first_line(path: str) -> str:
+    """The first line of a plain file (what ``header_of`` reads of its first slice)."""
+    try:
+        with open(path, "rb") as handle:
+            return header_of(handle.read(4096))
+    except OSError:
+        return ""
+
+
 def header_of(data: bytes) -> str:
     end = data.find(b"\n", 0, 4096)
     return data[: end if end >= 0 else 4096].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r")
