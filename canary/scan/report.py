@@ -151,8 +151,9 @@ def to_html(report: ScanReport) -> str:
              f"<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">"
              f"<style>{_CSS}</style></head><body><h1>canary scan — {_e(_when(report.started_at))}</h1>"]
     parts += [f"<p>{_e(line)}</p>" for line in summary_lines(report)]
-    parts.append(_rows(("file", "member", "container", "encoding", "bytes"),
-                       [(u.file, u.member or "", u.container, u.encoding, f"{u.bytes:,}") for u in report.units]))
+    parts.append(_rows(("file", "member", "container", "reader", "encoding", "bytes"),
+                       [(u.file, u.member or "", u.container, u.reader, u.encoding, f"{u.bytes:,}")
+                        for u in report.units]))
     for finding in report.sources:
         a = finding.analysis
         parts.append(f"<h2>Source {_e(a.source)}: {len(a.found)} / {a.planted} canaries</h2><ul>")

@@ -77,7 +77,7 @@ class ScanReport:
             "jobs": self.jobs,
             "canaries_watched": self.canaries_watched,
             "files": [{"file": u.file, "member": u.member, "container": u.container, "encoding": u.encoding,
-                       "bytes": u.bytes} for u in self.units],
+                       "bytes": u.bytes, "reader": u.reader or None} for u in self.units],
             "sources": [_source(s) for s in self.sources],
             "unconfirmed": [m.to_dict() for m in self.unconfirmed],
             "problems": [{"file": f, "member": m, "message": msg} for f, m, msg in self.problems],
