@@ -121,7 +121,22 @@ def text(report: ScanReport) -> str:
         lines += ["", f"Not scanned ({len(report.problems)}):"]
         lines += [f"  {_clean(f)}{'[' + _clean(m) + ']' if m else ''}: {_clean(msg, 300)}"
                   for f, m, msg in report.problems]
+    if report.sources:
+        lines += ["", "Summary:"] + summary_table(report)
     return "\n".join(lines) + "\n"
+
+
+def summary_table(report: ScanReport) -> list[str]:
+    """One row per source: what a responder reads first."""
+    rows = [("SOURCE", "FOUND", "PLANTED", "TAKEN AFTER", "PROBABLY BEFORE", "COMPLETENESS", "HOLDS MORE")]
+    for finding in report.sources:
+        a = finding.analysis
+        c = a.completeness
+        share = "-" if c.share is None else f"{_pct(c.share)} ({_pct(c.low)}-{_pct(c.high)})"
+        rows.append((_clean(a.source, 40), str(len(a.found)), str(a.planted), _when(a.window.after),
+                     _when(a.window.before) if a.window.before else "-", share, str(len(a.holds_more))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
 def to_json(report: ScanReport) -> str:

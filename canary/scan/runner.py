@@ -65,11 +65,13 @@ def default_jobs() -> int:
 
 class Runner:
     def __init__(self, patterns: PatternSet, *, jobs: int | None = None, chunk: int = inputs.CHUNK,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 on_unit: Callable[[inputs.Unit], None] | None = None) -> None:
         self.patterns = patterns
         self.jobs = jobs or default_jobs()
         self.chunk = chunk
         self.progress = progress or (lambda n: None)
+        self.on_unit = on_unit or (lambda unit: None)  # told when a file or member starts
 
     def run(self, paths: Iterable[str]) -> RawScan:
         global _PATTERNS
@@ -122,6 +124,7 @@ class Runner:
             unit = entry.unit
             units[unit.id] = unit
             raw.units.append(unit)
+            self.on_unit(unit)
             if isinstance(entry, inputs.SlicedFile):
                 unit.bytes = entry.size
                 column = serials.birth_column(inputs.first_line(entry.path))

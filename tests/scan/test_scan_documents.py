@@ -144,3 +144,20 @@ def _gzip(data: bytes) -> bytes:
     import gzip
 
     return gzip.compress(data)
+
+
+def test_a_folder_of_mixed_files_names_each_file_as_it_goes_and_ends_with_a_table(world, rows, tmp_path):
+    from canary.scan import report as render
+
+    data, ids = rows
+    leakfiles.to_sqlite(tmp_path / "a.db", data[:100])
+    leakfiles.to_ods(tmp_path / "b.ods", data[100:])
+    (tmp_path / "c.txt").write_text("rien ici\n", encoding="utf-8")
+    started = []
+    result = scan(world.registry, [tmp_path], jobs=1, use_cache=False,
+                  on_unit=lambda unit: started.append((unit.file.rsplit("/", 1)[-1], unit.member)))
+    assert started == [("a.db", "#patients"), ("b.ods", "#Patients"), ("c.txt", None)]
+    table = render.text(result).split("Summary:\n", 1)[1].splitlines()
+    assert table[0].split() == ["SOURCE", "FOUND", "PLANTED", "TAKEN", "AFTER", "PROBABLY", "BEFORE",
+                                "COMPLETENESS", "HOLDS", "MORE"]
+    assert sorted(line.split()[:3] for line in table[1:]) == [["dpi", "4", "6"], ["lis", "4", "6"]]
