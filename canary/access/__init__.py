@@ -4,6 +4,7 @@
     xmlaudit.py    DICOM PS3.15 A.5 and RFC 3881 audit messages (defusedxml, no DTD)
     fhiraudit.py   FHIR R4 AuditEvent and Bundles of them
     syslog.py      ATNA over syslog: stream framing, the RFC 5424 payload, any form to events
+    match.py       which canaries an event names (AccessIndex), single or bulk access (BurstPolicy)
 
 Nothing is imported here: import the module you need.
 """
