@@ -40,6 +40,10 @@ class FhirSeeder(Seeder):
         SeederOption("general_practitioner", "'auto': a GP reference most recent Patients share, else the "
                      "identity's GP by RPPS; 'identity'; 'none'; or a reference such as Practitioner/123",
                      default="auto"),
+        SeederOption("identity_status", "the qualified identityStatus written with the INS: 'VALI' "
+                     "(fr-core-cs-v2-0445, FR Core 2.1.0/2.2.0), 'QUAL' (fr-core-cs-identity-status, FR Core "
+                     "builds after PR #306) or 'auto': the code system the server's recent Patients use, else VALI",
+                     default="auto"),
         SeederOption("timeout", "seconds to wait for each answer of the server", default="15"),
     )
 
@@ -60,6 +64,7 @@ class FhirSeeder(Seeder):
             "pi_system": (r"auto|urn:(oid|uuid):[\w.:-]+|https?://\S+", "an absolute URI (urn:oid:..., https://...)"),
             "general_practitioner": (r"auto|identity|none|Practitioner(Role)?/[A-Za-z0-9.-]{1,64}",
                                      "auto, identity, none or Practitioner/ID"),
+            "identity_status": (r"auto|VALI|QUAL", "auto, VALI or QUAL"),
             "timeout": (r"\d+(\.\d+)?", "a number of seconds"),
         }
         for name, value in checked.items():
@@ -90,6 +95,8 @@ class FhirSeeder(Seeder):
             self._create_attempts = CREATE_ATTEMPTS if _conditional_create(capabilities) else 1
             pi_system = self.option("pi_system")
             self.conv = fhirhost.learn(self._recent_patients(client), None if pi_system == "auto" else pi_system)
+            if self.option("identity_status") != "auto":
+                self.conv.identity_status = str(self.option("identity_status"))
             self.client = client
         except BaseException:
             client.close()

@@ -6,7 +6,9 @@ Three pieces, as the project's network servers are built:
 * ``create_app(store, settings)`` is the Flask app: metadata, conditional
   create, read, search, delete, authentication, and its own FR Core
   validation (written apart from the seeder's, so a seeder mistake is caught
-  here and answered 422 with an OperationOutcome, as real servers do);
+  here and answered 422 with an OperationOutcome, as real servers do): FHIR
+  R4 by fhir.resources and FR Core Patient INS in the version the server is
+  set to (support/fhir_validation.py);
 * ``FhirTestServer`` binds 127.0.0.1 on port 0, serves in a thread, and
   stops cleanly.
 
@@ -27,6 +29,8 @@ from urllib.parse import parse_qs
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
+from support.fhir_validation import validate_patient_ins
+
 INS = "urn:oid:1.2.250.1.213.1.4.8"
 INS_TYPE = ("https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "INS-NIR")
 PI_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "PI")
@@ -44,6 +48,7 @@ class ServerSettings:
     sortable: bool = True  # supports _sort=-_lastUpdated
     conditional_create: bool = True  # honours If-None-Exist (and says so in its CapabilityStatement)
     leaky_reads: bool = False  # reads fail with a two-line error echoing the Authorization header
+    fr_core: str = "2.2.0"  # FR Core version whose Patient INS profile is enforced (fhir_validation.VERSIONS)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) seen
 
 
@@ -155,7 +160,7 @@ def create_app(store: PatientStore, settings: ServerSettings) -> Flask:
         resource = request.get_json(silent=True)
         if not isinstance(resource, dict):
             return outcome(400, "body is not a JSON resource", "structure")
-        problems = validate_fr_core(resource)
+        problems = validate_fr_core(resource, settings.fr_core)
         if problems:
             return outcome(422, problems[0])
         condition = request.headers.get("If-None-Exist")
@@ -199,12 +204,12 @@ def _location(patient: dict[str, Any]) -> str:
 
 
 # -- FR Core validation, written apart from the seeder's ---------------------------
-def validate_fr_core(patient: dict[str, Any]) -> list[str]:
+def validate_fr_core(patient: dict[str, Any], version: str = "2.2.0") -> list[str]:
     from stdnum.fr import nir
 
-    problems = []
     if patient.get("resourceType") != "Patient":
         return ["not a Patient"]
+    problems = validate_patient_ins(patient, version)
     problems += _empties(patient, "Patient")
     if (patient.get("meta") or {}).get("tag") or (patient.get("meta") or {}).get("security"):
         problems.append("meta.tag and meta.security are not accepted here")
