@@ -35,7 +35,6 @@ ACCEPTED = ("AA", "CA")
 MAX_ERROR_TEXT = 300
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _DIGITS = re.compile(r"^[0-9]*$")
-_PAM_VERSION = re.compile(r"^2\.[0-9]{1,2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,8 @@ class Hl7v2Seeder(Seeder):
         SeederOption("pi_prefix", "Digits every generated PI and visit number starts with: a range "
                      "the identity server never allocates.", default=""),
         SeederOption("pi_digits", "Length of generated PIs and visit numbers.", default=10),
-        SeederOption("pam_version", "PAM France version in MSH-12 (2.5^FRA^VERSION).", default="2.10"),
+        SeederOption("pam_version", "PAM France version in MSH-12 (2.5^FRA^VERSION): 2.11 (with the MSH-21 "
+                     "conformance declaration) or 2.10.", default="2.11"),
         SeederOption("timeout", "Seconds to wait for a connection and for each ACK.", default=10.0),
     )
 
@@ -115,8 +115,9 @@ class Hl7v2Seeder(Seeder):
         prefix = str(typed.get("pi_prefix", ""))
         if not _DIGITS.match(prefix) or len(prefix) >= int(typed.get("pi_digits", 10)):
             raise ConfigError("seeder 'hl7v2': pi_prefix must be digits, shorter than pi_digits")
-        if "pam_version" in typed and not _PAM_VERSION.match(str(typed["pam_version"])):
-            raise ConfigError(f"seeder 'hl7v2': pam_version must look like 2.10, not {typed['pam_version']!r}")
+        if "pam_version" in typed and str(typed["pam_version"]) not in pam.PAM_VERSIONS:
+            raise ConfigError(f"seeder 'hl7v2': pam_version must be one of {', '.join(pam.PAM_VERSIONS)}, "
+                              f"not {typed['pam_version']!r}")
         return typed
 
     # -- lifecycle ---------------------------------------------------------
@@ -161,7 +162,7 @@ class Hl7v2Seeder(Seeder):
     def header(self) -> pam.Header:
         s = self.settings
         return pam.Header(s["sending_application"], s["sending_facility"], s["receiving_application"],
-                          s["receiving_facility"], str(s.get("pam_version", "2.10")))
+                          s["receiving_facility"], str(s.get("pam_version", "2.11")))
 
     @property
     def event(self) -> str:
@@ -170,7 +171,7 @@ class Hl7v2Seeder(Seeder):
     # -- planting ----------------------------------------------------------
     def plan(self, identity: Identity) -> list[PlannedRow]:
         self._ready()
-        text = self._add_message(identity, pi="", visit="", control_id="", now=datetime.now())
+        text = self._add_message(identity, pi="", visit="", account="", control_id="", now=datetime.now())
         rows = []
         for segment in h.parse(text).segments:
             values = {f"{segment.name}-{n}": raw for n, raw in enumerate(segment.fields) if n and raw}
@@ -191,8 +192,9 @@ class Hl7v2Seeder(Seeder):
         now = datetime.now()
         pi = self._new_number()
         visit = self._new_number() if self.event == "A04" else ""
+        account = self._new_number() if self.event == "A04" else ""
         control_id = _control_id(now)
-        message = self._add_message(identity, pi=pi, visit=visit, control_id=control_id, now=now)
+        message = self._add_message(identity, pi=pi, visit=visit, account=account, control_id=control_id, now=now)
         ack = self._send(message, control_id, self.event, pi)
         pid_segment = next(line for line in message.split(h.SEGMENT_END) if line.startswith("PID|"))
         extra = {
@@ -202,12 +204,14 @@ class Hl7v2Seeder(Seeder):
         }
         if visit:
             extra["visit_number"] = visit
+            extra["account_number"] = account
         return Placement(extra=extra)
 
-    def _add_message(self, identity: Identity, *, pi: str, visit: str, control_id: str,
+    def _add_message(self, identity: Identity, *, pi: str, visit: str, account: str, control_id: str,
                      now: datetime) -> str:
         return pam.add_person(self.header, identity, event=self.event, control_id=control_id, pi=pi,
-                              pi_authority=self.settings["pi_authority"], visit_number=visit, now=now)
+                              pi_authority=self.settings["pi_authority"], visit_number=visit,
+                              account_number=account, now=now)
 
     def _new_number(self) -> str:
         prefix = str(self.settings.get("pi_prefix", ""))
@@ -269,8 +273,15 @@ class Hl7v2Seeder(Seeder):
             self._send(cancel, control_id, "A11", pi)
         now = datetime.now()
         control_id = _control_id(now)
-        self._send(pam.delete_person(header, h.Raw(pid_segment), control_id=control_id, now=now),
-                   control_id, "A29", pi)
+        try:
+            self._send(pam.delete_person(header, h.Raw(pid_segment), control_id=control_id, now=now),
+                       control_id, "A29", pi)
+        except SourceError as err:
+            if "rejected" not in str(err):
+                raise
+            # PAM France has no delete event (its ITI-30 list is exhaustive): say what is left to do.
+            raise SourceError(f"{err}; A29 (HL7 v2.5 delete person) is not a PAM France event: remove "
+                              f"patient PI {pi} in the receiving system by hand") from None
 
 
 def _control_id(now: datetime) -> str:

@@ -12,6 +12,10 @@ Three pieces, as for the other test servers:
   thread, ``start()`` / ``stop()`` (also a context manager).
 
 The parsing uses ``seeders.hl7v2.message`` (escaping is tested on its own).
+Every message is also checked like a strict PAM France receiver would
+(support/hl7_validation.py): hl7apy strict HL7 v2.5 without the Z segments,
+then the French extension's rules (MSH-12/21, PID-32, ZFD, ZBE-9, PID-18...);
+the first problem is answered AE with its location in ERR-2.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from seeders.hl7v2 import message as h
+from support import hl7_validation
 
 INS_AUTHORITY = "ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO"
 STRUCTURES = {"A28": "ADT_A05", "A04": "ADT_A01", "A29": "ADT_A21", "A11": "ADT_A09"}
@@ -32,11 +37,11 @@ _HD = re.compile(r"^[^&]+&[0-2](\.[0-9]+)+&ISO$")
 
 
 class Rejected(Exception):
-    """Validation failed: answer AE with an ERR segment."""
+    """Validation failed: answer AE (or AR: an event this receiver does not handle) with an ERR segment."""
 
-    def __init__(self, location: str, code: str, text: str) -> None:
+    def __init__(self, location: str, code: str, text: str, ack: str = "AE") -> None:
         super().__init__(text)
-        self.location, self.code, self.text = location, code, text
+        self.location, self.code, self.text, self.ack = location, code, text, ack
 
 
 @dataclass
@@ -56,9 +61,16 @@ class Person:
 
 @dataclass
 class PamReceiver:
-    """The handler. ``mode``: "normal", "AE", "AR" (answer that to everything) or "silent"."""
+    """The handler. ``mode``: "normal", "AE", "AR" (answer that to everything) or "silent".
+
+    ``pam_version``: the PAM France version the receiver speaks. ``accept_a29``:
+    False for a receiver that knows only PAM France's events, which have no
+    deletion; it answers AR to A29.
+    """
 
     mode: str = "normal"
+    pam_version: str = "2.11"
+    accept_a29: bool = True
     persons: dict[str, Person] = field(default_factory=dict)
     visits: dict[str, str] = field(default_factory=dict)  # visit number -> PI
     received: list[str] = field(default_factory=list)
@@ -78,18 +90,21 @@ class PamReceiver:
             if self.mode == "AE":
                 return _ack(message, "AE", "PID-3", "207", "application internal error: database locked")
             try:
-                self._act(message)
+                self._act(message, text)
             except Rejected as err:
-                return _ack(message, "AE", err.location, err.code, err.text)
+                return _ack(message, err.ack, err.location, err.code, err.text)
             return _ack(message, "AA")
 
-    def _act(self, message: h.Message) -> None:
+    def _act(self, message: h.Message, text: str) -> None:
         msh = message.first("MSH")
         event, structure = msh.get(9, 2), msh.get(9, 3)
         if msh.get(9, 1) != "ADT" or STRUCTURES.get(event) != structure:
             raise Rejected("MSH-9", "200", f"unsupported message type {msh.raw(9)}")
-        if msh.get(12, 1) != "2.5" or msh.get(12, 2) != "FRA" or msh.get(12, 3) not in ("2.10", "2.11"):
-            raise Rejected("MSH-12", "203", f"expected 2.5^FRA^2.10 or 2.11, got {msh.raw(12)}")
+        if event == "A29" and not self.accept_a29:
+            raise Rejected("MSH-9", "200", "A29 is not a PAM France event", ack="AR")
+        if msh.raw(12) != f"2.5^FRA^{self.pam_version}":
+            raise Rejected("MSH-12", "203", f"expected 2.5^FRA^{self.pam_version}, got {msh.raw(12)}")
+        self._conforms(text)
         if not msh.get(10):
             raise Rejected("MSH-10", "101", "message control id missing")
         if message.first("EVN") is None or not message.first("EVN").get(2):
@@ -110,6 +125,14 @@ class PamReceiver:
             if any(owner == pi for owner in self.visits.values()):
                 raise Rejected("PID-3", "207", f"patient {pi} still has an open visit: cancel it first")
             del self.persons[pi]
+
+    def _conforms(self, text: str) -> None:
+        problems = [p for p in hl7_validation.problems(text, self.pam_version)
+                    if not (self.accept_a29 and p.startswith("MSH-9 event A29 "))]
+        if problems:
+            location = problems[0].split(" ")[0]
+            raise Rejected(location if re.fullmatch(r"[A-Z][A-Z0-9]{2}(-[0-9]+)?", location) else "MSH",
+                           "207", problems[0])
 
     def _add(self, message: h.Message, pid: h.Segment, pi: str, event: str) -> None:
         ins = _identifier(pid, "INS", INS_AUTHORITY)
