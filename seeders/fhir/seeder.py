@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import random
 import re
+from datetime import datetime
 from typing import Any, Iterable
 
 from canary.errors import ConfigError, MappingError, SourceError
 from canary.model import Identity, Placement, VerifyResult, VerifyState
+from seeders.fhir import footprint as lab_footprint
 from seeders.fhir import host as fhirhost
 from seeders.fhir import patient as fp
 from seeders.base import PlannedRow, Seeder, SeederOption
@@ -44,6 +46,8 @@ class FhirSeeder(Seeder):
                      "(fr-core-cs-v2-0445, FR Core 2.1.0/2.2.0), 'QUAL' (fr-core-cs-identity-status, FR Core "
                      "builds after PR #306) or 'auto': the code system the server's recent Patients use, else VALI",
                      default="auto"),
+        SeederOption("footprint", "'lab': with each Patient, a ServiceRequest, Specimen, Observations and a "
+                     "DiagnosticReport for one common panel (seeders/fhir/lab.py); 'none'", default="none"),
         SeederOption("timeout", "seconds to wait for each answer of the server", default="15"),
     )
 
@@ -65,6 +69,7 @@ class FhirSeeder(Seeder):
             "general_practitioner": (r"auto|identity|none|Practitioner(Role)?/[A-Za-z0-9.-]{1,64}",
                                      "auto, identity, none or Practitioner/ID"),
             "identity_status": (r"auto|VALI|QUAL", "auto, VALI or QUAL"),
+            "footprint": (r"none|lab", "none or lab"),
             "timeout": (r"\d+(\.\d+)?", "a number of seconds"),
         }
         for name, value in checked.items():
@@ -204,12 +209,21 @@ class FhirSeeder(Seeder):
             self._compensate(identity, created.id)
             raise MappingError(f"source '{self.source.name}': {client.shown_base} did not keep {changed[0]} as sent; "
                                "the Patient was deleted again")
-        return self._placement(created.id, resource)
+        footprint = []
+        if self.option("footprint") == "lab":
+            try:
+                footprint = lab_footprint.plant(client, created.id, self._rnd, datetime.now())
+            except (SourceError, MappingError) as err:
+                self._compensate(identity, created.id)
+                raise type(err)(f"{err}; the Patient was deleted again") from None
+        return self._placement(created.id, resource, footprint)
 
-    def _placement(self, rid: str, resource: dict[str, Any]) -> Placement:
+    def _placement(self, rid: str, resource: dict[str, Any], footprint: list[dict[str, Any]] | None = None) -> Placement:
         sent = {name: resource[name] for name in fp.COMPARED if name in resource}
-        return Placement(extra={"resource": "Patient", "id": str(rid), "base": self._ready()[0].shown_base,
-                                "sent": sent})
+        extra = {"resource": "Patient", "id": str(rid), "base": self._ready()[0].shown_base, "sent": sent}
+        if footprint:
+            extra["footprint"] = footprint
+        return Placement(extra=extra)
 
     def _ours(self, identity: Identity) -> dict[str, Any] | None:
         found = [r for r in self._ready()[0].search("Patient", {"identifier": fp.ins_search(identity.nir)})
@@ -248,8 +262,10 @@ class FhirSeeder(Seeder):
         changed = fp.changed_elements(placement.extra.get("sent") or {}, current)
         if current.get("link"):
             changed.append("Patient.link")  # merged into another record
-        if changed:
-            return VerifyResult(VerifyState.ALTERED, tuple(f"{name} changed" for name in changed))
+        details = [f"{name} changed" for name in changed]
+        details += lab_footprint.check(self._ready()[0], placement.extra.get("footprint") or [])
+        if details:
+            return VerifyResult(VerifyState.ALTERED, tuple(details))
         return VerifyResult(VerifyState.OK)
 
     def retire(self, placement: Placement) -> None:
@@ -258,13 +274,14 @@ class FhirSeeder(Seeder):
             return
         client = self._ready()[0]
         current = client.read("Patient", rid)
-        if current is None:
-            return
         sent = placement.extra.get("sent") or {}
-        if not _shares_identifier_or_email(sent, current):
+        if current is not None and not _shares_identifier_or_email(sent, current):
             raise SourceError(f"source '{self.source.name}': Patient/{rid} on {client.shown_base} no longer carries "
                               "the canary's INS or e-mail; it was not deleted")
-        client.delete("Patient", rid)
+        # The footprint goes first, even when the Patient is already gone: it refers to the Patient.
+        lab_footprint.delete(client, placement.extra.get("footprint") or [])
+        if current is not None:
+            client.delete("Patient", rid)
 
     def locate(self, identity: Identity) -> Placement | None:
         found = self._ours(identity)
