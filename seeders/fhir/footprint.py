@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from canary.errors import MappingError, SourceError
+from seeders.common import lab_panels
 from seeders.fhir import lab
 from seeders.fhir.http import FhirClient
 
@@ -38,13 +39,13 @@ def plant(client: FhirClient, patient_id: str, rnd: random.Random, now: datetime
 
 
 def _build(client: FhirClient, patient: str, rnd: random.Random, now: datetime, made: list[dict[str, Any]]) -> None:
-    panel = lab.pick_panel(rnd)
-    timing = lab.Timing.before(now, rnd)
+    panel = lab_panels.pick_panel(rnd)
+    timing = lab_panels.Timing.before(now, rnd)
     request = _create(client, lab.service_request(patient, panel, timing.collected), made)
     sample = _create(client, lab.specimen(patient, request, timing.collected), made)
     results = [_create(client, lab.observation(patient, request, sample, analyte, value, timing.collected,
                                                timing.issued), made)
-               for analyte, value in zip(panel.analytes, lab.values(panel, rnd))]
+               for analyte, value in zip(panel.analytes, lab_panels.values(panel, rnd))]
     _create(client, lab.report(patient, request, sample, panel, results, timing.collected, timing.issued), made)
 
 

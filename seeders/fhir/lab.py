@@ -22,10 +22,10 @@ the reference range so no result is flagged abnormal and no alert fires.
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from seeders.common.lab_panels import Analyte, Panel
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -34,53 +34,6 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 # Order in which the resources are created (and the reverse, deleted): each refers to earlier ones.
 ORDER = ("ServiceRequest", "Specimen", "Observation", "DiagnosticReport")
-
-
-@dataclass(frozen=True)
-class Analyte:
-    loinc: str
-    display: str
-    unit: str  # UCUM code, also shown as the unit
-    low: float
-    high: float
-    decimals: int
-
-
-@dataclass(frozen=True)
-class Panel:
-    name: str
-    loinc: str
-    display: str
-    analytes: tuple[Analyte, ...]
-
-
-PANELS = (
-    Panel("ionogramme", "24326-1", "Electrolytes 1998 panel - Serum or Plasma", (
-        Analyte("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", 136, 145, 0),
-        Analyte("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", 3.5, 5.1, 1),
-        Analyte("2075-0", "Chloride [Moles/volume] in Serum or Plasma", "mmol/L", 98, 107, 0),
-    )),
-    Panel("glycemie", "14749-6", "Glucose [Moles/volume] in Serum or Plasma", (
-        Analyte("14749-6", "Glucose [Moles/volume] in Serum or Plasma", "mmol/L", 4.1, 5.9, 2),
-    )),
-    Panel("tsh", "3016-3", "Thyrotropin [Units/volume] in Serum or Plasma", (
-        Analyte("3016-3", "Thyrotropin [Units/volume] in Serum or Plasma", "m[IU]/L", 0.4, 4.0, 2),
-    )),
-    Panel("crp", "1988-5", "C reactive protein [Mass/volume] in Serum or Plasma", (
-        Analyte("1988-5", "C reactive protein [Mass/volume] in Serum or Plasma", "mg/L", 0.5, 5.0, 1),
-    )),
-)
-
-
-def pick_panel(rnd: random.Random) -> Panel:
-    return rnd.choice(PANELS)
-
-
-def _value(analyte: Analyte, rnd: random.Random) -> float:
-    """Around the middle of the range, never outside it (no abnormal flag, no alert)."""
-    middle, spread = (analyte.low + analyte.high) / 2, (analyte.high - analyte.low) / 6
-    value = min(max(rnd.gauss(middle, spread), analyte.low), analyte.high)
-    return round(value, analyte.decimals) if analyte.decimals else float(round(value))
 
 
 def _concept(system: str, code: str, display: str) -> dict[str, Any]:
@@ -126,20 +79,3 @@ def report(patient: str, request: str, sample: str, panel: Panel, results: list[
             "basedOn": [{"reference": request}], "specimen": [{"reference": sample}],
             "effectiveDateTime": _instant(collected), "issued": _instant(issued),
             "result": [{"reference": r} for r in results]}
-
-
-@dataclass(frozen=True)
-class Timing:
-    collected: datetime
-    issued: datetime
-
-    @classmethod
-    def before(cls, now: datetime, rnd: random.Random) -> "Timing":
-        """Collected a few hours to two days before planting, validated 2 to 6 hours later."""
-        collected = now - timedelta(minutes=rnd.randint(6 * 60, 48 * 60))
-        issued = min(collected + timedelta(minutes=rnd.randint(120, 360)), now)
-        return cls(collected.replace(microsecond=0), issued.replace(microsecond=0))
-
-
-def values(panel: Panel, rnd: random.Random) -> list[float]:
-    return [_value(a, rnd) for a in panel.analytes]

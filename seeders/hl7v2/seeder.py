@@ -17,6 +17,7 @@ HL7 v2 has no read-back in PAM, so:
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from urllib.parse import urlsplit
 
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
+from seeders.common import lab_panels
+from seeders.hl7v2 import lab
 from seeders.hl7v2 import message as h
 from seeders.hl7v2 import pam
 from seeders.base import PlannedRow, Seeder, SeederOption
@@ -85,6 +88,10 @@ class Hl7v2Seeder(Seeder):
         SeederOption("pi_digits", "Length of generated PIs and visit numbers.", default=10),
         SeederOption("pam_version", "PAM France version in MSH-12 (2.5^FRA^VERSION): 2.11 (with the MSH-21 "
                      "conformance declaration) or 2.10.", default="2.11"),
+        SeederOption("footprint", "lab: after the ADT, the results of one common panel as an ORU^R01 from "
+                     "the laboratory system (seeders/hl7v2/lab.py); none.", default="none"),
+        SeederOption("lab_application", "MSH-3 of the result messages: the laboratory system, as it writes "
+                     "itself (needed with footprint=lab)."),
         SeederOption("timeout", "Seconds to wait for a connection and for each ACK.", default=10.0),
     )
 
@@ -115,6 +122,11 @@ class Hl7v2Seeder(Seeder):
         prefix = str(typed.get("pi_prefix", ""))
         if not _DIGITS.match(prefix) or len(prefix) >= int(typed.get("pi_digits", 10)):
             raise ConfigError("seeder 'hl7v2': pi_prefix must be digits, shorter than pi_digits")
+        if str(typed.get("footprint", "none")) not in ("none", "lab"):
+            raise ConfigError(f"seeder 'hl7v2': footprint must be none or lab, not {typed['footprint']!r}")
+        if typed.get("footprint") == "lab" and not str(typed.get("lab_application") or "").strip():
+            raise ConfigError("seeder 'hl7v2': footprint=lab needs --set lab_application=NAME (MSH-3 of the "
+                              "laboratory system)")
         if "pam_version" in typed and str(typed["pam_version"]) not in pam.PAM_VERSIONS:
             raise ConfigError(f"seeder 'hl7v2': pam_version must be one of {', '.join(pam.PAM_VERSIONS)}, "
                               f"not {typed['pam_version']!r}")
@@ -205,7 +217,31 @@ class Hl7v2Seeder(Seeder):
         if visit:
             extra["visit_number"] = visit
             extra["account_number"] = account
+        if self.settings.get("footprint") == "lab":
+            pv1 = next(line for line in message.split(h.SEGMENT_END) if line.startswith("PV1|"))
+            extra["lab"] = self._send_results(extra, pv1 if visit else None)
         return Placement(extra=extra)
+
+    def _send_results(self, extra: dict[str, Any], pv1: str | None) -> dict[str, Any]:
+        """The ORU^R01 of one panel; on failure the patient just created is deleted again."""
+        rnd = random.Random(secrets.randbits(64))
+        panel = lab_panels.pick_panel(rnd)
+        now = datetime.now()
+        order = lab.order_for(panel, lab_panels.values(panel, rnd), lab_panels.Timing.before(now, rnd),
+                              placer=self._new_number(), filler=self._new_number())
+        control_id = _control_id(now)
+        results = lab.results_message(self.header, self.settings["lab_application"], extra["pid"],
+                                      control_id=control_id, now=now, order=order, pv1=pv1)
+        try:
+            self._send(results, control_id, "R01", extra["pi"])
+        except SourceError as err:
+            try:
+                self.retire(Placement(extra=extra))
+            except SourceError as undo:
+                raise SourceError(f"{err}; deleting the patient again failed too: {undo}") from None
+            raise SourceError(f"{err}; the patient was deleted again") from None
+        return {**order, "message_control_id": control_id, "pv1": pv1 or "",
+                "application": self.settings["lab_application"]}
 
     def _add_message(self, identity: Identity, *, pi: str, visit: str, account: str, control_id: str,
                      now: datetime) -> str:
@@ -262,6 +298,15 @@ class Hl7v2Seeder(Seeder):
         if not pid_segment:
             raise SourceError(f"source '{self.source.name}': the placement holds no PID to delete")
         header, pi = self.header, str(extra.get("pi", ""))
+        if extra.get("lab"):
+            # Results first, withdrawn as a laboratory withdraws results sent in error (OBX-11 D).
+            now = datetime.now()
+            control_id = _control_id(now)
+            application = extra["lab"].get("application") or self.settings.get("lab_application") or ""
+            withdraw = lab.results_message(header, application, pid_segment,
+                                           control_id=control_id, now=now, order=extra["lab"],
+                                           pv1=extra["lab"].get("pv1") or None, delete=True)
+            self._send(withdraw, control_id, "R01", pi)
         if extra.get("event") == "A04" and extra.get("visit_number"):
             # The A04 opened a visit: cancel it first, as the identity server would.
             now = datetime.now()

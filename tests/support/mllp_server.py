@@ -71,8 +71,10 @@ class PamReceiver:
     mode: str = "normal"
     pam_version: str = "2.11"
     accept_a29: bool = True
+    accept_results: bool = True  # False: ORU^R01 answered AR (an interface without results)
     persons: dict[str, Person] = field(default_factory=dict)
     visits: dict[str, str] = field(default_factory=dict)  # visit number -> PI
+    results: dict[str, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)  # filler -> (PI, OBX)
     received: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -98,6 +100,11 @@ class PamReceiver:
     def _act(self, message: h.Message, text: str) -> None:
         msh = message.first("MSH")
         event, structure = msh.get(9, 2), msh.get(9, 3)
+        if msh.raw(9) == "ORU^R01^ORU_R01":
+            if not self.accept_results:
+                raise Rejected("MSH-9", "200", "this interface takes no results", ack="AR")
+            self._conforms(text)
+            return self._results(message)
         if msh.get(9, 1) != "ADT" or STRUCTURES.get(event) != structure:
             raise Rejected("MSH-9", "200", f"unsupported message type {msh.raw(9)}")
         if event == "A29" and not self.accept_a29:
@@ -124,6 +131,8 @@ class PamReceiver:
                 raise Rejected("PID-3", "204", f"unknown patient {pi}")
             if any(owner == pi for owner in self.visits.values()):
                 raise Rejected("PID-3", "207", f"patient {pi} still has an open visit: cancel it first")
+            if any(owner == pi for owner, _ in self.results.values()):
+                raise Rejected("PID-3", "207", f"patient {pi} still has results: delete them first")
             del self.persons[pi]
 
     def _conforms(self, text: str) -> None:
@@ -174,6 +183,25 @@ class PamReceiver:
             email=next((h.part(t, 4) for t in telecoms if h.part(t, 2) == "NET"), ""),
             reliability=reliability,
         )
+
+    def _results(self, message: h.Message) -> None:
+        """ORU^R01: store final results, or delete them (every OBX-11 D, OBR-25 C)."""
+        pi = _identifier(message.first("PID"), "PI")
+        if pi not in self.persons:
+            raise Rejected("PID-3", "204", f"results for unknown patient {pi!r}")
+        filler, obr = message.first("OBR").get(3), message.first("OBR")
+        statuses = {obx.get(11) for obx in message.all("OBX")}
+        observations = [(obx.get(3), obx.get(5)) for obx in message.all("OBX")]
+        if statuses == {"F"} and obr.get(25) == "F":
+            if filler in self.results:
+                raise Rejected("OBR-3", "205", f"order {filler} already has results")
+            self.results[filler] = (pi, observations)
+        elif statuses == {"D"} and obr.get(25) == "C":
+            if self.results.get(filler, ("", []))[0] != pi:
+                raise Rejected("OBR-3", "204", f"no results of order {filler} for patient {pi}")
+            del self.results[filler]
+        else:
+            raise Rejected("OBX-11", "103", f"result statuses {sorted(statuses)} with OBR-25 {obr.get(25)!r}")
 
     def _cancel(self, message: h.Message, pi: str) -> None:
         pv1, zbe = message.first("PV1"), message.first("ZBE")

@@ -14,7 +14,7 @@ import pytest
 
 from canary.errors import MappingError
 from canary.model import Placement, VerifyState
-from seeders.fhir import lab
+from seeders.common import lab_panels
 from seeders.fhir.seeder import FhirSeeder
 from support.fhir_hosts import identity, real_patient, spec
 from support.fhir_server import FhirTestServer, ServerSettings
@@ -57,7 +57,7 @@ def test_each_canary_gets_a_valid_lab_footprint_referring_to_it(server):
             assert obs["valueQuantity"]["system"] == "http://unitsofmeasure.org"
     panels = {server.store.lab[f"ServiceRequest/{p.extra['footprint'][0]['id']}"]["code"]["coding"][0]["code"]
               for p in placements}
-    assert len(panels) > 1 and panels <= {p.loinc for p in lab.PANELS}
+    assert len(panels) > 1 and panels <= {p.loinc for p in lab_panels.PANELS}
 
 
 def test_verify_sees_a_deleted_or_altered_result_and_retire_removes_everything(server):
