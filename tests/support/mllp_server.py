@@ -239,7 +239,7 @@ def _ack(message: h.Message | None, code: str, location: str = "", error: str = 
             3: msh.get(5) if msh else "EHR", 4: msh.get(6) if msh else "",
             5: msh.get(3) if msh else "", 6: msh.get(4) if msh else "",
             7: datetime.now().strftime("%Y%m%d%H%M%S"), 9: ["ACK", event, "ACK"],
-            10: f"ACK{control}", 11: "P", 12: ["2.5", "FRA", "2.10"],
+            10: f"ACK{control}", 11: "P", 12: h.Raw(msh.raw(12)) if msh else "2.5",  # the version it answers
         }),
         h.segment("MSA", {1: code, 2: control}),
     ]

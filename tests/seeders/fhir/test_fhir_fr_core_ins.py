@@ -13,6 +13,7 @@ import copy
 import pytest
 import requests
 
+from canary.errors import ConfigError
 from canary.identity.generator import IdentityGenerator
 from seeders.fhir import host as fhirhost
 from seeders.fhir import patient as fp
@@ -114,7 +115,7 @@ def test_identity_status_option_wins_over_the_host():
             server.store.add(patient)
         with FhirSeeder(spec(identity_status="QUAL"), server.base_url) as seeder:
             assert seeder.conv.identity_status == "QUAL"
-        with pytest.raises(Exception, match="identity_status='RECUP' is not valid"):
+        with pytest.raises(ConfigError, match="identity_status='RECUP' is not valid"):
             FhirSeeder.validate_options({"identity_status": "RECUP"})
     finally:
         server.stop()

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from canary.errors import MappingError
+from canary.errors import ConfigError, MappingError
 from canary.model import Placement, VerifyState
 from seeders.common import lab_panels
 from seeders.fhir.seeder import FhirSeeder
@@ -93,5 +93,5 @@ def test_without_footprint_nothing_but_the_patient_is_written(server):
     with FhirSeeder(spec(), server.base_url) as seeder:
         placement = seeder.plant(identity(40))
     assert "footprint" not in placement.extra and server.store.lab == {}
-    with pytest.raises(Exception, match="footprint='all' is not valid"):
+    with pytest.raises(ConfigError, match="footprint='all' is not valid"):
         FhirSeeder.validate_options({"footprint": "all"})

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from canary.errors import SourceError
+from canary.errors import ConfigError, SourceError
 from canary.identity.generator import IdentityGenerator
 from seeders.hl7v2 import message as h
 from seeders.hl7v2 import pam
@@ -140,7 +140,7 @@ def test_pam_version_210_has_no_conformance_declaration(identities):
         make_seeder(server.url, pam_version="2.10").plant(identities[2])
         msh = h.parse(server.receiver.received[-1]).first("MSH")
         assert msh.raw(12) == "2.5^FRA^2.10" and msh.raw(21) == ""
-    with pytest.raises(Exception, match="pam_version must be one of 2.10, 2.11"):
+    with pytest.raises(ConfigError, match="pam_version must be one of 2.10, 2.11"):
         make_seeder("mllp://127.0.0.1:1", pam_version="2.9")
 
 
