@@ -39,14 +39,30 @@ def plant(client: FhirClient, patient_id: str, rnd: random.Random, now: datetime
 
 
 def _build(client: FhirClient, patient: str, rnd: random.Random, now: datetime, made: list[dict[str, Any]]) -> None:
+    _resources(patient, rnd, now, lambda resource: _create(client, resource, made))
+
+
+def preview(rnd: random.Random, now: datetime) -> list[dict[str, Any]]:
+    """The footprint as it would be sent, references to resources not yet created left symbolic."""
+    shown: list[dict[str, Any]] = []
+
+    def keep(resource: dict[str, Any]) -> str:
+        shown.append(resource)
+        return f"{resource['resourceType']}/(new {len(shown)})"
+
+    _resources("Patient/(new)", rnd, now, keep)
+    return shown
+
+
+def _resources(patient: str, rnd: random.Random, now: datetime, create) -> None:
+    """Build each resource in reference order; ``create`` sends one and returns its reference."""
     panel = lab_panels.pick_panel(rnd)
     timing = lab_panels.Timing.before(now, rnd)
-    request = _create(client, lab.service_request(patient, panel, timing.collected), made)
-    sample = _create(client, lab.specimen(patient, request, timing.collected), made)
-    results = [_create(client, lab.observation(patient, request, sample, analyte, value, timing.collected,
-                                               timing.issued), made)
+    request = create(lab.service_request(patient, panel, timing.collected))
+    sample = create(lab.specimen(patient, request, timing.collected))
+    results = [create(lab.observation(patient, request, sample, analyte, value, timing.collected, timing.issued))
                for analyte, value in zip(panel.analytes, lab_panels.values(panel, rnd))]
-    _create(client, lab.report(patient, request, sample, panel, results, timing.collected, timing.issued), made)
+    create(lab.report(patient, request, sample, panel, results, timing.collected, timing.issued))
 
 
 def _create(client: FhirClient, resource: dict[str, Any], made: list[dict[str, Any]]) -> str:

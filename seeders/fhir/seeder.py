@@ -167,7 +167,11 @@ class FhirSeeder(Seeder):
         return {"reference": choice}
 
     def plan(self, identity: Identity) -> list[PlannedRow]:
-        return [PlannedRow(table="Patient", values=self._patient(identity, final=False))]
+        rows = [PlannedRow(table="Patient", values=self._patient(identity, final=False))]
+        if self.option("footprint") == "lab":
+            rows += [PlannedRow(table=r["resourceType"], values=r)
+                     for r in lab_footprint.preview(self._rnd, datetime.now())]
+        return rows
 
     def check_fits(self, identities: Iterable[Identity]) -> None:
         for identity in identities:

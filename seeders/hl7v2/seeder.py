@@ -184,8 +184,12 @@ class Hl7v2Seeder(Seeder):
     def plan(self, identity: Identity) -> list[PlannedRow]:
         self._ready()
         text = self._add_message(identity, pi="", visit="", account="", control_id="", now=datetime.now())
+        messages = [text]
+        if self.settings.get("footprint") == "lab":
+            pid = next(line for line in text.split(h.SEGMENT_END) if line.startswith("PID|"))
+            messages.append(self._results_message(pid, None)[2])
         rows = []
-        for segment in h.parse(text).segments:
+        for segment in (s for m in messages for s in h.parse(m).segments):
             values = {f"{segment.name}-{n}": raw for n, raw in enumerate(segment.fields) if n and raw}
             rows.append(PlannedRow(table=segment.name, values=values))
         return rows
@@ -224,14 +228,7 @@ class Hl7v2Seeder(Seeder):
 
     def _send_results(self, extra: dict[str, Any], pv1: str | None) -> dict[str, Any]:
         """The ORU^R01 of one panel; on failure the patient just created is deleted again."""
-        rnd = random.Random(secrets.randbits(64))
-        panel = lab_panels.pick_panel(rnd)
-        now = datetime.now()
-        order = lab.order_for(panel, lab_panels.values(panel, rnd), lab_panels.Timing.before(now, rnd),
-                              placer=self._new_number(), filler=self._new_number())
-        control_id = _control_id(now)
-        results = lab.results_message(self.header, self.settings["lab_application"], extra["pid"],
-                                      control_id=control_id, now=now, order=order, pv1=pv1)
+        order, control_id, results = self._results_message(extra["pid"], pv1)
         try:
             self._send(results, control_id, "R01", extra["pi"])
         except SourceError as err:
@@ -242,6 +239,17 @@ class Hl7v2Seeder(Seeder):
             raise SourceError(f"{err}; the patient was deleted again") from None
         return {**order, "message_control_id": control_id, "pv1": pv1 or "",
                 "application": self.settings["lab_application"]}
+
+    def _results_message(self, pid: str, pv1: str | None) -> tuple[dict[str, Any], str, str]:
+        """A new order of one random panel, its message control id and its ORU^R01."""
+        rnd = random.Random(secrets.randbits(64))
+        panel = lab_panels.pick_panel(rnd)
+        now = datetime.now()
+        order = lab.order_for(panel, lab_panels.values(panel, rnd), lab_panels.Timing.before(now, rnd),
+                              placer=self._new_number(), filler=self._new_number())
+        control_id = _control_id(now)
+        return order, control_id, lab.results_message(self.header, self.settings["lab_application"], pid,
+                                                      control_id=control_id, now=now, order=order, pv1=pv1)
 
     def _add_message(self, identity: Identity, *, pi: str, visit: str, account: str, control_id: str,
                      now: datetime) -> str:

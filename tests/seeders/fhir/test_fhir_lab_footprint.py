@@ -89,6 +89,15 @@ def test_a_refused_footprint_leaves_nothing_behind(server):
     assert server.store.lab == {} and server.store.patients == before_patients
 
 
+def test_plan_shows_the_footprint_without_sending_it(server):
+    with FhirSeeder(spec(footprint="lab"), server.base_url) as seeder:
+        rows = seeder.plan(identity(41))
+    tables = [r.table for r in rows]
+    assert tables[:3] == ["Patient", "ServiceRequest", "Specimen"] and tables[-1] == "DiagnosticReport"
+    assert rows[2].values["request"] == [{"reference": "ServiceRequest/(new 1)"}]
+    assert server.store.lab == {} and len(server.store.patients) == 12
+
+
 def test_without_footprint_nothing_but_the_patient_is_written(server):
     with FhirSeeder(spec(), server.base_url) as seeder:
         placement = seeder.plant(identity(40))

@@ -71,6 +71,15 @@ def test_results_refused_leave_no_patient_behind(identities):
         assert server.receiver.persons == {} and server.receiver.visits == {}
 
 
+def test_plan_shows_the_results_message_without_sending(identities):
+    with MllpServer() as server:
+        rows = make_seeder(server.url, **LAB).plan(identities[8])
+        assert server.receiver.received == []
+    tables = [r.table for r in rows]
+    assert tables[:5] == ["MSH", "EVN", "PID", "PV1", "ZFD"] and tables[5:8] == ["MSH", "PID", "ORC"]
+    assert rows[5].values["MSH-9"] == "ORU^R01^ORU_R01" and tables[-1] == "SPM"
+
+
 def test_footprint_options_are_checked():
     with pytest.raises(ConfigError, match="footprint=lab needs --set lab_application"):
         make_seeder("mllp://127.0.0.1:1", footprint="lab")
