@@ -9,7 +9,6 @@ writes, so the placement can be verified and retired like any other.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +17,7 @@ from canary.model import Identity, Placement
 from canary.phones import formats
 from seeders.sql.identity_match import name_spellings
 from seeders.sql.located import placement_row
+from seeders.openmrs.clock import local_stamps
 from seeders.openmrs.rows import RowBuilder
 from seeders.openmrs.setup import OpenMrsSetup
 from seeders.sql.rows import RowPlan
@@ -97,7 +97,7 @@ def _row_for(finder: _Finder, plan: RowPlan, person_id: int, found: dict[str, di
 
 def locate_patient(target: SqlTarget, setup: OpenMrsSetup, builder: RowBuilder,
                    identity: Identity) -> Placement | None:
-    plans = builder.rows(identity, "", datetime.now())
+    plans = builder.rows(identity, "", local_stamps())
     with target.engine.connect() as conn:
         finder = _Finder(target, conn)
         person_id = _anchor(finder, setup, identity)

@@ -6,28 +6,41 @@ type's check digit) in ``seeders.openmrs.numbers``; the metadata options
 resolve to in ``seeders.openmrs.setup``. This module drives them through the
 application seeder lifecycle (``seeders.sql.appseeder``): structure check,
 collisions, one-transaction plant, verify, locate and retire, all through
-``SqlTarget``.
+``SqlTarget``. The platform version is read from the schema
+(``seeders.openmrs.version``); creation stamps come from the database's
+clock (``seeders.openmrs.clock``); from 2.1 on, each canary is re-indexed
+through REST so OpenMRS's own search returns it (``seeders.openmrs.searchindex``).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
-from canary.errors import ConfigError
-from canary.model import Identity, Placement
+from canary.errors import ConfigError, SourceError
+from canary.model import Identity, Placement, VerifyResult, VerifyState
 from seeders.sql.appseeder import AppSeeder
 from seeders.base import SeederOption
+from seeders.openmrs.clock import local_stamps, server_stamps
 from seeders.openmrs.locate import locate_patient
 from seeders.openmrs.numbers import IdentifierNumbering, recent_log_comment
 from seeders.openmrs.rows import TABLES, RowBuilder, sample_habits
+from seeders.openmrs.rest import OpenMrsRest
+from seeders.openmrs.searchindex import SearchIndex, searchable_attribute_types
 from seeders.openmrs.setup import METADATA_TABLES, OpenMrsSetup, read_setup
+from seeders.openmrs.version import PlatformVersion, read_version
 from seeders.sql.identity_match import name_spellings, nir_writings
 from seeders.sql.rows import RowPlan
 from seeders.sql.apptarget import AppTarget
 from seeders.sql.access import access_problems, needs
+
+
+DEFAULT_PASSWORD_ENV = "CANARY_OPENMRS_REST_PASSWORD"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class OpenMrsSeeder(AppSeeder):
@@ -36,11 +49,14 @@ class OpenMrsSeeder(AppSeeder):
     application = "OpenMRS"
     dialects = ("mysql", "mariadb")
     wrong_dialect = "this seeder writes OpenMRS on MariaDB/MySQL, not {}"
-    preloaded = (*TABLES, *METADATA_TABLES)
-    parts = ("setup", "numbering", "builder")
+    preloaded = (*TABLES, *METADATA_TABLES, "liquibasechangelog")
+    parts = ("version", "setup", "numbering", "builder", "search")
+    version: PlatformVersion | None
     setup: OpenMrsSetup | None
     numbering: IdentifierNumbering | None
     builder: RowBuilder | None
+    search: SearchIndex | None
+    _search_error: str | None = None  # the first REST failure of a verify run
     options = (
         SeederOption("identifier_type", "Patient identifier type (name or id) numbering the canaries; "
                      "default 'OpenMRS ID', else 'OpenMRS Identification Number'", default=""),
@@ -54,6 +70,11 @@ class OpenMrsSeeder(AppSeeder):
                      default="none"),
         SeederOption("creator", "users.user_id recorded as creator of every row, or 'auto' (who created most "
                      "of the newest patients)", default="auto"),
+        SeederOption("rest_url", "OpenMRS webapp URL (https://host/openmrs): each canary is indexed through REST "
+                     "searchindexupdate so OpenMRS's patient search returns it; empty: not indexed", default=""),
+        SeederOption("rest_user", "OpenMRS account (an admin) for rest_url, HTTP basic authentication", default=""),
+        SeederOption("rest_password_env", "environment variable holding rest_user's password",
+                     default=DEFAULT_PASSWORD_ENV),
     )
 
     @classmethod
@@ -62,20 +83,55 @@ class OpenMrsSeeder(AppSeeder):
         creator = checked.get("creator")
         if creator is not None and not str(creator).strip().isdigit() and str(creator).strip().lower() != "auto":
             raise ConfigError(f"seeder 'openmrs': creator must be a users.user_id (a number) or 'auto', not {creator!r}")
+        url, user = (str(checked.get(name) or "").strip() for name in ("rest_url", "rest_user"))
+        if bool(url) != bool(user):
+            raise ConfigError("seeder 'openmrs': rest_url and rest_user go together (give both, or neither)")
+        if url and not re.match(r"https?://[^/\s]+", url):
+            raise ConfigError(f"seeder 'openmrs': rest_url must be an http(s) URL such as https://host/openmrs, "
+                              f"not {url!r}")
+        variable = checked.get("rest_password_env")
+        if variable is not None and not _ENV_NAME.fullmatch(str(variable)):
+            raise ConfigError(f"seeder 'openmrs': rest_password_env must name an environment variable, "
+                              f"not {variable!r}")
         return checked
 
     # -- lifecycle -------------------------------------------------------
-    def _prepare(self, target: AppTarget) -> tuple[OpenMrsSetup, IdentifierNumbering, RowBuilder]:
+    def _prepare(self, target: AppTarget) -> tuple[Any, ...]:
         self._check_structure(target)
+        version = read_version(target)
         setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
         numbering = IdentifierNumbering(target, setup.identifier_type, setup.idgen)
         numbering.load()
         comment = recent_log_comment(target, setup.idgen.id) if setup.idgen else None
-        return setup, numbering, RowBuilder(target, setup, sample_habits(target, setup), comment)
+        builder = RowBuilder(target, setup, sample_habits(target, setup), comment)
+        search = SearchIndex(self.source.name, version, self._rest(), searchable_attribute_types(target))
+        return version, setup, numbering, builder, search
+
+    def _rest(self) -> OpenMrsRest | None:
+        """The REST client when rest_url is set; the password is read here, never stored."""
+        url = str(self.option("rest_url") or "").strip()
+        if not url:
+            return None
+        variable = str(self.option("rest_password_env") or DEFAULT_PASSWORD_ENV)
+        password = os.environ.get(variable)
+        if not password:
+            raise ConfigError(f"source '{self.source.name}': environment variable {variable} (rest_password_env) "
+                              "is not set: export the password of rest_user in it")
+        return OpenMrsRest(self.source.name, url, str(self.option("rest_user")).strip(), password)
+
+    def close(self) -> None:
+        if getattr(self, "search", None) is not None:
+            self.search.close()
+        self._search_error = None
+        super().close()
+
+    def notices(self) -> list[str]:
+        return self.search.notices() if self.search is not None else []
 
     def check_access(self) -> list[str]:
         target, setup, _numbering, _builder = self._ready()
         wanted = needs(TABLES)
+        wanted["liquibasechangelog"] = ("SELECT",)  # the platform version is read there
         if setup.idgen is not None:  # the next identifier is taken by updating idgen's counter
             wanted["idgen_seq_id_gen"] = ("SELECT", "UPDATE")
         return access_problems(target, wanted)
@@ -96,8 +152,9 @@ class OpenMrsSeeder(AppSeeder):
         return self._target(), self.setup, self.numbering, self.builder
 
     # -- planting --------------------------------------------------------
-    def _checked_rows(self, identity: Identity, identifier: str) -> list[RowPlan]:
-        return self._checked(self._ready()[3].rows(identity, identifier, datetime.now()))
+    def _checked_rows(self, identity: Identity, identifier: str,
+                      stamps: Iterator[datetime] | None = None) -> list[RowPlan]:
+        return self._checked(self._ready()[3].rows(identity, identifier, stamps or local_stamps()))
 
     def _plan_rows(self, identity: Identity) -> list[RowPlan]:
         return self._checked_rows(identity, self._ready()[2].preview())
@@ -111,11 +168,29 @@ class OpenMrsSeeder(AppSeeder):
         target, _setup, numbering, _builder = self._ready()
         identifier = numbering.take()
         try:
-            rows = self._checked_rows(identity, identifier)
-            return Placement(rows=target.insert(rows))
+            rows = self._checked_rows(identity, identifier, server_stamps(target))
+            placement = Placement(rows=target.insert(rows))
         except BaseException:
             numbering.forget(identifier)
             raise
+        self.search.after_plant(placement)  # committed: a failure here leaves the canary planted, told once
+        return placement
+
+    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
+        """The rows read back; then, when REST is set, whether OpenMRS's own search returns the canary."""
+        result = super().verify(identity, placement)
+        if result.state is not VerifyState.OK or self.search is None or self.search.rest is None:
+            return result
+        if self._search_error is None:
+            try:
+                why = self.search.missing_from_search(placement)
+            except SourceError as err:
+                self._search_error = str(err)  # do not wait on an unreachable server again for every canary
+        if self._search_error is not None:
+            return VerifyResult(result.state, (*result.details, f"search not checked: {self._search_error}"))
+        if why is None:
+            return VerifyResult(result.state, result.details, searchable=True)
+        return VerifyResult(result.state, (*result.details, why), searchable=False)
 
     # -- collisions and lookups ------------------------------------------
     def collides(self, identity: Identity) -> bool:
