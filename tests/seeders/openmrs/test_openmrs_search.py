@@ -7,6 +7,9 @@ written in SQL is found only after the seeder asked OpenMRS to index its rows.
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import requests
 
@@ -199,3 +202,45 @@ def test_unreachable_rest_during_verify_still_verifies_the_rows(omrs_url, passwo
     finally:
         seeder.retire(placement)
         seeder.close()
+
+
+def test_the_cli_prints_the_notice_and_reports_unsearchable_canaries(omrs_url, fake, tmp_path):
+    from click.testing import CliRunner
+
+    from canary.cli.main import cli
+    from support.plant_helpers import POOL
+
+    (tmp_path / "canary.toml").write_text(
+        '[registry]\nurl = "sqlite:///registry.db"\n\n[contacts]\n'
+        'email_domains = ["mel-famille.fr", "boite-perso.fr"]\ndns_zone = "mon-rdv-sante.fr"\n'
+        'portal_url = "https://espace.mon-rdv-sante.fr/acces/"\nphone_pool_file = "pool.txt"\n', encoding="utf-8")
+    (tmp_path / "pool.txt").write_text("\n".join(POOL) + "\n", encoding="utf-8")
+    env = {"CANARY_CONFIG": str(tmp_path / "canary.toml"), "CANARY_OPERATOR": "tester", "OMRS_URL": omrs_url,
+           DEFAULT_PASSWORD_ENV: PASSWORD}
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    assert run("init", str(tmp_path)).exit_code == 0
+    for name, options in (("omrs-sql", []), ("omrs", ["--set", f"rest_url={fake.url}", "--set", "rest_user=admin"])):
+        added = run("source", "add", name, "--seeder", "openmrs", "--url-env", "OMRS_URL",
+                    "--set", "nir_identifier_type=INS-NIR", *options)
+        assert added.exit_code == 0, added.output
+    plain = run("plant", "omrs-sql", "--count", "1")
+    assert plain.exit_code == 0, plain.output
+    lines = plain.stdout.splitlines()
+    assert lines[0].startswith("planted 1 canaries into omrs-sql") and len(lines) == 2
+    assert lines[1].startswith("source 'omrs-sql': the 1 canaries will not be returned by OpenMRS 2.6 patient search")
+    indexed = run("plant", "omrs", "--count", "1", "--json")
+    assert indexed.exit_code == 0 and json.loads(indexed.stdout)["notices"] == []
+    verified = run("verify", "--json")
+    assert verified.exit_code == 0, verified.output
+    states = {f["source"]: f["state"] for f in json.loads(verified.stdout)["findings"]}
+    assert states == {"omrs-sql": "ok", "omrs": "ok"}  # omrs-sql has no REST: its search is not checked
+    fake.index.documents = {"name": {}, "identifier": {}, "attribute": {}}  # the index lost everything
+    shown = run("verify", "omrs")
+    assert shown.exit_code == 0, shown.output
+    assert re.fullmatch(r"#\d+ omrs: unsearchable \(not returned by OpenMRS patient search for its identifier "
+                        r"'\d+-\d'\)\nverify: 1 unsearchable\n", shown.stdout), shown.stdout
+    assert run("retire", "--source", "omrs", "--yes").exit_code == 0
+    assert run("retire", "--source", "omrs-sql", "--yes").exit_code == 0
