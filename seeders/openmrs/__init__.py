@@ -2,6 +2,7 @@
 
     checkdigits.py  OpenMRS patient identifier validators, re-implemented bit for bit
     clock.py        Creation times as OpenMRS stamps them: the server's clock, one stamp per row
+    footprint.py    A canary's first clinical footprint as the site records one: visit, vitals encounter, obs
     locate.py       Find an OpenMRS canary that was planted but never recorded in the registry
     numbers.py      Patient identifiers for OpenMRS canaries, numbered the way the host numbers them
     rest.py         The two OpenMRS REST calls the seeder makes: re-index one row, search patients

@@ -26,7 +26,7 @@ from seeders.sql.target import SqlTarget
 
 # Milliseconds between two entities of one flush: Hibernate saves them one after the other.
 FLUSH_GAP_MS = (0, 4)
-STAMPS_PER_PATIENT = 16  # more than the rows of one patient (idgen log, person ... identifiers)
+STAMPS_PER_PATIENT = 32  # more than the rows of one patient (idgen log, person ... identifiers, footprint)
 
 
 def server_stamps(target: SqlTarget, rnd: random.Random | None = None,

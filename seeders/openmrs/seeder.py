@@ -15,6 +15,7 @@ through REST so OpenMRS's own search returns it (``seeders.openmrs.searchindex``
 from __future__ import annotations
 
 import os
+import random
 import re
 from datetime import datetime
 from typing import Any, Iterable, Iterator
@@ -26,6 +27,7 @@ from canary.model import Identity, Placement, VerifyResult, VerifyState
 from seeders.sql.appseeder import AppSeeder
 from seeders.base import SeederOption
 from seeders.openmrs.clock import local_stamps, server_stamps
+from seeders.openmrs.footprint import VitalsHabit, footprint_rows, learn_vitals
 from seeders.openmrs.locate import locate_patient
 from seeders.openmrs.numbers import IdentifierNumbering, recent_log_comment
 from seeders.openmrs.rows import TABLES, RowBuilder, sample_habits
@@ -50,13 +52,15 @@ class OpenMrsSeeder(AppSeeder):
     dialects = ("mysql", "mariadb")
     wrong_dialect = "this seeder writes OpenMRS on MariaDB/MySQL, not {}"
     preloaded = (*TABLES, *METADATA_TABLES, "liquibasechangelog")
-    parts = ("version", "setup", "numbering", "builder", "search")
+    parts = ("version", "setup", "numbering", "builder", "search", "vitals")
     version: PlatformVersion | None
     setup: OpenMrsSetup | None
     numbering: IdentifierNumbering | None
     builder: RowBuilder | None
     search: SearchIndex | None
+    vitals: VitalsHabit | None  # how the site records vital signs; None: no footprint
     _search_error: str | None = None  # the first REST failure of a verify run
+    _rnd = random.Random()  # who gets a footprint, and the vital signs' values
     options = (
         SeederOption("identifier_type", "Patient identifier type (name or id) numbering the canaries; "
                      "default 'OpenMRS ID', else 'OpenMRS Identification Number'", default=""),
@@ -70,6 +74,9 @@ class OpenMrsSeeder(AppSeeder):
                      default="none"),
         SeederOption("creator", "users.user_id recorded as creator of every row, or 'auto' (who created most "
                      "of the newest patients)", default="auto"),
+        SeederOption("footprint", "'auto': where the site records vital signs, a canary gets a visit with a "
+                     "vitals encounter by one of its providers, at the site's rate; 'none': registration only",
+                     default="auto"),
         SeederOption("rest_url", "OpenMRS webapp URL (https://host/openmrs): each canary is indexed through REST "
                      "searchindexupdate so OpenMRS's patient search returns it; empty: not indexed", default=""),
         SeederOption("rest_user", "OpenMRS account (an admin) for rest_url, HTTP basic authentication", default=""),
@@ -83,6 +90,9 @@ class OpenMrsSeeder(AppSeeder):
         creator = checked.get("creator")
         if creator is not None and not str(creator).strip().isdigit() and str(creator).strip().lower() != "auto":
             raise ConfigError(f"seeder 'openmrs': creator must be a users.user_id (a number) or 'auto', not {creator!r}")
+        footprint = str(checked.get("footprint", "auto")).strip().lower()
+        if footprint not in ("auto", "none"):
+            raise ConfigError(f"seeder 'openmrs': footprint must be 'auto' or 'none', not {footprint!r}")
         url, user = (str(checked.get(name) or "").strip() for name in ("rest_url", "rest_user"))
         if bool(url) != bool(user):
             raise ConfigError("seeder 'openmrs': rest_url and rest_user go together (give both, or neither)")
@@ -104,8 +114,9 @@ class OpenMrsSeeder(AppSeeder):
         numbering.load()
         comment = recent_log_comment(target, setup.idgen.id) if setup.idgen else None
         builder = RowBuilder(target, setup, sample_habits(target, setup), comment)
+        vitals = learn_vitals(target) if str(self.option("footprint")).strip().lower() == "auto" else None
         search = SearchIndex(self.source.name, version, self._rest(), searchable_attribute_types(target))
-        return version, setup, numbering, builder, search
+        return version, setup, numbering, builder, search, vitals
 
     def _rest(self) -> OpenMrsRest | None:
         """The REST client when rest_url is set; the password is read here, never stored."""
@@ -132,6 +143,8 @@ class OpenMrsSeeder(AppSeeder):
         target, setup, _numbering, _builder = self._ready()
         wanted = needs(TABLES)
         wanted["liquibasechangelog"] = ("SELECT",)  # the platform version is read there
+        if self.vitals is not None:  # the footprint is written and retired like the registration
+            wanted.update(needs(("visit", "encounter", "encounter_provider", "obs")))
         if setup.idgen is not None:  # the next identifier is taken by updating idgen's counter
             wanted["idgen_seq_id_gen"] = ("SELECT", "UPDATE")
         return access_problems(target, wanted)
@@ -156,8 +169,19 @@ class OpenMrsSeeder(AppSeeder):
                       stamps: Iterator[datetime] | None = None) -> list[RowPlan]:
         return self._checked(self._ready()[3].rows(identity, identifier, stamps or local_stamps()))
 
+    def _with_footprint(self, identity: Identity, rows: list[RowPlan], stamps: Iterator[datetime],
+                        always: bool = False) -> list[RowPlan]:
+        """The registration rows, then (at the site's rate) the first visit with vitals (#12)."""
+        if self.vitals is None or not (always or self._rnd.random() < self.vitals.rate):
+            return rows
+        registered = next(row.values["date_created"] for row in rows if row.table == "person")
+        return rows + self._checked(footprint_rows(self._target(), self.vitals, identity, stamps, registered,
+                                                   self._rnd))
+
     def _plan_rows(self, identity: Identity) -> list[RowPlan]:
-        return self._checked_rows(identity, self._ready()[2].preview())
+        stamps = local_stamps()
+        rows = self._checked_rows(identity, self._ready()[2].preview(), stamps)
+        return self._with_footprint(identity, rows, stamps, always=True)  # what plant may write
 
     def check_fits(self, identities: Iterable[Identity]) -> None:
         preview = self._ready()[2].preview()  # once for the batch: nothing is taken before the plant
@@ -168,7 +192,8 @@ class OpenMrsSeeder(AppSeeder):
         target, _setup, numbering, _builder = self._ready()
         identifier = numbering.take()
         try:
-            rows = self._checked_rows(identity, identifier, server_stamps(target))
+            stamps = server_stamps(target)
+            rows = self._with_footprint(identity, self._checked_rows(identity, identifier, stamps), stamps)
             placement = Placement(rows=target.insert(rows))
         except BaseException:
             numbering.forget(identifier)
@@ -217,4 +242,4 @@ class OpenMrsSeeder(AppSeeder):
         to 'none' there is nothing to anchor on and nothing is found.
         """
         target, setup, _numbering, builder = self._ready()
-        return locate_patient(target, setup, builder, identity)
+        return locate_patient(target, setup, builder, identity, self.vitals)
