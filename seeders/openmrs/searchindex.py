@@ -97,7 +97,8 @@ class SearchIndex:
             return []
         where = f"source '{self.source_name}'"
         if self.rest is None:
-            return [f"{where}: the {self.planted} canaries will not be returned by OpenMRS {self.version} patient "
+            planted = "1 canary" if self.planted == 1 else f"{self.planted} canaries"
+            return [f"{where}: {planted} will not be returned by OpenMRS {self.version} patient "
                     f"search until its search index is rebuilt: {REBUILD_HINT} (or set rest_url and rest_user "
                     "to have each canary indexed as it is planted)"]
         if not self.failures:

@@ -19,11 +19,12 @@ import random
 import re
 from datetime import datetime
 from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
 from canary.errors import ConfigError, SourceError
-from canary.model import Identity, Placement, VerifyResult, VerifyState
+from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
 from seeders.sql.appseeder import AppSeeder
 from seeders.base import SeederOption
 from seeders.openmrs.clock import local_stamps, server_stamps
@@ -47,7 +48,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 class OpenMrsSeeder(AppSeeder):
     name = "openmrs"
-    summary = "OpenMRS (MariaDB/MySQL): person, name, address, phone attribute, patient and identifier rows."
+    summary = ("OpenMRS 2.0-2.8 (MariaDB/MySQL): person, name, address, phone attribute, patient and identifier "
+               "rows, a first visit with vitals; indexed for OpenMRS's search through REST.")
     application = "OpenMRS"
     dialects = ("mysql", "mariadb")
     wrong_dialect = "this seeder writes OpenMRS on MariaDB/MySQL, not {}"
@@ -60,7 +62,6 @@ class OpenMrsSeeder(AppSeeder):
     search: SearchIndex | None
     vitals: VitalsHabit | None  # how the site records vital signs; None: no footprint
     _search_error: str | None = None  # the first REST failure of a verify run
-    _rnd = random.Random()  # who gets a footprint, and the vital signs' values
     options = (
         SeederOption("identifier_type", "Patient identifier type (name or id) numbering the canaries; "
                      "default 'OpenMRS ID', else 'OpenMRS Identification Number'", default=""),
@@ -84,6 +85,10 @@ class OpenMrsSeeder(AppSeeder):
                      default=DEFAULT_PASSWORD_ENV),
     )
 
+    def __init__(self, source: SourceSpec, url: str) -> None:
+        super().__init__(source, url)
+        self._rnd = random.Random()  # who gets a footprint, and the vital signs' values
+
     @classmethod
     def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
         checked = super().validate_options(options)
@@ -99,6 +104,9 @@ class OpenMrsSeeder(AppSeeder):
         if url and not re.match(r"https?://[^/\s]+", url):
             raise ConfigError(f"seeder 'openmrs': rest_url must be an http(s) URL such as https://host/openmrs, "
                               f"not {url!r}")
+        if url and "@" in urlsplit(url).netloc:  # the registry stores options: never a password
+            raise ConfigError("seeder 'openmrs': rest_url must not carry credentials: give rest_user, and the "
+                              "password in the variable named by rest_password_env")
         variable = checked.get("rest_password_env")
         if variable is not None and not _ENV_NAME.fullmatch(str(variable)):
             raise ConfigError(f"seeder 'openmrs': rest_password_env must name an environment variable, "

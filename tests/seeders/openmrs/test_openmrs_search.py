@@ -93,7 +93,7 @@ def test_without_rest_plant_says_in_one_line_the_canaries_are_not_searchable(omr
         placements = [seeder.plant(make_identity(i)) for i in range(2)]
         notices = seeder.notices()
         assert len(notices) == 1 and "\n" not in notices[0]
-        assert notices[0].startswith("source 'omrs': the 2 canaries will not be returned by OpenMRS 2.6 "
+        assert notices[0].startswith("source 'omrs': 2 canaries will not be returned by OpenMRS 2.6 "
                                      "patient search until its search index is rebuilt")
         assert "Administration > Maintenance > Search Index" in notices[0] and "search.indexVersion" in notices[0]
         identifier = _values(placements[0], "patient_identifier")[0]["identifier"]
@@ -180,6 +180,8 @@ def test_rest_options_are_checked_in_one_line(omrs_url, monkeypatch):
         OpenMrsSeeder.validate_options({"rest_url": "https://omrs.example/openmrs"})
     with pytest.raises(ConfigError, match="rest_url must be an http"):
         OpenMrsSeeder.validate_options({"rest_url": "omrs.example", "rest_user": "admin"})
+    with pytest.raises(ConfigError, match="rest_url must not carry credentials"):
+        OpenMrsSeeder.validate_options({"rest_url": "https://admin:pw@omrs.example/openmrs", "rest_user": "admin"})
     with pytest.raises(ConfigError, match="rest_password_env must name an environment variable"):
         OpenMrsSeeder.validate_options({"rest_password_env": "my password"})
     monkeypatch.delenv(DEFAULT_PASSWORD_ENV, raising=False)
@@ -230,7 +232,7 @@ def test_the_cli_prints_the_notice_and_reports_unsearchable_canaries(omrs_url, f
     assert plain.exit_code == 0, plain.output
     lines = plain.stdout.splitlines()
     assert lines[0].startswith("planted 1 canaries into omrs-sql") and len(lines) == 2
-    assert lines[1].startswith("source 'omrs-sql': the 1 canaries will not be returned by OpenMRS 2.6 patient search")
+    assert lines[1].startswith("source 'omrs-sql': 1 canary will not be returned by OpenMRS 2.6 patient search")
     indexed = run("plant", "omrs", "--count", "1", "--json")
     assert indexed.exit_code == 0 and json.loads(indexed.stdout)["notices"] == []
     verified = run("verify", "--json")
