@@ -5,7 +5,7 @@
     footprint.py    A canary's first clinical footprint as the site records one: visit, vitals encounter, obs
     locate.py       Find an OpenMRS canary that was planted but never recorded in the registry
     numbers.py      Patient identifiers for OpenMRS canaries, numbered the way the host numbers them
-    rest.py         The two OpenMRS REST calls the seeder makes: re-index one row, search patients
+    rest.py         The OpenMRS REST calls the seeder makes: re-index one row, search patients, check the login
     rows.py         The rows of one OpenMRS patient, as the application's save writes them
     searchindex.py  Make OpenMRS's own patient search return a canary written in SQL, and check it does
     seeder.py       The OpenMRS seeder: canary patients written straight into an OpenMRS database

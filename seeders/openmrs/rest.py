@@ -1,9 +1,11 @@
-"""The two OpenMRS REST calls the seeder makes: re-index one row, search patients.
+"""The OpenMRS REST calls the seeder makes: re-index one row, search patients, check the login.
 
 * ``POST /ws/rest/v1/searchindexupdate`` (webservices.rest module >= 2.27,
   ``SearchIndexController2_0.updateSearchIndex``) with
   ``{"resource": ..., "subResource": ..., "uuid": ...}`` re-indexes one
   entity, answered 204 (200 by the first 2.27 builds);
+* ``GET /ws/rest/v1/session`` (``SessionController1_9.get``) for
+  ``canary doctor``: whether the credentials are accepted;
 * ``GET /ws/rest/v1/patient?q=...&v=default`` (``PatientResource1_8.doSearch``
   -> ``PatientService.getPatients``) searches the index the way the patient
   search screens do; an unindexed patient gives ``{"results": []}``.
@@ -47,6 +49,17 @@ class OpenMrsRest:
 
     def close(self) -> None:
         self.session.close()
+
+    def check_credentials(self) -> None:
+        """SourceError unless OpenMRS accepts rest_user's credentials (``GET /session``, which reads nothing)."""
+        response = self._call("GET", "session", expect=(200,))
+        try:
+            authenticated = response.json().get("authenticated")
+        except (ValueError, AttributeError):
+            authenticated = None
+        if authenticated is not True:
+            raise SourceError(f"source '{self.source_name}': OpenMRS REST {self.shown} did not accept the "
+                              "credentials: check rest_user and the password variable (rest_password_env)")
 
     def reindex(self, resource: str, sub_resource: str, uuid: str) -> None:
         """Ask OpenMRS to (re)index the one ``resource/subResource`` entity with this uuid."""

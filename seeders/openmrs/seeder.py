@@ -155,7 +155,13 @@ class OpenMrsSeeder(AppSeeder):
             wanted.update(needs(("visit", "encounter", "encounter_provider", "obs")))
         if setup.idgen is not None:  # the next identifier is taken by updating idgen's counter
             wanted["idgen_seq_id_gen"] = ("SELECT", "UPDATE")
-        return access_problems(target, wanted)
+        problems = access_problems(target, wanted)
+        if self.search.rest is not None:
+            try:
+                self.search.rest.check_credentials()
+            except SourceError as err:
+                problems.append(str(err))
+        return problems
 
     def _check_structure(self, target: AppTarget) -> None:
         idgen = target.table("idgen_seq_id_gen") is not None

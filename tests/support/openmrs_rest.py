@@ -11,7 +11,8 @@ It reproduces what the seeder relies on, each from the code it follows
   ``SearchIndexController2_0.updateSearchIndex`` indexes for each body form;
 * credentials by HTTP basic authentication, 401 without them
   (``AuthorizationFilter`` then ``BaseRestController
-  .apiAuthenticationExceptionHandler``).
+  .apiAuthenticationExceptionHandler``), except ``GET /session``
+  (``SessionController1_9.get``), which says whether they were accepted.
 
 The index holds copies of the rows taken when they were indexed, as Lucene
 documents do; the patient itself is read from the test MariaDB database.
@@ -118,8 +119,19 @@ class SearchIndex:
 def create_app(index: SearchIndex, settings: FakeSettings) -> Flask:
     app = Flask("fake-openmrs")
 
+    @app.get(f"{API}/session")
+    def session():
+        # SessionController1_9.get: 200 whoever asks, {"authenticated": Context.isAuthenticated()}; wrong
+        # credentials are not refused by AuthorizationFilter, which only tries Context.authenticate.
+        auth = request.authorization
+        known = auth is not None and (auth.username, auth.password) == (settings.user, settings.password)
+        settings.calls.append(("GET", "session", {}))
+        return jsonify({"authenticated": known})
+
     @app.before_request
     def _authenticate():
+        if request.path == f"{API}/session":
+            return None
         auth = request.authorization
         if auth is None or (auth.username, auth.password) != (settings.user, settings.password):
             # APIAuthenticationException on the @Authorized service call -> 401

@@ -151,6 +151,20 @@ def test_wrong_password_keeps_the_canary_planted_and_says_so_in_one_line(omrs_ur
         seeder.close()
 
 
+def test_doctor_checks_the_rest_credentials_without_reading_patients(omrs_url, fake, monkeypatch):
+    monkeypatch.setenv("OMRS_REST_PW", "not-the-password")
+    for variable, expected in ((DEFAULT_PASSWORD_ENV, []), ("OMRS_REST_PW", [
+            f"source 'omrs': OpenMRS REST {fake.url} did not accept the credentials: check rest_user and the "
+            "password variable (rest_password_env)"])):
+        monkeypatch.setenv(DEFAULT_PASSWORD_ENV, PASSWORD)
+        seeder = _open(omrs_url, rest_password_env=variable, **_rest(fake))
+        try:
+            assert [p for p in seeder.check_access() if "OpenMRS REST" in p] == expected
+        finally:
+            seeder.close()
+    assert {path for _method, path, _body in fake.settings.calls} == {"session"}
+
+
 def test_verify_reports_a_canary_the_search_does_not_return(omrs_url, fake, password, tmp_path):
     registry, config = new_registry(tmp_path)
     add_source(registry, "omrs", "openmrs", url=omrs_url, options=_rest(fake) | {"nir_identifier_type": "INS-NIR"})
