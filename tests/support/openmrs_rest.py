@@ -86,8 +86,12 @@ class SearchIndex:
     def search(self, query: str) -> list[dict[str, Any]]:
         """Patients for ``q``: identifier matches first, then names (every word starts a name part)."""
         words = [w.casefold() for w in query.split()]
-        if len(query) < 2:  # GLOBAL_PROPERTY_DEFAULT_MIN_SEARCH_CHARACTERS
+        if len(query) < 2:  # findPatients: shorter than GLOBAL_PROPERTY_DEFAULT_MIN_SEARCH_CHARACTERS, nothing
             return []
+        # Identifiers: HibernatePatientDAO.getPatientIdentifierLuceneQuery ORs the query's tokens over
+        # identifierPhrase/identifierExact|Start|Anywhere; an exact match is found in every match mode.
+        # Names: PersonLuceneQuery.getPatientNameQuery, every word on givenName/middleName/familyName/
+        # familyName2 "Start" fields (patientSearch.matchMode START, the default).
         with self._lock:
             identifiers = [d for d in self.documents["identifier"].values()
                            if not d["voided"] and d["identifier"].casefold() in words]
