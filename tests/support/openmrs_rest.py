@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,7 @@ class SearchIndex:
 
     def search(self, query: str) -> list[dict[str, Any]]:
         """Patients for ``q``: identifier matches first, then names (every word starts a name part)."""
-        words = [w.casefold() for w in query.split()]
+        words = analyzed(query)
         if len(query) < 2:  # findPatients: shorter than GLOBAL_PROPERTY_DEFAULT_MIN_SEARCH_CHARACTERS, nothing
             return []
         # Identifiers: HibernatePatientDAO.getPatientIdentifierLuceneQuery ORs the query's tokens over
@@ -94,10 +95,10 @@ class SearchIndex:
         # familyName2 "Start" fields (patientSearch.matchMode START, the default).
         with self._lock:
             identifiers = [d for d in self.documents["identifier"].values()
-                           if not d["voided"] and d["identifier"].casefold() in words]
+                           if not d["voided"] and analyzed(d["identifier"])[0] in words]
             names = [d for d in self.documents["name"].values() if not d["voided"] and words and all(
-                any((d.get(part) or "").casefold().startswith(w)
-                    for part in ("given_name", "middle_name", "family_name", "family_name2")) for w in words)]
+                any(token.startswith(w) for part in ("given_name", "middle_name", "family_name", "family_name2")
+                    for token in analyzed(d.get(part) or "")) for w in words)]
         person_ids = []
         for person_id in [d["patient_id"] for d in identifiers] + [d["person_id"] for d in names]:
             if person_id not in person_ids:  # skipSame("patient.personId")
@@ -118,6 +119,13 @@ class SearchIndex:
         return {"uuid": people[0]["uuid"],
                 "display": f"{identifiers[0]['identifier']} - {shown}" if identifiers else shown,
                 "identifiers": [{"uuid": i["uuid"], "display": i["identifier"]} for i in identifiers]}
+
+
+def analyzed(text: str) -> list[str]:
+    """Tokens as OpenMRS's Lucene analyzers make them (LuceneAnalyzerFactory: START_ANALYZER and
+    EXACT_ANALYZER split on whitespace, lower-case and fold accents to ASCII): "DA SILVA" is two tokens."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return folded.lower().split()
 
 
 def create_app(index: SearchIndex, settings: FakeSettings) -> Flask:

@@ -76,6 +76,12 @@ def _values(placement: Placement, table: str) -> list[dict]:
     return [r["values"] for r in placement.rows if r["table"] == table]
 
 
+def test_the_fake_tokenizes_names_as_openmrs_lucene_analyzers_do():
+    from support.openmrs_rest import analyzed
+
+    assert analyzed("DA SILVA") == ["da", "silva"] and analyzed("Hélène  Lefèvre-Brûlé") == ["helene", "lefevre-brule"]
+
+
 def test_the_fake_finds_only_indexed_patients_and_refuses_what_openmrs_refuses(omrs_url, fake):
     # A real patient inserted in SQL (populate_real) is not found until the index is rebuilt.
     assert _search(fake, real_identifier(5)) == set()
