@@ -39,6 +39,7 @@ class PlantResult:
     redrawn: int = 0  # identities dropped because they collided with a real patient
     dry_run: bool = False
     plans: list[tuple[Identity, list[PlannedRow]]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # the seeder's lines for the user (Seeder.notices)
 
     @property
     def count(self) -> int:
@@ -88,6 +89,7 @@ def plant(
             result.canary_ids.append(_plant_one(registry, seeder, batch, identity))
             if progress:
                 progress(1)
+        result.notices = seeder.notices()
         return result
     finally:
         seeder.close()

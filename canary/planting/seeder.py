@@ -107,6 +107,10 @@ class Seeder(ABC):
         """
         return []
 
+    def notices(self) -> list[str]:
+        """Lines the user must read after planting (e.g. the canaries are not searchable yet); one each."""
+        return []
+
     # -- planting --------------------------------------------------------
     @abstractmethod
     def plan(self, identity: Identity) -> list[PlannedRow]:
