@@ -207,10 +207,24 @@ def _address_values(identity: Identity, conv: Conventions, settings: Settings) -
                               # Tryton 6.0 and 7.0: one text street, lines joined by a line break.
                               "street": "\n".join(line for line in (address.line1, address.line2) if line),
                               "postal_code": address.postcode}
-    subdivision = settings.subdivisions.get(f"FR-{address.departement}")
+    subdivision = subdivision_id(settings.subdivisions, address.departement)
     if subdivision is not None and conv.fills("subdivision"):
         values["subdivision"] = subdivision
     return {k: v for k, v in values.items() if k in cols}
+
+
+# Départements whose ISO 3166-2 code is not FR-<number> in the pycountry the site imported its countries
+# from (trytond_import_countries): Paris is FR-75C since pycountry 22, the overseas départements were
+# FR-GP, FR-MQ, FR-GF, FR-RE, FR-YT before (GNU Health 4.4 needs pycountry 20.7).
+_OTHER_CODES = {"75": ("75C",), "971": ("GP",), "972": ("MQ",), "973": ("GF",), "974": ("RE",), "976": ("YT",)}
+
+
+def subdivision_id(subdivisions: dict[str, int], departement: str) -> int | None:
+    """The country_subdivision id a clerk picks for the département, whichever ISO code the site has."""
+    for code in (departement, *_OTHER_CODES.get(departement, ())):
+        if f"FR-{code}" in subdivisions:
+            return subdivisions[f"FR-{code}"]
+    return None
 
 
 def _patient_values(identity: Identity, conv: Conventions, cols: dict[str, frozenset[str]],

@@ -347,3 +347,12 @@ def test_nir_spacing_follows_the_host(gh_url):
         assert row_of(placement, "gnuhealth_person_alternative_identification")["code"] == spaced(ident.nir)
         assert s.collides(ident)  # its own NIR, spaced, is now in the database
         s.retire(placement)
+
+
+def test_departement_subdivision_whichever_iso_code_the_site_imported():
+    from seeders.gnuhealth.rows import subdivision_id
+
+    new = {"FR-35": 1, "FR-75C": 2, "FR-974": 3}  # pycountry 26 (GNU Health 5.0 sites)
+    old = {"FR-35": 1, "FR-75": 4, "FR-RE": 5, "FR-LRE": 6}  # pycountry 20.7 (GNU Health 4.4 sites)
+    assert [subdivision_id(new, d) for d in ("35", "75", "974", "13")] == [1, 2, 3, None]
+    assert [subdivision_id(old, d) for d in ("35", "75", "974")] == [1, 4, 5]
