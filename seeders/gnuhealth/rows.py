@@ -181,8 +181,10 @@ def _party_values(identity: Identity, conv: Conventions, settings: Settings, dra
         "code": drawn.code, "name": given, "lastname": lastname, "ref": ref,
         "dob": identity.birth_date, "gender": "m" if identity.sex is Sex.MALE else "f",
     }
-    if settings.fed_country:  # Party.default_fed_country; unset, the client sends '' (Version.empty_text)
-        values["fed_country"] = settings.fed_country
+    # Party.default_fed_country; unset, the client sends '' (or the host's rows show NULL). Never a
+    # value copied from older patients: the federation account below is built from this one.
+    values["fed_country"] = settings.fed_country or (None if ("party_party", "fed_country") in conv.null_text
+                                                     else "")
     if conv.fills("federation_account"):
         # Party.create: (fed_country or "XXX") + the PUID it drew, even when the clerk typed a ref.
         values["federation_account"] = (settings.fed_country or "XXX") + drawn.puid

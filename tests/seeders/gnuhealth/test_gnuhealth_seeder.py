@@ -270,6 +270,11 @@ def test_options_are_checked(gh_url):
                              ({"primary_care_doctor": "77"}, "primary_care_doctor 77 is not")):
         with pytest.raises(MappingError, match=f"^source 'chv': {message}"):
             GnuHealthSeeder(spec(**options), gh_url).open()
+    # The site's federation country is removed: older patients say FRA, GNU Health now writes XXX accounts.
+    execute(gh_url, "DELETE FROM gnuhealth_federation_country_config")
+    with GnuHealthSeeder(spec(), gh_url) as s:
+        party = row_of(s.plant(canary_identity(15)), "party_party")
+        assert party["fed_country"] == "" and party["federation_account"] == "XXX" + party["ref"]
     with GnuHealthSeeder(spec(create_uid="1", primary_care_doctor="3", alternative_id_type="other",
                               fed_country="XXX"), gh_url) as s:
         placement = s.plant(canary_identity(11))
