@@ -141,7 +141,7 @@ def patient_rows(identity: Identity, conv: Conventions, settings: Settings, draw
         return RowPlan(table=table, key=_KEY, values=values, generated={"id": ID_KEY}, refs=refs, alias=alias)
 
     lastname, given = family_name(identity.birth_name, conv), given_name(identity, conv)
-    party = _party_values(identity, conv, settings, drawn, lastname, given)
+    party = _party_values(identity, conv, settings, drawn, created_at, lastname, given)
     rows = [row("party_party", "party", party, {}, stamp={**created, **edit} if usual else created)]
     rows.append(row("party_party_lang", "lang", {"company": company}, party_ref))
     rows.append(row("gnuhealth_person_name", "official_name",
@@ -173,7 +173,7 @@ def patient_rows(identity: Identity, conv: Conventions, settings: Settings, draw
     return [plan for plan in rows if plan.table in cols]
 
 
-def _party_values(identity: Identity, conv: Conventions, settings: Settings, drawn: Drawn,
+def _party_values(identity: Identity, conv: Conventions, settings: Settings, drawn: Drawn, created_at: datetime,
                   lastname: str, given: str) -> dict[str, Any]:
     cols = settings.columns["party_party"]
     ref = nir_text(identity, conv) if conv.puid_style == "nir" else drawn.puid
@@ -192,7 +192,7 @@ def _party_values(identity: Identity, conv: Conventions, settings: Settings, dra
         values["citizenship"] = values["residence"] = settings.site.fed_country_id
     values["alternative_identification"] = conv.puid_style != "nir"
     if conv.fills("activation_date"):
-        values["activation_date"] = drawn.now.date()  # default_activation_date: date.today()
+        values["activation_date"] = created_at.date()  # default_activation_date: date.today()
     return {k: v for k, v in values.items() if k in cols}
 
 

@@ -143,6 +143,7 @@ def test_rows_follow_the_hosts_conventions(gh_url, seeder):
     # The usual name is a later edit of the party: it stamps the party's write_date.
     assert usual["create_date"] == party["write_date"] > party["create_date"]
     assert party["write_uid"] == RECEPTION_UID
+    assert party["activation_date"] == party["create_date"][:10]  # the day of the party form, not of the edit
     mobile = row_of(placement, "party_contact_mechanism", type="mobile")
     assert mobile["value"] == "+33 6 10 00 00 01" and mobile["value_compact"] == ident.phone  # phonenumbers site
     assert (mobile["write_date"], mobile["write_uid"]) == (mobile["create_date"], mobile["create_uid"])
@@ -244,7 +245,8 @@ def test_retire_refuses_when_the_hospital_attached_an_appointment(gh_url, seeder
     assert seeder.verify(ident, placement).state is VerifyState.OK  # nothing was deleted
     # A contact mechanism the hospital added to the canary's party (ON DELETE CASCADE) also stops it.
     execute(gh_url, "DELETE FROM gnuhealth_appointment WHERE name = 'APP-X'")
-    execute(gh_url, "INSERT INTO party_contact_mechanism (party, type, value, active) VALUES (:p, 'phone', '0299', true)",
+    execute(gh_url, "INSERT INTO party_contact_mechanism (party, type, value, active) "
+                    "VALUES (:p, 'phone', '0299', true)",
             p=key_of(placement, "party_party"))
     with pytest.raises(SourceError, match=r"retire refused: party_contact_mechanism row id=\d+ refers to party_party"):
         seeder.retire(placement)
