@@ -10,8 +10,8 @@ with too few patients to learn from, it returns the stock behaviour.
 "Constant" columns generalise the rest: a column the seeder does not set
 itself, that is not personal (no unique value, no link to a person, no
 date), and that holds the same non-NULL value in nine rows out of ten (a
-boolean the client always sends as false, ``fed_country = 'FRA'``, the
-country of residence) is written with that value.
+boolean the client always sends as false, the country of residence) is
+written with that value.
 """
 
 from __future__ import annotations

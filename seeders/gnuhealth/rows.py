@@ -88,8 +88,8 @@ def new_code(conv: Conventions, site: Site, given: str) -> str:
     code = str(uuid.uuid4())
     if conv.code_style == "uuid":
         return code
-    suffix = conv.code_suffix if conv.code_style == "uuid-suffix" and conv.code_suffix else None
-    return f"{code}-{suffix or site.company_name or given}"
+    # What GNU Health writes now (the user's company) comes before what older patients show.
+    return f"{code}-{site.company_name or conv.code_suffix or given}"
 
 
 def draw(conv: Conventions, rnd: random.Random, now: datetime, *, puid: str, code: str | None,

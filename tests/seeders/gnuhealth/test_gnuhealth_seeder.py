@@ -363,3 +363,19 @@ def test_departement_subdivision_whichever_iso_code_the_site_imported():
     old = {"FR-35": 1, "FR-75": 4, "FR-RE": 5, "FR-LRE": 6}  # pycountry 20.7 (GNU Health 4.4 sites)
     assert [subdivision_id(new, d) for d in ("35", "75", "974", "13")] == [1, 2, 3, None]
     assert [subdivision_id(old, d) for d in ("35", "75", "974")] == [1, 4, 5]
+
+
+def test_party_code_ends_with_the_creators_company_as_gnu_health_writes_it_now(gh_url):
+    # Party.create appends context['company.rec_name'], the company of the user who saves the form.
+    execute(gh_url, "UPDATE party_party SET name = 'CH Vitré - Pôle Santé' WHERE id = 99")
+    with GnuHealthSeeder(spec(), gh_url) as s:
+        assert row_of(s.plant(canary_identity(16)), "party_party")["code"].endswith("-CH Vitré - Pôle Santé")
+    execute(gh_url, "UPDATE res_user SET company = NULL")  # a site without company: the given name
+    with GnuHealthSeeder(spec(), gh_url) as s:
+        ident = canary_identity(17)
+        party = row_of(s.plant(ident), "party_party")
+        assert party["code"].endswith("-" + INSTITUTION)  # older patients' constant suffix
+    execute(gh_url, "UPDATE party_party SET code = substr(code, 1, 36) || '-' || name WHERE is_patient")
+    with GnuHealthSeeder(spec(), gh_url) as s:
+        ident = canary_identity(18)
+        assert row_of(s.plant(ident), "party_party")["code"].endswith("-" + ident.first_name)
