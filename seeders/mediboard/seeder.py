@@ -1,7 +1,9 @@
 """The Mediboard seeder: patients written the way Mediboard (OpenXtrem) stores them.
 
-See seeders/mediboard/rows.py for the rows and their order, docs/seeders/
-mediboard.md for the options. The IPP is the next number after the site's
+The site's dPpatients version is read from ``modules`` first (version.py):
+a version outside the supported ranges is refused before anything else. See
+seeders/mediboard/rows.py for the rows and their order, docs/seeders/
+mediboard.md for the options and the supported versions. The IPP is the next number after the site's
 latest ones; Mediboard's own incrementer skips a number already taken
 (CIncrementer::generateIdex checks the idex is free), so no real patient can
 get the same IPP later.
@@ -20,17 +22,24 @@ import sqlalchemy as sa
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement
 from seeders.sql import appsql
+from seeders.sql.access import PLANT_RIGHTS, access_problems
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.sql.blend import next_code
-from seeders.mediboard.host import SAMPLE, WRITTEN, MediboardHost, read_host
-from seeders.mediboard.rows import UNCHECKED, Plant, build_rows
-from seeders.sql.values import to_json
+from seeders.mediboard import version, vigilance
+from seeders.mediboard.host import SAMPLE, MediboardHost, read_host
+from seeders.mediboard.locate import placement_rows
+from seeders.mediboard.rows import Plant, build_rows
+
+# Every table a new patient may touch; which of them a site gets depends on its version and log table.
+WRITTEN = ("patients", "user_log", "user_action", "user_action_data", "patient_signature", "source_identite",
+           "id_sante400", "dossier_medical", "antecedent")
 
 
 class MediboardSeeder(ApplicationSqlSeeder):
     name = "mediboard"
-    summary = "Mediboard (MariaDB/MySQL): patients, IPP, medical record, allergies and their user_log entries."
+    summary = ("Mediboard / OX (MariaDB/MySQL), dPpatients 2.37-4.x: patients, signatures, identity source, IPP, "
+               "medical record, allergies and their user_log or user_action entries.")
     application = "Mediboard"
     written_tables = WRITTEN
     required_columns = {
@@ -54,6 +63,10 @@ class MediboardSeeder(ApplicationSqlSeeder):
                      "the medecin table knows them (RPPS, else name), else NULL; none: NULL", default="auto"),
         SeederOption("create_allergies", "write the identity's allergies as antecedents of type 'alle'",
                      default="yes"),
+        SeederOption("log_table", "where Mediboard logs (instance config activer_user_action): user_log or "
+                     "user_action; auto: config_db, else where the recent patients' creations are", default="auto"),
+        SeederOption("identito_vigilance", "identity-vigilance mode names are written in: light, medium or strict; "
+                     "auto: the group config, else the site's recent patients, else the version's", default="auto"),
     )
     option_parsers = {
         "user_id": appsql.parse_auto_int,
@@ -61,14 +74,17 @@ class MediboardSeeder(ApplicationSqlSeeder):
         "group_id": appsql.parse_int,
         "medecin_id": appsql.parse_auto_int_or_none,
         "create_allergies": appsql.parse_bool,
+        "log_table": appsql.parse_choice("auto", "user_log", "user_action"),
+        "identito_vigilance": appsql.parse_choice("auto", *vigilance.MODES),
     }
 
     host: MediboardHost
 
     def _prepare(self) -> None:
         target = self._ready()
-        self.host = read_host(target, self.settings, self.source.name)
-        self.tables = {name: target.table(name) for name in WRITTEN}
+        schema = version.detect(target, self.source.name)
+        self.host = read_host(target, self.settings, self.source.name, schema)
+        self.tables = {name: target.table(name) for name in WRITTEN if target.table(name) is not None}
         if self.settings["ipp_tag"] not in ("", "auto") and self._next_ipp() is None:
             raise ConfigError(f"source '{self.source.name}': no patient has an IPP tagged {self.host.ipp_tag!r} in "
                               "id_sante400 to number the next one after: set ipp_tag to the tag the IPPs use "
@@ -77,6 +93,21 @@ class MediboardSeeder(ApplicationSqlSeeder):
         if isinstance(medecin, int) and not self._read_rows(
                 sa.select(doctors.c.medecin_id).where(doctors.c.medecin_id == medecin)):
             raise ConfigError(f"source '{self.source.name}': option medecin_id={medecin}: no such medecin")
+
+    def written(self) -> tuple[str, ...]:
+        """The tables this site's patients get rows in (its version, its log table)."""
+        schema, host = self.host.schema, self.host
+        tables = ["patients", host.log_table]
+        tables += ["user_action_data"] if host.log_table == "user_action" else []
+        tables += ["patient_signature"] if schema.signatures else []
+        tables += ["source_identite"] if schema.sources else []
+        return tuple(tables + ["id_sante400", "dossier_medical", "antecedent"])
+
+    def check_access(self) -> list[str]:
+        wanted = {table: PLANT_RIGHTS for table in self.written()}
+        if self.host.schema.sources:  # the patient is bound to its identity source once that exists
+            wanted["patients"] = PLANT_RIGHTS + ("UPDATE",)
+        return access_problems(self._ready(), wanted)
 
     # -- planting ------------------------------------------------------------
     def _rows(self, identity: Identity, *, dry_run: bool) -> list:
@@ -120,7 +151,10 @@ class MediboardSeeder(ApplicationSqlSeeder):
     def plant(self, identity: Identity) -> Placement:
         rows = self._fit(self._rows(identity, dry_run=False))
         try:
-            return Placement(rows=self._ready().insert(rows))
+            placed = self._ready().insert(rows)
+            if self.host.schema.sources:
+                placed = self._bind_source(placed)
+            return Placement(rows=placed)
         except SourceError:
             if not self.host.transactional:
                 # MyISAM kept what went in before the failure: take it out again.
@@ -129,16 +163,35 @@ class MediboardSeeder(ApplicationSqlSeeder):
                     self.retire(partial)
             raise
 
+    def _bind_source(self, placed: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        """patients.source_identite_id = the new source, as manageSource stores it once the source exists."""
+        patient = next(r for r in placed if r["table"] == "patients")
+        source = next(r for r in placed if r["table"] == "source_identite")
+        patients, source_id = self.tables["patients"], source["key"]["source_identite_id"]
+        try:
+            with self._ready().engine.begin() as conn:
+                conn.execute(patients.update().where(
+                    patients.c.patient_id == patient["key"]["patient_id"],
+                    patients.c.source_identite_id.is_(None)).values(source_identite_id=source_id))
+        except sa.exc.StatementError as err:
+            raise SourceError(f"source '{self.source.name}': binding the identity source failed: "
+                              f"{str(getattr(err, 'orig', err)).splitlines()[0][:200]}") from None
+        bound = {**patient, "values": {**patient["values"], "source_identite_id": source_id}}
+        return tuple(bound if r is patient else r for r in placed)
+
     # -- collisions and recovery -------------------------------------------
     def collides(self, identity: Identity) -> bool:
-        patients = self.tables["patients"]
-        names = [identity.last_name.upper(), identity.birth_name.upper()]
+        patients, mode = self.tables["patients"], self.host.vigilance
+        names = sorted({n for name in (identity.last_name, identity.birth_name)
+                        for n in (name.upper(), vigilance.apply_mode(name, firstname=False, mode=mode))})
+        firsts = sorted({identity.first_name.lower(),
+                         vigilance.apply_mode(identity.first_name, firstname=True, mode=mode).lower()})
         fmt = self.host.patients["naissance"].date_format or "%Y-%m-%d"
         query = sa.select(patients.c.patient_id).where(sa.or_(
             patients.c.matricule == identity.nir,
             sa.and_(sa.or_(sa.func.upper(patients.c.nom).in_(names),
                            sa.func.upper(patients.c.nom_jeune_fille).in_(names)),
-                    sa.func.lower(patients.c.prenom) == identity.first_name.lower(),
+                    sa.func.lower(patients.c.prenom).in_(firsts),
                     patients.c.naissance == identity.birth_date.strftime(fmt)),
         )).limit(1)
         return bool(self._read_rows(query))
@@ -149,42 +202,5 @@ class MediboardSeeder(ApplicationSqlSeeder):
         for condition in (patients.c.matricule == identity.nir, patients.c.email == identity.email):
             found = self._read_rows(sa.select(patients).where(condition).limit(2))
             if len(found) == 1:
-                return Placement(rows=tuple(self._rows_of(found[0])))
+                return Placement(rows=tuple(placement_rows(self._read_rows, self.tables, self.host, found[0])))
         return None
-
-    def _rows_of(self, patient: dict[str, Any]) -> list[dict[str, Any]]:
-        """Placement rows of a planted patient, rebuilt in insertion order from the database."""
-        t = self.tables
-        out: list[dict[str, Any]] = []
-
-        def add(table: str, row: dict[str, Any]) -> None:
-            key = next(c.name for c in t[table].primary_key.columns)
-            placed: dict[str, Any] = {"table": table, "key": {key: to_json(row[key])},
-                                      "values": {k: to_json(v) for k, v in row.items() if k != key}}
-            if table in UNCHECKED:
-                placed["unchecked"] = sorted(UNCHECKED[table])
-            out.append(placed)
-
-        def with_log(table: str, row: dict[str, Any], object_class: str) -> None:
-            add(table, row)
-            log = t["user_log"]
-            for entry in self._read_rows(sa.select(log).where(
-                    log.c.object_class == object_class, log.c.type == "create",
-                    log.c.object_id == row[next(iter(t[table].primary_key.columns)).name])):
-                add("user_log", entry)
-
-        with_log("patients", patient, "CPatient")
-        idex = t["id_sante400"]
-        for row in self._read_rows(sa.select(idex).where(idex.c.object_class == "CPatient",
-                                                        idex.c.object_id == patient["patient_id"],
-                                                        idex.c.tag == (self.host.ipp_tag or ""))):
-            add("id_sante400", row)
-        dossier, antecedent = t["dossier_medical"], t["antecedent"]
-        for record in self._read_rows(sa.select(dossier).where(dossier.c.object_class == "CPatient",
-                                                              dossier.c.object_id == patient["patient_id"])):
-            with_log("dossier_medical", record, "CDossierMedical")
-            for row in self._read_rows(sa.select(antecedent).where(
-                    antecedent.c.dossier_medical_id == record["dossier_medical_id"])
-                    .order_by(antecedent.c.antecedent_id)):
-                with_log("antecedent", row, "CAntecedent")
-        return out
