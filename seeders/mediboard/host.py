@@ -72,7 +72,7 @@ def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str, sch
         user_id=user_id,
         ip_address=_usual_address(target, user_id, log_table),
         soundex_accents=_soundex_variant(patients),
-        transactional=_transactional(target),
+        transactional=_transactional(target, written_tables(schema, log_table)),
     )
 
 
@@ -205,12 +205,20 @@ def _soundex_variant(patients: TableHabits) -> str:
     return "drop" if scores["drop"] > scores["strip"] else "strip"
 
 
-def _transactional(target: SqlTarget) -> bool:
+def written_tables(schema: Schema, log_table: str) -> tuple[str, ...]:
+    """The tables a new patient gets rows in on this site (its version, its history table)."""
+    tables = ["patients", log_table]
+    tables += ["user_action_data"] if log_table == "user_action" else []
+    tables += ["patient_signature"] if schema.signatures else []
+    tables += ["source_identite"] if schema.sources else []
+    return tuple(tables + ["id_sante400", "dossier_medical", "antecedent"])
+
+
+def _transactional(target: SqlTarget, tables: tuple[str, ...]) -> bool:
     if target.dialect not in ("mysql", "mariadb"):
         return True
     with target.engine.connect() as conn:
         engines = conn.execute(sa.text(
-            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN "
-            "('patients', 'user_log', 'user_action', 'user_action_data', 'patient_signature', 'source_identite', "
-            "'id_sante400', 'dossier_medical', 'antecedent')")).scalars().all()
+            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN :names")
+            .bindparams(sa.bindparam("names", expanding=True)), {"names": list(tables)}).scalars().all()
     return all(str(e).lower() == "innodb" for e in engines)

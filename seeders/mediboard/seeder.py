@@ -27,7 +27,7 @@ from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.sql.blend import next_code
 from seeders.mediboard import version, vigilance
-from seeders.mediboard.host import SAMPLE, MediboardHost, read_host
+from seeders.mediboard.host import SAMPLE, MediboardHost, read_host, written_tables
 from seeders.mediboard.locate import placement_rows
 from seeders.mediboard.rows import Plant, build_rows
 
@@ -96,12 +96,7 @@ class MediboardSeeder(ApplicationSqlSeeder):
 
     def written(self) -> tuple[str, ...]:
         """The tables this site's patients get rows in (its version, its log table)."""
-        schema, host = self.host.schema, self.host
-        tables = ["patients", host.log_table]
-        tables += ["user_action_data"] if host.log_table == "user_action" else []
-        tables += ["patient_signature"] if schema.signatures else []
-        tables += ["source_identite"] if schema.sources else []
-        return tuple(tables + ["id_sante400", "dossier_medical", "antecedent"])
+        return written_tables(self.host.schema, self.host.log_table)
 
     def check_access(self) -> list[str]:
         wanted = {table: PLANT_RIGHTS for table in self.written()}
@@ -152,9 +147,6 @@ class MediboardSeeder(ApplicationSqlSeeder):
         rows = self._fit(self._rows(identity, dry_run=False))
         try:
             placed = self._ready().insert(rows)
-            if self.host.schema.sources:
-                placed = self._bind_source(placed)
-            return Placement(rows=placed)
         except SourceError:
             if not self.host.transactional:
                 # MyISAM kept what went in before the failure: take it out again.
@@ -162,6 +154,13 @@ class MediboardSeeder(ApplicationSqlSeeder):
                 if partial is not None:
                     self.retire(partial)
             raise
+        if self.host.schema.sources:
+            try:
+                placed = self._bind_source(placed)
+            except SourceError:
+                self.retire(Placement(rows=placed))  # committed already, even on InnoDB
+                raise
+        return Placement(rows=placed)
 
     def _bind_source(self, placed: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
         """patients.source_identite_id = the new source, as manageSource stores it once the source exists."""

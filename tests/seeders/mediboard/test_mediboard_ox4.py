@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from support.app_seeder_helpers import dispose, execute, query, snapshot, spec
-from canary.errors import ConfigError
+from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from support.mediboard_fixture import CLASSES, CLERK, IPP_TAG, WORKSTATION, create_site, set_vigilance, strict
 from seeders.mediboard import vigilance
@@ -235,3 +235,22 @@ def test_signature_as_createsignature_builds_it():
 
 def test_class_ids_are_the_sites(seeder):
     assert seeder.host.class_ids == {c: i for c, i in CLASSES.items() if c != "CSejour"}
+
+
+def test_a_failed_source_binding_leaves_nothing_even_on_innodb(small_site):
+    # The binding is a second statement after the insert (as in Mediboard): if it fails,
+    # the rows already committed are taken out again, whatever the engine.
+    create_site(small_site, count=60, version="4.94")
+    for table in ("patients", "patient_signature", "source_identite", "user_action", "user_action_data",
+                  "id_sante400", "dossier_medical", "antecedent"):
+        execute(small_site, f"ALTER TABLE {table} ENGINE=InnoDB")
+    execute(small_site, "CREATE TRIGGER no_update BEFORE UPDATE ON patients FOR EACH ROW "
+                        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'patients are read-only today'")
+    before = snapshot(small_site)
+    ident = make_identity(31)
+    with MediboardSeeder(spec("dpi", "mediboard"), small_site) as seeder:
+        assert seeder.host.transactional
+        with pytest.raises(SourceError, match="binding the identity source failed: .*read-only today"):
+            seeder.plant(ident)
+        assert seeder.locate(ident) is None
+    assert snapshot(small_site) == before
