@@ -1,5 +1,6 @@
 """The ``mediboard`` seeder: Mediboard / OX dPpatients in MySQL (docs/seeders/mediboard.md).
 
+    footprint.py  A clinical footprint after registration: a consultation with vital signs by a practitioner
     host.py       What one Mediboard site does, read once when the seeder opens
     journal.py    The history entries Mediboard writes for each object it stores: user_log or user_action
     locate.py     A planted patient's rows read back from the database, in the order the seeder inserted them

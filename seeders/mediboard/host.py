@@ -70,7 +70,7 @@ def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str, sch
         allergies=sample_habits(engine, antecedent, where=antecedent.c.type == "alle", limit=SAMPLE),
         ipp_tag=_ipp_tag(target, settings, recent),
         user_id=user_id,
-        ip_address=_usual_address(target, user_id, log_table),
+        ip_address=usual_address(target, user_id, log_table),
         soundex_accents=_soundex_variant(patients),
         transactional=_transactional(target, written_tables(schema, log_table)),
     )
@@ -157,7 +157,7 @@ def _creator(target: SqlTarget, recent: list[int], patients: TableHabits, log_ta
     return users.most_common(1)[0][0] if users else None
 
 
-def _usual_address(target: SqlTarget, user_id: int, log_table: str) -> bytes | None:
+def usual_address(target: SqlTarget, user_id: int, log_table: str) -> bytes | None:
     log = target.table(log_table)
     if "ip_address" not in log.c:
         return None

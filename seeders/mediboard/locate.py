@@ -19,8 +19,9 @@ from seeders.sql.values import to_json
 Read = Callable[[sa.Select], list[dict[str, Any]]]
 
 
-def placement_rows(read: Read, tables: dict[str, sa.Table], host: MediboardHost,
-                   patient: dict[str, Any]) -> list[dict[str, Any]]:
+def placement_rows(read: Read, tables: dict[str, sa.Table], host: MediboardHost, patient: dict[str, Any],
+                   class_ids: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """``class_ids``: object_class ids of the footprint's classes; footprint rows are read when tables has them."""
     out: list[dict[str, Any]] = []
     schema = host.schema
 
@@ -38,9 +39,10 @@ def placement_rows(read: Read, tables: dict[str, sa.Table], host: MediboardHost,
             for row in data:
                 add("user_action_data", row)
 
-    def with_log(table: str, row: dict[str, Any], object_class: str) -> None:
+    def with_log(table: str, row: dict[str, Any], object_class: str, user_id: int | None = None) -> None:
         add(table, row)
-        entries = _entries(read, tables, host, object_class, row[next(iter(tables[table].primary_key)).name])
+        entries = _entries(read, tables, host, object_class, row[next(iter(tables[table].primary_key)).name],
+                           user_id, class_ids)
         add_entries([e for e in entries if e[1]["type"] == "create"][:1])
 
     pid = patient["patient_id"]
@@ -71,20 +73,31 @@ def placement_rows(read: Read, tables: dict[str, sa.Table], host: MediboardHost,
         for row in read(sa.select(antecedent).where(antecedent.c.dossier_medical_id == record["dossier_medical_id"])
                         .order_by(antecedent.c.antecedent_id)):
             with_log("antecedent", row, "CAntecedent")
+    if "consultation" in tables and "constantes_medicales" in tables:
+        # The footprint (footprint.py): each consultation, then its vital signs, by their creators.
+        consult, measures = tables["consultation"], tables["constantes_medicales"]
+        for row in read(sa.select(consult).where(consult.c.patient_id == pid).order_by(consult.c.consultation_id)):
+            with_log("consultation", row, "CConsultation", row["owner_id"])
+            for taken in read(sa.select(measures).where(
+                    measures.c.context_class == "CConsultation", measures.c.context_id == row["consultation_id"])
+                    .order_by(measures.c.constantes_medicales_id)):
+                with_log("constantes_medicales", taken, "CConstantesMedicales", taken["user_id"])
     return out
 
 
-def _entries(read: Read, tables: dict[str, sa.Table], host: MediboardHost, object_class: str,
-             object_id: int) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+def _entries(read: Read, tables: dict[str, sa.Table], host: MediboardHost, object_class: str, object_id: int,
+             user_id: int | None = None, class_ids: dict[str, int] | None = None,
+             ) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
     """The creating user's log entries of one object, oldest first (create first), with their data rows."""
+    user = host.user_id if user_id is None else user_id
     if host.log_table == "user_action":
         actions, data = tables["user_action"], tables["user_action_data"]
         rows = read(sa.select(actions).where(
-            actions.c.object_class_id == host.class_ids[object_class], actions.c.object_id == object_id,
-            actions.c.user_id == host.user_id).order_by(actions.c.user_action_id))
+            actions.c.object_class_id == {**host.class_ids, **(class_ids or {})}[object_class],
+            actions.c.object_id == object_id, actions.c.user_id == user).order_by(actions.c.user_action_id))
         return [("user_action", row, read(sa.select(data).where(data.c.user_action_id == row["user_action_id"])
                                           .order_by(data.c.user_action_data_id))) for row in rows]
     log = tables["user_log"]
     rows = read(sa.select(log).where(log.c.object_class == object_class, log.c.object_id == object_id,
-                                     log.c.user_id == host.user_id).order_by(log.c.user_log_id))
+                                     log.c.user_id == user).order_by(log.c.user_log_id))
     return [("user_log", row, []) for row in rows]

@@ -15,6 +15,7 @@ fails in the middle of a patient, the rows already written are found again
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +27,7 @@ from seeders.sql.access import PLANT_RIGHTS, access_problems
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.sql.blend import next_code
-from seeders.mediboard import version, vigilance
+from seeders.mediboard import footprint, version, vigilance
 from seeders.mediboard.host import SAMPLE, MediboardHost, read_host, written_tables
 from seeders.mediboard.locate import placement_rows
 from seeders.mediboard.rows import Plant, build_rows
@@ -65,6 +66,9 @@ class MediboardSeeder(ApplicationSqlSeeder):
                      default="yes"),
         SeederOption("log_table", "where Mediboard logs (instance config activer_user_action): user_log or "
                      "user_action; auto: config_db, else where the recent patients' creations are", default="auto"),
+        SeederOption("footprint_practitioner", "plageconsult.chir_id of the practitioner who sees canaries in "
+                     "their footprint consultation; auto: the busiest practitioner with a range open now",
+                     default="auto"),
         SeederOption("identito_vigilance", "identity-vigilance mode names are written in: light, medium or strict; "
                      "auto: the group config, else the site's recent patients, else the version's", default="auto"),
     )
@@ -75,13 +79,16 @@ class MediboardSeeder(ApplicationSqlSeeder):
         "medecin_id": appsql.parse_auto_int_or_none,
         "create_allergies": appsql.parse_bool,
         "log_table": appsql.parse_choice("auto", "user_log", "user_action"),
+        "footprint_practitioner": appsql.parse_auto_int,
         "identito_vigilance": appsql.parse_choice("auto", *vigilance.MODES),
     }
 
     host: MediboardHost
+    clinic: footprint.Clinic | None = None
 
     def _prepare(self) -> None:
         target = self._ready()
+        self.clinic = None
         schema = version.detect(target, self.source.name)
         self.host = read_host(target, self.settings, self.source.name, schema)
         self.tables = {name: target.table(name) for name in WRITTEN if target.table(name) is not None}
@@ -162,6 +169,53 @@ class MediboardSeeder(ApplicationSqlSeeder):
                 raise
         return Placement(rows=placed)
 
+    # -- clinical footprint (issue #12) ----------------------------------------
+    def add_footprint(self, identity: Identity, placement: Placement) -> Placement:
+        """A consultation with vital signs by a practitioner of the site, now, after the registration.
+
+        Returns the placement with the new rows appended (the caller records it):
+        verify checks them and retire removes them with the rest of the canary.
+        """
+        target = self._ready()
+        if self.clinic is None:
+            self.clinic = footprint.read_clinic(target, self.host, self.source.name)
+        for name in footprint.TABLES:
+            self.tables.setdefault(name, target.table(name))
+        patient = next(r for r in placement.rows if r["table"] == "patients")
+        pid = patient["key"]["patient_id"]
+        slot = footprint.open_slot(target, self.clinic, self.settings["footprint_practitioner"],
+                                   _registered(placement), self.source.name)
+        tag = f"fp{sum(r['table'] == 'consultation' for r in placement.rows) + 1}"
+        rows = self._fit(footprint.footprint_rows(identity, self.host, self.clinic, slot, pid, self.tables, tag))
+        known = {(r["table"], tuple(sorted(r["key"].items()))) for r in placement.rows}
+        try:
+            placed = target.insert(rows)
+        except SourceError:
+            # A MyISAM table kept the first rows: the canary's, found through it, not yet in the placement.
+            found = placement_rows(self._read_rows, self.tables, self.host, self._patient(pid),
+                                   self.clinic.class_ids)
+            extra = [r for r in found if (r["table"], tuple(sorted(r["key"].items()))) not in known]
+            if extra:
+                self.retire(Placement(rows=tuple(extra)))
+            raise
+        return Placement(rows=tuple(placement.rows) + tuple(placed), extra=placement.extra)
+
+    def _footprint_ids(self) -> dict[str, int]:
+        """object_class ids of the footprint's classes, once the footprint tables are known (locate)."""
+        target = self._ready()
+        if self.clinic is None and all(target.table(t) is not None for t in footprint.TABLES):
+            try:
+                self.clinic = footprint.read_clinic(target, self.host, self.source.name)
+            except ConfigError:
+                return {}  # no footprint was ever logged in user_action here
+            for name in footprint.TABLES:
+                self.tables.setdefault(name, target.table(name))
+        return self.clinic.class_ids if self.clinic is not None else {}
+
+    def _patient(self, patient_id: int) -> dict[str, Any]:
+        patients = self.tables["patients"]
+        return self._read_rows(sa.select(patients).where(patients.c.patient_id == patient_id))[0]
+
     def _bind_source(self, placed: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
         """patients.source_identite_id = the new source, as manageSource stores it once the source exists."""
         patient = next(r for r in placed if r["table"] == "patients")
@@ -201,5 +255,17 @@ class MediboardSeeder(ApplicationSqlSeeder):
         for condition in (patients.c.matricule == identity.nir, patients.c.email == identity.email):
             found = self._read_rows(sa.select(patients).where(condition).limit(2))
             if len(found) == 1:
-                return Placement(rows=tuple(placement_rows(self._read_rows, self.tables, self.host, found[0])))
+                return Placement(rows=tuple(placement_rows(self._read_rows, self.tables, self.host, found[0],
+                                                           self._footprint_ids())))
         return None
+
+
+def _registered(placement: Placement) -> datetime | None:
+    """When the canary was registered: patients.creation_date (3.35+), else its 'create' history entry."""
+    for row in placement.rows:
+        values = row["values"]
+        if row["table"] == "patients" and values.get("creation_date"):
+            return datetime.fromisoformat(str(values["creation_date"]))
+        if row["table"] in ("user_log", "user_action") and values.get("type") == "create":
+            return datetime.fromisoformat(str(values["date"]))
+    return None

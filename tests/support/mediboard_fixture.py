@@ -31,7 +31,7 @@ import unicodedata
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from support.app_seeder_helpers import execute, insert_rows, load_sql_file
+from support.app_seeder_helpers import execute, insert_rows, load_sql_file, query
 from canary.model import Sex
 from seeders.mediboard.soundex2 import soundex2
 from support.sql_seeder_helpers import make_identity
@@ -52,7 +52,9 @@ CLERK = 7
 WORKSTATION = socket.inet_aton("10.12.3.45")
 MOREAU = 3  # medecin_id of Dr Claire Moreau, the identities' GP
 CLASSES = {"CPatient": 1, "CSourceIdentite": 2, "CIdSante400": 3, "CDossierMedical": 4, "CAntecedent": 5,
-           "CSejour": 6}
+           "CSejour": 6, "CConsultation": 7, "CConstantesMedicales": 8}
+DR_ROUX, DR_KLEIN = 21, 22  # practitioners (plageconsult.chir_id); Dr Roux sees most patients
+PRACTITIONER_DESK = {DR_ROUX: socket.inet_aton("10.12.5.21"), DR_KLEIN: socket.inet_aton("10.12.5.22")}
 
 
 def create_site(url: str, count: int = 300, version: str = "2.37", log_table: str = "user_action") -> None:
@@ -72,6 +74,8 @@ def create_site(url: str, count: int = 300, version: str = "2.37", log_table: st
             ("DURAND", "Paul", "m", "75011", "PARIS"), ("PETIT", "Anne", "f", "69003", "LYON"),
             ("MOREAU", "Claire", "f", "33000", "BORDEAUX"), ("LEROY", "Marc", "m", "59000", "LILLE")], start=1)])
     populate(url, count, version, log_table if version == "4.94" else "user_log")
+    if version == "4.94":
+        consultations(url, count, log_table)
 
 
 def strict(name: str) -> str:
@@ -180,7 +184,59 @@ def populate(url: str, count: int, version: str = "2.37", log_table: str = "user
         insert_rows(url, table, table_rows)
 
 
+def consultations(url: str, count: int, log_table: str) -> None:
+    """Two practitioners' consultation ranges (one open all of today) and the consultations of 60 % of the
+    patients, each with vital signs (weight, height, blood pressure in cmHg, pulse) by the practitioner."""
+    today = query(url, "SELECT CURDATE() AS d")[0]["d"]
+    plages, consults, measures, actions, logs = [], [], [], [], []
+    action_id = (query(url, "SELECT COALESCE(MAX(user_action_id), 999999999) + 1 AS n FROM user_action")[0]["n"])
+    rnd = random.Random(5)
+    for n, days in enumerate(range(-40, 1, 4)):
+        day = today + timedelta(days=days)
+        for chir in (DR_ROUX, DR_KLEIN):
+            plages.append(dict(plageconsult_id=len(plages) + 1, chir_id=chir, date=day, freq="00:15:00",
+                               debut="00:00:00" if days == 0 else "08:00:00",
+                               fin="23:59:00" if days == 0 else "12:00:00", libelle="Consultations"))
+    for pid in range(1, count + 1):
+        if pid % 5 in (1, 3):
+            continue
+        plage = rnd.choice([p for p in plages if p["date"] < today and (p["chir_id"] == DR_ROUX or pid % 3 == 0)])
+        heure = timedelta(hours=8, minutes=15 * rnd.randrange(16))
+        when = datetime.combine(plage["date"], datetime.min.time()) + heure
+        cid = len(consults) + 1
+        consults.append(dict(consultation_id=cid, plageconsult_id=plage["plageconsult_id"], patient_id=pid,
+                             owner_id=plage["chir_id"], creation_date=when - timedelta(days=2), heure=str(heure),
+                             chrono="64", annule="0", type="classique", motif="Consultation de suivi",
+                             arrivee=when, duree=1))
+        measures.append(dict(constantes_medicales_id=cid, patient_id=pid, datetime=when + timedelta(minutes=7),
+                             context_class="CConsultation", context_id=cid, user_id=plage["chir_id"],
+                             creation_date=when + timedelta(minutes=7), poids=round(rnd.uniform(50, 95), 1),
+                             taille=float(rnd.randrange(155, 190)), ta=f"{rnd.randrange(11, 15)}|{rnd.randrange(6, 9)}",
+                             pouls=rnd.randrange(58, 90), temperature=36.8 if pid % 3 == 0 else None))
+        for object_id, object_class, user, at in ((cid, "CConsultation", plage["chir_id"], when - timedelta(days=2)),
+                                                  (cid, "CConstantesMedicales", plage["chir_id"],
+                                                   when + timedelta(minutes=7))):
+            if log_table == "user_action":
+                actions.append(dict(user_action_id=action_id, user_id=user, object_id=object_id,
+                                    object_class_id=CLASSES[object_class], type="create", date=at,
+                                    ip_address=PRACTITIONER_DESK[user]))
+                action_id += 1
+            else:
+                logs.append(dict(user_id=user, object_id=object_id, object_class=object_class, type="create",
+                                 date=at, fields=None, ip_address=PRACTITIONER_DESK[user], extra=None))
+    for table, rows in (("plageconsult", plages), ("consultation", consults), ("constantes_medicales", measures),
+                        ("user_action", actions), ("user_log", logs)):
+        insert_rows(url, table, rows)
+
+
 def set_vigilance(url: str, mode: str, group_id: int = 1) -> None:
     """The group config of dPpatients' identity vigilance (table configuration), as the 2015-2021 code reads it."""
     execute(url, "INSERT INTO configuration (feature, value, object_class, object_id) VALUES "
                  "('dPpatients CPatient mode_identito_vigilance', :m, 'CGroups', :g)", m=mode, g=group_id)
+
+
+def checksums(url: str) -> dict[str, int]:
+    """MariaDB's CHECKSUM TABLE of every table: byte-for-byte equality of their contents."""
+    tables = [r["TABLE_NAME"] for r in query(url, "SELECT TABLE_NAME FROM information_schema.TABLES "
+                                                  "WHERE TABLE_SCHEMA = DATABASE()")]
+    return {r["Table"].split(".")[-1]: r["Checksum"] for r in query(url, f"CHECKSUM TABLE {', '.join(tables)}")}

@@ -13,7 +13,7 @@ import pytest
 from support.app_seeder_helpers import dispose, execute, load_sql, load_sql_file, query, rows_except, snapshot, spec
 from canary.errors import SourceError
 from canary.model import VerifyState
-from support.mediboard_fixture import SCHEMA, SCHEMA_OX4, TABLES_BY_VERSION, VERSIONS, create_site
+from support.mediboard_fixture import SCHEMA, SCHEMA_OX4, TABLES_BY_VERSION, VERSIONS, checksums, create_site
 from seeders.mediboard.seeder import MediboardSeeder
 from support.sql_seeder_helpers import make_identity
 
@@ -34,12 +34,6 @@ def versioned_site(request):
 def empty_db(mariadb_url):
     yield mariadb_url
     dispose(mariadb_url)
-
-
-def checksums(url: str) -> dict[str, int]:
-    tables = [r["TABLE_NAME"] for r in query(url, "SELECT TABLE_NAME FROM information_schema.TABLES "
-                                                  "WHERE TABLE_SCHEMA = DATABASE()")]
-    return {r["Table"].split(".")[-1]: r["Checksum"] for r in query(url, f"CHECKSUM TABLE {', '.join(tables)}")}
 
 
 def test_plant_verify_retire_on_every_supported_version(versioned_site):
