@@ -181,6 +181,20 @@ def test_the_config_row_decides_user_action_even_without_history(small_site):
     execute(small_site, "UPDATE config_db SET value = '1' WHERE `key` = 'activer_user_action'")
     with MediboardSeeder(spec("dpi", "mediboard", user_id="7"), small_site) as seeder:
         assert seeder.host.log_table == "user_action"
+    # Without the config row (config kept in includes/config.php): the history of recent creations tells.
+    execute(small_site, "DELETE FROM config_db WHERE `key` = 'activer_user_action'")
+    with MediboardSeeder(spec("dpi", "mediboard", user_id="7"), small_site) as seeder:
+        assert seeder.host.log_table == "user_log"
+    execute(small_site, "DELETE FROM object_class WHERE object_class = 'CSourceIdentite'")
+    with pytest.raises(ConfigError, match="object_class has no row for CSourceIdentite"):
+        MediboardSeeder(spec("dpi", "mediboard", log_table="user_action", user_id="7"), small_site).open()
+
+
+def test_user_action_learnt_from_the_history_without_config(small_site):
+    create_site(small_site, count=60, version="4.94", log_table="user_action")
+    execute(small_site, "DELETE FROM config_db")
+    with MediboardSeeder(spec("dpi", "mediboard"), small_site) as seeder:
+        assert seeder.host.log_table == "user_action" and seeder.host.user_id == 7
     execute(small_site, "DELETE FROM object_class WHERE object_class = 'CSourceIdentite'")
     with pytest.raises(ConfigError, match="object_class has no row for CSourceIdentite"):
         MediboardSeeder(spec("dpi", "mediboard", user_id="7"), small_site).open()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from support.app_seeder_helpers import dispose, execute, load_sql, load_sql_file, query, rows_except, snapshot, spec
-from canary.errors import SourceError
+from canary.errors import ConfigError, SourceError
 from canary.model import VerifyState
 from support.mediboard_fixture import SCHEMA, SCHEMA_OX4, TABLES_BY_VERSION, VERSIONS, checksums, create_site
 from seeders.mediboard.seeder import MediboardSeeder
@@ -102,3 +102,9 @@ def test_no_modules_table_or_row_is_one_clear_line(empty_db):
     load_sql(empty_db, "DROP TABLE modules")
     with pytest.raises(SourceError, match="no table modules"):
         MediboardSeeder(spec("dpi", "mediboard"), empty_db).open()
+
+
+def test_user_action_on_a_site_without_it_is_refused(empty_db):
+    load_sql_file(empty_db, SCHEMA)  # dPpatients 2.37, system before 1.2.66: no user_action
+    with pytest.raises(ConfigError, match="log_table=user_action but the database has no user_action"):
+        MediboardSeeder(spec("dpi", "mediboard", log_table="user_action"), empty_db).open()
