@@ -169,14 +169,16 @@ def usual_address(target: SqlTarget, user_id: int, log_table: str) -> bytes | No
 
 
 def _vigilance(target: SqlTarget, settings: dict[str, Any], patients: TableHabits, schema: Schema) -> str:
-    """The identity-vigilance mode: the option, the group config, the site's own names, else the version's.
+    """The identity-vigilance mode: the option, else as the site's code decides it.
 
-    2015 and 2021 read the group config 'dPpatients CPatient mode_identito_vigilance'
-    (table configuration, default light); the 2023 code (4.94) has no config and is
-    always strict.
+    The 2023 code (4.94) has no config and is always strict; 2015 and 2021 read the
+    group config 'dPpatients CPatient mode_identito_vigilance' (table configuration,
+    default light). Without a config row, the site's own names tell.
     """
     if settings["identito_vigilance"] != "auto":
         return settings["identito_vigilance"]
+    if schema.version >= (4, 94):
+        return "strict"  # CPatient::applyModeIdentitoVigilance: $mode ?: "strict"
     config = target.table("configuration")
     if config is not None and {"feature", "value", "object_class", "object_id"} <= set(config.c.keys()):
         with target.engine.connect() as conn:
@@ -188,9 +190,7 @@ def _vigilance(target: SqlTarget, settings: dict[str, Any], patients: TableHabit
             if value in vigilance.MODES:
                 return value
     guessed = vigilance.guess_mode([(row.get("nom") or "", row.get("prenom") or "") for row in patients.rows])
-    if guessed is not None:
-        return guessed
-    return "strict" if schema.version >= (4, 94) else "light"
+    return guessed or "light"
 
 
 def _soundex_variant(patients: TableHabits) -> str:

@@ -70,7 +70,8 @@ class MediboardSeeder(ApplicationSqlSeeder):
                      "their footprint consultation; auto: the busiest practitioner with a range open now",
                      default="auto"),
         SeederOption("identito_vigilance", "identity-vigilance mode names are written in: light, medium or strict; "
-                     "auto: the group config, else the site's recent patients, else the version's", default="auto"),
+                     "auto: strict from dPpatients 4.94, before the group config, else the site's recent patients, "
+                     "else light", default="auto"),
     )
     option_parsers = {
         "user_id": appsql.parse_auto_int,

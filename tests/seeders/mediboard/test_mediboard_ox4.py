@@ -63,7 +63,7 @@ def _by_table(placement: Placement) -> dict[str, list[dict]]:
 def test_a_patient_as_cpatient_store_writes_it_on_ox4(ox4, seeder):
     ident = make_identity(25, **MANY)
     assert seeder.host.schema.text == "4.94" and seeder.host.log_table == "user_action"
-    assert seeder.host.vigilance == "strict"  # learnt from the site's names (no config row)
+    assert seeder.host.vigilance == "strict"  # the 2023 code (4.94) is always strict
     placement = seeder.plant(ident)
     rows = _by_table(placement)
     pid = rows["patients"][0]["key"]["patient_id"]
@@ -203,6 +203,11 @@ def test_user_action_learnt_from_the_history_without_config(small_site):
 def test_medium_mode_from_the_group_config(small_site):
     create_site(small_site, count=60, version="4.94")
     set_vigilance(small_site, "medium")
+    # OX 4.94 (2023 code) has no such config: always strict, whatever a stale row says.
+    with MediboardSeeder(spec("dpi", "mediboard"), small_site) as seeder:
+        assert seeder.host.vigilance == "strict"
+    # dPpatients 4.48 (2021 code) reads the group config.
+    execute(small_site, "UPDATE modules SET mod_version = '4.48' WHERE mod_name = 'dPpatients'")
     with MediboardSeeder(spec("dpi", "mediboard"), small_site) as seeder:
         assert seeder.host.vigilance == "medium"
         rows = seeder.plan(make_identity(25, first_names=("Anne-Sophie", "Zoé"), last_name="D'Aubigné-Lefèvre",
