@@ -107,7 +107,7 @@ def read_clinic(target: SqlTarget, host: MediboardHost, source_name: str) -> Cli
     return Clinic(
         consultations=consultations, constantes=constantes, busiest=[c for c, _ in chirs.most_common()],
         measures=measures,
-        ta_mmhg=bool(pressures) and sum(int(p.split("|")[0] or 0) > 50 for p in pressures) > len(pressures) / 2,
+        ta_mmhg=bool(pressures) and sum(_systole(p) > 50 for p in pressures) > len(pressures) / 2,
         motif=motif if motif and share >= 0.2 else None, class_ids=class_ids,
         addresses={c: usual_address(target, c, host.log_table) for c, _ in chirs.most_common(5)})
 
@@ -193,6 +193,14 @@ def constantes_values(identity: Identity, clinic: Clinic, slot: Slot, patient_id
                               "user_id": slot.practitioner, "creation_date": slot.now}
     values.update({m: measured[m] for m in clinic.measures})
     return {k: v for k, v in values.items() if k in table.c}
+
+
+def _systole(pressure: str) -> float:
+    """The systole of a stored "systole|diastole" (0 when unreadable)."""
+    try:
+        return float(pressure.split("|")[0])
+    except ValueError:
+        return 0.0
 
 
 def _age(born: date, today: date) -> int:

@@ -159,3 +159,20 @@ def test_a_footprint_failing_half_way_leaves_nothing(clinic_site, seeder):
     assert query(clinic_site, "SELECT * FROM consultation WHERE patient_id = :p", p=pid) == []
     assert seeder.verify(ident, planted).state is VerifyState.OK
     seeder.retire(planted)
+
+
+def test_blood_pressure_in_the_sites_unit(clinic_site):
+    tenfold = ("UPDATE constantes_medicales SET ta = CONCAT(SUBSTRING_INDEX(ta, '|', 1) * 10, '|', "
+               "SUBSTRING_INDEX(ta, '|', -1) * 10)")
+    execute(clinic_site, tenfold)  # this site writes mmHg: "120|70"
+    try:
+        with MediboardSeeder(spec("dpi", "mediboard"), clinic_site) as seeder:
+            ident, planted = _planted(seeder, 12)
+            placement = seeder.add_footprint(ident, planted)
+            ta = next(r for r in placement.rows if r["table"] == "constantes_medicales")["values"]["ta"]
+            systole, diastole = (int(x) for x in ta.split("|"))
+            assert 90 <= systole <= 180 and 50 <= diastole <= 110
+            seeder.retire(placement)
+    finally:
+        execute(clinic_site, "UPDATE constantes_medicales SET ta = CONCAT(SUBSTRING_INDEX(ta, '|', 1) DIV 10, '|', "
+                             "SUBSTRING_INDEX(ta, '|', -1) DIV 10)")
