@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.app_seeder_helpers import dispose, execute, load_sql, load_sql_file, query, rows_except, snapshot, spec
+from support.app_seeder_helpers import dispose, execute, load_sql, load_sql_file, rows_except, snapshot, spec
 from canary.errors import ConfigError, SourceError
 from canary.model import VerifyState
 from support.mediboard_fixture import SCHEMA, SCHEMA_OX4, TABLES_BY_VERSION, VERSIONS, checksums, create_site
