@@ -75,6 +75,7 @@ SETTING_MODULES: tuple[str, ...] = (
     "canary.scan.hibp",
     "canary.doctor.checks",
     "canary.audit.settings",
+    "canary.planting.pace",
 )
 
 

@@ -76,6 +76,9 @@ class IdentityGenerator:
     is recorded) draws numbers with replacement. ``seed=None`` draws a random
     128-bit seed, readable afterwards as ``generator.seed``.
 
+    ``site_postcodes`` (postcode -> the site's patients there) draws addresses
+    where the site's patients live, unless ``catchment`` names départements.
+
     ``in_use`` (planting) holds the emails and phone numbers of the target
     source's live canaries: with ``contacts.max_per_email_domain`` and
     ``max_per_phone_block`` no domain and no 10,000-number block gets more
@@ -86,7 +89,7 @@ class IdentityGenerator:
                  age_profile: Mapping[str, float] | None = None, catchment: Sequence[str] = (),
                  reserved: Callable[[Token], bool] | None = None, taken_phones: Iterable[str] = (),
                  reserve_phones: bool = True, today: date | None = None,
-                 in_use: Iterable[str] = ()) -> None:
+                 in_use: Iterable[str] = (), site_postcodes: Mapping[str, int] | None = None) -> None:
         if not contacts.email_domains:
             raise ConfigError("[contacts] email_domains is empty: list at least one domain you own")
         if not contacts.phone_pool:
@@ -107,7 +110,7 @@ class IdentityGenerator:
         self._dns_labels: set[str] = set()
         self._passwords: set[str] = set()
         self._births = AgeProfile.from_mapping(age_profile).sampler(self.today)
-        self._places = PlaceDrawer(tuple(catchment))
+        self._places = PlaceDrawer(tuple(catchment), site_postcodes)
         in_use = tuple(in_use)
         self._phones = PhoneAllocator(contacts.phone_pool, self._rng, taken=taken_phones, reserved=reserved,
                                       unique=reserve_phones, max_per_block=contacts.max_per_phone_block,

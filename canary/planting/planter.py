@@ -124,6 +124,8 @@ def _draw(registry, config: Config, spec: SourceSpec, seeder: Seeder, count: int
         taken_phones=registry.taken_values(TokenKind.PHONE),
         reserve_phones=True,
         in_use=contact_points_in_use(registry, spec.name),
+        # --catchment wins; otherwise addresses follow where the site's own patients live
+        site_postcodes=None if spec.catchment else seeder.site_postcodes(),
     )
     chosen: list[Identity] = []
     redrawn = 0

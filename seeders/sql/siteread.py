@@ -90,7 +90,8 @@ def read_patients(target: SqlTarget, layout: PatientLayout, limit: int | None = 
 
 
 def admission_times(target: SqlTarget, layout: PatientLayout, since: datetime) -> list[datetime] | None:
-    """Registration times since ``since`` (naive, as stored); None without a timestamp column."""
+    """Registration times since ``since`` (naive, as stored: an aware ``since`` is read as its wall-clock
+    time); None without a timestamp column."""
     table = _table(target, layout.table)
     if layout.created is None or layout.created not in table.c:
         return None

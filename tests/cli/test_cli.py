@@ -34,6 +34,9 @@ phone_pool_file = "pool.txt"
 # (the caps have their own tests, tests/identity/test_contact_caps.py)
 max_per_email_domain = 0
 max_per_phone_block = 0
+
+[drip]
+max_share = 0  # the test LIS registers nobody any more: drip pacing would refuse any --over
 """
 
 

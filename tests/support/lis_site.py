@@ -172,11 +172,11 @@ def make_patients(count: int, *, now: datetime, years: int = 5, seed: int = 1):
     return patients, contacts, accounts, analyses
 
 
-def build_site(url: str, patients: int, *, now: datetime | None = None, seed: int = 1) -> None:
-    """Create the test LIS schema at ``url`` and fill it with a realistic site."""
+def build_site(url: str, patients: int, *, now: datetime | None = None, seed: int = 1, years: int = 5) -> None:
+    """Create the test LIS schema at ``url`` and fill it with a realistic site (``now``: naive local time)."""
     now = (now or datetime.now()).replace(microsecond=0)
     create_schema(url)
-    rows = make_patients(patients, now=now, seed=seed)
+    rows = make_patients(patients, now=now, seed=seed, years=years)
     engine = sa.create_engine(url)
     md = sa.MetaData()
     md.reflect(engine)
