@@ -145,6 +145,7 @@ def _planted_site(work: Path, patients: int, seed: int, now: datetime, concealed
         add_source(registry, "lis", "sql", url=url, mapping=str(MAPPING))
         admissions = [r["cree_le"] for r in rows[0] if r["cree_le"] >= now.replace(tzinfo=None) - timedelta(days=365)]
         period = _period_needed(admissions, now)
+        print(f"concealed: drip over {period.days} days ({len(admissions)} registrations in the last year)")
         moments = draw_due_times(CANARIES, now - period, period - timedelta(days=1), random.Random(seed))
     else:
         config = production_config("sqlite://", pool=SPREAD_POOL, domains=DOMAINS[:2])
