@@ -51,6 +51,9 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
                    f"from {_local(due[0])} to {_local(due[-1])} ({TIMEZONE}, working hours)")
         click.echo("the listener plants them when due (or run `canary drip run` from cron); "
                    "see `canary drip list`")
+        if settings.max_share and admissions is None:
+            click.echo(f"{source_name}: its seeder cannot count admissions, so this pace is not checked "
+                       "against the site's (docs/drip.md)")
     return due
 
 
