@@ -6,6 +6,7 @@ one column per feature, with NaN where a feature does not apply. The
 features are the tells of docs/concealment.md:
 
 - fill pattern per column: NULL, '' (or blanks), upper case;
+- dates (birth dates): how many years before the newest one, i.e. the ages;
 - timestamps: sub-second precision, recency (days before the newest row),
   hour of day, delay between two timestamps of the row (creation to update);
 - values a few staff pick from (creating user, origin, doctor): how common
@@ -25,7 +26,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -41,7 +42,7 @@ _PHONE_CHARS = re.compile(r"[\s.\-()/]")
 @dataclass(frozen=True, slots=True)
 class Feature:
     name: str  # "patients.cree_le:subsecond"
-    kind: str  # null, empty, upper, subsecond, age, hour, delay, share, count, none, first, same_second,
+    kind: str  # null, empty, upper, subsecond, age, years, hour, delay, share, count, none, first, same_second,
     #            domain, domain_recent, block, block_recent, no_email, no_phone
     subject: str  # the column, table or contact point it is about
 
@@ -88,6 +89,12 @@ def _column_features(table: str, name: str, raw: list[Any], created: list[dateti
     stamps = [_stamp(v) for v in raw]
     if sum(s is not None for s in stamps) >= max(1, len(raw) // 2):
         _time_features(subject, raw, stamps, created, put)
+        return
+    days = [v for v in raw if isinstance(v, date) and not isinstance(v, datetime)]
+    if len(days) >= max(1, len(raw) // 2):
+        newest = max(days)
+        put(Feature(f"{subject}:years", "years", subject),
+            [(newest - v).days / 365.25 if isinstance(v, date) else math.nan for v in raw])
         return
     hashable = [v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in raw]
     counts = Counter(hashable)

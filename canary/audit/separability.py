@@ -207,6 +207,8 @@ def describe(feature: Feature, values: np.ndarray) -> str:
         return f"median {math.expm1(median):.0f} {unit}"
     if kind == "age":
         return f"median {math.expm1(median):.0f} days old"
+    if kind == "years":
+        return f"median {median:.0f} years before the latest"
     if kind in ("delay", "first"):
         seconds = math.copysign(math.expm1(abs(median)), median)
         return f"median {_duration(seconds)} after registration"
@@ -236,6 +238,8 @@ def fix_for(feature: Feature) -> str:
         "subsecond": f"write {s} with the application's precision (sub-second digits where it writes them)",
         "age": "spread plantings over months (`canary plant --over`, drip at the site's pace) so canaries "
                "are not all recent; let `canary drip run` add later events",
+        "years": f"draw {s} from the site's own distribution (for birth dates: set identities.age_profile "
+                 "to the site's age bands)",
         "hour": f"stamp {s} at the hours the site registers patients (drip plants in working hours)",
         "delay": f"set {s} after the registration with the site's own delay, not at the same moment",
         "share": f"draw {s} from the values the site's patients have, in their proportions (postcodes and "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import pytest
@@ -151,9 +151,10 @@ def _patient(n: int, **values) -> AuditPatient:
 
 def test_features_name_fill_precision_and_contact_clustering():
     patients = [
-        _patient(1, created=datetime(2024, 1, 2, 9, 0, 0, 250000), tel="06 12 34 56 78", note=None),
-        _patient(2, created=datetime(2024, 3, 2, 10, 0, 0), tel="06.12.34.99.99", note=""),
-        _patient(3, created=datetime(2024, 5, 2, 11, 0, 0), tel="+33712345678", note="x"),
+        _patient(1, created=datetime(2024, 1, 2, 9, 0, 0, 250000), tel="06 12 34 56 78", note=None,
+                 born=date(1950, 1, 1)),
+        _patient(2, created=datetime(2024, 3, 2, 10, 0, 0), tel="06.12.34.99.99", note="", born=date(1990, 1, 1)),
+        _patient(3, created=datetime(2024, 5, 2, 11, 0, 0), tel="+33712345678", note="x", born=date(2000, 1, 1)),
     ]
     matrix = build_features(patients)
     names = {f.name for f in matrix.features}
@@ -162,6 +163,7 @@ def test_features_name_fill_precision_and_contact_clustering():
     assert list(matrix.column("p.created:subsecond")) == [1.0, 0.0, 0.0]
     assert list(matrix.column("p.note:empty")) == [0.0, 1.0, 0.0]
     assert np.allclose(np.expm1(matrix.column("phone block:patients")), [2, 2, 1])
+    assert np.allclose(matrix.column("p.born:years"), [50, 10, 0], atol=0.02)  # ages, from the youngest
     assert "p.id:null" not in names  # the key is not a feature, constant columns are dropped
 
 
