@@ -56,8 +56,13 @@ class FeatureMatrix:
         return self.values[:, [f.name for f in self.features].index(name)]
 
 
-def build_features(patients: Sequence[Any]) -> FeatureMatrix:
-    """Features of ``patients`` (``AuditPatient`` values), constant columns dropped."""
+def build_features(patients: Sequence[Any], population: Sequence[Any] | None = None) -> FeatureMatrix:
+    """Features of ``patients`` (``AuditPatient`` values), constant columns dropped.
+
+    ``population`` (default: ``patients``) is the whole site when ``patients``
+    is a sample: how many patients share a domain or a number block is
+    counted over all of them, as an attacker holding the dump counts.
+    """
     columns: dict[Feature, list[float]] = {}
     n = len(patients)
 
@@ -72,7 +77,7 @@ def build_features(patients: Sequence[Any]) -> FeatureMatrix:
         raw = [p.values.get(name) for p in patients]
         _column_features(table, name, raw, created, put)
     _related_features(patients, created, put)
-    _contact_features(patients, created, put)
+    _contact_features(patients, created, put, population)
     kept = [(f, v) for f, v in columns.items() if len(v) == n and _varies(v)]
     matrix = np.array([v for _, v in kept], dtype=float).T if kept else np.zeros((n, 0))
     return FeatureMatrix([f for f, _ in kept], matrix)
@@ -132,29 +137,22 @@ def _related_features(patients: Sequence[Any], created: list[datetime | None], p
                  for c, f in zip(created, firsts)])
 
 
-def _contact_features(patients: Sequence[Any], created: list[datetime | None], put) -> None:
+def _contact_features(patients: Sequence[Any], created: list[datetime | None], put,
+                      population: Sequence[Any] | None) -> None:
     """Patients per email domain and per 10,000-number block, and how many of them are recent."""
-    domains: list[str | None] = []
-    blocks: list[str | None] = []
-    for patient in patients:
-        found_domain = found_block = None
-        for value in _contact_values(patient):
-            if found_domain is None:
-                match = _EMAIL.match(value)
-                if match:
-                    found_domain = match.group(1).lower()
-                    continue
-            if found_block is None:
-                found_block = phone_block(value)
-        domains.append(found_domain)
-        blocks.append(found_block)
-    known = [c for c in created if c is not None]
+    domains, blocks = _contact_keys(patients)
+    if population is None or population is patients:
+        all_domains, all_blocks, all_created = domains, blocks, created
+    else:
+        all_domains, all_blocks = _contact_keys(population)
+        all_created = [_stamp(p.created) for p in population]
+    known = [c for c in all_created if c is not None]
     recent_from = max(known) if known else None
-    for kind, keys in (("domain", domains), ("block", blocks)):
+    for kind, keys, every in (("domain", domains, all_domains), ("block", blocks, all_blocks)):
         if not any(keys):
             continue
-        counts = Counter(k for k in keys if k)
-        recent = Counter(k for k, c in zip(keys, created)
+        counts = Counter(k for k in every if k)
+        recent = Counter(k for k, c in zip(every, all_created)
                          if k and c and recent_from and (recent_from - c).days <= RECENT_DAYS)
         label = "email domain" if kind == "domain" else "phone block"
         put(Feature(f"{label}:patients", kind, label),
@@ -165,8 +163,40 @@ def _contact_features(patients: Sequence[Any], created: list[datetime | None], p
             [0.0 if k else 1.0 for k in keys])
 
 
-def _contact_values(patient: Any) -> Iterable[str]:
-    for value in patient.values.values():
+def _contact_keys(patients: Sequence[Any]) -> tuple[list[str | None], list[str | None]]:
+    """Per patient: the first email domain and the first phone block found (None: none)."""
+    domains: list[str | None] = []
+    blocks: list[str | None] = []
+    columns = _contact_columns(patients)
+    for patient in patients:
+        found_domain = found_block = None
+        for value in _contact_values(patient, columns):
+            if found_domain is None:
+                match = _EMAIL.match(value)
+                if match:
+                    found_domain = match.group(1).lower()
+                    continue
+            if found_block is None:
+                found_block = phone_block(value)
+        domains.append(found_domain)
+        blocks.append(found_block)
+    return domains, blocks
+
+
+def _contact_columns(patients: Sequence[Any], sample: int = 500) -> list[str]:
+    """Columns of the patient row holding emails or phone numbers (in a fifth of a sample at least)."""
+    hits: Counter[str] = Counter()
+    seen = patients[:sample]
+    for patient in seen:
+        for name, value in patient.values.items():
+            if isinstance(value, str) and (_EMAIL.match(value.strip()) or phone_block(value)):
+                hits[name] += 1
+    return [name for name, n in hits.items() if n * 5 >= len(seen)]
+
+
+def _contact_values(patient: Any, columns: list[str]) -> Iterable[str]:
+    for name in columns:
+        value = patient.values.get(name)
         if isinstance(value, str):
             yield value.strip()
     for value in getattr(patient, "contacts", ()) or ():

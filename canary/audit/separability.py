@@ -89,7 +89,7 @@ def separability(source: str, patients: Sequence[Any], is_canary: Sequence[bool]
     if len(other_index) > keep:
         other_index = rng.choice(other_index, keep, replace=False)
     chosen = np.concatenate([np.flatnonzero(labels), np.sort(other_index)])
-    matrix = build_features([patients[i] for i in chosen])
+    matrix = build_features([patients[i] for i in chosen], population=patients)
     y = labels[chosen]
     report = SeparabilityReport(source, len(labels), canaries, len(other_index), 0.5, 0.5, 0.5,
                                 "none", threshold, features=len(matrix.features))
