@@ -64,17 +64,25 @@ def drip_settings(raw: Mapping[str, Any]) -> DripSettings:
     share = table.get("max_share", 0.02)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
         raise ConfigError("drip.max_share must be a number from 0 to 1 (0.02 is 2 %; 0 turns pacing off)")
-    window = parse_duration(str(table.get("pace_window", "30d")))
-    slot = _duration_or_zero(table.get("timer_slot", "10m"))
-    every = _duration_or_zero(table.get("event_every", "60d"))
+    try:
+        window = parse_duration(str(table.get("pace_window", "30d")))
+    except ConfigError:
+        raise ConfigError("drip.pace_window must be a duration like 30d or 2w") from None
+    slot = _duration_or_zero(table, "timer_slot", "10m")
+    every = _duration_or_zero(table, "event_every", "60d")
     return DripSettings(float(share), window, slot, every)
 
 
-def _duration_or_zero(value: Any) -> timedelta:
+def _duration_or_zero(table: Mapping[str, Any], key: str, default: str) -> timedelta:
     from canary.planting.schedule import parse_duration
 
-    text = str(value).strip().lower()
-    return timedelta() if text.rstrip("mhdw") == "0" else parse_duration(text)
+    text = str(table.get(key, default)).strip().lower()
+    if text.rstrip("mhdw") == "0":
+        return timedelta()
+    try:
+        return parse_duration(text)
+    except ConfigError:
+        raise ConfigError(f"drip.{key} must be a duration like {default} (or 0)") from None
 
 
 def canaries_allowed(real_patients: int, share: float) -> int:

@@ -72,6 +72,10 @@ def test_settings_are_checked():
     assert drip_settings({"drip": {"timer_slot": "0m", "max_share": 0}}).timer_slot == timedelta()
     with pytest.raises(ConfigError, match="drip.max_share must be a number from 0 to 1"):
         drip_settings({"drip": {"max_share": 2}})
+    with pytest.raises(ConfigError, match="drip.timer_slot must be a duration like 10m"):
+        drip_settings({"drip": {"timer_slot": "often"}})
+    with pytest.raises(ConfigError, match="drip.pace_window must be a duration"):
+        drip_settings({"drip": {"pace_window": "-3"}})
 
 
 # -- against a site ---------------------------------------------------------------------
