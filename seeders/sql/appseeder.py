@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from canary.errors import MappingError
 from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
-from canary.planting.seeder import AuditPatient
+from seeders.base import AuditPatient
 from seeders.sql.apptarget import AppTarget
 from seeders.base import PlannedRow, Seeder
 from seeders.sql.rows import RowPlan

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-from canary.planting.seeder import AuditPatient
+from seeders.base import AuditPatient
 from seeders.sql.target import SqlTarget
 from seeders.sql.values import to_json
 
