@@ -191,3 +191,17 @@ def test_placed_refs_come_from_the_placement_keys():
                         Record([])])
     assert refs == {("patients", frozenset({("id", 7)})), ("contacts", frozenset({("id", 9)}))}
     assert source_spec().seeder == "sql"
+
+
+def test_a_seeder_that_cannot_read_its_patients_is_one_clear_error(tmp_path, monkeypatch):
+    from seeders.sql.seeder import SqlSeeder
+
+    url = f"sqlite:///{tmp_path / 'lis.db'}"
+    build_site(url, 30)
+    registry, config = new_registry(tmp_path)
+    add_source(registry, "lis", "sql", url=url, mapping=str(MAPPING))
+    plant(registry, config, "lis", 5, seed=1)
+    monkeypatch.setattr(SqlSeeder, "_site_layout", lambda self: None)
+    with pytest.raises(CanaryError, match="seeder 'sql' of source 'lis' cannot read its patients"):
+        audit_separability(registry, config, "lis")
+    registry.close()
