@@ -111,7 +111,8 @@ def compare(patients: int, seed: int) -> None:
             rows = [replace(p, related={}, related_first={}) if strip else p for p in audited[0]]
             report = separability("lis", rows, audited[1])
             print(f"{name:<10} {label:<32} AUC {report.auc:.2f} [{report.low:.2f}-{report.high:.2f}] "
-                  f"({report.model})")
+                  f"({report.model}); best one-line rule at recall 0.5: precision {report.rule_precision:.2f} "
+                  f"({report.rule_feature})")
             for give in report.giveaways:
                 print(f"{'':>12}{give.feature:<34} alone {give.auc:.2f}: canaries {give.canaries}; "
                       f"others {give.others}")

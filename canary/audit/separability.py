@@ -65,6 +65,10 @@ class SeparabilityReport:
     threshold: float
     giveaways: list[Giveaway] = field(default_factory=list)
     features: int = 0
+    # The best one-line rule ("feature >= x" or "<= x") that still finds half the canaries:
+    # its precision on the whole site (the issue's bar: at most 0.2), and the feature.
+    rule_precision: float = 0.0
+    rule_feature: str = ""
 
     @property
     def failed(self) -> bool:
@@ -99,7 +103,30 @@ def separability(source: str, patients: Sequence[Any], is_canary: Sequence[bool]
     report.auc, report.model = _auc(y, scores), model
     report.low, report.high = _bootstrap(y, scores, rng)
     report.giveaways = giveaways(matrix, y)
+    report.rule_precision, report.rule_feature = best_rule(matrix, y, others / max(1, len(other_index)))
     return report
+
+
+def best_rule(matrix: FeatureMatrix, y: np.ndarray, others_scale: float) -> tuple[float, str]:
+    """The most precise single-feature threshold rule with recall >= 0.5, as an attacker would write it.
+
+    Others are a sample: their false positives count ``others_scale`` times each, so the
+    precision is the one the rule would have on the whole site.
+    """
+    values = _impute(matrix.values, sentinel=True)
+    best, name = 0.0, ""
+    for index, feature in enumerate(matrix.features):
+        column = values[:, index]
+        median = float(np.median(column[y]))
+        for hits in (column >= median, column <= median):
+            found = int((hits & y).sum())
+            if found * 2 < int(y.sum()):
+                continue
+            false = int((hits & ~y).sum()) * others_scale
+            precision = found / (found + false)
+            if precision > best:
+                best, name = precision, feature.name
+    return round(best, 3), name
 
 
 def _best_scores(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
@@ -269,6 +296,7 @@ def report_to_dict(report: SeparabilityReport) -> dict[str, Any]:
         "compared": report.compared, "features": report.features, "model": report.model,
         "auc": round(report.auc, 4), "auc_low": round(report.low, 4), "auc_high": round(report.high, 4),
         "threshold": report.threshold, "failed": report.failed,
+        "rule_precision": report.rule_precision, "rule_feature": report.rule_feature,
         "giveaways": [{"feature": g.feature, "kind": g.kind, "auc": g.auc, "canaries": g.canaries,
                        "others": g.others, "fix": g.fix} for g in report.giveaways],
     }

@@ -61,6 +61,9 @@ def _separability(env, source_name: str, as_json: bool) -> None:
                    f"{report.threshold:.2f}: {verdict}")
         click.echo(f"        {report.canaries} canaries against {report.compared} of the site's "
                    f"{report.patients - report.canaries} other patients, {report.features} features")
+        if report.rule_feature:
+            click.echo(f"        best one-line rule finding half the canaries: {report.rule_feature}, "
+                       f"precision {report.rule_precision:.2f} on the whole site")
         for rank, give in enumerate(report.giveaways, 1):
             click.echo(f"{rank}. {give.feature} (alone: AUC {give.auc:.2f}): canaries {give.canaries}, "
                        f"others {give.others}")

@@ -76,6 +76,7 @@ def test_a_naive_plant_is_detected_and_the_tells_are_named(site):
     none = next(g for g in report.giveaways if g.feature == "analyses:none")
     assert none.canaries == "100 % with no row" and none.others == "0 % with no row"
     assert "footprint" in none.fix
+    assert report.rule_precision == 1.0 and report.rule_feature  # one column finds them with no false positive
 
 
 def test_patients_of_the_site_marked_at_random_are_not_separable(site):
@@ -88,6 +89,7 @@ def test_patients_of_the_site_marked_at_random_are_not_separable(site):
     chosen = set(random.Random(4).sample(range(len(real)), 30))
     report = separability("lis", real, [i in chosen for i in range(len(real))])
     assert report.auc <= 0.65 and not report.failed
+    assert report.rule_precision < 0.2  # the bar for one-line rules, met by real patients
 
 
 def test_the_command_exits_1_with_json_and_2_on_bad_input(site, tmp_path):
@@ -111,6 +113,7 @@ separability_threshold = 0.99
     data = json.loads(result.output)
     assert data["threshold"] == 0.99 and data["failed"] is True and data["canaries"] == 30
     assert data["auc_low"] <= data["auc"] <= data["auc_high"]
+    assert data["rule_precision"] == 1.0 and data["rule_feature"]
     assert len(data["giveaways"]) == 5 and {"feature", "kind", "auc", "canaries", "others", "fix"} == set(
         data["giveaways"][0])
     text = run(cli, ["--config", str(config_file), "audit", "lis", "--separability"]).output
