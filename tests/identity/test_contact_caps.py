@@ -108,3 +108,22 @@ def test_audit_recommends_how_many_domains_and_blocks_to_own():
     block = findings["phone-block-crowded"]
     assert block.values == ("+3361234xxxx (4)",) and "max_per_phone_block at 2" in block.fix
     assert cluster_findings(contacts, 5, 4) == []
+
+
+def test_older_canaries_get_landlines_of_their_zone_when_the_pool_has_them():
+    from canary.phones import kind
+
+    pool = tuple(f"+336{b:02d}{n:02d}{t:04d}" for b in range(10, 40) for n in range(10, 20) for t in (1234, 5678)) \
+        + tuple(f"+33299{n:02d}{t:04d}" for n in range(10, 99) for t in (1111, 2222))
+    contacts = replace(capped(per_domain=None, per_block=2, pool=pool), email_domains=DOMAINS)
+    generator = IdentityGenerator(contacts, seed=12, today=TODAY, site_postcodes={"35000": 10, "35200": 5})
+    people = list(generator.generate_many(300))
+    assert {p.address.postcode for p in people} == {"35000", "35200"}
+
+    def landline_share(ages):
+        group = [p for p in people if (TODAY - p.birth_date).days // 365 in ages]
+        return sum(any(kind(n) == "landline" for n in numbers(p)) for p in group) / len(group)
+
+    assert landline_share(range(70, 120)) > 0.3 > landline_share(range(0, 45))
+    landlines = [n for p in people for n in numbers(p) if kind(n) == "landline"]
+    assert landlines and all(n.startswith("+332") for n in landlines)  # the zone of Rennes
