@@ -4,8 +4,8 @@ Read only, from the site's newest samples (``SAMPLE_SIZE``): the statuses by
 name (``StatusService.buildStatusToIdMaps`` looks them up by name, so ids
 are site data), the tests it orders and their catalogue rows (unit, sample
 type, normal ranges, numeric ``test_result``), its recent numeric results,
-how its sample / item / analysis / result rows are filled, who enters,
-results and validates (from ``history``), and its pace: the delays between a
+how its sample / item / analysis / result rows are filled, who enters
+orders and results (from ``history``), and its pace: the delays between a
 patient's registration, the order, the results and the validation.
 """
 
@@ -54,7 +54,7 @@ class LabSite:
     items: list[dict[str, Any]]
     analyses: list[dict[str, Any]]
     result_rows: list[dict[str, Any]]
-    users: dict[str, Counter]  # "enter" / "result" / "validate" -> system_user id counts
+    users: dict[str, Counter]  # "enter" / "result" -> system_user id counts (of the history I rows)
     pace: list[tuple[timedelta, timedelta, timedelta]]
     accession_numbers: list[str]  # newest first
 
@@ -115,7 +115,7 @@ def _history(conn: sa.Connection, target: SqlTarget, history_tables: dict[str, i
              analyses, result_rows, finalized) -> tuple[dict[str, Counter], list[tuple[timedelta, timedelta, timedelta]]]:  # noqa: ANN001,E501
     """Who enters, results and validates, and the site's delays, from its audit trail."""
     history, human = target.table("history"), target.table("sample_human")
-    users: dict[str, Counter] = {"enter": Counter(), "result": Counter(), "validate": Counter()}
+    users: dict[str, Counter] = {"enter": Counter(), "result": Counter()}
     if history is None or not samples:
         return users, []
 
@@ -131,11 +131,6 @@ def _history(conn: sa.Connection, target: SqlTarget, history_tables: dict[str, i
     result_in = inserts("result", [row["id"] for row in result_rows])
     users["enter"].update(int(row["sys_user_id"]) for row in sample_in.values())
     users["result"].update(int(row["sys_user_id"]) for row in result_in.values())
-    if "analysis" in history_tables and analyses:
-        updates = conn.execute(sa.select(history.c.sys_user_id).where(
-            history.c.reference_table == history_tables["analysis"], history.c.activity == "U",
-            history.c.reference_id.in_([row["id"] for row in analyses]))).scalars()
-        users["validate"].update(int(user) for user in updates)
     patient_of = {row.samp_id: row.patient_id for row in conn.execute(
         sa.select(human.c.samp_id, human.c.patient_id).where(human.c.samp_id.in_(list(sample_in))))}
     registered = inserts("patient", list(set(patient_of.values())))

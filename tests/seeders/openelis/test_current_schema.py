@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from canary.model import Placement, VerifyState
 from seeders.openelis.seeder import OpenElisSeeder
 from support.app_databases import module_database
-from support.openelis_site import BIOLOGIST, CLERK, TECHNICIAN, create_current_schema, populate_lab, table_checksums
+from support.openelis_site import CLERK, TECHNICIAN, create_current_schema, populate_lab, table_checksums
 from support.sql_seeder_helpers import execute, make_identity
 
 # What an attacker holding a copy of clinlims runs: every patient with a validated result in the last 12 months.
@@ -148,9 +148,12 @@ def test_footprint_is_a_validated_request_of_the_site(lab_url):
         validated = datetime.fromisoformat(sample["lastupdated"])
         assert registered < received + timedelta(minutes=30) and received < validated <= datetime.now()
         assert timedelta(hours=1) < validated - registered < timedelta(hours=12)
+        # Audit rows as the site's own: the sample, its item and analyses inserted by the clerk who enters the
+        # site's orders, the results by its technician, each stamped with its insert's reading.
         audits = {(h["reference_table"], h["sys_user_id"]) for h in _rows(placement, "history")}
-        assert (1, CLERK) in audits and (21, TECHNICIAN) in audits  # sample by the clerk, results by the technician
-        assert BIOLOGIST not in {u for _, u in audits if _ in (1, 23, 21)}
+        assert audits == {(16, CLERK), (15, CLERK), (1, CLERK), (23, CLERK), (4, CLERK), (21, TECHNICIAN)}
+        inserted = [datetime.fromisoformat(h["timestamp"]) for h in _rows(placement, "history")]
+        assert inserted == sorted(inserted) and inserted[-1] < validated
         seeder.retire(placement)
     finally:
         seeder.close()
