@@ -86,7 +86,11 @@ def test_plant_verify_retire_as_the_react_form_and_the_lab_write_them(lab_url):
     seeder = _open(lab_url)
     try:
         assert seeder.setup.version.release == "3.1"
+        assert seeder.check_access() == []  # rights on every table written, footprint included, and its sequences
         identities = [make_identity(i) for i in range(12)]
+        planned = [row.table for row in seeder.plan(identities[0])]  # the dry run writes nothing (checksums)
+        assert planned[:3] == ["clinlims.person", "clinlims.history", "clinlims.patient"]
+        assert {"clinlims.sample", "clinlims.analysis", "clinlims.result"} <= set(planned)
         placements = [seeder.plant(i) for i in identities]
         stored = [Placement.from_dict(json.loads(json.dumps(p.to_dict()))) for p in placements]
         assert {seeder.verify(i, p).state for i, p in zip(identities, stored)} == {VerifyState.OK}
