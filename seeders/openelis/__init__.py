@@ -12,6 +12,7 @@
     rows.py       The rows of one OpenELIS patient, as the "Add patient" form's save writes them
     seeder.py     The OpenELIS seeder: canary patients written straight into an OpenELIS Global database
     setup.py      The OpenELIS metadata a canary patient refers to, read once at ``open()``
+    updates.py    The ``history`` ``U`` rows of the result entry and validation saves
     version.py    Which OpenELIS schema the database holds, read from the schema itself
 
 Nothing is imported here: import the module you need.

@@ -20,7 +20,8 @@ leave it:
    "Testing finished" once all its analyses are (``checkIfSamplesFinished``).
 
 Rows carry their final state; ``lastupdated`` is the reading of the last save
-that touched them, each ``history`` ``I`` row the reading of its insert. The
+that touched them, each ``history`` ``I`` row the reading of its insert, each
+``U`` row (``seeders.openelis.updates``) the reading of its later save. The
 three saves are spaced at the site's own pace and the last one ends at the
 planting moment (so no row is dated in the future): the patient's
 registration is that much earlier.
@@ -40,6 +41,7 @@ from seeders.openelis.clock import SaveClock, millis
 from seeders.openelis.labsite import ANALYSIS_FINALIZED, DEFAULT_PACE, ITEM_ENTERED, SAMPLE_FINISHED, LabSite, Test
 from seeders.openelis.panels import interval, panel_of
 from seeders.openelis.planner import Planner
+from seeders.openelis.updates import source_changes
 from seeders.sql.rows import Ref, RowPlan
 
 # Columns copied from the site's rows when 80 % of them agree (how its version and forms fill them).
@@ -106,7 +108,9 @@ class Footprint:
         return Episode(ordered - order, ordered, resulted, validated)
 
     def _user(self, role: str, fallback: int) -> int:
-        counts = self.site.users.get(role) or Counter()
+        """A user of the site for this role, as often as each appears in its audit rows."""
+        habit = self.site.updates.get(("analysis", role))
+        counts = (habit.users if habit is not None else None) or self.site.users.get(role) or Counter()
         if not counts:
             return fallback
         users = sorted(counts)
@@ -205,11 +209,28 @@ class Footprint:
         for alias, test in analyses:
             rows += plan.inserted("result", f"result_{test.id}", self._result(test, identity, episode),
                                   refs={"analysis_id": Ref(alias, "id")}, user=resulter, at=result_clock.reading())
-        for table in ("analysis", "result", "sample"):  # the validation save re-stamps what it updates, in order
-            for row in rows:
-                if row.table == table:
-                    row.values["lastupdated"] = validation.reading()
+        rows += self._updates("result", [alias for alias, _ in analyses], result_clock, resulter)
+        # The validation save re-stamps what it updates, in order: analyses, results, the sample.
+        validator = self._user("validation", resulter)
+        for table in ("analysis", "result", "sample"):
+            for row in [row for row in rows if row.table == table]:
+                row.values["lastupdated"] = validation.reading()
+                if table != "result":  # results do not change at validation: no U row (getChanges finds none)
+                    rows += plan.updated(table, row.name, row.values["lastupdated"], validator,
+                                         self._changes(table, "validation"))
         return rows
+
+    def _updates(self, step: str, analysis_aliases: list[str], clock: SaveClock, user: int) -> list[RowPlan]:
+        """The U rows of the result entry save: each analysis, then the sample (LogbookPersistServiceImpl)."""
+        rows = []
+        for alias in analysis_aliases:
+            rows += self.planner.updated("analysis", alias, clock.reading(), user, self._changes("analysis", step))
+        rows += self.planner.updated("sample", "sample", clock.reading(), user, self._changes("sample", step))
+        return rows
+
+    def _changes(self, table: str, step: str) -> bytes:
+        habit = self.site.updates.get((table, step))
+        return habit.changes if habit is not None else source_changes(self.site.statuses)[(table, step)]
 
     def _sample_type(self, test: Test) -> tuple[int, str] | None:
         """The sample type the site puts this test on (its items), else the catalogue's (sampletype_test)."""

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from seeders.openelis.panels import panel_of
 from seeders.openelis.setup import SAMPLE_SIZE
+from seeders.openelis.updates import UpdateHabit, read_update_habits
 from seeders.sql.target import SqlTarget
 
 # StatusService names: OrderStatus.Finished, SampleStatus.Entered, AnalysisStatus.Finalized.
@@ -57,6 +58,7 @@ class LabSite:
     users: dict[str, Counter]  # "enter" / "result" -> system_user id counts (of the history I rows)
     pace: list[tuple[timedelta, timedelta, timedelta]]
     accession_numbers: list[str]  # newest first
+    updates: dict[tuple[str, str], UpdateHabit]  # (table, step) -> the site's U rows of that save
 
 
 def missing_tables(target: SqlTarget) -> list[str]:
@@ -85,8 +87,11 @@ def read_lab_site(target: SqlTarget, history_tables: dict[str, int]) -> LabSite:
                 results[test_of[row["analysis_id"]]].append(str(row["value"]))
         users, pace = _history(conn, target, history_tables, samples, items, analyses, result_rows,
                                statuses.get(ANALYSIS_FINALIZED))
+        updates = read_update_habits(conn, target, history_tables, {
+            "analysis": [r["id"] for r in analyses if r["status_id"] == statuses.get(ANALYSIS_FINALIZED)],
+            "sample": [r["id"] for r in samples if r["status_id"] == statuses.get(SAMPLE_FINISHED)]})
     return LabSite(statuses, tests, ordered, dict(results), samples, items, analyses, result_rows, users, pace,
-                   [str(row["accession_number"]) for row in samples])
+                   [str(row["accession_number"]) for row in samples], updates)
 
 
 def _tests(rows, t) -> dict[int, Test]:  # noqa: ANN001 (the local row reader)

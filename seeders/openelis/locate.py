@@ -115,8 +115,8 @@ def footprint_rows(conn: sa.Connection, target: SqlTarget, patient_id: Any,
             if table_name in history_tables:
                 history = target.table("history")
                 for audit in conn.execute(sa.select(history).where(
-                        history.c.reference_table == history_tables[table_name], history.c.activity == "I",
-                        history.c.reference_id == row["id"])):
+                        history.c.reference_table == history_tables[table_name],
+                        history.c.activity.in_(("I", "U")), history.c.reference_id == row["id"]).order_by(history.c.id)):
                     out.append(_placed("history", dict(audit._mapping)))
         return found
 

@@ -49,6 +49,15 @@ class Planner:
             "sys_user_id": self.sys_user_id if user is None else user, "reference_table": reference_table,
             "timestamp": when, "activity": "I", "changes": None}, refs={"reference_id": Ref(alias, "id")})]
 
+    def updated(self, table: str, alias: str, when: datetime, user: int, changes: bytes) -> list[RowPlan]:
+        """The ``history`` ``U`` row of a later save of the row ``alias`` (none when the host does not audit it)."""
+        reference_table = self.history_tables.get(table)
+        if reference_table is None:
+            return []
+        return [self.row("history", f"history_u_{alias}_{when.isoformat()}", {
+            "sys_user_id": user, "reference_table": reference_table, "timestamp": when, "activity": "U",
+            "changes": changes}, refs={"reference_id": Ref(alias, "id")})]
+
     def inserted(self, table: str, alias: str, values: dict[str, Any], refs: dict[str, Ref] | None = None,
                  user: int | None = None, at: datetime | None = None) -> list[RowPlan]:
         """The row and, when audited, its history row stamped with the insert's ``lastupdated``.

@@ -78,7 +78,7 @@ class OpenElisSeeder(AppSeeder):
                      "'none', or a list among ST, AKA, SUBJECT, GUID (GUID always where patient.fhir_uuid "
                      "exists)", default="auto"),
         SeederOption("sys_user_id", "system_user id recorded in the audit history, or 'auto' (the user of most "
-                     "of the newest history rows)", default="auto"),
+                     "of the newest patient-creation history rows)", default="auto"),
         SeederOption("footprint", "laboratory footprint of each canary: 'auto' (one validated request with "
                      "results, where the schema has the sample tables), or 'none'", default="auto"),
         SeederOption("history", "inserts recorded in the audit history: 'auto' (as the host does), 'none', "

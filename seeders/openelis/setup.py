@@ -99,9 +99,16 @@ def _sys_user(reader: _Reader, wanted: str | None) -> int:
     if text.lower() == "auto":
         # Whoever the newest audit entries name (a clerk, usually): a constant admin on the
         # canaries' history rows alone would set them apart.
-        history = reader.target.table("history")
-        rows = [] if history is None else reader.rows(
-            sa.select(history.c.sys_user_id).order_by(history.c.id.desc()).limit(SAMPLE_SIZE))
+        # Patient creations when the audit trail tells them apart (lab staff result and validate too).
+        history, refs = reader.target.table("history"), reader.target.table("reference_tables")
+        rows = []
+        if history is not None:
+            query = sa.select(history.c.sys_user_id).order_by(history.c.id.desc()).limit(SAMPLE_SIZE)
+            patient_ref = None if refs is None else reader.conn.execute(sa.select(refs.c.id).where(
+                sa.func.upper(sa.func.trim(refs.c.name)) == "PATIENT")).scalar()
+            if patient_ref is not None:
+                rows = reader.rows(query.where(history.c.reference_table == patient_ref, history.c.activity == "I"))
+            rows = rows or reader.rows(query)
         counts = Counter(row["sys_user_id"] for row in rows if row["sys_user_id"] is not None)
         text = str(max(counts, key=lambda user: (counts[user], -user))) if counts else "1"
     if not text.isdigit():

@@ -12,8 +12,9 @@ the application leaves it: patients registered through the React form
 identity, commune/village parts, audit rows), each with one to three
 validated requests over the last 18 months (SITEYEARNUM accession numbers and
 their counters, sample_item, analyses, numeric results in the configured
-normal ranges, history ``I`` rows of the clerk and technician and the
-biologist's ``U`` rows), every timestamp in milliseconds.
+normal ranges, history ``I`` rows of the clerk and technician, the ``U`` rows
+of the technician's result entry and the biologist's validation, in the
+format read from AuditTrailServiceImpl), every timestamp in milliseconds.
 """
 
 from __future__ import annotations
@@ -196,12 +197,18 @@ def _request(add, audit, index: dict, rnd: random.Random, counters: dict[str, in
                      lastupdated=None)
         audit("result", result, at(resulted), TECHNICIAN)
         results.append(result)
+    # Result entry re-saves the analyses (Not Tested -> Technical Acceptance) and the sample (-> Testing Started).
+    for analysis, _test in analyses:
+        audit("analysis", analysis, at(resulted), TECHNICIAN, "U", b"\n\n<statusId>4</statusId>\n")
+    audit("sample", sample, at(resulted), TECHNICIAN, "U", b"<statusId>1</statusId>\n")
+    # The biologist's validation: analyses Finalized, results re-saved, the sample Testing finished.
     for table, row_ids in (("analysis", [a for a, _ in analyses]), ("result", results), ("sample", [sample])):
         for row_id in row_ids:
             stamp = at(validated)
             index[(table, row_id)]["lastupdated"] = stamp
-            if table == "analysis":
-                audit("analysis", row_id, stamp, BIOLOGIST, "U", b"<statusId>15</statusId>")
+            if table != "result":
+                before = b"\n\n<statusId>15</statusId>\n" if table == "analysis" else b"<statusId>2</statusId>\n"
+                audit(table, row_id, stamp, BIOLOGIST, "U", before)
 
 
 _RANGES = {177: (4.0, 10.0, 1), 178: (150, 400, 0), 179: (40, 70, 0), 180: (20, 40, 0), 181: (2, 9, 0),

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from canary.model import Placement, VerifyState
 from seeders.openelis.seeder import OpenElisSeeder
 from support.app_databases import module_database
-from support.openelis_site import CLERK, TECHNICIAN, create_current_schema, populate_lab, table_checksums
+from support.openelis_site import BIOLOGIST, CLERK, TECHNICIAN, create_current_schema, populate_lab, table_checksums
 from support.sql_seeder_helpers import execute, make_identity
 
 # What an attacker holding a copy of clinlims runs: every patient with a validated result in the last 12 months.
@@ -154,10 +154,17 @@ def test_footprint_is_a_validated_request_of_the_site(lab_url):
         assert timedelta(hours=1) < validated - registered < timedelta(hours=12)
         # Audit rows as the site's own: the sample, its item and analyses inserted by the clerk who enters the
         # site's orders, the results by its technician, each stamped with its insert's reading.
-        audits = {(h["reference_table"], h["sys_user_id"]) for h in _rows(placement, "history")}
-        assert audits == {(16, CLERK), (15, CLERK), (1, CLERK), (23, CLERK), (4, CLERK), (21, TECHNICIAN)}
-        inserted = [datetime.fromisoformat(h["timestamp"]) for h in _rows(placement, "history")]
-        assert inserted == sorted(inserted) and inserted[-1] < validated
+        audits = {(h["reference_table"], h["activity"], h["sys_user_id"]) for h in _rows(placement, "history")}
+        assert audits == {(16, "I", CLERK), (15, "I", CLERK), (1, "I", CLERK), (23, "I", CLERK), (4, "I", CLERK),
+                          (21, "I", TECHNICIAN), (4, "U", TECHNICIAN), (1, "U", TECHNICIAN), (4, "U", BIOLOGIST),
+                          (1, "U", BIOLOGIST)}
+        stamps = [datetime.fromisoformat(h["timestamp"]) for h in _rows(placement, "history")]
+        assert stamps == sorted(stamps) and stamps[-1] == validated  # the sample's validation is the last save
+        # Each analysis: inserted, re-saved by the technician's result entry, then validated by the biologist,
+        # its U rows' changes as the site's own (the previous status ids).
+        updates = [(h["sys_user_id"], bytes.fromhex(h["changes"])) for h in _rows(placement, "history")
+                   if h["reference_table"] == 4 and h["activity"] == "U" and h["reference_id"] == analyses[0]["id"]]
+        assert updates == [(TECHNICIAN, b"\n\n<statusId>4</statusId>\n"), (BIOLOGIST, b"\n\n<statusId>15</statusId>\n")]
         seeder.retire(placement)
     finally:
         seeder.close()

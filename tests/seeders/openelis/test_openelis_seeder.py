@@ -279,13 +279,14 @@ def test_real_openelis_schema_plant_verify_retire(postgres_url):
     assert snapshot(postgres_url) == before
 
 
-def test_sys_user_auto_is_who_the_newest_history_rows_name(elis_url):
+def test_sys_user_auto_is_who_the_newest_patient_creations_name(elis_url):
     """Canaries' audit rows all naming admin, next to rows naming the lab's clerk, would stand out."""
     engine = sa.create_engine(elis_url)
     try:
         with engine.begin() as conn:
             newest = [r[0] for r in conn.execute(sa.text(
-                "SELECT id FROM clinlims.history ORDER BY id DESC LIMIT 150"))]
+                "SELECT id FROM clinlims.history WHERE reference_table = 15 AND activity = 'I' "
+                "ORDER BY id DESC LIMIT 150"))]  # the newest patient creations
             assert newest, "the fixture has audit rows"
             before = dict(conn.execute(sa.text("SELECT id, sys_user_id FROM clinlims.history WHERE id = ANY(:ids)"),
                                        {"ids": newest}).all())
