@@ -9,14 +9,19 @@ services behind it write, for one patient:
    updateDupScore),
 2. ``employer_data`` (updateEmployerData, unless the site omits employers),
 3. ``uuid_registry`` then ``history_data`` (SocialHistoryService::create),
-4. per allergy: ``uuid_registry`` then ``lists`` (type 'allergy', as the
+4. ``insurance_data``: primary, secondary, tertiary, blank (newInsuranceData;
+   seeders/openemr/insurance.py),
+5. per allergy: ``uuid_registry`` then ``lists`` (type 'allergy', as the
    issue form writes it), and ``lists_touch`` once (setListTouch),
-5. ``patient_access_onsite`` when staff create portal credentials
-   (PatientAccessOnsiteService::saveCredentials).
+6. ``patient_access_onsite`` when staff create portal credentials
+   (PatientAccessOnsiteService::saveCredentials),
 
-Everything the identity does not decide is filled the way this site's recent
-rows are (seeders.sql.blend). Insurance, encounters, appointments, billing and
-messages are never written.
+each audited insert followed by its ``log`` and ``log_comment_encrypt`` rows
+(seeders/openemr/auditlog.py). The text columns of the DEM layout fields the
+form posts (uor > 0) hold '' when the identity leaves them empty
+(BaseService::buildInsertColumns). Everything the identity does not decide is
+filled the way this site's recent rows are (seeders.sql.blend). Encounters,
+appointments, billing and messages are never written here.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import sqlalchemy as sa
 from canary import phones
 from canary.model import Identity, Sex
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
+from seeders.openemr import auditlog, insurance
 from seeders.openemr.host import OpenEmrHost
+from seeders.openemr.setup import OpenEmrSetup
 from seeders.openemr.values import account_name, nir_spaced
 from seeders.sql.rows import AUTOINCREMENT, Generated, RowPlan
 
@@ -46,6 +53,8 @@ UNCHECKED = {
     "lists": frozenset({"date"}),
     "lists_touch": frozenset({"date"}),
 }
+# What PatientService::databaseInsert adds after the layout fields, in its order.
+_SERVICE_COLUMNS = ["pid", "uuid", "date", "regdate", "created_by", "updated_by"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,7 @@ class Numbers:
     pid: int
     next_id: int  # the AUTO_INCREMENT value patient_data.id will take (portal account name)
     now: datetime
+    previous_pid: int = 0  # the patient open in the creating user's session (its last log row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +81,7 @@ class Choices:
     country_code: str
 
 
-def build_rows(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
+def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choices: Choices, numbers: Numbers,
                tables: dict[str, sa.Table], dupscore: Callable[[dict[str, Any]], int],
                new_uuid: Callable[[], bytes], hash_password: Callable[[str, int], str]) -> list[RowPlan]:
     """Every row of one patient, in OpenEMR's order; ``tables`` are the reflected tables."""
@@ -87,7 +97,7 @@ def build_rows(identity: Identity, host: OpenEmrHost, choices: Choices, numbers:
         }), alias=alias, unchecked=UNCHECKED["uuid_registry"]))
         return raw
 
-    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"])
+    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns)
     patient["uuid"] = registry("uuid_patient", "patient_data")
     if "dupscore" in tables["patient_data"].c:
         patient["dupscore"] = dupscore(patient)
@@ -104,6 +114,7 @@ def build_rows(identity: Identity, host: OpenEmrHost, choices: Choices, numbers:
         history["uuid"] = registry("uuid_history", "history_data")
         rows.append(RowPlan("history_data", ("id",), _only(tables["history_data"], history),
                             generated=dict(_ID), unchecked=UNCHECKED["history_data"]))
+    rows += insurance.insurance_rows(setup.insurance_types, pid, host.insurances, tables["insurance_data"])
 
     if choices.allergies:
         for n, allergy in enumerate(identity.allergies):
@@ -121,11 +132,35 @@ def build_rows(identity: Identity, host: OpenEmrHost, choices: Choices, numbers:
                             _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
                                            hash_password),
                             generated=dict(_ID), alias="portal"))
-    return rows
+    return _logged(rows, host, setup, numbers, setup.posted_columns)
+
+
+def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers: Numbers,
+            posted: tuple[str, ...]) -> list[RowPlan]:
+    """The rows with the audit log rows OpenEMR writes along them (none where it encrypts its log)."""
+    if setup.on("enable_auditlog_encryption"):
+        return rows
+    context = auditlog.LogContext(user=host.user.username if host.user else "", group=host.groupname,
+                                  previous_pid=numbers.previous_pid)
+    if not (setup.on("enable_auditlog") and setup.on("audit_events_patient-record")):
+        return auditlog.view_only(rows, context, numbers.pid, numbers.now)
+    patient_order = list(posted) + _SERVICE_COLUMNS
+
+    def patient_insert(values: dict[str, Any]) -> tuple[str, list[Any]]:
+        return auditlog.service_insert("patient_data", {k: v for k, v in values.items() if k != "dupscore"},
+                                       patient_order)
+
+    texts = {
+        "patient_data": patient_insert,
+        "employer_data": auditlog.employer_insert,
+        "history_data": lambda values: auditlog.service_insert("history_data", values, ["pid", "uuid", "date"]),
+        "insurance_data": insurance.insert_sql,
+    }
+    return auditlog.audited(rows, context, numbers.pid, numbers.now, texts)
 
 
 def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
-                    table: sa.Table) -> dict[str, Any]:
+                    table: sa.Table, posted: tuple[str, ...]) -> dict[str, Any]:
     habits = host.patients
     sex = "Male" if identity.sex is Sex.MALE else "Female"
     lname = _cased(habits, "lname", identity.last_name)
@@ -170,7 +205,9 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     written = set(values) | {"id", "uuid", "dupscore", "last_updated", "birth_fname", "birth_lname", "birth_mname",
                              "phone_home", "phone_cell", "created_by", "updated_by", "allow_patient_portal"}
     filled = neighbour_fill(habits, table, skip=written)
-    return _only(table, {**filled, **values})
+    # Every text field of the form is posted, '' when left blank (BaseService::buildInsertColumns).
+    blank = {c: "" for c in posted if isinstance(table.c[c].type, sa.String)}
+    return _only(table, {**blank, **filled, **values})
 
 
 def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:

@@ -9,6 +9,7 @@ fail as a whole, and it is tried again with the next pid.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from typing import Any, Iterable
 
@@ -21,12 +22,14 @@ from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
 from seeders.openemr.rows import UNCHECKED, Numbers, build_rows, resolve_choices
+from seeders.openemr.auditlog import escape as auditlog_escape
+from seeders.openemr.setup import OpenEmrSetup, read_setup
 from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
 from seeders.sql.values import to_json
 
 # Tables written, in insertion order (uuid_registry first: its rows come before each).
-_WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "lists", "lists_touch",
-            "patient_access_onsite")
+_WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists",
+            "lists_touch", "patient_access_onsite", "log", "log_comment_encrypt")
 _ATTEMPTS = 3
 
 
@@ -42,6 +45,13 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         "uuid_registry": ("uuid", "table_name", "table_id"),
         "lists": ("id", "uuid", "date", "type", "title", "pid", "activity"),
         "patient_access_onsite": ("id", "pid", "portal_username", "portal_pwd", "portal_pwd_status"),
+        "version": ("v_major", "v_minor", "v_patch", "v_database"),
+        "globals": ("gl_name", "gl_index", "gl_value"),
+        "layout_options": ("form_id", "field_id", "group_id", "seq", "data_type", "uor"),
+        "insurance_data": ("id", "type", "provider", "pid", "date", "accept_assignment", "policy_type"),
+        "log": ("id", "date", "event", "category", "user", "groupname", "comments", "user_notes", "patient_id",
+                "success", "crt_user", "log_from", "menu_item_id", "ccda_doc_id"),
+        "log_comment_encrypt": ("id", "log_id", "encrypt", "checksum", "checksum_api", "version"),
     }
     options = (
         SeederOption("user_id", "users.id of the OpenEMR user recorded as creator (created_by, lists.user); "
@@ -76,9 +86,11 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     }
 
     host: OpenEmrHost
+    setup: OpenEmrSetup
 
     def _prepare(self) -> None:
         target = self._ready()
+        self.setup = read_setup(target, self.source.name)  # refuses an unsupported version first
         self._check_facility()
         self.host = read_host(target, self.settings, self.source.name)
         self.choices = resolve_choices(self.host, self.settings)
@@ -100,7 +112,12 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             top, now = conn.execute(sa.select(sa.func.max(patient_data.c.pid), sa.func.now())).one()
             # Only the portal account name needs the next id.
             next_id = _next_auto_increment(conn, patient_data) if self.choices.portal_account else 0
-        return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now.replace(microsecond=0))
+            log = self.tables["log"]
+            previous = conn.execute(sa.select(log.c.patient_id).where(
+                log.c.user == (self.host.user.username if self.host.user else ""), log.c.patient_id.is_not(None))
+                .order_by(log.c.id.desc()).limit(1)).scalar()
+        return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now.replace(microsecond=0),
+                       previous_pid=int(previous or 0))
 
     def _rows(self, identity: Identity, *, dry_run: bool, numbers: Numbers | None = None,
               score: bool = True) -> list:
@@ -108,7 +125,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         # A dry run shows a hash of the right shape: bcrypt is slow on purpose.
         hasher = _hash_shape if dry_run else portal_password_hash
         dupscore = (lambda values: self._dupscore(values, numbers.pid)) if score else (lambda values: 0)
-        return build_rows(identity, self.host, self.choices, numbers, self.tables, dupscore=dupscore,
+        return build_rows(identity, self.host, self.setup, self.choices, numbers, self.tables, dupscore=dupscore,
                           new_uuid=comb_uuid, hash_password=hasher)
 
     def check_fits(self, identities: Iterable[Identity]) -> None:
@@ -186,10 +203,24 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             order = [table.c.id] if "id" in table.c else []
             return self._read_rows(sa.select(table).where(table.c.pid == pid).order_by(*order))
 
+        logs = self._log_rows_of(patient)
+
+        def logged(count: int) -> None:
+            """The log rows written right after an audited insert, with their checksum rows."""
+            for _ in range(count):
+                if logs:
+                    row = logs.pop(0)
+                    add("log", row, ("id",))
+                    for check in self._read_rows(sa.select(self.tables["log_comment_encrypt"]).where(
+                            self.tables["log_comment_encrypt"].c.log_id == row["id"])):
+                        add("log_comment_encrypt", check, ("id",))
+
         add("patient_data", patient, ("pid",))
-        for name in ("employer_data", "history_data"):
+        logged(2)  # the insert, then the view of setpid
+        for name in ("employer_data", "history_data", "insurance_data"):
             for row in of_patient(name):
                 add(name, row, ("id",))
+                logged(1)
         touches = of_patient("lists_touch")
         for n, row in enumerate(of_patient("lists")):
             add("lists", row, ("id",))
@@ -199,6 +230,28 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         for row in of_patient("patient_access_onsite"):
             add("patient_access_onsite", row, ("id",))
         return planted
+
+
+    def _log_rows_of(self, patient: dict[str, Any]) -> list[dict[str, Any]]:
+        """The log rows of a patient's registration, in id order: the patient_data insert (logged
+        under the previous session pid, found by the uuid in its binds), then those under its pid."""
+        log, pid = self.tables["log"], patient["pid"]
+        same_second = sa.select(log).where(log.c.date == patient["regdate"]).order_by(log.c.id)
+        mine = self._read_rows(same_second.where(log.c.patient_id == pid,
+                                                 log.c.event.in_(["view", "patient-record-insert"])))
+        marker = b"'" + auditlog_escape(patient["uuid"] or b"") + b"',"
+        insert = [row for row in self._read_rows(same_second.where(log.c.event == "patient-record-insert",
+                                                                   log.c.category == "Patient Demographics"))
+                  if _decoded(row["comments"]).startswith(b"INSERT INTO patient_data SET") and marker in
+                  _decoded(row["comments"])]
+        return insert[:1] + mine
+
+
+def _decoded(comments: str | None) -> bytes:
+    try:
+        return base64.b64decode(comments or "", validate=True)
+    except ValueError:
+        return b""
 
 
 def _hash_shape(password: str, cost: int) -> str:

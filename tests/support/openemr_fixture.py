@@ -21,14 +21,19 @@ from seeders.openemr.values import comb_uuid
 from support.sql_seeder_helpers import make_identity
 
 SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "openemr" / "schema.sql"
-TABLES = ("uuid_registry", "patient_data", "employer_data", "history_data", "lists", "lists_touch",
-          "patient_access_onsite", "users", "list_options", "facility")
+TABLES = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists", "lists_touch",
+          "patient_access_onsite", "log", "log_comment_encrypt", "users", "list_options", "facility", "version",
+          "globals", "layout_options")
+# What OpenEMR's installer writes in the version table for 8.2.0 (version.php: v_database 541, v_acl 13).
+INSTALLED_VERSION = ("UPDATE version SET v_major = 8, v_minor = 2, v_patch = 0, v_realpatch = 0, v_tag = '', "
+                     "v_database = 541, v_acl = 13")
 ID_GAP = 7  # patient_data.id = pid + ID_GAP for the later patients
 ALLERGY_OPTIONS = ("penicillin", "sulfa", "iodine", "codeine")
 
 
 def create_site(url: str, count: int = 300) -> None:
     load_sql_file(url, SCHEMA)
+    load_sql(url, INSTALLED_VERSION)
     load_sql(url, "INSERT INTO users (id, username, fname, lname, authorized, facility_id, active) VALUES "
                   "(1, 'admin', 'Administrator', 'Administrator', 1, 3, 1), "
                   "(2, 'cmoreau', 'Claire', 'Moreau', 1, 3, 1), (3, 'accueil', 'Accueil', 'Accueil', 0, 3, 1);"

@@ -20,7 +20,7 @@ from support.app_seeder_helpers import create_statements, dispose, execute, load
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from canary.phones import formats
-from support.openemr_fixture import ID_GAP, TABLES, create_site
+from support.openemr_fixture import ID_GAP, INSTALLED_VERSION, TABLES, create_site
 from seeders.openemr.seeder import OpenEmrSeeder
 from seeders.openemr.values import uuid_text
 from support.sql_seeder_helpers import make_identity
@@ -29,8 +29,8 @@ from support.needs import missing
 # .ci/run exports CANARY_REAL_SCHEMAS; otherwise look beside the checkout.
 REAL_SCHEMA = Path(os.environ.get("CANARY_REAL_SCHEMAS")
                    or Path(__file__).resolve().parents[4] / "shared" / "schemas") / "openemr-database.sql"
-WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "lists", "lists_touch",
-           "patient_access_onsite")
+WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists", "lists_touch",
+           "patient_access_onsite", "log", "log_comment_encrypt")
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,8 @@ def test_plan_writes_nothing_and_options_are_checked(site, seeder):
                                facility_id="3", provider_id="none"), site)
     with quiet:
         rows = quiet.plan(make_identity(14))
-    assert {p.table for p in rows} == {"uuid_registry", "patient_data", "employer_data", "history_data"}
+    assert {p.table for p in rows} == {"uuid_registry", "patient_data", "employer_data", "history_data",
+                                       "insurance_data", "log", "log_comment_encrypt"}
     patient = next(p for p in rows if p.table == "patient_data")
     assert patient.values["care_team_facility"] == "3" and patient.values["providerID"] is None
     with pytest.raises(ConfigError, match="facility_id=9: no such facility"):
@@ -227,9 +228,11 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
     # 281 tables takes longer than the test may), and the stock lists the seeder reads.
     lists = ("'allergy_issue_list'", "'sex'", "'language'", "'country'", "'pricelevel'")
     load_sql(mariadb_url, create_statements(
-        REAL_SCHEMA, WRITTEN + ("users", "list_options", "facility"),
-        keep_insert=lambda table, sql: table == "facility" or (table == "list_options"
-                                                               and any(x in sql for x in lists))))
+        REAL_SCHEMA, WRITTEN + ("users", "list_options", "facility", "version", "globals", "layout_options"),
+        keep_insert=lambda table, sql: table in ("facility", "version") or (
+            table == "list_options" and any(x in sql for x in lists)) or (
+            table == "layout_options" and "VALUES ('DEM'" in sql)))
+    load_sql(mariadb_url, INSTALLED_VERSION)
     load_sql(mariadb_url, "INSERT INTO users (id, username, fname, lname, authorized) "
                           "VALUES (1, 'admin', 'Administrator', 'Administrator', 1)")
     before = snapshot(mariadb_url)
@@ -256,6 +259,14 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
                                       "LIMIT 0,1", p=pid)
             assert query(mariadb_url, "SELECT * FROM employer_data WHERE pid = :p ORDER BY date DESC LIMIT 0,1",
                          p=pid)
+        # The new-patient form's side effects, on OpenEMR's own tables and stock DEM layout (#11):
+        # three blank insurance levels, '' in the posted text fields, the audit log rows with their checksums.
+        assert query(mariadb_url, "SELECT type, COUNT(*) AS n FROM insurance_data GROUP BY type ORDER BY type") == [
+            {"type": "primary", "n": 50}, {"type": "secondary", "n": 50}, {"type": "tertiary", "n": 50}]
+        blank = query(mariadb_url, "SELECT birth_mname, suffix, drivers_license, email_direct, mothersname "
+                                   "FROM patient_data WHERE pid = 1")[0]
+        assert set(blank.values()) == {""}
+        _assert_log_checksums(mariadb_url, expected_rows=50 * 7)
         # ...the FHIR/REST layer resolves every uuid through the registry...
         joined = query(mariadb_url, "SELECT p.pid FROM patient_data p JOIN uuid_registry r ON r.uuid = p.uuid "
                                     "AND r.table_name = 'patient_data'")
@@ -292,3 +303,19 @@ def test_site_numbering_is_continued():
     assert next_code(["P2024-00017", "P2024-00016", "X9"]) == "P2024-00018"
     assert next_code(["10042", "9"]) == "10043"
     assert next_code(["", None]) is None
+
+
+def _assert_log_checksums(url: str, expected_rows: int) -> None:
+    """Every log row has its log_comment_encrypt row, checksum = sha3-512 of its 13 values concatenated
+    (EventAuditLogger::recordLogItem), recomputed here from what is stored."""
+    import hashlib
+
+    rows = query(url, "SELECT l.*, e.checksum AS stored, e.encrypt, e.version, e.checksum_api FROM log l "
+                      "JOIN log_comment_encrypt e ON e.log_id = l.id ORDER BY l.id")
+    assert len(rows) == expected_rows == len(query(url, "SELECT id FROM log"))
+    for row in rows:
+        text = "".join("" if row[c] is None else (row[c].strftime("%Y-%m-%d %H:%M:%S") if c == "date" else str(row[c]))
+                       for c in ("date", "event", "category", "user", "groupname", "comments", "user_notes",
+                                 "patient_id", "success", "crt_user", "log_from", "menu_item_id", "ccda_doc_id"))
+        assert row["stored"] == hashlib.sha3_512(text.encode()).hexdigest()
+        assert (row["encrypt"], row["version"], row["checksum_api"], row["log_from"]) == ("No", 4, "", "open-emr")
