@@ -15,7 +15,7 @@ import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from support.app_seeder_helpers import insert_rows, load_sql, load_sql_file
+from support.app_seeder_helpers import insert_rows, load_sql, load_sql_file, query
 from canary.model import Sex
 from seeders.openemr.values import comb_uuid
 from support.sql_seeder_helpers import make_identity
@@ -44,8 +44,18 @@ def create_site(url: str, count: int = 300) -> None:
     populate(url, count)
 
 
+def posted_text_columns(url: str) -> list[str]:
+    """The patient_data text columns of the DEM layout (uor > 0): the new-patient form writes '' in them."""
+    return [r["field_id"] for r in query(
+        url, "SELECT l.field_id FROM layout_options l JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = "
+             "DATABASE() AND c.TABLE_NAME = 'patient_data' AND c.COLUMN_NAME = l.field_id "
+             "WHERE l.form_id = 'DEM' AND l.uor > 0 AND c.DATA_TYPE IN ('varchar', 'text', 'tinytext', "
+             "'mediumtext', 'longtext', 'char')")]
+
+
 def populate(url: str, count: int) -> None:
     rnd = random.Random(11)
+    blank = dict.fromkeys(posted_text_columns(url), "")
     registry, patients, employers, histories, lists, touches, portal = [], [], [], [], [], [], []
     start = datetime(2021, 3, 1, 8, 0, 0)
     for pid in range(1, count + 1):
@@ -54,6 +64,7 @@ def populate(url: str, count: int) -> None:
         patient_uuid = comb_uuid(created.timestamp())
         registry.append(_registry(patient_uuid, "patient_data", created))
         patients.append(dict(
+            blank,
             id=pid if pid <= 100 else pid + ID_GAP, uuid=patient_uuid, pid=pid, pubpid=str(pid),
             title="Mr." if ident.sex is Sex.MALE else "Mrs.", language="french", fname=ident.first_name,
             lname=ident.last_name.upper(), mname="", DOB=ident.birth_date, street=ident.address.line1,

@@ -9,6 +9,7 @@ application's own patient queries over the canaries.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from support.app_seeder_helpers import create_statements, dispose, execute, load
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from canary.phones import formats
-from support.openemr_fixture import ID_GAP, INSTALLED_VERSION, TABLES, create_site
+from support.openemr_fixture import ID_GAP, INSTALLED_VERSION, SCHEMA as FIXTURE_SCHEMA, TABLES, create_site
 from seeders.openemr.seeder import OpenEmrSeeder
 from seeders.openemr.values import uuid_text
 from support.sql_seeder_helpers import make_identity
@@ -305,17 +306,122 @@ def test_site_numbering_is_continued():
     assert next_code(["", None]) is None
 
 
-def _assert_log_checksums(url: str, expected_rows: int) -> None:
+def _assert_log_checksums(url: str, expected_rows: int, only_after: int | None = None) -> None:
     """Every log row has its log_comment_encrypt row, checksum = sha3-512 of its 13 values concatenated
     (EventAuditLogger::recordLogItem), recomputed here from what is stored."""
     import hashlib
 
     rows = query(url, "SELECT l.*, e.checksum AS stored, e.encrypt, e.version, e.checksum_api FROM log l "
-                      "JOIN log_comment_encrypt e ON e.log_id = l.id ORDER BY l.id")
-    assert len(rows) == expected_rows == len(query(url, "SELECT id FROM log"))
+                      "JOIN log_comment_encrypt e ON e.log_id = l.id WHERE l.id > :a ORDER BY l.id", a=only_after or 0)
+    if only_after is None:
+        assert len(rows) == expected_rows == len(query(url, "SELECT id FROM log"))
+    else:
+        assert rows and len(rows) == len(query(url, "SELECT id FROM log WHERE id > :a", a=only_after))
     for row in rows:
         text = "".join("" if row[c] is None else (row[c].strftime("%Y-%m-%d %H:%M:%S") if c == "date" else str(row[c]))
                        for c in ("date", "event", "category", "user", "groupname", "comments", "user_notes",
                                  "patient_id", "success", "crt_user", "log_from", "menu_item_id", "ccda_doc_id"))
         assert row["stored"] == hashlib.sha3_512(text.encode()).hexdigest()
         assert (row["encrypt"], row["version"], row["checksum_api"], row["log_from"]) == ("No", 4, "", "open-emr")
+
+
+def test_registration_writes_insurance_blank_fields_and_the_audit_log(site, seeder):
+    # The user who registers this site's patients was last on patient 300 (its last log row).
+    execute(site, "INSERT INTO log (date, event, category, user, groupname, comments, patient_id) "
+                  "VALUES ('2024-01-01 10:00:00', 'view', 'view', 'accueil', 'Default', '', 300)")
+    seeded = query(site, "SELECT MAX(id) AS id FROM log")[0]["id"]
+    ident = make_identity(21)
+    placement = seeder.plant(ident)
+    pid = next(r["key"]["pid"] for r in placement.rows if r["table"] == "patient_data")
+    patient = query(site, "SELECT * FROM patient_data WHERE pid = :p", p=pid)[0]
+    # The form posts every text field of the DEM layout; blank ones are '' (the site fills birth_lname).
+    assert patient["birth_mname"] == patient["suffix"] == patient["email_direct"] == ""
+    assert patient["date"] == patient["regdate"]
+
+    insurance = query(site, "SELECT * FROM insurance_data WHERE pid = :p ORDER BY id", p=pid)
+    assert [r["type"] for r in insurance] == ["primary", "secondary", "tertiary"]
+    for row in insurance:
+        assert row["provider"] == row["policy_number"] == row["subscriber_lname"] == row["copay"] == ""
+        assert row["date"] is None and row["subscriber_DOB"] is None and row["date_end"] is None
+        assert (row["accept_assignment"], row["policy_type"], row["uuid"]) == ("TRUE", "", None)
+
+    logs = query(site, "SELECT * FROM log WHERE id > :s ORDER BY id", s=seeded)
+    assert [(r["event"], r["category"], r["patient_id"]) for r in logs] == [
+        ("patient-record-insert", "Patient Demographics", 300),  # setpid runs after the insert
+        ("view", "view", pid),
+        ("patient-record-insert", "Patient Demographics", pid),  # employer_data
+        ("patient-record-insert", "Social and Family History", pid),
+        *[("patient-record-insert", "Patient Insurance", pid)] * 3,
+    ]
+    assert {(r["user"], r["groupname"], r["date"]) for r in logs} == {("accueil", "Default", patient["regdate"])}
+    comments = [base64.b64decode(r["comments"]) for r in logs]
+    assert comments[0].startswith(b"INSERT INTO patient_data SET `title` = ? , `fname` = ? ")
+    assert f"'{ident.first_name}',".encode() in comments[0] and comments[0].endswith(b",)")
+    assert comments[1] == b""
+    assert comments[2].startswith(f"INSERT INTO employer_data SET pid = '{pid}', date = NOW()".encode())
+    assert comments[4].startswith(b"INSERT INTO `insurance_data` SET `type` = ?,\n        `provider` = ?")
+    assert comments[4].endswith(f"'primary','','','','','','','','','','','','','','','','','','','','','','','','',"
+                                f"'{pid}','','TRUE','','',)".encode())
+    checks = query(site, "SELECT * FROM log_comment_encrypt ORDER BY id")
+    assert [c["log_id"] for c in checks] == [r["id"] for r in logs]
+    _assert_log_checksums(site, expected_rows=0, only_after=seeded)
+
+    # verify notices a deleted insurance row and an altered log row; retire removes them all.
+    execute(site, "UPDATE log SET comments = '' WHERE id = :i", i=logs[0]["id"])
+    assert "log.comments changed" in seeder.verify(ident, placement).details
+    execute(site, "DELETE FROM insurance_data WHERE id = :i", i=insurance[2]["id"])
+    assert seeder.verify(ident, placement).state is VerifyState.MISSING
+    seeder.retire(placement)
+    assert query(site, "SELECT COUNT(*) AS n FROM log_comment_encrypt")[0]["n"] == 0
+    execute(site, "DELETE FROM log")
+
+
+@pytest.mark.parametrize("settings, insurance, events", [
+    ({"insurance_only_one": "1"}, ["primary"], 5),
+    ({"simplified_demographics": "1"}, [], 4),
+    ({"enable_auditlog": "0"}, ["primary", "secondary", "tertiary"], 1),  # only the ungated view of setpid
+    ({"audit_events_patient-record": "0", "omit_employers": "1"}, ["primary", "secondary", "tertiary"], 1),
+    ({"enable_auditlog_encryption": "1"}, ["primary", "secondary", "tertiary"], 0),
+])
+def test_the_site_globals_decide_insurance_and_log_rows(site, settings, insurance, events):
+    for name, value in settings.items():
+        execute(site, "INSERT INTO globals (gl_name, gl_index, gl_value) VALUES (:n, 0, :v)", n=name, v=value)
+    try:
+        with OpenEmrSeeder(spec("emr", "openemr"), site) as seeder:
+            planned = seeder.plan(make_identity(22))
+        assert [p.values["type"] for p in planned if p.table == "insurance_data"] == insurance
+        assert sum(p.table == "log" for p in planned) == events
+        assert sum(p.table == "log_comment_encrypt" for p in planned) == events
+    finally:
+        execute(site, "DELETE FROM globals")
+
+
+@pytest.mark.parametrize("version, message", [
+    ("v_major = 9, v_minor = 0", r"OpenEMR 9\.0\.0 \(v_database 541\) is not supported by this seeder "
+                                 r"\(supported: 7\.0, 8\.0"),
+    ("v_major = 5, v_minor = 0, v_database = 250", "OpenEMR 5.0.0 .v_database 250. is not supported"),
+    ("v_major = 0, v_minor = 0, v_database = 0", "version table says 0.0.0: the OpenEMR installer has not finished"),
+])
+def test_an_unsupported_version_is_refused_in_one_line(site, version, message):
+    before = snapshot(site)
+    execute(site, f"UPDATE version SET {version}")
+    try:
+        with pytest.raises(SourceError, match=message) as err:
+            OpenEmrSeeder(spec("emr", "openemr"), site).open()
+        assert "\n" not in str(err.value)
+    finally:
+        execute(site, INSTALLED_VERSION)
+    assert snapshot(site) == before
+
+
+def test_a_schema_without_what_the_form_needs_names_it(empty_db):
+    load_sql(empty_db, create_statements(REAL_SCHEMA if REAL_SCHEMA.is_file() else FIXTURE_SCHEMA,
+                                         [t for t in WRITTEN if t != "log_comment_encrypt"]
+                                         + ["version", "globals", "layout_options"]))
+    with pytest.raises(SourceError, match="no table log_comment_encrypt: is this an OpenEMR database"):
+        OpenEmrSeeder(spec("emr", "openemr"), empty_db).open()
+    load_sql(empty_db, "DROP TABLE log; CREATE TABLE log (id INT PRIMARY KEY, date DATETIME)")
+    load_sql(empty_db, create_statements(REAL_SCHEMA if REAL_SCHEMA.is_file() else FIXTURE_SCHEMA,
+                                         ["log_comment_encrypt"]))
+    with pytest.raises(SourceError, match="table log has no column event, category, user"):
+        OpenEmrSeeder(spec("emr", "openemr"), empty_db).open()
