@@ -36,6 +36,8 @@ from canary import phones
 from canary.model import Identity, Sex
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
 from seeders.openemr import auditlog, insurance
+from seeders.openemr.clinic import ClinicHabits
+from seeders.openemr.footprint import Schedule, footprint_rows
 from seeders.openemr.host import OpenEmrHost
 from seeders.openemr.setup import OpenEmrSetup
 from seeders.openemr.values import account_name, nir_spaced
@@ -63,8 +65,12 @@ class Numbers:
 
     pid: int
     next_id: int  # the AUTO_INCREMENT value patient_data.id will take (portal account name)
-    now: datetime
+    now: datetime  # the registration (regdate), before the day's events
     previous_pid: int = 0  # the patient open in the creating user's session (its last log row)
+    clock: datetime | None = None  # the database's now: the day's last event
+    latest: datetime | None = None  # the latest registration of the site (regdates stay in pid order)
+    schedule: Schedule | None = None  # the day's events (seeders/openemr/footprint.py)
+    encounter: int = 0  # the encounter number taken from sequences
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,8 @@ class Choices:
     """The option values for this plant, after "auto" is resolved against the host."""
 
     allergies: bool
-    portal_account: bool
+    portal: str  # auto (at the site's rate) | yes | no
+    appointment_status: str  # pc_apptstatus of a future appointment; "site": as the site's
     portal_login: str  # email | account | identity
     provider_id: int | None | str  # None: like the neighbours; "none": NULL
     ref_provider_id: int | None | str
@@ -83,17 +90,20 @@ class Choices:
 
 def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choices: Choices, numbers: Numbers,
                tables: dict[str, sa.Table], dupscore: Callable[[dict[str, Any]], int],
-               new_uuid: Callable[[], bytes], hash_password: Callable[[str, int], str]) -> list[RowPlan]:
+               new_uuid: Callable[[datetime], bytes], hash_password: Callable[[str, int], str],
+               clinic: ClinicHabits | None = None, rnd: Any = None) -> list[RowPlan]:
     """Every row of one patient, in OpenEMR's order; ``tables`` are the reflected tables."""
     pid, now = numbers.pid, numbers.now
     user_id = host.user.id if host.user else None
     rows: list[RowPlan] = []
 
-    def registry(alias: str, table_name: str) -> bytes:
-        raw = new_uuid()
-        rows.append(RowPlan("uuid_registry", ("uuid",), _only(tables["uuid_registry"], {
+    def registry(alias: str, table_name: str, when: datetime | None = None,
+                 into: list[RowPlan] | None = None) -> bytes:
+        when = when or now
+        raw = new_uuid(when)
+        (rows if into is None else into).append(RowPlan("uuid_registry", ("uuid",), _only(tables["uuid_registry"], {
             "uuid": raw, "table_name": table_name, "table_id": "id", "table_vertical": "", "couchdb": "",
-            "document_drive": 0, "mapped": 0, "created": now,
+            "document_drive": 0, "mapped": 0, "created": when,
         }), alias=alias, unchecked=UNCHECKED["uuid_registry"]))
         return raw
 
@@ -127,11 +137,15 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
                                     {"pid": pid, "type": "allergy", "date": now},
                                     unchecked=UNCHECKED["lists_touch"]))
 
-    if choices.portal_account:
-        rows.append(RowPlan("patient_access_onsite", ("id",),
-                            _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
-                                           hash_password),
-                            generated=dict(_ID), alias="portal"))
+    plan = numbers.schedule
+    if plan is not None and clinic is not None:
+        rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status)
+    if plan is not None and plan.portal is not None:
+        portal = _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
+                                hash_password)
+        if "date_created" in tables["patient_access_onsite"].c:
+            portal["date_created"] = plan.portal
+        rows.append(RowPlan("patient_access_onsite", ("id",), portal, generated=dict(_ID), alias="portal"))
     return _logged(rows, host, setup, numbers, setup.posted_columns)
 
 
@@ -199,7 +213,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
             values[column] = choice
     if choices.facility_id is not None:
         values["care_team_facility"] = str(choices.facility_id)  # a multi-select: "3" or "3|5"
-    if choices.portal_account:
+    if numbers.schedule is not None and numbers.schedule.portal is not None:
         values["allow_patient_portal"] = "YES"
     # Identity-bound columns the patient may leave empty are never copied from the neighbours.
     written = set(values) | {"id", "uuid", "dupscore", "last_updated", "birth_fname", "birth_lname", "birth_mname",
@@ -272,11 +286,11 @@ def _portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, pati
 
 
 def resolve_choices(host: OpenEmrHost, settings: dict[str, Any]) -> Choices:
-    portal = settings["create_portal_account"]
     login = settings["portal_login"]
     return Choices(
         allergies=settings["create_allergies"],
-        portal_account=host.portal_accounts if portal == "auto" else portal == "yes",
+        portal=settings["create_portal_account"],
+        appointment_status=settings["future_appointment_status"],
         portal_login=("email" if host.login_is_email else "account") if login == "auto" else login,
         provider_id=settings["provider_id"],
         ref_provider_id=settings["ref_provider_id"],

@@ -10,26 +10,32 @@ fail as a whole, and it is tried again with the next pid.
 from __future__ import annotations
 
 import base64
+import random
+import time
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 
 from canary.errors import ConfigError, SourceError
-from canary.model import Identity, Placement
+from canary.model import Identity, Placement, Sex
 from seeders.sql import appsql
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
 from seeders.openemr.rows import UNCHECKED, Numbers, build_rows, resolve_choices
 from seeders.openemr.auditlog import escape as auditlog_escape
+from seeders.openemr.clinic import ClinicHabits, read_clinic
+from seeders.openemr.footprint import draw_schedule
 from seeders.openemr.setup import OpenEmrSetup, read_setup
 from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
 from seeders.sql.values import to_json
 
 # Tables written, in insertion order (uuid_registry first: its rows come before each).
 _WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists",
-            "lists_touch", "patient_access_onsite", "log", "log_comment_encrypt")
+            "lists_touch", "form_encounter", "forms", "form_vitals", "openemr_postcalendar_events",
+            "patient_access_onsite", "log", "log_comment_encrypt")
 _ATTEMPTS = 3
 
 
@@ -69,7 +75,11 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         SeederOption("create_allergies", "write the identity's allergies as 'allergy' issues in lists",
                      default="yes"),
         SeederOption("create_portal_account", "create patient portal credentials in patient_access_onsite: "
-                     "auto (if the site has portal accounts), yes or no", default="auto"),
+                     "auto (at the share of the site's new patients who get them), yes or no", default="auto"),
+        SeederOption("footprint", "write the registration day's encounter, vitals, problems, medications and "
+                     "follow-up appointment, each at this site's rate", default="yes"),
+        SeederOption("future_appointment_status", "pc_apptstatus of a follow-up appointment (x: cancelled, so "
+                     "no one expects the patient; site: the statuses of the site's own follow-ups)", default="x"),
         SeederOption("portal_login", "portal login name: auto (like the site's accounts), email, account "
                      "(the account name) or identity (the identity's portal_login)", default="auto"),
     )
@@ -83,10 +93,13 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         "create_allergies": appsql.parse_bool,
         "create_portal_account": appsql.parse_choice("auto", "yes", "no"),
         "portal_login": appsql.parse_choice("auto", "email", "account", "identity"),
+        "footprint": appsql.parse_bool,
+        "future_appointment_status": appsql.parse_text,
     }
 
     host: OpenEmrHost
     setup: OpenEmrSetup
+    clinic: ClinicHabits
 
     def _prepare(self) -> None:
         target = self._ready()
@@ -97,6 +110,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         reflected = {name: target.table(name) for name in _WRITTEN}
         self.tables = {name: table for name, table in reflected.items() if table is not None}
         self._dupscore_query = dupscore_query(self.tables["patient_data"])
+        self.clinic = read_clinic(target)
+        self._rnd = random.SystemRandom()
 
     def _check_facility(self) -> None:
         facility_id, facility = self.settings["facility_id"], self._ready().table("facility")
@@ -109,24 +124,69 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         target = self._ready()
         patient_data = self.tables["patient_data"]
         with target.engine.connect() as conn:
-            top, now = conn.execute(sa.select(sa.func.max(patient_data.c.pid), sa.func.now())).one()
+            top, now, latest = conn.execute(sa.select(sa.func.max(patient_data.c.pid), sa.func.now(),
+                                                      sa.func.max(patient_data.c.regdate))).one()
             # Only the portal account name needs the next id.
-            next_id = _next_auto_increment(conn, patient_data) if self.choices.portal_account else 0
+            next_id = _next_auto_increment(conn, patient_data) if self.choices.portal != "no" else 0
             log = self.tables["log"]
             previous = conn.execute(sa.select(log.c.patient_id).where(
                 log.c.user == (self.host.user.username if self.host.user else ""), log.c.patient_id.is_not(None))
                 .order_by(log.c.id.desc()).limit(1)).scalar()
-        return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now.replace(microsecond=0),
-                       previous_pid=int(previous or 0))
+            encounter = _next_encounter(conn) if "form_encounter" in self.tables else 0
+        now = now.replace(microsecond=0)
+        return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now, previous_pid=int(previous or 0), clock=now,
+                       latest=latest, encounter=encounter)
 
     def _rows(self, identity: Identity, *, dry_run: bool, numbers: Numbers | None = None,
               score: bool = True) -> list:
         numbers = numbers or self._numbers()
+        if numbers.clock is not None and numbers.schedule is None:
+            numbers = self._scheduled(identity, numbers, take_number=not dry_run)
         # A dry run shows a hash of the right shape: bcrypt is slow on purpose.
         hasher = _hash_shape if dry_run else portal_password_hash
         dupscore = (lambda values: self._dupscore(values, numbers.pid)) if score else (lambda values: 0)
+        clock = numbers.clock or numbers.now
+
+        def new_uuid(when: datetime) -> bytes:
+            # The uuid's time is the row's, as if OpenEMR had made it then.
+            return comb_uuid(time.time() - (clock - when).total_seconds())
+
         return build_rows(identity, self.host, self.setup, self.choices, numbers, self.tables, dupscore=dupscore,
-                          new_uuid=comb_uuid, hash_password=hasher)
+                          new_uuid=new_uuid, hash_password=hasher, clinic=self.clinic, rnd=self._rnd)
+
+    def _scheduled(self, identity: Identity, numbers: Numbers, *, take_number: bool) -> Numbers:
+        """The numbers with this canary's day drawn, the registration dated before its events."""
+        plan = draw_schedule(self.clinic, self._rnd, numbers.clock, numbers.latest,
+                             sex="Male" if identity.sex is Sex.MALE else "Female", portal=self.choices.portal,
+                             footprint=self.settings["footprint"])
+        encounter = numbers.encounter
+        if plan.encounter is not None and take_number:
+            encounter = self._take_encounter_number()
+        return replace(numbers, now=plan.registered, schedule=plan, encounter=encounter)
+
+    def _take_encounter_number(self) -> int:
+        """generate_id(): the next number of OpenEMR's sequences table, taken for good."""
+        try:
+            with self._ready().engine.begin() as conn:
+                conn.execute(sa.text("UPDATE sequences SET id = LAST_INSERT_ID(id + 1)"))
+                return int(conn.execute(sa.text("SELECT LAST_INSERT_ID()")).scalar())
+        except sa.exc.StatementError as err:
+            raise SourceError(f"source '{self.source.name}': taking an encounter number from sequences failed: "
+                              f"{str(getattr(err, 'orig', err)).splitlines()[0][:200]}") from None
+
+    def retire(self, placement: Placement) -> None:
+        super().retire(placement)
+        # Give the encounter number back if no encounter took the next one since (else: a gap, as
+        # when OpenEMR deletes an encounter).
+        self._give_back([row["values"].get("encounter") for row in placement.rows
+                         if row["table"] == "form_encounter"])
+
+    def _give_back(self, numbers: list[int]) -> None:
+        """Return encounter numbers to sequences when none was taken after them."""
+        if numbers and self._ready().table("sequences") is not None:
+            with self._ready().engine.begin() as conn:
+                for number in sorted(numbers, reverse=True):
+                    conn.execute(sa.text("UPDATE sequences SET id = id - 1 WHERE id = :n"), {"n": number})
 
     def check_fits(self, identities: Iterable[Identity]) -> None:
         # The numbers only shape the values (pid, account name): read them once for the batch.
@@ -147,6 +207,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             try:
                 return Placement(rows=target.insert(rows))
             except SourceError:
+                self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
                 # Only a patient created meanwhile with our pid is worth another try.
                 if attempt + 1 == _ATTEMPTS or not self._pid_taken(pid):
                     raise
@@ -189,7 +250,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             if row.get("uuid") is not None and table_name != "uuid_registry":
                 for reg in self._read_rows(sa.select(registry).where(registry.c.uuid == row["uuid"])):
                     add("uuid_registry", reg, ("uuid",))
-            skip = {"id", "last_updated", "modifydate", "date_created"}
+            skip = {"id", "pc_eid", "last_updated", "last_update", "modifydate"}
             placed: dict[str, Any] = {"table": table_name, "key": {k: to_json(row[k]) for k in key},
                                       "values": {k: to_json(v) for k, v in row.items() if k not in skip}}
             if table_name in UNCHECKED:
@@ -222,11 +283,25 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
                 add(name, row, ("id",))
                 logged(1)
         touches = of_patient("lists_touch")
-        for n, row in enumerate(of_patient("lists")):
+        issues = of_patient("lists")
+        for n, row in enumerate(r for r in issues if r["type"] == "allergy"):
             add("lists", row, ("id",))
             if n == 0:  # setListTouch runs after the first issue
                 for touch in touches:
                     add("lists_touch", touch, ("pid", "type"))
+        # The day's footprint, in the order footprint_rows writes it.
+        forms = {row["formdir"]: row for row in of_patient("forms")}
+        for name, formdir in (("form_encounter", "newpatient"), ("form_vitals", "vitals")):
+            for row in of_patient(name):
+                add(name, row, ("id",))
+                if formdir in forms:
+                    add("forms", forms[formdir], ("id",))
+        for row in (r for r in issues if r["type"] != "allergy"):
+            add("lists", row, ("id",))
+        events = self.tables.get("openemr_postcalendar_events")
+        if events is not None:
+            for row in self._read_rows(sa.select(events).where(events.c.pc_pid == str(pid))):
+                add("openemr_postcalendar_events", row, ("pc_eid",))
         for row in of_patient("patient_access_onsite"):
             add("patient_access_onsite", row, ("id",))
         return planted
@@ -252,6 +327,14 @@ def _decoded(comments: str | None) -> bytes:
         return base64.b64decode(comments or "", validate=True)
     except ValueError:
         return b""
+
+
+def _next_encounter(conn: sa.Connection) -> int:
+    """The number generate_id() would give next (a dry run takes none)."""
+    try:
+        return int(conn.execute(sa.text("SELECT id FROM sequences")).scalar() or 0) + 1
+    except sa.exc.DBAPIError:
+        return 0
 
 
 def _hash_shape(password: str, cost: int) -> str:

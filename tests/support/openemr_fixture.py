@@ -23,7 +23,8 @@ from support.sql_seeder_helpers import make_identity
 SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "openemr" / "schema.sql"
 TABLES = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists", "lists_touch",
           "patient_access_onsite", "log", "log_comment_encrypt", "users", "list_options", "facility", "version",
-          "globals", "layout_options")
+          "globals", "layout_options", "form_encounter", "forms", "form_vitals", "openemr_postcalendar_events",
+          "sequences")
 # What OpenEMR's installer writes in the version table for 8.2.0 (version.php: v_database 541, v_acl 13).
 INSTALLED_VERSION = ("UPDATE version SET v_major = 8, v_minor = 2, v_patch = 0, v_realpatch = 0, v_tag = '', "
                      "v_database = 541, v_acl = 13")
@@ -100,13 +101,84 @@ def populate(url: str, count: int) -> None:
                                portal_login_username=f"patient{pid}@exemple-mail.fr",
                                portal_pwd="$2y$05$" + "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789./")
                                                               for _ in range(53)),
-                               portal_pwd_status=1, date_created=created))
+                               portal_pwd_status=1, date_created=created + timedelta(minutes=rnd.randrange(5, 240))))
+    clinical = clinical_activity(rnd, patients, registry)
     for table, rows in (("uuid_registry", registry), ("patient_data", patients), ("employer_data", employers),
-                        ("history_data", histories), ("lists", lists), ("lists_touch", touches),
-                        ("patient_access_onsite", portal)):
+                        ("history_data", histories), ("lists", lists + clinical["lists"]), ("lists_touch", touches),
+                        ("patient_access_onsite", portal), ("form_encounter", clinical["form_encounter"]),
+                        ("form_vitals", clinical["form_vitals"]), ("forms", clinical["forms"]),
+                        ("openemr_postcalendar_events", clinical["openemr_postcalendar_events"])):
         insert_rows(url, table, rows)
+    load_sql(url, f"UPDATE sequences SET id = {clinical['last_encounter']}")
 
 
 def _registry(raw: bytes, table: str, created: datetime) -> dict:
     return dict(uuid=raw, table_name=table, table_id="id", table_vertical="", couchdb="", document_drive=0,
                 mapped=0, created=created)
+
+
+PROBLEMS = (("Hypertension", "ICD10:I10"), ("Type 2 diabetes", "ICD10:E11.9"), ("Asthma", "ICD10:J45.909"),
+            ("Hypothyroidism", "ICD10:E03.9"), ("Low back pain", "ICD10:M54.5"))
+MEDICATIONS = ("Amlodipine 5 mg", "Metformin 850 mg", "Levothyrox 75 µg", "Paracetamol 1 g", "Ventoline")
+
+
+def clinical_activity(rnd: random.Random, patients: list[dict], registry: list[dict]) -> dict:
+    """What the site's clinicians write on the registration day, as OpenEMR's screens do: a date-only
+    encounter and its forms row by Dr Moreau (users.id 2) for 70 %, vitals (lb, in, °F) for 80 % of them,
+    problems and medications for some, a follow-up booked for 40 %."""
+    out: dict = {"form_encounter": [], "forms": [], "form_vitals": [], "lists": [],
+                 "openemr_postcalendar_events": []}
+    number = 1000
+    for n, patient in enumerate(patients, start=1):
+        created, pid = patient["regdate"], patient["pid"]
+        if rnd.random() >= 0.7:
+            continue
+        number += 1 + rnd.randrange(3)  # sequences also numbers other things
+        seen = created + timedelta(minutes=rnd.randrange(15, 120))
+        day = datetime.combine(seen.date(), datetime.min.time())
+        uuid = comb_uuid(seen.timestamp())
+        registry.append(_registry(uuid, "form_encounter", seen))
+        out["form_encounter"].append(dict(id=n, uuid=uuid, date=day, reason=rnd.choice(("Consultation", "Bilan", "")),
+                                          facility="Clinique du Parc", facility_id=3, pid=pid, encounter=number,
+                                          pc_catid=rnd.choice((5, 9)), provider_id=2, billing_facility=3,
+                                          sensitivity="normal", class_code="AMB", pos_code=11))
+        out["forms"].append(dict(date=day, encounter=number, form_name="New Patient Encounter", form_id=n, pid=pid,
+                                 user="cmoreau", groupname="Default", authorized=1, deleted=0, formdir="newpatient"))
+        if rnd.random() < 0.8:
+            male = patient["sex"] == "Male"
+            height = rnd.gauss(69 if male else 64, 3)
+            weight = rnd.gauss(180 if male else 150, 25)
+            measured = seen + timedelta(minutes=rnd.randrange(2, 12))
+            out["form_vitals"].append(dict(
+                id=len(out["form_vitals"]) + 1, uuid=None, date=measured, pid=pid, user="cmoreau", groupname="Default",
+                authorized=1, activity=1, bps=str(rnd.randrange(105, 160)), bpd=str(rnd.randrange(60, 95)),
+                weight=round(weight, 2), height=round(height, 2), temperature=round(rnd.gauss(98.2, 0.5), 1),
+                temp_method="Oral", pulse=rnd.randrange(55, 100), respiration=rnd.randrange(12, 20), note="",
+                BMI=round(703 * weight / height ** 2, 1), BMI_status="", waist_circ=0, head_circ=0,
+                oxygen_saturation=rnd.randrange(94, 100)))
+            out["forms"].append(dict(date=measured, encounter=number, form_name="Vitals",
+                                     form_id=len(out["form_vitals"]), pid=pid, user="cmoreau", groupname="Default",
+                                     authorized=1, deleted=0, formdir="vitals"))
+        for kind, chance in (("medical_problem", 0.3), ("medication", 0.25)):
+            if rnd.random() < chance:
+                title, code = rnd.choice(PROBLEMS) if kind == "medical_problem" else (rnd.choice(MEDICATIONS), "")
+                entered = seen + timedelta(minutes=rnd.randrange(5, 30))
+                uuid = comb_uuid(entered.timestamp())
+                registry.append(_registry(uuid, "lists", entered))
+                out["lists"].append(dict(uuid=uuid, date=entered, type=kind, title=title, diagnosis=code,
+                                         begdate=datetime.combine(entered.date(), datetime.min.time()), pid=pid,
+                                         activity=1, comments="", occurrence=0, classification=0, referredby="",
+                                         user="cmoreau", groupname="Default", outcome=0, destination="",
+                                         reaction="", verification="", severity_al=None, list_option_id=None))
+        if rnd.random() < 0.4:
+            booked = seen + timedelta(minutes=rnd.randrange(20, 60))
+            on = booked.date() + timedelta(days=rnd.randrange(7, 60))
+            start = rnd.choice(("09:00:00", "09:30:00", "10:15:00", "14:00:00", "16:45:00"))
+            out["openemr_postcalendar_events"].append(dict(
+                pc_catid=9, pc_multiple=0, pc_aid="2", pc_pid=str(pid), pc_title="Established Patient",
+                pc_time=booked, pc_hometext="", pc_informant="3", pc_eventDate=on, pc_endDate=on, pc_duration=900,
+                pc_recurrtype=0, pc_recurrspec='a:5:{s:17:"event_repeat_freq";s:1:"0";}', pc_startTime=start,
+                pc_endTime=start, pc_alldayevent=0, pc_apptstatus=rnd.choice(("-", "-", ">", "x", "?")),
+                pc_eventstatus=1, pc_sharing=1, pc_facility=3, pc_billing_location=3, pc_room=""))
+    out["last_encounter"] = number
+    return out

@@ -78,8 +78,12 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
     assert not any(seeder.collides(i) for i in identities)
     placements = [seeder.plant(i) for i in identities]
 
-    # Every real row is still there, byte for byte, and nothing else changed.
-    assert rows_except(site, TABLES, _all_rows(placements)) == {t: before[t] for t in TABLES}
+    # Every real row is still there, byte for byte, and nothing else changed but the encounter
+    # numbers taken from sequences (generate_id), one per canary seen that day.
+    kept = [t for t in TABLES if t != "sequences"]
+    assert rows_except(site, kept, _all_rows(placements)) == {t: before[t] for t in kept}
+    encounters = [r for r in _all_rows(placements) if r["table"] == "form_encounter"]
+    assert query(site, "SELECT id FROM sequences")[0]["id"] == before["sequences"][0][0] + len(encounters)
     assert [seeder.verify(i, p).state for i, p in zip(identities, placements)] == [VerifyState.OK] * 50
 
     patients = query(site, "SELECT * FROM patient_data WHERE pid > 300 ORDER BY pid")
@@ -106,17 +110,22 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
         assert employers[row["pid"]] == histories[row["pid"]] == 1
 
     # Ids run ahead of pids on this site: the portal account name carries the real id.
-    portal = query(site, "SELECT a.*, p.id AS patient_id, p.fname, p.lname, p.email FROM patient_access_onsite a "
+    portal = query(site, "SELECT a.*, p.id AS patient_id, p.fname, p.lname, p.email, p.regdate, "
+                         "p.allow_patient_portal FROM patient_access_onsite a "
                          "JOIN patient_data p ON p.pid = a.pid WHERE a.pid > 300 ORDER BY a.pid")
-    assert len(portal) == 50
-    for ident, account in zip(identities, portal):
+    # Planted in a burst, the canaries get no day's footprint (no room before now without breaking
+    # the regdate order of pids), but credentials are never given in the second of the registration.
+    by_pid = {p["pid"]: i for i, p in zip(identities, patients)}
+    for account in portal:
+        ident = by_pid[account["pid"]]
+        assert account["date_created"] > account["regdate"] and account["allow_patient_portal"] == "YES"
         assert account["patient_id"] == account["pid"] + ID_GAP
         assert account["portal_username"] == f"{account['fname']}{account['lname']}{account['patient_id']}"
         assert account["portal_login_username"] == ident.email
         assert account["portal_pwd"].startswith("$2y$05$")  # the cost this site uses
         assert bcrypt.checkpw(ident.portal_password.encode(), b"$2b$" + account["portal_pwd"][4:].encode())
 
-    issues = query(site, "SELECT * FROM lists WHERE pid > 300 ORDER BY id")
+    issues = query(site, "SELECT * FROM lists WHERE pid > 300 AND type = 'allergy' ORDER BY id")
     touched = Counter(r["pid"] for r in query(site, "SELECT pid FROM lists_touch WHERE pid > 300"))
     allergic = [(i, p) for i, p in zip(identities, patients) if i.allergies]
     assert allergic
@@ -142,8 +151,8 @@ def test_verify_reports_missing_and_altered_rows(site, seeder):
     assert altered.state is VerifyState.ALTERED and "patient_data.phone_cell changed" in altered.details
     execute(site, "DELETE FROM history_data WHERE pid = :p", p=pb.rows[1]["key"]["pid"])
     assert seeder.verify(b, pb).state is VerifyState.MISSING
+    seeder.retire(pb)  # last planted first: their encounter numbers go back to sequences
     seeder.retire(pa)
-    seeder.retire(pb)
 
 
 def test_collisions_with_real_patients_are_detected(site, seeder):
@@ -157,15 +166,16 @@ def test_collisions_with_real_patients_are_detected(site, seeder):
 
 
 def test_a_failure_mid_plant_leaves_nothing(site, seeder):
-    # A stray portal row already holds the next pid: the last insert of the
-    # patient breaks the UNIQUE key, after patient_data and the rest went in.
-    execute(site, "INSERT INTO patient_access_onsite (pid, portal_username) VALUES (301, 'x')")
+    # A stray lists_touch row already holds the next pid: the allergy's touch breaks the primary key,
+    # after patient_data, its log rows, insurance and the rest went in, and after an encounter number
+    # was taken from sequences: it is given back.
+    execute(site, "INSERT INTO lists_touch (pid, type, date) VALUES (301, 'allergy', NOW())")
     stray = snapshot(site)
     with pytest.raises(SourceError) as err:
-        seeder.plant(make_identity(3))
-    assert "patient_access_onsite" in str(err.value) and "root@" not in str(err.value)
+        seeder.plant(make_identity(3, allergies=("iode",)))
+    assert "lists_touch" in str(err.value) and "root@" not in str(err.value)
     assert snapshot(site) == stray
-    execute(site, "DELETE FROM patient_access_onsite WHERE pid = 301")
+    execute(site, "DELETE FROM lists_touch WHERE pid = 301")
 
 
 def test_a_pid_taken_meanwhile_is_tried_again_with_the_next(site, seeder, monkeypatch):
@@ -204,7 +214,7 @@ def test_plan_writes_nothing_and_options_are_checked(site, seeder):
     assert typed == {"provider_id": None, "ref_provider_id": "none", "user_id": 3}
     assert OpenEmrSeeder.validate_options(typed) == typed
     quiet = OpenEmrSeeder(spec("emr", "openemr", create_portal_account="no", create_allergies="no",
-                               facility_id="3", provider_id="none"), site)
+                               facility_id="3", provider_id="none", footprint="no"), site)
     with quiet:
         rows = quiet.plan(make_identity(14))
     assert {p.table for p in rows} == {"uuid_registry", "patient_data", "employer_data", "history_data",
