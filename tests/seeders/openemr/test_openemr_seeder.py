@@ -435,3 +435,84 @@ def test_a_schema_without_what_the_form_needs_names_it(empty_db):
                                          ["log_comment_encrypt"]))
     with pytest.raises(SourceError, match="table log has no column event, category, user"):
         OpenEmrSeeder(spec("emr", "openemr"), empty_db).open()
+
+
+FOOTPRINT_TABLES = ("form_encounter", "forms", "form_vitals", "lists", "openemr_postcalendar_events",
+                    "patient_access_onsite", "uuid_registry", "sequences", "patient_data", "insurance_data", "log",
+                    "log_comment_encrypt")
+
+
+def _checksums(url: str) -> dict[str, int]:
+    return {r["Table"].split(".")[-1]: r["Checksum"]
+            for r in query(url, f"CHECKSUM TABLE {', '.join(FOOTPRINT_TABLES)} EXTENDED")}
+
+
+def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, monkeypatch):
+    """Planted one every 8 hours (as drip does), each canary gets the day this site's new patients get,
+    at its rates, every event after its registration and none after now."""
+    import random
+    from dataclasses import replace
+    from datetime import datetime, timedelta
+
+    checksums = _checksums(site)
+    fresh, later = seeder._numbers, iter(range(1, 100))
+    monkeypatch.setattr(seeder, "_numbers", lambda: (lambda n, k: replace(n, clock=n.clock + timedelta(hours=8 * k)))(
+        fresh(), next(later)))
+    seeder._rnd = random.Random(12)
+    identities = _identities(30, start=40)
+    placements = [seeder.plant(i) for i in identities]
+    assert [seeder.verify(i, p).state for i, p in zip(identities, placements)] == [VerifyState.OK] * 30
+
+    patients = {r["pid"]: r for r in query(site, "SELECT pid, regdate, sex FROM patient_data WHERE pid > 300")}
+    clock = max(r["regdate"] for r in patients.values()) + timedelta(days=1)
+    encounters = query(site, "SELECT * FROM form_encounter WHERE pid > 300 ORDER BY id")
+    forms = query(site, "SELECT * FROM forms WHERE pid > 300 ORDER BY id")
+    vitals = query(site, "SELECT * FROM form_vitals WHERE pid > 300 ORDER BY id")
+    issues = query(site, "SELECT * FROM lists WHERE pid > 300 AND type IN ('medical_problem', 'medication')")
+    events = query(site, "SELECT * FROM openemr_postcalendar_events WHERE pc_pid > '300' AND LENGTH(pc_pid) = 3")
+    portal = query(site, "SELECT * FROM patient_access_onsite WHERE pid > 300")
+    # The site's rates (70 % seen that day, 80 % of them with vitals, 40 % booking, a third with portal
+    # credentials), not all or nothing.
+    assert 12 <= len(encounters) <= 28 and 0 < len(vitals) <= len(encounters)
+    assert 3 <= len(events) <= 20 and 3 <= len(portal) <= 20 and issues
+    taken = [e["encounter"] for e in encounters]
+    assert len(set(taken)) == len(taken) and query(site, "SELECT id FROM sequences")[0]["id"] == max(taken)
+    for enc in encounters:
+        registered = patients[enc["pid"]]["regdate"]
+        # As the UI date picker writes it, the day of the visit; by the site's clinician.
+        assert enc["date"] == datetime.combine(registered.date(), datetime.min.time()) or enc["date"] > registered
+        assert enc["provider_id"] == 2 and enc["facility_id"] == 3 and enc["class_code"] == "AMB"
+        form = [f for f in forms if f["encounter"] == enc["encounter"] and f["formdir"] == "newpatient"]
+        assert [(f["form_id"], f["user"], f["form_name"], f["authorized"]) for f in form] == [
+            (enc["id"], "cmoreau", "New Patient Encounter", 1)]
+    for row in vitals:
+        registered = patients[row["pid"]]["regdate"]
+        assert registered < row["date"] <= clock
+        # Stored in lb, inches and °F whatever the display setting.
+        assert 60 < row["weight"] < 400 and 50 < row["height"] < 85 and 95 < row["temperature"] < 104
+        assert abs(float(row["BMI"]) - 703 * float(row["weight"]) / float(row["height"]) ** 2) < 0.1
+        assert [f["form_id"] for f in forms if f["formdir"] == "vitals" and f["pid"] == row["pid"]] == [row["id"]]
+    for row in issues:
+        assert row["date"] > patients[row["pid"]]["regdate"] and row["user"] == "cmoreau"
+    assert len({r["title"] for r in issues}) > 1  # drawn from the site's issues, not its most common one
+    for row in events:
+        registered = patients[int(row["pc_pid"])]["regdate"]
+        assert registered < row["pc_time"] and row["pc_eventDate"] > registered.date()
+        assert (row["pc_sendalertsms"], row["pc_sendalertemail"], row["pc_apptstatus"]) == ("NO", "NO", "x")
+    for row in portal:
+        assert row["date_created"] > patients[row["pid"]]["regdate"]
+
+    # verify notices a deleted or altered footprint row.
+    some = next(p for p in placements if any(r["table"] == "form_vitals" for r in p.rows))
+    ident = identities[placements.index(some)]
+    vitals_id = next(r["key"]["id"] for r in some.rows if r["table"] == "form_vitals")
+    execute(site, "UPDATE form_vitals SET bps = '190' WHERE id = :i", i=vitals_id)
+    assert seeder.verify(ident, some).details == ("form_vitals.bps changed",)
+    form_id = next(r["key"]["id"] for r in some.rows if r["table"] == "forms")
+    execute(site, "DELETE FROM forms WHERE id = :i", i=form_id)
+    assert seeder.verify(ident, some).state is VerifyState.MISSING
+
+    for placement in reversed(placements):
+        seeder.retire(placement)
+    # Byte for byte as before: MariaDB's own table checksums agree (sequences included).
+    assert _checksums(site) == checksums
