@@ -105,13 +105,27 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         target = self._ready()
         self.setup = read_setup(target, self.source.name)  # refuses an unsupported version first
         self._check_facility()
+        self._check_appointment_status()
         self.host = read_host(target, self.settings, self.source.name)
         self.choices = resolve_choices(self.host, self.settings)
         reflected = {name: target.table(name) for name in _WRITTEN}
         self.tables = {name: table for name, table in reflected.items() if table is not None}
         self._dupscore_query = dupscore_query(self.tables["patient_data"])
         self.clinic = read_clinic(target)
+        if self.setup.on("erx_enable"):
+            # A medication row NewCrop has not seen yet is uploaded to it: never write one there.
+            self.clinic.issues.pop("medication", None)
         self._rnd = random.SystemRandom()
+
+    def _check_appointment_status(self) -> None:
+        status, options = self.settings["future_appointment_status"], self._ready().table("list_options")
+        if status == "site" or options is None:
+            return
+        known = {r["option_id"] for r in self._read_rows(
+            sa.select(options.c.option_id).where(options.c.list_id == "apptstat"))} or {"x"}
+        if status not in known:
+            raise ConfigError(f"source '{self.source.name}': option future_appointment_status={status!r}: not a "
+                              f"status of this site's apptstat list (use site or one of {', '.join(sorted(known))})")
 
     def _check_facility(self) -> None:
         facility_id, facility = self.settings["facility_id"], self._ready().table("facility")

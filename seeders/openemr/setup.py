@@ -42,6 +42,7 @@ GLOBAL_DEFAULTS = {
     "audit_events_patient-record": "1",
     "audit_events_scheduling": "1",
     "enable_auditlog_encryption": "0",  # comments encrypted with the site's key: no log rows written
+    "erx_enable": "0",  # NewCrop eRx: medications pending upload would be sent out: none written
 }
 
 # Data types whose value is not a patient_data column (address list, name history, related persons...).

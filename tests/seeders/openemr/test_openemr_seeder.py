@@ -221,6 +221,8 @@ def test_plan_writes_nothing_and_options_are_checked(site, seeder):
                                        "insurance_data", "log", "log_comment_encrypt"}
     patient = next(p for p in rows if p.table == "patient_data")
     assert patient.values["care_team_facility"] == "3" and patient.values["providerID"] is None
+    with pytest.raises(ConfigError, match="future_appointment_status='z': not a status of this site's apptstat"):
+        OpenEmrSeeder(spec("emr", "openemr", future_appointment_status="z"), site).open()
     with pytest.raises(ConfigError, match="facility_id=9: no such facility"):
         OpenEmrSeeder(spec("emr", "openemr", facility_id="9"), site).open()
 
@@ -516,3 +518,14 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
         seeder.retire(placement)
     # Byte for byte as before: MariaDB's own table checksums agree (sequences included).
     assert _checksums(site) == checksums
+
+
+def test_no_medication_is_written_where_newcrop_would_upload_it(site):
+    with OpenEmrSeeder(spec("emr", "openemr"), site) as seeder:
+        assert seeder.clinic.issues["medication"]  # the site enters medications on the first day
+    execute(site, "INSERT INTO globals (gl_name, gl_index, gl_value) VALUES ('erx_enable', 0, '1')")
+    try:
+        with OpenEmrSeeder(spec("emr", "openemr"), site) as seeder:
+            assert "medication" not in seeder.clinic.issues and seeder.clinic.issues["medical_problem"]
+    finally:
+        execute(site, "DELETE FROM globals")
