@@ -8,6 +8,7 @@
     rows.py       The rows OpenEMR writes for a new patient, in its own order
     seeder.py     The OpenEMR seeder: patients written the way OpenEMR's own screens write them
     setup.py      The site's version, globals and DEM layout
+    located.py    The rows of a canary whose placement was lost, found again in planting order
     values.py     Values OpenEMR computes itself when it creates a patient, computed the same way
 
 Nothing is imported here: import the module you need.

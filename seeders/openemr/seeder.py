@@ -9,7 +9,6 @@ fail as a whole, and it is tried again with the next pid.
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 from dataclasses import replace
@@ -24,13 +23,12 @@ from seeders.sql import appsql
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import UNCHECKED, Numbers, build_rows, resolve_choices
-from seeders.openemr.auditlog import escape as auditlog_escape
+from seeders.openemr.rows import Numbers, build_rows, resolve_choices
+from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
 from seeders.openemr.footprint import draw_schedule
 from seeders.openemr.setup import OpenEmrSetup, read_setup
 from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
-from seeders.sql.values import to_json
 
 # Tables written, in insertion order (uuid_registry first: its rows come before each).
 _WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists",
@@ -251,97 +249,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email):
             found = self._read_rows(sa.select(table).where(condition).limit(2))
             if len(found) == 1:
-                return Placement(rows=tuple(self._rows_of(found[0])))
+                return Placement(rows=tuple(rows_of(found[0], self.tables, self._read_rows)))
         return None
-
-    def _rows_of(self, patient: dict[str, Any]) -> list[dict[str, Any]]:
-        """Placement rows of a planted patient, rebuilt from what is in the database."""
-        pid = patient["pid"]
-        planted: list[dict[str, Any]] = []
-        registry = self.tables["uuid_registry"]
-
-        def add(table_name: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
-            if row.get("uuid") is not None and table_name != "uuid_registry":
-                for reg in self._read_rows(sa.select(registry).where(registry.c.uuid == row["uuid"])):
-                    add("uuid_registry", reg, ("uuid",))
-            skip = {"id", "pc_eid", "last_updated", "last_update", "modifydate"}
-            placed: dict[str, Any] = {"table": table_name, "key": {k: to_json(row[k]) for k in key},
-                                      "values": {k: to_json(v) for k, v in row.items() if k not in skip}}
-            if table_name in UNCHECKED:
-                placed["unchecked"] = sorted(UNCHECKED[table_name])
-            planted.append(placed)
-
-        def of_patient(name: str) -> list[dict[str, Any]]:
-            table = self.tables.get(name)
-            if table is None:
-                return []
-            order = [table.c.id] if "id" in table.c else []
-            return self._read_rows(sa.select(table).where(table.c.pid == pid).order_by(*order))
-
-        logs = self._log_rows_of(patient)
-
-        def logged(count: int) -> None:
-            """The log rows written right after an audited insert, with their checksum rows."""
-            for _ in range(count):
-                if logs:
-                    row = logs.pop(0)
-                    add("log", row, ("id",))
-                    for check in self._read_rows(sa.select(self.tables["log_comment_encrypt"]).where(
-                            self.tables["log_comment_encrypt"].c.log_id == row["id"])):
-                        add("log_comment_encrypt", check, ("id",))
-
-        add("patient_data", patient, ("pid",))
-        logged(2)  # the insert, then the view of setpid
-        for name in ("employer_data", "history_data", "insurance_data"):
-            for row in of_patient(name):
-                add(name, row, ("id",))
-                logged(1)
-        touches = of_patient("lists_touch")
-        issues = of_patient("lists")
-        for n, row in enumerate(r for r in issues if r["type"] == "allergy"):
-            add("lists", row, ("id",))
-            if n == 0:  # setListTouch runs after the first issue
-                for touch in touches:
-                    add("lists_touch", touch, ("pid", "type"))
-        # The day's footprint, in the order footprint_rows writes it.
-        forms = {row["formdir"]: row for row in of_patient("forms")}
-        for name, formdir in (("form_encounter", "newpatient"), ("form_vitals", "vitals")):
-            for row in of_patient(name):
-                add(name, row, ("id",))
-                if formdir in forms:
-                    add("forms", forms[formdir], ("id",))
-        for row in (r for r in issues if r["type"] != "allergy"):
-            add("lists", row, ("id",))
-        events = self.tables.get("openemr_postcalendar_events")
-        if events is not None:
-            for row in self._read_rows(sa.select(events).where(events.c.pc_pid == str(pid))):
-                add("openemr_postcalendar_events", row, ("pc_eid",))
-        for row in of_patient("patient_access_onsite"):
-            add("patient_access_onsite", row, ("id",))
-        return planted
-
-
-    def _log_rows_of(self, patient: dict[str, Any]) -> list[dict[str, Any]]:
-        """The log rows of a patient's registration, in id order: the patient_data insert (logged
-        under the previous session pid, found by the uuid in its binds), then those under its pid."""
-        log, pid = self.tables["log"], patient["pid"]
-        same_second = sa.select(log).where(log.c.date == patient["regdate"]).order_by(log.c.id)
-        mine = self._read_rows(same_second.where(log.c.patient_id == pid,
-                                                 log.c.event.in_(["view", "patient-record-insert"])))
-        marker = b"'" + auditlog_escape(patient["uuid"] or b"") + b"',"
-        insert = [row for row in self._read_rows(same_second.where(log.c.event == "patient-record-insert",
-                                                                   log.c.category == "Patient Demographics"))
-                  if _decoded(row["comments"]).startswith(b"INSERT INTO patient_data SET") and marker in
-                  _decoded(row["comments"])]
-        return insert[:1] + mine
-
-
-def _decoded(comments: str | None) -> bytes:
-    try:
-        return base64.b64decode(comments or "", validate=True)
-    except ValueError:
-        return b""
-
 
 def _next_encounter(conn: sa.Connection) -> int:
     """The number generate_id() would give next (a dry run takes none)."""
