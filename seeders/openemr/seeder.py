@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement, Sex
 from seeders.sql import appsql
+from seeders.sql.access import access_problems, needs
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
@@ -114,6 +115,12 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             # A medication row NewCrop has not seen yet is uploaded to it: never write one there.
             self.clinic.issues.pop("medication", None)
         self._rnd = random.SystemRandom()
+
+    def check_access(self) -> list[str]:
+        wanted = needs(self.written_tables)
+        if self.clinic.encounters and self._ready().table("sequences") is not None:
+            wanted["sequences"] = ("SELECT", "UPDATE")  # generate_id(): encounter numbers
+        return access_problems(self._ready(), wanted)
 
     def _check_appointment_status(self) -> None:
         status, options = self.settings["future_appointment_status"], self._ready().table("list_options")

@@ -520,6 +520,26 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
     assert _checksums(site) == checksums
 
 
+def test_access_check_asks_for_the_encounter_counter(site, seeder):
+    """An account that may write patients but not take encounter numbers is told before planting."""
+    from urllib.parse import urlsplit
+
+    database = urlsplit(site).path.lstrip("/")
+    execute(site, "CREATE USER IF NOT EXISTS 'canary_oe'@'%' IDENTIFIED BY 'pw'")
+    try:
+        for table in (*WRITTEN, "form_encounter", "forms", "form_vitals", "openemr_postcalendar_events"):
+            execute(site, f"GRANT SELECT, INSERT, DELETE ON `{database}`.`{table}` TO 'canary_oe'@'%'")
+        execute(site, f"GRANT SELECT ON `{database}`.* TO 'canary_oe'@'%'")
+        limited = site.replace("root@", "canary_oe:pw@")
+        with OpenEmrSeeder(spec("emr", "openemr"), limited) as planter:
+            problems = planter.check_access()
+        dispose(limited)
+        assert len(problems) == 1 and "sequences" in problems[0] and "UPDATE" in problems[0]
+        assert seeder.check_access() == []
+    finally:
+        execute(site, "DROP USER IF EXISTS 'canary_oe'@'%'")
+
+
 def test_no_medication_is_written_where_newcrop_would_upload_it(site):
     with OpenEmrSeeder(spec("emr", "openemr"), site) as seeder:
         assert seeder.clinic.issues["medication"]  # the site enters medications on the first day
