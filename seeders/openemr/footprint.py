@@ -51,6 +51,24 @@ MIN_SQUEEZE = 0.25
 _JITTER = {"weight": 4.0, "height": 0.8, "bps": 8, "bpd": 5, "pulse": 6, "respiration": 2, "temperature": 0.4,
            "oxygen_saturation": 1.0, "waist_circ": 1.5, "head_circ": 0.3}
 _WHOLE = {"bps", "bpd"}  # varchar columns typed as whole numbers
+# What is copied from the site's row drawn as a template: categories, codes, the site's own staff and
+# places. Free text, contact details and ids of another patient's row are never copied, only blanked.
+_ENCOUNTER_COPIED = ("reason", "facility", "facility_id", "billing_facility", "pc_catid", "sensitivity", "pos_code",
+                     "class_code", "referral_source", "supervisor_id", "shift", "encounter_type_code",
+                     "encounter_type_description", "referring_provider_id", "ordering_provider_id",
+                     "discharge_disposition")
+_ENCOUNTER_BLANKED = ("invoice_refno", "voucher_number", "billing_note")
+_ENCOUNTER_NULLED = ("external_id", "parent_encounter_id", "in_collection", "last_stmt_date", "date_end")
+_ISSUE_COPIED = ("type", "subtype", "title", "diagnosis", "occurrence", "classification", "outcome", "verification",
+                 "severity_al", "list_option_id", "erx_source", "erx_uploaded", "injury_part", "injury_type",
+                 "injury_grade", "reinjury_id")
+_ISSUE_BLANKED = ("comments", "referredby", "extrainfo", "destination", "reaction", "udi", "udi_data")
+_ISSUE_NULLED = ("external_allergyid", "external_id")
+_APPOINTMENT_COPIED = ("pc_catid", "pc_multiple", "pc_aid", "pc_gid", "pc_title", "pc_topic", "pc_informant",
+                       "pc_duration", "pc_recurrtype", "pc_recurrspec", "pc_recurrfreq", "pc_startTime", "pc_endTime",
+                       "pc_alldayevent", "pc_location", "pc_eventstatus", "pc_sharing", "pc_language", "pc_apptstatus",
+                       "pc_prefcatid", "pc_facility", "pc_billing_location", "pc_room", "pc_comments", "pc_counter")
+_APPOINTMENT_BLANKED = ("pc_hometext", "pc_conttel", "pc_contname", "pc_contemail", "pc_website", "pc_fee")
 
 
 @dataclass(slots=True)
@@ -155,11 +173,9 @@ def _encounter(plan: Schedule, pid: int, number: int, clinic: ClinicHabits, tabl
                registry: Callable[[str, str, datetime], bytes]) -> list[RowPlan]:
     template, when = plan.encounter_template, plan.encounter
     day = datetime.combine(when.date(), datetime.min.time()) if clinic.date_only else when
-    copied = ("reason", "facility", "facility_id", "billing_facility", "pc_catid", "sensitivity", "pos_code",
-              "class_code", "referral_source", "supervisor_id", "invoice_refno", "shift", "voucher_number",
-              "external_id", "parent_encounter_id", "encounter_type_code", "encounter_type_description",
-              "referring_provider_id", "ordering_provider_id", "billing_note", "in_collection", "discharge_disposition")
-    values = {name: template.get(name) for name in copied if name in template}
+    values = {name: template.get(name) for name in _ENCOUNTER_COPIED if name in template}
+    values.update({name: _blank(template.get(name)) for name in _ENCOUNTER_BLANKED if name in template})
+    values.update(dict.fromkeys(_ENCOUNTER_NULLED))  # a new encounter: not billed, no parent, no end yet
     values.update({"date": day, "onset_date": None if template.get("onset_date") is None else day, "pid": pid,
                    "encounter": number, "provider_id": plan.clinician.id})
     if template.get("uuid") is not None:
@@ -182,8 +198,10 @@ def _form(when: datetime, encounter: int, name: str, formdir: str, pid: int, cli
 def _vitals(plan: Schedule, pid: int, encounter: int, clinic: ClinicHabits, tables: dict[str, sa.Table],
             registry: Callable[[str, str, datetime], bytes], rnd: random.Random) -> list[RowPlan]:
     template, when = plan.vitals_template, plan.vitals
-    skip = {"id", "uuid", "date", "pid", "user", "groupname", "patient_sex", "last_updated", "BMI", "BMI_status"}
+    skip = {"id", "uuid", "date", "pid", "user", "groupname", "patient_sex", "last_updated", "BMI", "BMI_status",
+            "note", "external_id"}
     values = {k: v for k, v in template.items() if k not in skip}
+    values.update({"note": _blank(template.get("note")), "external_id": None})
     for name, spread in _JITTER.items():
         values[name] = _moved(template.get(name), spread, rnd, whole=name in _WHOLE)
     if values.get("oxygen_saturation"):
@@ -217,8 +235,9 @@ def _bmi_status(bmi: float, rows: list[dict[str, Any]], default: Any) -> Any:
 
 def _issue(template: dict[str, Any], when: datetime, pid: int, clinician: Clinician | None, clinic: ClinicHabits,
            table: sa.Table, registry: Callable[[str, str, datetime], bytes], n: int) -> RowPlan:
-    skip = {"id", "uuid", "date", "pid", "user", "groupname", "modifydate", "begdate", "enddate", "returndate"}
-    values = {k: v for k, v in template.items() if k not in skip}
+    values = {k: template.get(k) for k in _ISSUE_COPIED if k in template}
+    values.update({k: _blank(template.get(k)) for k in _ISSUE_BLANKED if k in template})
+    values.update(dict.fromkeys(_ISSUE_NULLED))
     values.update({"date": when, "pid": pid, "activity": 1, "enddate": None,
                    "begdate": None if template.get("begdate") is None else datetime.combine(when.date(),
                                                                                             datetime.min.time()),
@@ -232,8 +251,8 @@ def _issue(template: dict[str, Any], when: datetime, pid: int, clinician: Clinic
 def _appointment(plan: Schedule, pid: int, table: sa.Table, registry: Callable[[str, str, datetime], bytes],
                  status: str) -> RowPlan:
     template, booked, on = plan.appointment
-    skip = {"pc_eid", "uuid", "pc_pid", "pc_time", "pc_eventDate", "pc_endDate"}
-    values = {k: v for k, v in template.items() if k not in skip}
+    values = {k: template.get(k) for k in _APPOINTMENT_COPIED if k in template}
+    values.update({k: _blank(template.get(k)) for k in _APPOINTMENT_BLANKED if k in template})
     end = template.get("pc_endDate")
     values.update({"pc_pid": str(pid), "pc_time": booked, "pc_eventDate": on,
                    "pc_endDate": on if end == template.get("pc_eventDate") else end,
@@ -245,6 +264,11 @@ def _appointment(plan: Schedule, pid: int, table: sa.Table, registry: Callable[[
         values["uuid"] = registry("uuid_appointment", "openemr_postcalendar_events", booked)
     return RowPlan("openemr_postcalendar_events", ("pc_eid",), _only(table, values),
                    generated={"pc_eid": Generated(AUTOINCREMENT)}, alias="appointment")
+
+
+def _blank(value: Any) -> Any:
+    """A free-text field of another patient's row: its empty writing ('' or NULL), never its text."""
+    return None if value is None else ""
 
 
 def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

@@ -119,6 +119,9 @@ def _registry(raw: bytes, table: str, created: datetime) -> dict:
 
 PROBLEMS = (("Hypertension", "ICD10:I10"), ("Type 2 diabetes", "ICD10:E11.9"), ("Asthma", "ICD10:J45.909"),
             ("Hypothyroidism", "ICD10:E03.9"), ("Low back pain", "ICD10:M54.5"))
+# Free text staff wrote about real patients: never to be found in a canary's rows.
+PRIVATE = {"encounter": "Facture envoyée à la mutuelle de M. Durand", "vitals": "Patiente anxieuse, tension reprise",
+           "issue": "Mère diabétique, suivi par le Dr Petit", "appointment": "Rappeler Mme Leroy avant le RDV"}
 MEDICATIONS = ("Amlodipine 5 mg", "Metformin 850 mg", "Levothyrox 75 µg", "Paracetamol 1 g", "Ventoline")
 
 
@@ -141,7 +144,9 @@ def clinical_activity(rnd: random.Random, patients: list[dict], registry: list[d
         out["form_encounter"].append(dict(id=n, uuid=uuid, date=day, reason=rnd.choice(("Consultation", "Bilan", "")),
                                           facility="Clinique du Parc", facility_id=3, pid=pid, encounter=number,
                                           pc_catid=rnd.choice((5, 9)), provider_id=2, billing_facility=3,
-                                          sensitivity="normal", class_code="AMB", pos_code=11))
+                                          sensitivity="normal", class_code="AMB", pos_code=11,
+                                          billing_note=rnd.choice(("", PRIVATE["encounter"])),
+                                          invoice_refno=rnd.choice(("", f"F{number}")), external_id=f"EXT{number}"))
         out["forms"].append(dict(date=day, encounter=number, form_name="New Patient Encounter", form_id=n, pid=pid,
                                  user="cmoreau", groupname="Default", authorized=1, deleted=0, formdir="newpatient"))
         if rnd.random() < 0.8:
@@ -153,7 +158,8 @@ def clinical_activity(rnd: random.Random, patients: list[dict], registry: list[d
                 id=len(out["form_vitals"]) + 1, uuid=None, date=measured, pid=pid, user="cmoreau", groupname="Default",
                 authorized=1, activity=1, bps=str(rnd.randrange(105, 160)), bpd=str(rnd.randrange(60, 95)),
                 weight=round(weight, 2), height=round(height, 2), temperature=round(rnd.gauss(98.2, 0.5), 1),
-                temp_method="Oral", pulse=rnd.randrange(55, 100), respiration=rnd.randrange(12, 20), note="",
+                temp_method="Oral", pulse=rnd.randrange(55, 100), respiration=rnd.randrange(12, 20),
+                note=rnd.choice(("", PRIVATE["vitals"])),
                 BMI=round(703 * weight / height ** 2, 1), BMI_status="", waist_circ=0, head_circ=0,
                 oxygen_saturation=rnd.randrange(94, 100)))
             out["forms"].append(dict(date=measured, encounter=number, form_name="Vitals",
@@ -167,7 +173,8 @@ def clinical_activity(rnd: random.Random, patients: list[dict], registry: list[d
                 registry.append(_registry(uuid, "lists", entered))
                 out["lists"].append(dict(uuid=uuid, date=entered, type=kind, title=title, diagnosis=code,
                                          begdate=datetime.combine(entered.date(), datetime.min.time()), pid=pid,
-                                         activity=1, comments="", occurrence=0, classification=0, referredby="",
+                                         activity=1, comments=rnd.choice(("", PRIVATE["issue"])), occurrence=0,
+                                         classification=0, referredby="",
                                          user="cmoreau", groupname="Default", outcome=0, destination="",
                                          reaction="", verification="", severity_al=None, list_option_id=None))
         if rnd.random() < 0.4:
@@ -176,7 +183,8 @@ def clinical_activity(rnd: random.Random, patients: list[dict], registry: list[d
             start = rnd.choice(("09:00:00", "09:30:00", "10:15:00", "14:00:00", "16:45:00"))
             out["openemr_postcalendar_events"].append(dict(
                 pc_catid=9, pc_multiple=0, pc_aid="2", pc_pid=str(pid), pc_title="Established Patient",
-                pc_time=booked, pc_hometext="", pc_informant="3", pc_eventDate=on, pc_endDate=on, pc_duration=900,
+                pc_time=booked, pc_hometext=rnd.choice(("", PRIVATE["appointment"])), pc_informant="3",
+                pc_conttel=rnd.choice(("", "06 11 22 33 44")), pc_eventDate=on, pc_endDate=on, pc_duration=900,
                 pc_recurrtype=0, pc_recurrspec='a:5:{s:17:"event_repeat_freq";s:1:"0";}', pc_startTime=start,
                 pc_endTime=start, pc_alldayevent=0, pc_apptstatus=rnd.choice(("-", "-", ">", "x", "?")),
                 pc_eventstatus=1, pc_sharing=1, pc_facility=3, pc_billing_location=3, pc_room=""))

@@ -21,7 +21,7 @@ from support.app_seeder_helpers import create_statements, dispose, execute, load
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from canary.phones import formats
-from support.openemr_fixture import ID_GAP, INSTALLED_VERSION, SCHEMA as FIXTURE_SCHEMA, TABLES, create_site
+from support.openemr_fixture import ID_GAP, INSTALLED_VERSION, PRIVATE, SCHEMA as FIXTURE_SCHEMA, TABLES, create_site
 from seeders.openemr.seeder import OpenEmrSeeder
 from seeders.openemr.values import uuid_text
 from support.sql_seeder_helpers import make_identity
@@ -503,6 +503,11 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
         assert (row["pc_sendalertsms"], row["pc_sendalertemail"], row["pc_apptstatus"]) == ("NO", "NO", "x")
     for row in portal:
         assert row["date_created"] > patients[row["pid"]]["regdate"]
+    # Templates lend categories and codes, never what staff wrote about another patient.
+    assert query(site, "SELECT COUNT(*) AS n FROM lists WHERE comments = :t", t=PRIVATE["issue"])[0]["n"] > 5
+    planted_text = repr([encounters, vitals, issues, events])
+    assert not any(text in planted_text for text in PRIVATE.values()) and "06 11 22 33 44" not in planted_text
+    assert all(e["external_id"] is None and e["invoice_refno"] in ("", None) for e in encounters)
 
     # verify notices a deleted or altered footprint row.
     some = next(p for p in placements if any(r["table"] == "form_vitals" for r in p.rows))
