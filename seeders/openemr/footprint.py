@@ -82,6 +82,7 @@ class Schedule:
     issues: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
     appointment: tuple[dict[str, Any], datetime, date] | None = None  # template, booked at, event date
     portal: datetime | None = None
+    allergies: datetime | None = None  # when the identity's allergies are entered (never the registration second)
     encounter_template: dict[str, Any] = field(default_factory=dict)
     vitals_template: dict[str, Any] = field(default_factory=dict)
 
@@ -114,6 +115,8 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         template = rnd.choice(clinic.appointments)
         offsets["appointment"] = visit + rnd.uniform(300, 1800)
         lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
+    # Allergies are entered during the visit, or by the front desk a few minutes after registering.
+    offsets["allergies"] = visit + rnd.uniform(120, 900) if "encounter" in offsets else rnd.uniform(60, 600)
     wants_portal = portal == "yes" or (portal == "auto" and rnd.random() < clinic.share(len(clinic.portal_delays)))
     if wants_portal:
         # Credentials are handed out after the registration, never in its second.
@@ -146,6 +149,7 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         booked = at(offsets["appointment"])
         plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
     plan.portal = at(offsets["portal"]) if "portal" in offsets else None
+    plan.allergies = at(offsets["allergies"])
     return plan
 
 

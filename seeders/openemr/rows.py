@@ -126,15 +126,16 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
                             generated=dict(_ID), unchecked=UNCHECKED["history_data"]))
     rows += insurance.insurance_rows(setup.insurance_types, pid, host.insurances, tables["insurance_data"])
 
+    entered = numbers.schedule.allergies if numbers.schedule and numbers.schedule.allergies else now
     if choices.allergies:
         for n, allergy in enumerate(identity.allergies):
-            values = _allergy_values(host, allergy, pid, now, tables["lists"])
-            values["uuid"] = registry(f"uuid_allergy_{n}", "lists")
+            values = _allergy_values(host, allergy, pid, entered, tables["lists"])
+            values["uuid"] = registry(f"uuid_allergy_{n}", "lists", entered)
             rows.append(RowPlan("lists", ("id",), values, generated=dict(_ID), alias=f"allergy_{n}",
                                 unchecked=UNCHECKED["lists"]))
             if n == 0 and "lists_touch" in tables:
                 rows.append(RowPlan("lists_touch", ("pid", "type"),
-                                    {"pid": pid, "type": "allergy", "date": now},
+                                    {"pid": pid, "type": "allergy", "date": entered},
                                     unchecked=UNCHECKED["lists_touch"]))
 
     plan = numbers.schedule

@@ -503,6 +503,8 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
         assert (row["pc_sendalertsms"], row["pc_sendalertemail"], row["pc_apptstatus"]) == ("NO", "NO", "x")
     for row in portal:
         assert row["date_created"] > patients[row["pid"]]["regdate"]
+    allergies = query(site, "SELECT pid, date FROM lists WHERE pid > 300 AND type = 'allergy'")
+    assert allergies and all(r["date"] > patients[r["pid"]]["regdate"] for r in allergies)
     # Templates lend categories and codes, never what staff wrote about another patient.
     assert query(site, "SELECT COUNT(*) AS n FROM lists WHERE comments = :t", t=PRIVATE["issue"])[0]["n"] > 5
     planted_text = repr([encounters, vitals, issues, events])
