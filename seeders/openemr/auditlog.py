@@ -12,7 +12,10 @@ src/Common/Logging/EventAuditLogger.php:
   the session's pid: the previously opened patient for the patient_data
   insert (``setpid`` runs after it), the new one afterwards.
 * ``PatientSessionUtil::setPid`` (``setpid``) logs ``newEvent('view', ...)``
-  for the new pid, whatever the globals say.
+  for the new pid, whatever the globals say; so does
+  ``PatientAccessOnsiteService::saveCredentials`` with
+  ``newEvent('patient-access', ..., 'updated credentials', $pid)`` when staff
+  create portal credentials.
 * ``recordLogItem`` stores ``comments`` base64-encoded, then a
   ``log_comment_encrypt`` row (log_id, encrypt 'No', checksum, checksum_api '',
   version 4) whose checksum is ``hash('sha3-512', implode($logEntry))``: the
@@ -20,8 +23,9 @@ src/Common/Logging/EventAuditLogger.php:
   and no key. Anyone can recompute it, so the seeder writes it as OpenEMR does.
 
 Not written: the SELECT and http-request rows (``audit_events_query``,
-``audit_events_http-request``) of the screens staff go through, and the
-``patient-record-update`` of ``updateDupScore``.
+``audit_events_http-request``) of the screens staff go through, the
+``patient-record-update`` of ``updateDupScore``, and the SQL-audit rows of the
+day's footprint (encounter, vitals, issues, appointment).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ CATEGORIES = {
     "history_data": "Social and Family History",
     "insurance_data": "Patient Insurance",
 }
+CREDENTIALS = b"updated credentials"  # the comment saveCredentials logs
 # mysqli_real_escape_string, which add_escape_custom calls on each bind.
 _ESCAPES = {0: b"\\0", 10: b"\\n", 13: b"\\r", 92: b"\\\\", 39: b"\\'", 34: b'\\"', 26: b"\\Z"}
 
@@ -124,6 +129,18 @@ def view_only(rows: list[RowPlan], context: LogContext, pid: int, when: datetime
     """``rows`` with only the ungated ``view`` row of setpid (a site that does not audit SQL)."""
     at = next(i for i, row in enumerate(rows) if row.table == "patient_data") + 1
     return rows[:at] + log_rows(at, when, "view", "view", context, b"", pid) + rows[at:]
+
+
+def credentials_logged(rows: list[RowPlan], context: LogContext, pid: int) -> list[RowPlan]:
+    """``rows`` with the row PatientAccessOnsiteService::saveCredentials logs after the portal account:
+    ``newEvent('patient-access', ..., 'updated credentials', $pid)``, ungated, at the account's time."""
+    out: list[RowPlan] = []
+    for row in rows:
+        out.append(row)
+        if row.table == "patient_access_onsite" and row.values.get("date_created") is not None:
+            out += log_rows(len(out), row.values["date_created"], "patient-access", "patient-access", context,
+                            CREDENTIALS, pid)
+    return out
 
 
 def service_insert(table: str, values: dict[str, Any], order: list[str]) -> tuple[str, list[Any]]:

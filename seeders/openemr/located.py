@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from seeders.openemr.auditlog import escape
+from seeders.openemr.auditlog import CREDENTIALS, escape
 from seeders.openemr.rows import UNCHECKED
 from seeders.sql.values import to_json
 
@@ -86,6 +86,12 @@ def rows_of(patient: dict[str, Any], tables: dict[str, sa.Table], read_rows: Rea
             add("openemr_postcalendar_events", row, ("pc_eid",))
     for row in of_patient("patient_access_onsite"):
         add("patient_access_onsite", row, ("id",))
+        log = tables["log"]
+        for entry in read_rows(sa.select(log).where(
+                log.c.patient_id == pid, log.c.event == "patient-access", log.c.date == row.get("date_created"),
+                log.c.comments == base64.b64encode(CREDENTIALS).decode("ascii")).order_by(log.c.id).limit(1)):
+            logs[:0] = [entry]
+            logged(1)
     return planted
 
 

@@ -158,7 +158,8 @@ def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers
     context = auditlog.LogContext(user=host.user.username if host.user else "", group=host.groupname,
                                   previous_pid=numbers.previous_pid)
     if not (setup.on("enable_auditlog") and setup.on("audit_events_patient-record")):
-        return auditlog.view_only(rows, context, numbers.pid, numbers.now)
+        return auditlog.credentials_logged(auditlog.view_only(rows, context, numbers.pid, numbers.now), context,
+                                           numbers.pid)
     patient_order = list(posted) + _SERVICE_COLUMNS
 
     def patient_insert(values: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -171,7 +172,8 @@ def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers
         "history_data": lambda values: auditlog.service_insert("history_data", values, ["pid", "uuid", "date"]),
         "insurance_data": insurance.insert_sql,
     }
-    return auditlog.audited(rows, context, numbers.pid, numbers.now, texts)
+    return auditlog.credentials_logged(auditlog.audited(rows, context, numbers.pid, numbers.now, texts), context,
+                                       numbers.pid)
 
 
 def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,

@@ -188,9 +188,21 @@ def test_a_pid_taken_meanwhile_is_tried_again_with_the_next(site, seeder, monkey
 
 
 def test_locate_finds_a_canary_whose_placement_was_lost(site, seeder):
+    import random
+
     before = snapshot(site)
     ident = make_identity(14, allergies=("pénicilline", "iode"))
-    planted = seeder.plant(ident)
+    # With its whole day: encounter, vitals, issues, follow-up, credentials and their log rows.
+    full = OpenEmrSeeder(spec("emr", "openemr", create_portal_account="yes"), site)
+    full.open()
+    wanted = {"form_encounter", "form_vitals", "patient_access_onsite", "openemr_postcalendar_events"}
+    seed = next(n for n in range(200) if setattr(full, "_rnd", random.Random(n)) is None
+                and wanted <= {p.table for p in full.plan(ident)})
+    full._rnd = random.Random(seed)  # a day with every kind of event (drawn at the site's rates)
+    planted = full.plant(ident)
+    full.close()
+    assert wanted <= {r["table"] for r in planted.rows}
+    assert sum(r["table"] == "log" for r in planted.rows) == 8
     found = seeder.locate(ident)
     assert found is not None
     assert [(r["table"], r["key"]) for r in found.rows] == [(r["table"], r["key"]) for r in planted.rows]
@@ -279,7 +291,7 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
         blank = query(mariadb_url, "SELECT birth_mname, suffix, drivers_license, email_direct, mothersname "
                                    "FROM patient_data WHERE pid = 1")[0]
         assert set(blank.values()) == {""}
-        _assert_log_checksums(mariadb_url, expected_rows=50 * 7)
+        _assert_log_checksums(mariadb_url, expected_rows=50 * 7 + 2)  # + the two patient-access rows
         # ...the FHIR/REST layer resolves every uuid through the registry...
         joined = query(mariadb_url, "SELECT p.pid FROM patient_data p JOIN uuid_registry r ON r.uuid = p.uuid "
                                     "AND r.table_name = 'patient_data'")
@@ -399,7 +411,8 @@ def test_the_site_globals_decide_insurance_and_log_rows(site, settings, insuranc
     for name, value in settings.items():
         execute(site, "INSERT INTO globals (gl_name, gl_index, gl_value) VALUES (:n, 0, :v)", n=name, v=value)
     try:
-        with OpenEmrSeeder(spec("emr", "openemr"), site) as seeder:
+        # (no portal credentials: their own log row is drawn at the site's rate)
+        with OpenEmrSeeder(spec("emr", "openemr", create_portal_account="no"), site) as seeder:
             planned = seeder.plan(make_identity(22))
         assert [p.values["type"] for p in planned if p.table == "insurance_data"] == insurance
         assert sum(p.table == "log" for p in planned) == events
@@ -503,6 +516,9 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
         assert (row["pc_sendalertsms"], row["pc_sendalertemail"], row["pc_apptstatus"]) == ("NO", "NO", "x")
     for row in portal:
         assert row["date_created"] > patients[row["pid"]]["regdate"]
+        # ...and saveCredentials' own log row, at that moment.
+        assert query(site, "SELECT comments FROM log WHERE patient_id = :p AND event = 'patient-access' AND date = :d",
+                     p=row["pid"], d=row["date_created"]) == [{"comments": "dXBkYXRlZCBjcmVkZW50aWFscw=="}]
     allergies = query(site, "SELECT pid, date FROM lists WHERE pid > 300 AND type = 'allergy'")
     assert allergies and all(r["date"] > patients[r["pid"]]["regdate"] for r in allergies)
     # Templates lend categories and codes, never what staff wrote about another patient.
