@@ -8,7 +8,7 @@ registration, and the registration is dated so that the last event is now:
 nothing is in the future but the appointment's date. The rows:
 
 * ``form_encounter`` (interface/forms/newpatient/save.php): the encounter
-  number from ``sequences`` (``generate_id``), the date as the site writes it
+  number from ``sequences`` (ADOdb ``GenID("sequences")``), the date as the site writes it
   (the day, 00:00:00, from the UI date picker), ``provider_id`` the
   clinician, the categorical fields copied from one of the site's recent
   encounters drawn at random; then its ``forms`` row (``addForm``: form_name
@@ -108,7 +108,9 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
             by_patient: dict[Any, list] = {}
             for row in rows:
                 by_patient.setdefault(row["pid"], []).append(row)
-            if by_patient and rnd.random() < clinic.share(len(by_patient)):
+            # Entered during the visit: the share among the site's new patients seen that day.
+            seen = max(1, len(clinic.encounter_delays))
+            if by_patient and rnd.random() < min(1.0, len(by_patient) / seen):
                 count = len(rnd.choice(list(by_patient.values())))
                 issues += [(row, visit + rnd.uniform(180, 1200)) for row in rnd.sample(rows, min(count, len(rows)))]
     if footprint and clinic.appointments and rnd.random() < clinic.appointment_share:

@@ -119,7 +119,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     def check_access(self) -> list[str]:
         wanted = needs(self.written_tables)
         if self.clinic.encounters and self._ready().table("sequences") is not None:
-            wanted["sequences"] = ("SELECT", "UPDATE")  # generate_id(): encounter numbers
+            wanted["sequences"] = ("SELECT", "UPDATE")  # GenID("sequences"): encounter numbers
         return access_problems(self._ready(), wanted)
 
     def _check_appointment_status(self) -> None:
@@ -184,7 +184,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         return replace(numbers, now=plan.registered, schedule=plan, encounter=encounter)
 
     def _take_encounter_number(self) -> int:
-        """generate_id(): the next number of OpenEMR's sequences table, taken for good."""
+        """The next number of OpenEMR's sequences table, taken for good, as ADOdb's GenID("sequences") takes it."""
         try:
             with self._ready().engine.begin() as conn:
                 conn.execute(sa.text("UPDATE sequences SET id = LAST_INSERT_ID(id + 1)"))
@@ -260,7 +260,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         return None
 
 def _next_encounter(conn: sa.Connection) -> int:
-    """The number generate_id() would give next (a dry run takes none)."""
+    """The number GenID("sequences") would give next (a dry run takes none)."""
     try:
         return int(conn.execute(sa.text("SELECT id FROM sequences")).scalar() or 0) + 1
     except sa.exc.DBAPIError:

@@ -79,7 +79,7 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
     placements = [seeder.plant(i) for i in identities]
 
     # Every real row is still there, byte for byte, and nothing else changed but the encounter
-    # numbers taken from sequences (generate_id), one per canary seen that day.
+    # numbers taken from sequences (GenID("sequences")), one per canary seen that day.
     kept = [t for t in TABLES if t != "sequences"]
     assert rows_except(site, kept, _all_rows(placements)) == {t: before[t] for t in kept}
     encounters = [r for r in _all_rows(placements) if r["table"] == "form_encounter"]
