@@ -205,11 +205,13 @@ def plant_result(result, as_json: bool) -> None:
         return
     if as_json:
         _dump({"source": result.source, "batch": result.batch, "count": result.count,
-               "canary_ids": result.canary_ids, "redrawn": result.redrawn})
+               "canary_ids": result.canary_ids, "redrawn": result.redrawn, "notices": result.notices})
         return
     click.echo(f"planted {result.count} canaries into {result.source} (batch {result.batch})")
     if result.redrawn:
         click.echo(f"{result.redrawn} drawn identities matched existing patients and were replaced")
+    for notice in result.notices:
+        click.echo(notice)
 
 
 def verify_report(report, as_json: bool) -> None:
