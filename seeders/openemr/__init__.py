@@ -5,6 +5,7 @@
     footprint.py  The registration day's encounter, vitals, issues and follow-up, as OpenEMR writes them
     host.py       What one OpenEMR site does, read once when the seeder opens
     insurance.py  The blank insurance_data rows of the new-patient form
+    later.py      A later visit of a planted canary, for canary drip (add_event)
     located.py    The rows of a canary whose placement was lost, found again in planting order
     rows.py       The rows OpenEMR writes for a new patient, in its own order
     seeder.py     The OpenEMR seeder: patients written the way OpenEMR's own screens write them

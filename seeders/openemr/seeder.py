@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
 from seeders.openemr.rows import Numbers, build_rows, resolve_choices
+from seeders.openemr.later import later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
 from seeders.openemr.footprint import draw_schedule
@@ -192,6 +193,31 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         except sa.exc.StatementError as err:
             raise SourceError(f"source '{self.source.name}': taking an encounter number from sequences failed: "
                               f"{str(getattr(err, 'orig', err)).splitlines()[0][:200]}") from None
+
+    def add_event(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
+        """A later visit (encounter, vitals at the site's rate) dated just before ``when``."""
+        pid = next((r["key"]["pid"] for r in placement.rows if r["table"] == "patient_data"), None)
+        when = self._database_time(when)
+        plan = later_visit(self.clinic, self._rnd, when, "Male" if identity.sex is Sex.MALE else "Female")
+        if pid is None or plan is None or not self.settings["footprint"]:
+            return None
+        number = self._take_encounter_number()
+        rows = self._fit(visit_rows(plan, int(pid), number, self.clinic, self.tables, self._rnd, when))
+        try:
+            placed = self._ready().insert(rows)
+        except SourceError:
+            self._give_back([number])
+            raise
+        return replace(placement, rows=tuple(placement.rows) + tuple(placed))
+
+    def _database_time(self, when: datetime) -> datetime:
+        """``when`` as OpenEMR writes times: naive, in the database server's time zone."""
+        if when.tzinfo is None:
+            return when
+        with self._ready().engine.connect() as conn:
+            local, utc = conn.execute(sa.select(sa.func.now(), sa.func.utc_timestamp())).one()
+        offset = timedelta(seconds=round((local - utc).total_seconds() / 60) * 60)
+        return (when.astimezone(timezone.utc).replace(tzinfo=None) + offset).replace(microsecond=0)
 
     def retire(self, placement: Placement) -> None:
         super().retire(placement)

@@ -572,3 +572,35 @@ def test_no_medication_is_written_where_newcrop_would_upload_it(site):
             assert "medication" not in seeder.clinic.issues and seeder.clinic.issues["medical_problem"]
     finally:
         execute(site, "DELETE FROM globals")
+
+
+def test_a_later_visit_is_added_by_drip_and_retired_with_the_rest(site, seeder):
+    import random
+    from datetime import datetime, timedelta
+
+    before = _checksums(site)
+    ident = make_identity(31)
+    placement = seeder.plant(ident)
+    seeder._rnd = random.Random(4)
+    when = query(site, "SELECT NOW() AS n")[0]["n"] + timedelta(days=40)
+    grown = seeder.add_event(ident, placement, when)
+    new = grown.rows[len(placement.rows):]
+    assert grown.rows[:len(placement.rows)] == placement.rows
+    assert {"form_encounter", "forms"} <= {r["table"] for r in new}
+    encounter = next(r for r in new if r["table"] == "form_encounter")
+    row = query(site, "SELECT * FROM form_encounter WHERE id = :i", i=encounter["key"]["id"])[0]
+    assert row["provider_id"] == 2 and row["date"] <= when and row["date"].date() >= (when - timedelta(days=1)).date()
+    assert seeder.verify(ident, grown).state is VerifyState.OK
+    # drip passes an aware UTC time: written as the database's local time.
+    from datetime import timezone
+    utc_now = datetime.now(timezone.utc)
+    again = seeder.add_event(ident, grown, utc_now)
+    db_now = query(site, "SELECT NOW() AS n")[0]["n"]
+    latest = query(site, "SELECT MAX(date) AS d FROM forms WHERE id = :i",
+                   i=again.rows[-1]["key"]["id"] if again.rows[-1]["table"] == "forms" else 0)[0]["d"]
+    assert latest is None or abs((db_now - latest).total_seconds()) < 2 * 3600
+    seeder.retire(Placement(rows=again.rows[len(grown.rows):]))
+    execute(site, "DELETE FROM forms WHERE id = :i", i=next(r for r in new if r["table"] == "forms")["key"]["id"])
+    assert seeder.verify(ident, grown).state is VerifyState.MISSING
+    seeder.retire(grown)
+    assert _checksums(site) == before
