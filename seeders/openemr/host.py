@@ -34,6 +34,7 @@ class OpenEmrHost:
     patients: TableHabits
     employers: TableHabits
     histories: TableHabits
+    insurances: TableHabits  # the insurance_data rows of the recent patients
     allergies: TableHabits
     portal: TableHabits
     user: OpenEmrUser | None
@@ -57,6 +58,7 @@ def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str) -> 
 
     employers, employer_rows = _dependents(target, "employer_data", recent_pids)
     histories, history_rows = _dependents(target, "history_data", recent_pids)
+    insurances, _ = _dependents(target, "insurance_data", recent_pids)
     lists = target.table("lists")
     allergies = sample_habits(engine, lists, where=lists.c.type == "allergy", limit=SAMPLE)
     onsite = target.table("patient_access_onsite")
@@ -65,7 +67,7 @@ def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str) -> 
     user = _creator(target, settings.get("user_id"), patients, source_name)
     logins = [str(r.get("portal_login_username") or "") for r in portal.rows]
     return OpenEmrHost(
-        patients=patients, employers=employers, histories=histories, allergies=allergies, portal=portal,
+        patients=patients, employers=employers, histories=histories, insurances=insurances, allergies=allergies, portal=portal,
         user=user,
         groupname=_usual([r.get("groupname") for r in allergies.rows], "Default"),
         employer_rows=employer_rows if "employer_data" in tables else False,

@@ -9,14 +9,19 @@ services behind it write, for one patient:
    updateDupScore),
 2. ``employer_data`` (updateEmployerData, unless the site omits employers),
 3. ``uuid_registry`` then ``history_data`` (SocialHistoryService::create),
-4. per allergy: ``uuid_registry`` then ``lists`` (type 'allergy', as the
+4. ``insurance_data``: primary, secondary, tertiary, blank (newInsuranceData;
+   seeders/openemr/insurance.py),
+5. per allergy: ``uuid_registry`` then ``lists`` (type 'allergy', as the
    issue form writes it), and ``lists_touch`` once (setListTouch),
-5. ``patient_access_onsite`` when staff create portal credentials
-   (PatientAccessOnsiteService::saveCredentials).
+6. ``patient_access_onsite`` when staff create portal credentials
+   (PatientAccessOnsiteService::saveCredentials),
 
-Everything the identity does not decide is filled the way this site's recent
-rows are (seeders.sql.blend). Insurance, encounters, appointments, billing and
-messages are never written.
+each audited insert followed by its ``log`` and ``log_comment_encrypt`` rows
+(seeders/openemr/auditlog.py). The text columns of the DEM layout fields the
+form posts (uor > 0) hold '' when the identity leaves them empty
+(BaseService::buildInsertColumns). Everything the identity does not decide is
+filled the way this site's recent rows are (seeders.sql.blend). Encounters,
+appointments, billing and messages are never written here.
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ import sqlalchemy as sa
 from canary import phones
 from canary.model import Identity, Sex
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
+from seeders.openemr import auditlog, insurance
+from seeders.openemr.clinic import ClinicHabits
+from seeders.openemr.footprint import Schedule, footprint_rows
 from seeders.openemr.host import OpenEmrHost
+from seeders.openemr.setup import OpenEmrSetup
 from seeders.openemr.values import account_name, nir_spaced
 from seeders.sql.rows import AUTOINCREMENT, Generated, RowPlan
 
@@ -46,6 +55,8 @@ UNCHECKED = {
     "lists": frozenset({"date"}),
     "lists_touch": frozenset({"date"}),
 }
+# What PatientService::databaseInsert adds after the layout fields, in its order.
+_SERVICE_COLUMNS = ["pid", "uuid", "date", "regdate", "created_by", "updated_by"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +65,12 @@ class Numbers:
 
     pid: int
     next_id: int  # the AUTO_INCREMENT value patient_data.id will take (portal account name)
-    now: datetime
+    now: datetime  # the registration (regdate), before the day's events
+    previous_pid: int = 0  # the patient open in the creating user's session (its last log row)
+    clock: datetime | None = None  # the database's now: the day's last event
+    latest: datetime | None = None  # the latest registration of the site (regdates stay in pid order)
+    schedule: Schedule | None = None  # the day's events (seeders/openemr/footprint.py)
+    encounter: int = 0  # the encounter number taken from sequences
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +78,8 @@ class Choices:
     """The option values for this plant, after "auto" is resolved against the host."""
 
     allergies: bool
-    portal_account: bool
+    portal: str  # auto (at the site's rate) | yes | no
+    appointment_status: str  # pc_apptstatus of a future appointment; "site": as the site's
     portal_login: str  # email | account | identity
     provider_id: int | None | str  # None: like the neighbours; "none": NULL
     ref_provider_id: int | None | str
@@ -71,23 +88,26 @@ class Choices:
     country_code: str
 
 
-def build_rows(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
+def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choices: Choices, numbers: Numbers,
                tables: dict[str, sa.Table], dupscore: Callable[[dict[str, Any]], int],
-               new_uuid: Callable[[], bytes], hash_password: Callable[[str, int], str]) -> list[RowPlan]:
+               new_uuid: Callable[[datetime], bytes], hash_password: Callable[[str, int], str],
+               clinic: ClinicHabits | None = None, rnd: Any = None) -> list[RowPlan]:
     """Every row of one patient, in OpenEMR's order; ``tables`` are the reflected tables."""
     pid, now = numbers.pid, numbers.now
     user_id = host.user.id if host.user else None
     rows: list[RowPlan] = []
 
-    def registry(alias: str, table_name: str) -> bytes:
-        raw = new_uuid()
-        rows.append(RowPlan("uuid_registry", ("uuid",), _only(tables["uuid_registry"], {
+    def registry(alias: str, table_name: str, when: datetime | None = None,
+                 into: list[RowPlan] | None = None) -> bytes:
+        when = when or now
+        raw = new_uuid(when)
+        (rows if into is None else into).append(RowPlan("uuid_registry", ("uuid",), _only(tables["uuid_registry"], {
             "uuid": raw, "table_name": table_name, "table_id": "id", "table_vertical": "", "couchdb": "",
-            "document_drive": 0, "mapped": 0, "created": now,
+            "document_drive": 0, "mapped": 0, "created": when,
         }), alias=alias, unchecked=UNCHECKED["uuid_registry"]))
         return raw
 
-    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"])
+    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns)
     patient["uuid"] = registry("uuid_patient", "patient_data")
     if "dupscore" in tables["patient_data"].c:
         patient["dupscore"] = dupscore(patient)
@@ -104,28 +124,60 @@ def build_rows(identity: Identity, host: OpenEmrHost, choices: Choices, numbers:
         history["uuid"] = registry("uuid_history", "history_data")
         rows.append(RowPlan("history_data", ("id",), _only(tables["history_data"], history),
                             generated=dict(_ID), unchecked=UNCHECKED["history_data"]))
+    rows += insurance.insurance_rows(setup.insurance_types, pid, host.insurances, tables["insurance_data"])
 
+    entered = numbers.schedule.allergies if numbers.schedule and numbers.schedule.allergies else now
     if choices.allergies:
         for n, allergy in enumerate(identity.allergies):
-            values = _allergy_values(host, allergy, pid, now, tables["lists"])
-            values["uuid"] = registry(f"uuid_allergy_{n}", "lists")
+            values = _allergy_values(host, allergy, pid, entered, tables["lists"])
+            values["uuid"] = registry(f"uuid_allergy_{n}", "lists", entered)
             rows.append(RowPlan("lists", ("id",), values, generated=dict(_ID), alias=f"allergy_{n}",
                                 unchecked=UNCHECKED["lists"]))
             if n == 0 and "lists_touch" in tables:
                 rows.append(RowPlan("lists_touch", ("pid", "type"),
-                                    {"pid": pid, "type": "allergy", "date": now},
+                                    {"pid": pid, "type": "allergy", "date": entered},
                                     unchecked=UNCHECKED["lists_touch"]))
 
-    if choices.portal_account:
-        rows.append(RowPlan("patient_access_onsite", ("id",),
-                            _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
-                                           hash_password),
-                            generated=dict(_ID), alias="portal"))
-    return rows
+    plan = numbers.schedule
+    if plan is not None and clinic is not None:
+        rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status)
+    if plan is not None and plan.portal is not None:
+        portal = _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
+                                hash_password)
+        if "date_created" in tables["patient_access_onsite"].c:
+            portal["date_created"] = plan.portal
+        rows.append(RowPlan("patient_access_onsite", ("id",), portal, generated=dict(_ID), alias="portal"))
+    return _logged(rows, host, setup, numbers, setup.posted_columns)
+
+
+def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers: Numbers,
+            posted: tuple[str, ...]) -> list[RowPlan]:
+    """The rows with the audit log rows OpenEMR writes along them (none where it encrypts its log)."""
+    if setup.on("enable_auditlog_encryption"):
+        return rows
+    context = auditlog.LogContext(user=host.user.username if host.user else "", group=host.groupname,
+                                  previous_pid=numbers.previous_pid)
+    if not (setup.on("enable_auditlog") and setup.on("audit_events_patient-record")):
+        return auditlog.credentials_logged(auditlog.view_only(rows, context, numbers.pid, numbers.now), context,
+                                           numbers.pid)
+    patient_order = list(posted) + _SERVICE_COLUMNS
+
+    def patient_insert(values: dict[str, Any]) -> tuple[str, list[Any]]:
+        return auditlog.service_insert("patient_data", {k: v for k, v in values.items() if k != "dupscore"},
+                                       patient_order)
+
+    texts = {
+        "patient_data": patient_insert,
+        "employer_data": auditlog.employer_insert,
+        "history_data": lambda values: auditlog.service_insert("history_data", values, ["pid", "uuid", "date"]),
+        "insurance_data": insurance.insert_sql,
+    }
+    return auditlog.credentials_logged(auditlog.audited(rows, context, numbers.pid, numbers.now, texts), context,
+                                       numbers.pid)
 
 
 def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
-                    table: sa.Table) -> dict[str, Any]:
+                    table: sa.Table, posted: tuple[str, ...]) -> dict[str, Any]:
     habits = host.patients
     sex = "Male" if identity.sex is Sex.MALE else "Female"
     lname = _cased(habits, "lname", identity.last_name)
@@ -164,13 +216,15 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
             values[column] = choice
     if choices.facility_id is not None:
         values["care_team_facility"] = str(choices.facility_id)  # a multi-select: "3" or "3|5"
-    if choices.portal_account:
+    if numbers.schedule is not None and numbers.schedule.portal is not None:
         values["allow_patient_portal"] = "YES"
     # Identity-bound columns the patient may leave empty are never copied from the neighbours.
     written = set(values) | {"id", "uuid", "dupscore", "last_updated", "birth_fname", "birth_lname", "birth_mname",
                              "phone_home", "phone_cell", "created_by", "updated_by", "allow_patient_portal"}
     filled = neighbour_fill(habits, table, skip=written)
-    return _only(table, {**filled, **values})
+    # Every text field of the form is posted, '' when left blank (BaseService::buildInsertColumns).
+    blank = {c: "" for c in posted if isinstance(table.c[c].type, sa.String)}
+    return _only(table, {**blank, **filled, **values})
 
 
 def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:
@@ -235,11 +289,11 @@ def _portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, pati
 
 
 def resolve_choices(host: OpenEmrHost, settings: dict[str, Any]) -> Choices:
-    portal = settings["create_portal_account"]
     login = settings["portal_login"]
     return Choices(
         allergies=settings["create_allergies"],
-        portal_account=host.portal_accounts if portal == "auto" else portal == "yes",
+        portal=settings["create_portal_account"],
+        appointment_status=settings["future_appointment_status"],
         portal_login=("email" if host.login_is_email else "account") if login == "auto" else login,
         provider_id=settings["provider_id"],
         ref_provider_id=settings["ref_provider_id"],

@@ -9,24 +9,33 @@ fail as a whole, and it is tried again with the next pid.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 
 from canary.errors import ConfigError, SourceError
-from canary.model import Identity, Placement
+from canary.model import Identity, Placement, Sex
 from seeders.sql import appsql
+from seeders.sql.access import access_problems, needs
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import UNCHECKED, Numbers, build_rows, resolve_choices
+from seeders.openemr.rows import Numbers, build_rows, resolve_choices
+from seeders.openemr.later import later_visit, visit_rows
+from seeders.openemr.located import rows_of
+from seeders.openemr.clinic import ClinicHabits, read_clinic
+from seeders.openemr.footprint import draw_schedule
+from seeders.openemr.setup import OpenEmrSetup, read_setup
 from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
-from seeders.sql.values import to_json
 
 # Tables written, in insertion order (uuid_registry first: its rows come before each).
-_WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "lists", "lists_touch",
-            "patient_access_onsite")
+_WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists",
+            "lists_touch", "form_encounter", "forms", "form_vitals", "openemr_postcalendar_events",
+            "patient_access_onsite", "log", "log_comment_encrypt")
 _ATTEMPTS = 3
 
 
@@ -42,6 +51,13 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         "uuid_registry": ("uuid", "table_name", "table_id"),
         "lists": ("id", "uuid", "date", "type", "title", "pid", "activity"),
         "patient_access_onsite": ("id", "pid", "portal_username", "portal_pwd", "portal_pwd_status"),
+        "version": ("v_major", "v_minor", "v_patch", "v_database"),
+        "globals": ("gl_name", "gl_index", "gl_value"),
+        "layout_options": ("form_id", "field_id", "group_id", "seq", "data_type", "uor"),
+        "insurance_data": ("id", "type", "provider", "pid", "date", "accept_assignment", "policy_type"),
+        "log": ("id", "date", "event", "category", "user", "groupname", "comments", "user_notes", "patient_id",
+                "success", "crt_user", "log_from", "menu_item_id", "ccda_doc_id"),
+        "log_comment_encrypt": ("id", "log_id", "encrypt", "checksum", "checksum_api", "version"),
     }
     options = (
         SeederOption("user_id", "users.id of the OpenEMR user recorded as creator (created_by, lists.user); "
@@ -59,7 +75,11 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         SeederOption("create_allergies", "write the identity's allergies as 'allergy' issues in lists",
                      default="yes"),
         SeederOption("create_portal_account", "create patient portal credentials in patient_access_onsite: "
-                     "auto (if the site has portal accounts), yes or no", default="auto"),
+                     "auto (at the share of the site's new patients who get them), yes or no", default="auto"),
+        SeederOption("footprint", "write the registration day's encounter, vitals, problems, medications and "
+                     "follow-up appointment, each at this site's rate", default="yes"),
+        SeederOption("future_appointment_status", "pc_apptstatus of a follow-up appointment (x: cancelled, so "
+                     "no one expects the patient; site: the statuses of the site's own follow-ups)", default="x"),
         SeederOption("portal_login", "portal login name: auto (like the site's accounts), email, account "
                      "(the account name) or identity (the identity's portal_login)", default="auto"),
     )
@@ -73,18 +93,45 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         "create_allergies": appsql.parse_bool,
         "create_portal_account": appsql.parse_choice("auto", "yes", "no"),
         "portal_login": appsql.parse_choice("auto", "email", "account", "identity"),
+        "footprint": appsql.parse_bool,
+        "future_appointment_status": appsql.parse_text,
     }
 
     host: OpenEmrHost
+    setup: OpenEmrSetup
+    clinic: ClinicHabits
 
     def _prepare(self) -> None:
         target = self._ready()
+        self.setup = read_setup(target, self.source.name)  # refuses an unsupported version first
         self._check_facility()
+        self._check_appointment_status()
         self.host = read_host(target, self.settings, self.source.name)
         self.choices = resolve_choices(self.host, self.settings)
         reflected = {name: target.table(name) for name in _WRITTEN}
         self.tables = {name: table for name, table in reflected.items() if table is not None}
         self._dupscore_query = dupscore_query(self.tables["patient_data"])
+        self.clinic = read_clinic(target)
+        if self.setup.on("erx_enable"):
+            # A medication row NewCrop has not seen yet is uploaded to it: never write one there.
+            self.clinic.issues.pop("medication", None)
+        self._rnd = random.SystemRandom()
+
+    def check_access(self) -> list[str]:
+        wanted = needs(self.written_tables)
+        if self.clinic.encounters and self._ready().table("sequences") is not None:
+            wanted["sequences"] = ("SELECT", "UPDATE")  # GenID("sequences"): encounter numbers
+        return access_problems(self._ready(), wanted)
+
+    def _check_appointment_status(self) -> None:
+        status, options = self.settings["future_appointment_status"], self._ready().table("list_options")
+        if status == "site" or options is None:
+            return
+        known = {r["option_id"] for r in self._read_rows(
+            sa.select(options.c.option_id).where(options.c.list_id == "apptstat"))} or {"x"}
+        if status not in known:
+            raise ConfigError(f"source '{self.source.name}': option future_appointment_status={status!r}: not a "
+                              f"status of this site's apptstat list (use site or one of {', '.join(sorted(known))})")
 
     def _check_facility(self) -> None:
         facility_id, facility = self.settings["facility_id"], self._ready().table("facility")
@@ -97,19 +144,94 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         target = self._ready()
         patient_data = self.tables["patient_data"]
         with target.engine.connect() as conn:
-            top, now = conn.execute(sa.select(sa.func.max(patient_data.c.pid), sa.func.now())).one()
+            top, now, latest = conn.execute(sa.select(sa.func.max(patient_data.c.pid), sa.func.now(),
+                                                      sa.func.max(patient_data.c.regdate))).one()
             # Only the portal account name needs the next id.
-            next_id = _next_auto_increment(conn, patient_data) if self.choices.portal_account else 0
-        return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now.replace(microsecond=0))
+            next_id = _next_auto_increment(conn, patient_data) if self.choices.portal != "no" else 0
+            log = self.tables["log"]
+            previous = conn.execute(sa.select(log.c.patient_id).where(
+                log.c.user == (self.host.user.username if self.host.user else ""), log.c.patient_id.is_not(None))
+                .order_by(log.c.id.desc()).limit(1)).scalar()
+            encounter = _next_encounter(conn) if "form_encounter" in self.tables else 0
+        now = now.replace(microsecond=0)
+        return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now, previous_pid=int(previous or 0), clock=now,
+                       latest=latest, encounter=encounter)
 
     def _rows(self, identity: Identity, *, dry_run: bool, numbers: Numbers | None = None,
               score: bool = True) -> list:
         numbers = numbers or self._numbers()
+        if numbers.clock is not None and numbers.schedule is None:
+            numbers = self._scheduled(identity, numbers, take_number=not dry_run)
         # A dry run shows a hash of the right shape: bcrypt is slow on purpose.
         hasher = _hash_shape if dry_run else portal_password_hash
         dupscore = (lambda values: self._dupscore(values, numbers.pid)) if score else (lambda values: 0)
-        return build_rows(identity, self.host, self.choices, numbers, self.tables, dupscore=dupscore,
-                          new_uuid=comb_uuid, hash_password=hasher)
+        clock = numbers.clock or numbers.now
+
+        def new_uuid(when: datetime) -> bytes:
+            # The uuid's time is the row's, as if OpenEMR had made it then.
+            return comb_uuid(time.time() - (clock - when).total_seconds())
+
+        return build_rows(identity, self.host, self.setup, self.choices, numbers, self.tables, dupscore=dupscore,
+                          new_uuid=new_uuid, hash_password=hasher, clinic=self.clinic, rnd=self._rnd)
+
+    def _scheduled(self, identity: Identity, numbers: Numbers, *, take_number: bool) -> Numbers:
+        """The numbers with this canary's day drawn, the registration dated before its events."""
+        plan = draw_schedule(self.clinic, self._rnd, numbers.clock, numbers.latest,
+                             sex="Male" if identity.sex is Sex.MALE else "Female", portal=self.choices.portal,
+                             footprint=self.settings["footprint"])
+        encounter = numbers.encounter
+        if plan.encounter is not None and take_number:
+            encounter = self._take_encounter_number()
+        return replace(numbers, now=plan.registered, schedule=plan, encounter=encounter)
+
+    def _take_encounter_number(self) -> int:
+        """The next number of OpenEMR's sequences table, taken for good, as ADOdb's GenID("sequences") takes it."""
+        try:
+            with self._ready().engine.begin() as conn:
+                conn.execute(sa.text("UPDATE sequences SET id = LAST_INSERT_ID(id + 1)"))
+                return int(conn.execute(sa.text("SELECT LAST_INSERT_ID()")).scalar())
+        except sa.exc.StatementError as err:
+            raise SourceError(f"source '{self.source.name}': taking an encounter number from sequences failed: "
+                              f"{str(getattr(err, 'orig', err)).splitlines()[0][:200]}") from None
+
+    def add_event(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
+        """A later visit (encounter, vitals at the site's rate) dated just before ``when``."""
+        pid = next((r["key"]["pid"] for r in placement.rows if r["table"] == "patient_data"), None)
+        when = self._database_time(when)
+        plan = later_visit(self.clinic, self._rnd, when, "Male" if identity.sex is Sex.MALE else "Female")
+        if pid is None or plan is None or not self.settings["footprint"]:
+            return None
+        number = self._take_encounter_number()
+        rows = self._fit(visit_rows(plan, int(pid), number, self.clinic, self.tables, self._rnd, when))
+        try:
+            placed = self._ready().insert(rows)
+        except SourceError:
+            self._give_back([number])
+            raise
+        return replace(placement, rows=tuple(placement.rows) + tuple(placed))
+
+    def _database_time(self, when: datetime) -> datetime:
+        """``when`` as OpenEMR writes times: naive, in the database server's time zone."""
+        if when.tzinfo is None:
+            return when
+        with self._ready().engine.connect() as conn:
+            local, utc = conn.execute(sa.select(sa.func.now(), sa.func.utc_timestamp())).one()
+        offset = timedelta(seconds=round((local - utc).total_seconds() / 60) * 60)
+        return (when.astimezone(timezone.utc).replace(tzinfo=None) + offset).replace(microsecond=0)
+
+    def retire(self, placement: Placement) -> None:
+        super().retire(placement)
+        # Give the encounter number back if no encounter took the next one since (else: a gap, as
+        # when OpenEMR deletes an encounter).
+        self._give_back([row["values"].get("encounter") for row in placement.rows
+                         if row["table"] == "form_encounter"])
+
+    def _give_back(self, numbers: list[int]) -> None:
+        """Return encounter numbers to sequences when none was taken after them."""
+        if numbers and self._ready().table("sequences") is not None:
+            with self._ready().engine.begin() as conn:
+                for number in sorted(numbers, reverse=True):
+                    conn.execute(sa.text("UPDATE sequences SET id = id - 1 WHERE id = :n"), {"n": number})
 
     def check_fits(self, identities: Iterable[Identity]) -> None:
         # The numbers only shape the values (pid, account name): read them once for the batch.
@@ -130,6 +252,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             try:
                 return Placement(rows=target.insert(rows))
             except SourceError:
+                self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
                 # Only a patient created meanwhile with our pid is worth another try.
                 if attempt + 1 == _ATTEMPTS or not self._pid_taken(pid):
                     raise
@@ -159,46 +282,15 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email):
             found = self._read_rows(sa.select(table).where(condition).limit(2))
             if len(found) == 1:
-                return Placement(rows=tuple(self._rows_of(found[0])))
+                return Placement(rows=tuple(rows_of(found[0], self.tables, self._read_rows)))
         return None
 
-    def _rows_of(self, patient: dict[str, Any]) -> list[dict[str, Any]]:
-        """Placement rows of a planted patient, rebuilt from what is in the database."""
-        pid = patient["pid"]
-        planted: list[dict[str, Any]] = []
-        registry = self.tables["uuid_registry"]
-
-        def add(table_name: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
-            if row.get("uuid") is not None and table_name != "uuid_registry":
-                for reg in self._read_rows(sa.select(registry).where(registry.c.uuid == row["uuid"])):
-                    add("uuid_registry", reg, ("uuid",))
-            skip = {"id", "last_updated", "modifydate", "date_created"}
-            placed: dict[str, Any] = {"table": table_name, "key": {k: to_json(row[k]) for k in key},
-                                      "values": {k: to_json(v) for k, v in row.items() if k not in skip}}
-            if table_name in UNCHECKED:
-                placed["unchecked"] = sorted(UNCHECKED[table_name])
-            planted.append(placed)
-
-        def of_patient(name: str) -> list[dict[str, Any]]:
-            table = self.tables.get(name)
-            if table is None:
-                return []
-            order = [table.c.id] if "id" in table.c else []
-            return self._read_rows(sa.select(table).where(table.c.pid == pid).order_by(*order))
-
-        add("patient_data", patient, ("pid",))
-        for name in ("employer_data", "history_data"):
-            for row in of_patient(name):
-                add(name, row, ("id",))
-        touches = of_patient("lists_touch")
-        for n, row in enumerate(of_patient("lists")):
-            add("lists", row, ("id",))
-            if n == 0:  # setListTouch runs after the first issue
-                for touch in touches:
-                    add("lists_touch", touch, ("pid", "type"))
-        for row in of_patient("patient_access_onsite"):
-            add("patient_access_onsite", row, ("id",))
-        return planted
+def _next_encounter(conn: sa.Connection) -> int:
+    """The number GenID("sequences") would give next (a dry run takes none)."""
+    try:
+        return int(conn.execute(sa.text("SELECT id FROM sequences")).scalar() or 0) + 1
+    except sa.exc.DBAPIError:
+        return 0
 
 
 def _hash_shape(password: str, cost: int) -> str:

@@ -9,6 +9,7 @@ application's own patient queries over the canaries.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from support.app_seeder_helpers import create_statements, dispose, execute, load
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from canary.phones import formats
-from support.openemr_fixture import ID_GAP, TABLES, create_site
+from support.openemr_fixture import ID_GAP, INSTALLED_VERSION, PRIVATE, SCHEMA as FIXTURE_SCHEMA, TABLES, create_site
 from seeders.openemr.seeder import OpenEmrSeeder
 from seeders.openemr.values import uuid_text
 from support.sql_seeder_helpers import make_identity
@@ -29,8 +30,8 @@ from support.needs import missing
 # .ci/run exports CANARY_REAL_SCHEMAS; otherwise look beside the checkout.
 REAL_SCHEMA = Path(os.environ.get("CANARY_REAL_SCHEMAS")
                    or Path(__file__).resolve().parents[4] / "shared" / "schemas") / "openemr-database.sql"
-WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "lists", "lists_touch",
-           "patient_access_onsite")
+WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists", "lists_touch",
+           "patient_access_onsite", "log", "log_comment_encrypt")
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,12 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
     assert not any(seeder.collides(i) for i in identities)
     placements = [seeder.plant(i) for i in identities]
 
-    # Every real row is still there, byte for byte, and nothing else changed.
-    assert rows_except(site, TABLES, _all_rows(placements)) == {t: before[t] for t in TABLES}
+    # Every real row is still there, byte for byte, and nothing else changed but the encounter
+    # numbers taken from sequences (GenID("sequences")), one per canary seen that day.
+    kept = [t for t in TABLES if t != "sequences"]
+    assert rows_except(site, kept, _all_rows(placements)) == {t: before[t] for t in kept}
+    encounters = [r for r in _all_rows(placements) if r["table"] == "form_encounter"]
+    assert query(site, "SELECT id FROM sequences")[0]["id"] == before["sequences"][0][0] + len(encounters)
     assert [seeder.verify(i, p).state for i, p in zip(identities, placements)] == [VerifyState.OK] * 50
 
     patients = query(site, "SELECT * FROM patient_data WHERE pid > 300 ORDER BY pid")
@@ -105,17 +110,22 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
         assert employers[row["pid"]] == histories[row["pid"]] == 1
 
     # Ids run ahead of pids on this site: the portal account name carries the real id.
-    portal = query(site, "SELECT a.*, p.id AS patient_id, p.fname, p.lname, p.email FROM patient_access_onsite a "
+    portal = query(site, "SELECT a.*, p.id AS patient_id, p.fname, p.lname, p.email, p.regdate, "
+                         "p.allow_patient_portal FROM patient_access_onsite a "
                          "JOIN patient_data p ON p.pid = a.pid WHERE a.pid > 300 ORDER BY a.pid")
-    assert len(portal) == 50
-    for ident, account in zip(identities, portal):
+    # Planted in a burst, the canaries get no day's footprint (no room before now without breaking
+    # the regdate order of pids), but credentials are never given in the second of the registration.
+    by_pid = {p["pid"]: i for i, p in zip(identities, patients)}
+    for account in portal:
+        ident = by_pid[account["pid"]]
+        assert account["date_created"] > account["regdate"] and account["allow_patient_portal"] == "YES"
         assert account["patient_id"] == account["pid"] + ID_GAP
         assert account["portal_username"] == f"{account['fname']}{account['lname']}{account['patient_id']}"
         assert account["portal_login_username"] == ident.email
         assert account["portal_pwd"].startswith("$2y$05$")  # the cost this site uses
         assert bcrypt.checkpw(ident.portal_password.encode(), b"$2b$" + account["portal_pwd"][4:].encode())
 
-    issues = query(site, "SELECT * FROM lists WHERE pid > 300 ORDER BY id")
+    issues = query(site, "SELECT * FROM lists WHERE pid > 300 AND type = 'allergy' ORDER BY id")
     touched = Counter(r["pid"] for r in query(site, "SELECT pid FROM lists_touch WHERE pid > 300"))
     allergic = [(i, p) for i, p in zip(identities, patients) if i.allergies]
     assert allergic
@@ -141,8 +151,8 @@ def test_verify_reports_missing_and_altered_rows(site, seeder):
     assert altered.state is VerifyState.ALTERED and "patient_data.phone_cell changed" in altered.details
     execute(site, "DELETE FROM history_data WHERE pid = :p", p=pb.rows[1]["key"]["pid"])
     assert seeder.verify(b, pb).state is VerifyState.MISSING
+    seeder.retire(pb)  # last planted first: their encounter numbers go back to sequences
     seeder.retire(pa)
-    seeder.retire(pb)
 
 
 def test_collisions_with_real_patients_are_detected(site, seeder):
@@ -156,15 +166,16 @@ def test_collisions_with_real_patients_are_detected(site, seeder):
 
 
 def test_a_failure_mid_plant_leaves_nothing(site, seeder):
-    # A stray portal row already holds the next pid: the last insert of the
-    # patient breaks the UNIQUE key, after patient_data and the rest went in.
-    execute(site, "INSERT INTO patient_access_onsite (pid, portal_username) VALUES (301, 'x')")
+    # A stray lists_touch row already holds the next pid: the allergy's touch breaks the primary key,
+    # after patient_data, its log rows, insurance and the rest went in, and after an encounter number
+    # was taken from sequences: it is given back.
+    execute(site, "INSERT INTO lists_touch (pid, type, date) VALUES (301, 'allergy', NOW())")
     stray = snapshot(site)
     with pytest.raises(SourceError) as err:
-        seeder.plant(make_identity(3))
-    assert "patient_access_onsite" in str(err.value) and "root@" not in str(err.value)
+        seeder.plant(make_identity(3, allergies=("iode",)))
+    assert "lists_touch" in str(err.value) and "root@" not in str(err.value)
     assert snapshot(site) == stray
-    execute(site, "DELETE FROM patient_access_onsite WHERE pid = 301")
+    execute(site, "DELETE FROM lists_touch WHERE pid = 301")
 
 
 def test_a_pid_taken_meanwhile_is_tried_again_with_the_next(site, seeder, monkeypatch):
@@ -177,9 +188,21 @@ def test_a_pid_taken_meanwhile_is_tried_again_with_the_next(site, seeder, monkey
 
 
 def test_locate_finds_a_canary_whose_placement_was_lost(site, seeder):
+    import random
+
     before = snapshot(site)
     ident = make_identity(14, allergies=("pénicilline", "iode"))
-    planted = seeder.plant(ident)
+    # With its whole day: encounter, vitals, issues, follow-up, credentials and their log rows.
+    full = OpenEmrSeeder(spec("emr", "openemr", create_portal_account="yes"), site)
+    full.open()
+    wanted = {"form_encounter", "form_vitals", "patient_access_onsite", "openemr_postcalendar_events"}
+    seed = next(n for n in range(200) if setattr(full, "_rnd", random.Random(n)) is None
+                and wanted <= {p.table for p in full.plan(ident)})
+    full._rnd = random.Random(seed)  # a day with every kind of event (drawn at the site's rates)
+    planted = full.plant(ident)
+    full.close()
+    assert wanted <= {r["table"] for r in planted.rows}
+    assert sum(r["table"] == "log" for r in planted.rows) == 8
     found = seeder.locate(ident)
     assert found is not None
     assert [(r["table"], r["key"]) for r in found.rows] == [(r["table"], r["key"]) for r in planted.rows]
@@ -203,12 +226,15 @@ def test_plan_writes_nothing_and_options_are_checked(site, seeder):
     assert typed == {"provider_id": None, "ref_provider_id": "none", "user_id": 3}
     assert OpenEmrSeeder.validate_options(typed) == typed
     quiet = OpenEmrSeeder(spec("emr", "openemr", create_portal_account="no", create_allergies="no",
-                               facility_id="3", provider_id="none"), site)
+                               facility_id="3", provider_id="none", footprint="no"), site)
     with quiet:
         rows = quiet.plan(make_identity(14))
-    assert {p.table for p in rows} == {"uuid_registry", "patient_data", "employer_data", "history_data"}
+    assert {p.table for p in rows} == {"uuid_registry", "patient_data", "employer_data", "history_data",
+                                       "insurance_data", "log", "log_comment_encrypt"}
     patient = next(p for p in rows if p.table == "patient_data")
     assert patient.values["care_team_facility"] == "3" and patient.values["providerID"] is None
+    with pytest.raises(ConfigError, match="future_appointment_status='z': not a status of this site's apptstat"):
+        OpenEmrSeeder(spec("emr", "openemr", future_appointment_status="z"), site).open()
     with pytest.raises(ConfigError, match="facility_id=9: no such facility"):
         OpenEmrSeeder(spec("emr", "openemr", facility_id="9"), site).open()
 
@@ -227,9 +253,11 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
     # 281 tables takes longer than the test may), and the stock lists the seeder reads.
     lists = ("'allergy_issue_list'", "'sex'", "'language'", "'country'", "'pricelevel'")
     load_sql(mariadb_url, create_statements(
-        REAL_SCHEMA, WRITTEN + ("users", "list_options", "facility"),
-        keep_insert=lambda table, sql: table == "facility" or (table == "list_options"
-                                                               and any(x in sql for x in lists))))
+        REAL_SCHEMA, WRITTEN + ("users", "list_options", "facility", "version", "globals", "layout_options"),
+        keep_insert=lambda table, sql: table in ("facility", "version") or (
+            table == "list_options" and any(x in sql for x in lists)) or (
+            table == "layout_options" and "VALUES ('DEM'" in sql)))
+    load_sql(mariadb_url, INSTALLED_VERSION)
     load_sql(mariadb_url, "INSERT INTO users (id, username, fname, lname, authorized) "
                           "VALUES (1, 'admin', 'Administrator', 'Administrator', 1)")
     before = snapshot(mariadb_url)
@@ -256,6 +284,14 @@ def test_real_openemr_schema_lists_canaries_as_ordinary_patients(empty_db):
                                       "LIMIT 0,1", p=pid)
             assert query(mariadb_url, "SELECT * FROM employer_data WHERE pid = :p ORDER BY date DESC LIMIT 0,1",
                          p=pid)
+        # The new-patient form's side effects, on OpenEMR's own tables and stock DEM layout (#11):
+        # three blank insurance levels, '' in the posted text fields, the audit log rows with their checksums.
+        assert query(mariadb_url, "SELECT type, COUNT(*) AS n FROM insurance_data GROUP BY type ORDER BY type") == [
+            {"type": "primary", "n": 50}, {"type": "secondary", "n": 50}, {"type": "tertiary", "n": 50}]
+        blank = query(mariadb_url, "SELECT birth_mname, suffix, drivers_license, email_direct, mothersname "
+                                   "FROM patient_data WHERE pid = 1")[0]
+        assert set(blank.values()) == {""}
+        _assert_log_checksums(mariadb_url, expected_rows=50 * 7 + 2)  # + the two patient-access rows
         # ...the FHIR/REST layer resolves every uuid through the registry...
         joined = query(mariadb_url, "SELECT p.pid FROM patient_data p JOIN uuid_registry r ON r.uuid = p.uuid "
                                     "AND r.table_name = 'patient_data'")
@@ -292,3 +328,279 @@ def test_site_numbering_is_continued():
     assert next_code(["P2024-00017", "P2024-00016", "X9"]) == "P2024-00018"
     assert next_code(["10042", "9"]) == "10043"
     assert next_code(["", None]) is None
+
+
+def _assert_log_checksums(url: str, expected_rows: int, only_after: int | None = None) -> None:
+    """Every log row has its log_comment_encrypt row, checksum = sha3-512 of its 13 values concatenated
+    (EventAuditLogger::recordLogItem), recomputed here from what is stored."""
+    import hashlib
+
+    rows = query(url, "SELECT l.*, e.checksum AS stored, e.encrypt, e.version, e.checksum_api FROM log l "
+                      "JOIN log_comment_encrypt e ON e.log_id = l.id WHERE l.id > :a ORDER BY l.id", a=only_after or 0)
+    if only_after is None:
+        assert len(rows) == expected_rows == len(query(url, "SELECT id FROM log"))
+    else:
+        assert rows and len(rows) == len(query(url, "SELECT id FROM log WHERE id > :a", a=only_after))
+    for row in rows:
+        text = "".join("" if row[c] is None else (row[c].strftime("%Y-%m-%d %H:%M:%S") if c == "date" else str(row[c]))
+                       for c in ("date", "event", "category", "user", "groupname", "comments", "user_notes",
+                                 "patient_id", "success", "crt_user", "log_from", "menu_item_id", "ccda_doc_id"))
+        assert row["stored"] == hashlib.sha3_512(text.encode()).hexdigest()
+        assert (row["encrypt"], row["version"], row["checksum_api"], row["log_from"]) == ("No", 4, "", "open-emr")
+
+
+def test_registration_writes_insurance_blank_fields_and_the_audit_log(site, seeder):
+    # The user who registers this site's patients was last on patient 300 (its last log row).
+    execute(site, "INSERT INTO log (date, event, category, user, groupname, comments, patient_id) "
+                  "VALUES ('2024-01-01 10:00:00', 'view', 'view', 'accueil', 'Default', '', 300)")
+    seeded = query(site, "SELECT MAX(id) AS id FROM log")[0]["id"]
+    ident = make_identity(21)
+    placement = seeder.plant(ident)
+    pid = next(r["key"]["pid"] for r in placement.rows if r["table"] == "patient_data")
+    patient = query(site, "SELECT * FROM patient_data WHERE pid = :p", p=pid)[0]
+    # The form posts every text field of the DEM layout; blank ones are '' (the site fills birth_lname).
+    assert patient["birth_mname"] == patient["suffix"] == patient["email_direct"] == ""
+    assert patient["date"] == patient["regdate"]
+
+    insurance = query(site, "SELECT * FROM insurance_data WHERE pid = :p ORDER BY id", p=pid)
+    assert [r["type"] for r in insurance] == ["primary", "secondary", "tertiary"]
+    for row in insurance:
+        assert row["provider"] == row["policy_number"] == row["subscriber_lname"] == row["copay"] == ""
+        assert row["date"] is None and row["subscriber_DOB"] is None and row["date_end"] is None
+        assert (row["accept_assignment"], row["policy_type"], row["uuid"]) == ("TRUE", "", None)
+
+    logs = query(site, "SELECT * FROM log WHERE id > :s ORDER BY id", s=seeded)
+    assert [(r["event"], r["category"], r["patient_id"]) for r in logs] == [
+        ("patient-record-insert", "Patient Demographics", 300),  # setpid runs after the insert
+        ("view", "view", pid),
+        ("patient-record-insert", "Patient Demographics", pid),  # employer_data
+        ("patient-record-insert", "Social and Family History", pid),
+        *[("patient-record-insert", "Patient Insurance", pid)] * 3,
+    ]
+    assert {(r["user"], r["groupname"], r["date"]) for r in logs} == {("accueil", "Default", patient["regdate"])}
+    comments = [base64.b64decode(r["comments"]) for r in logs]
+    assert comments[0].startswith(b"INSERT INTO patient_data SET `title` = ? , `fname` = ? ")
+    assert f"'{ident.first_name}',".encode() in comments[0] and comments[0].endswith(b",)")
+    assert comments[1] == b""
+    assert comments[2].startswith(f"INSERT INTO employer_data SET pid = '{pid}', date = NOW()".encode())
+    assert comments[4].startswith(b"INSERT INTO `insurance_data` SET `type` = ?,\n        `provider` = ?")
+    assert comments[4].endswith(f"'primary','','','','','','','','','','','','','','','','','','','','','','','','',"
+                                f"'{pid}','','TRUE','','',)".encode())
+    checks = query(site, "SELECT * FROM log_comment_encrypt ORDER BY id")
+    assert [c["log_id"] for c in checks] == [r["id"] for r in logs]
+    _assert_log_checksums(site, expected_rows=0, only_after=seeded)
+
+    # verify notices a deleted insurance row and an altered log row; retire removes them all.
+    execute(site, "UPDATE log SET comments = '' WHERE id = :i", i=logs[0]["id"])
+    assert "log.comments changed" in seeder.verify(ident, placement).details
+    execute(site, "DELETE FROM insurance_data WHERE id = :i", i=insurance[2]["id"])
+    assert seeder.verify(ident, placement).state is VerifyState.MISSING
+    seeder.retire(placement)
+    assert query(site, "SELECT COUNT(*) AS n FROM log_comment_encrypt")[0]["n"] == 0
+    execute(site, "DELETE FROM log")
+
+
+@pytest.mark.parametrize("settings, insurance, events", [
+    ({"insurance_only_one": "1"}, ["primary"], 5),
+    ({"simplified_demographics": "1"}, [], 4),
+    ({"enable_auditlog": "0"}, ["primary", "secondary", "tertiary"], 1),  # only the ungated view of setpid
+    ({"audit_events_patient-record": "0", "omit_employers": "1"}, ["primary", "secondary", "tertiary"], 1),
+    ({"enable_auditlog_encryption": "1"}, ["primary", "secondary", "tertiary"], 0),
+])
+def test_the_site_globals_decide_insurance_and_log_rows(site, settings, insurance, events):
+    for name, value in settings.items():
+        execute(site, "INSERT INTO globals (gl_name, gl_index, gl_value) VALUES (:n, 0, :v)", n=name, v=value)
+    try:
+        # (no portal credentials: their own log row is drawn at the site's rate)
+        with OpenEmrSeeder(spec("emr", "openemr", create_portal_account="no"), site) as seeder:
+            planned = seeder.plan(make_identity(22))
+        assert [p.values["type"] for p in planned if p.table == "insurance_data"] == insurance
+        assert sum(p.table == "log" for p in planned) == events
+        assert sum(p.table == "log_comment_encrypt" for p in planned) == events
+    finally:
+        execute(site, "DELETE FROM globals")
+
+
+@pytest.mark.parametrize("version, message", [
+    ("v_major = 9, v_minor = 0", r"OpenEMR 9\.0\.0 \(v_database 541\) is not supported by this seeder "
+                                 r"\(supported: 7\.0, 8\.0"),
+    ("v_major = 5, v_minor = 0, v_database = 250", "OpenEMR 5.0.0 .v_database 250. is not supported"),
+    ("v_major = 0, v_minor = 0, v_database = 0", "version table says 0.0.0: the OpenEMR installer has not finished"),
+])
+def test_an_unsupported_version_is_refused_in_one_line(site, version, message):
+    before = snapshot(site)
+    execute(site, f"UPDATE version SET {version}")
+    try:
+        with pytest.raises(SourceError, match=message) as err:
+            OpenEmrSeeder(spec("emr", "openemr"), site).open()
+        assert "\n" not in str(err.value)
+    finally:
+        execute(site, INSTALLED_VERSION)
+    assert snapshot(site) == before
+
+
+def test_a_schema_without_what_the_form_needs_names_it(empty_db):
+    load_sql(empty_db, create_statements(REAL_SCHEMA if REAL_SCHEMA.is_file() else FIXTURE_SCHEMA,
+                                         [t for t in WRITTEN if t != "log_comment_encrypt"]
+                                         + ["version", "globals", "layout_options"]))
+    with pytest.raises(SourceError, match="no table log_comment_encrypt: is this an OpenEMR database"):
+        OpenEmrSeeder(spec("emr", "openemr"), empty_db).open()
+    load_sql(empty_db, "DROP TABLE log; CREATE TABLE log (id INT PRIMARY KEY, date DATETIME)")
+    load_sql(empty_db, create_statements(REAL_SCHEMA if REAL_SCHEMA.is_file() else FIXTURE_SCHEMA,
+                                         ["log_comment_encrypt"]))
+    with pytest.raises(SourceError, match="table log has no column event, category, user"):
+        OpenEmrSeeder(spec("emr", "openemr"), empty_db).open()
+
+
+FOOTPRINT_TABLES = ("form_encounter", "forms", "form_vitals", "lists", "openemr_postcalendar_events",
+                    "patient_access_onsite", "uuid_registry", "sequences", "patient_data", "insurance_data", "log",
+                    "log_comment_encrypt")
+
+
+def _checksums(url: str) -> dict[str, int]:
+    return {r["Table"].split(".")[-1]: r["Checksum"]
+            for r in query(url, f"CHECKSUM TABLE {', '.join(FOOTPRINT_TABLES)} EXTENDED")}
+
+
+def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, monkeypatch):
+    """Planted one every 8 hours (as drip does), each canary gets the day this site's new patients get,
+    at its rates, every event after its registration and none after now."""
+    import random
+    from dataclasses import replace
+    from datetime import datetime, timedelta
+
+    checksums = _checksums(site)
+    fresh, later = seeder._numbers, iter(range(1, 100))
+    monkeypatch.setattr(seeder, "_numbers", lambda: (lambda n, k: replace(n, clock=n.clock + timedelta(hours=8 * k)))(
+        fresh(), next(later)))
+    seeder._rnd = random.Random(12)
+    identities = _identities(30, start=40)
+    placements = [seeder.plant(i) for i in identities]
+    assert [seeder.verify(i, p).state for i, p in zip(identities, placements)] == [VerifyState.OK] * 30
+
+    patients = {r["pid"]: r for r in query(site, "SELECT pid, regdate, sex FROM patient_data WHERE pid > 300")}
+    clock = max(r["regdate"] for r in patients.values()) + timedelta(days=1)
+    encounters = query(site, "SELECT * FROM form_encounter WHERE pid > 300 ORDER BY id")
+    forms = query(site, "SELECT * FROM forms WHERE pid > 300 ORDER BY id")
+    vitals = query(site, "SELECT * FROM form_vitals WHERE pid > 300 ORDER BY id")
+    issues = query(site, "SELECT * FROM lists WHERE pid > 300 AND type IN ('medical_problem', 'medication')")
+    events = query(site, "SELECT * FROM openemr_postcalendar_events WHERE pc_pid > '300' AND LENGTH(pc_pid) = 3")
+    portal = query(site, "SELECT * FROM patient_access_onsite WHERE pid > 300")
+    # The site's rates (70 % seen that day, 80 % of them with vitals, 40 % booking, a third with portal
+    # credentials), not all or nothing.
+    assert 12 <= len(encounters) <= 28 and 0 < len(vitals) <= len(encounters)
+    assert 3 <= len(events) <= 20 and 3 <= len(portal) <= 20 and issues
+    taken = [e["encounter"] for e in encounters]
+    assert len(set(taken)) == len(taken) and query(site, "SELECT id FROM sequences")[0]["id"] == max(taken)
+    for enc in encounters:
+        registered = patients[enc["pid"]]["regdate"]
+        # As the UI date picker writes it, the day of the visit; by the site's clinician.
+        assert enc["date"] == datetime.combine(registered.date(), datetime.min.time()) or enc["date"] > registered
+        assert enc["provider_id"] == 2 and enc["facility_id"] == 3 and enc["class_code"] == "AMB"
+        form = [f for f in forms if f["encounter"] == enc["encounter"] and f["formdir"] == "newpatient"]
+        assert [(f["form_id"], f["user"], f["form_name"], f["authorized"]) for f in form] == [
+            (enc["id"], "cmoreau", "New Patient Encounter", 1)]
+    for row in vitals:
+        registered = patients[row["pid"]]["regdate"]
+        assert registered < row["date"] <= clock
+        # Stored in lb, inches and °F whatever the display setting.
+        assert 60 < row["weight"] < 400 and 50 < row["height"] < 85 and 95 < row["temperature"] < 104
+        assert abs(float(row["BMI"]) - 703 * float(row["weight"]) / float(row["height"]) ** 2) < 0.1
+        assert [f["form_id"] for f in forms if f["formdir"] == "vitals" and f["pid"] == row["pid"]] == [row["id"]]
+    for row in issues:
+        assert row["date"] > patients[row["pid"]]["regdate"] and row["user"] == "cmoreau"
+    assert len({r["title"] for r in issues}) > 1  # drawn from the site's issues, not its most common one
+    for row in events:
+        registered = patients[int(row["pc_pid"])]["regdate"]
+        assert registered < row["pc_time"] and row["pc_eventDate"] > registered.date()
+        assert (row["pc_sendalertsms"], row["pc_sendalertemail"], row["pc_apptstatus"]) == ("NO", "NO", "x")
+    for row in portal:
+        assert row["date_created"] > patients[row["pid"]]["regdate"]
+        # ...and saveCredentials' own log row, at that moment.
+        assert query(site, "SELECT comments FROM log WHERE patient_id = :p AND event = 'patient-access' AND date = :d",
+                     p=row["pid"], d=row["date_created"]) == [{"comments": "dXBkYXRlZCBjcmVkZW50aWFscw=="}]
+    allergies = query(site, "SELECT pid, date FROM lists WHERE pid > 300 AND type = 'allergy'")
+    assert allergies and all(r["date"] > patients[r["pid"]]["regdate"] for r in allergies)
+    # Templates lend categories and codes, never what staff wrote about another patient.
+    assert query(site, "SELECT COUNT(*) AS n FROM lists WHERE comments = :t", t=PRIVATE["issue"])[0]["n"] > 5
+    planted_text = repr([encounters, vitals, issues, events])
+    assert not any(text in planted_text for text in PRIVATE.values()) and "06 11 22 33 44" not in planted_text
+    assert all(e["external_id"] is None and e["invoice_refno"] in ("", None) for e in encounters)
+
+    # verify notices a deleted or altered footprint row.
+    some = next(p for p in placements if any(r["table"] == "form_vitals" for r in p.rows))
+    ident = identities[placements.index(some)]
+    vitals_id = next(r["key"]["id"] for r in some.rows if r["table"] == "form_vitals")
+    execute(site, "UPDATE form_vitals SET bps = '190' WHERE id = :i", i=vitals_id)
+    assert seeder.verify(ident, some).details == ("form_vitals.bps changed",)
+    form_id = next(r["key"]["id"] for r in some.rows if r["table"] == "forms")
+    execute(site, "DELETE FROM forms WHERE id = :i", i=form_id)
+    assert seeder.verify(ident, some).state is VerifyState.MISSING
+
+    for placement in reversed(placements):
+        seeder.retire(placement)
+    # Byte for byte as before: MariaDB's own table checksums agree (sequences included).
+    assert _checksums(site) == checksums
+
+
+def test_access_check_asks_for_the_encounter_counter(site, seeder):
+    """An account that may write patients but not take encounter numbers is told before planting."""
+    from urllib.parse import urlsplit
+
+    database = urlsplit(site).path.lstrip("/")
+    execute(site, "CREATE USER IF NOT EXISTS 'canary_oe'@'%' IDENTIFIED BY 'pw'")
+    try:
+        for table in (*WRITTEN, "form_encounter", "forms", "form_vitals", "openemr_postcalendar_events"):
+            execute(site, f"GRANT SELECT, INSERT, DELETE ON `{database}`.`{table}` TO 'canary_oe'@'%'")
+        execute(site, f"GRANT SELECT ON `{database}`.* TO 'canary_oe'@'%'")
+        limited = site.replace("root@", "canary_oe:pw@")
+        with OpenEmrSeeder(spec("emr", "openemr"), limited) as planter:
+            problems = planter.check_access()
+        dispose(limited)
+        assert len(problems) == 1 and "sequences" in problems[0] and "UPDATE" in problems[0]
+        assert seeder.check_access() == []
+    finally:
+        execute(site, "DROP USER IF EXISTS 'canary_oe'@'%'")
+
+
+def test_no_medication_is_written_where_newcrop_would_upload_it(site):
+    with OpenEmrSeeder(spec("emr", "openemr"), site) as seeder:
+        assert seeder.clinic.issues["medication"]  # the site enters medications on the first day
+    execute(site, "INSERT INTO globals (gl_name, gl_index, gl_value) VALUES ('erx_enable', 0, '1')")
+    try:
+        with OpenEmrSeeder(spec("emr", "openemr"), site) as seeder:
+            assert "medication" not in seeder.clinic.issues and seeder.clinic.issues["medical_problem"]
+    finally:
+        execute(site, "DELETE FROM globals")
+
+
+def test_a_later_visit_is_added_by_drip_and_retired_with_the_rest(site, seeder):
+    import random
+    from datetime import datetime, timedelta
+
+    before = _checksums(site)
+    ident = make_identity(31)
+    placement = seeder.plant(ident)
+    seeder._rnd = random.Random(4)
+    when = query(site, "SELECT NOW() AS n")[0]["n"] + timedelta(days=40)
+    grown = seeder.add_event(ident, placement, when)
+    new = grown.rows[len(placement.rows):]
+    assert grown.rows[:len(placement.rows)] == placement.rows
+    assert {"form_encounter", "forms"} <= {r["table"] for r in new}
+    encounter = next(r for r in new if r["table"] == "form_encounter")
+    row = query(site, "SELECT * FROM form_encounter WHERE id = :i", i=encounter["key"]["id"])[0]
+    assert row["provider_id"] == 2 and row["date"] <= when and row["date"].date() >= (when - timedelta(days=1)).date()
+    assert seeder.verify(ident, grown).state is VerifyState.OK
+    # drip passes an aware UTC time: written as the database's local time.
+    from datetime import timezone
+    utc_now = datetime.now(timezone.utc)
+    again = seeder.add_event(ident, grown, utc_now)
+    db_now = query(site, "SELECT NOW() AS n")[0]["n"]
+    latest = query(site, "SELECT MAX(date) AS d FROM forms WHERE id = :i",
+                   i=again.rows[-1]["key"]["id"] if again.rows[-1]["table"] == "forms" else 0)[0]["d"]
+    assert latest is None or abs((db_now - latest).total_seconds()) < 2 * 3600
+    seeder.retire(Placement(rows=again.rows[len(grown.rows):]))
+    execute(site, "DELETE FROM forms WHERE id = :i", i=next(r for r in new if r["table"] == "forms")["key"]["id"])
+    assert seeder.verify(ident, grown).state is VerifyState.MISSING
+    seeder.retire(grown)
+    assert _checksums(site) == before

@@ -1,0 +1,161 @@
+"""What happens to this site's new patients on the day they register, learnt from its recent ones.
+
+Read only. For the 200 most recent patients: how many were seen in an
+encounter within the day of their registration, and how long after it; by
+which clinician; how many of those encounters have vitals; which problems
+and medications were entered that day; how many booked a follow-up
+appointment and how far ahead; how many got portal credentials, and how long
+after registering. Each canary then draws from these distributions (a random
+real row as the template of the categorical fields, not the modal one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from seeders.sql.target import SqlTarget
+
+SAMPLE = 200
+SAME_DAY = timedelta(hours=12)  # events written at plant time happen within this of registration
+
+
+@dataclass(frozen=True, slots=True)
+class Clinician:
+    id: int
+    username: str
+
+
+@dataclass(slots=True)
+class ClinicHabits:
+    patients: int = 0  # recent patients looked at
+    encounter_delays: list[float] = field(default_factory=list)  # seconds after regdate, same-day encounters
+    encounters: list[dict[str, Any]] = field(default_factory=list)  # recent form_encounter rows (templates)
+    clinicians: list[Clinician] = field(default_factory=list)  # one per recent encounter (weights)
+    date_only: bool = True  # form_encounter.date written as the day (00:00:00), as the UI date picker does
+    groupname: str = "Default"
+    vitals_share: float = 0.0  # of encounters with a vitals form
+    vitals: list[dict[str, Any]] = field(default_factory=list)  # recent form_vitals rows, joined with sex
+    issues: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # type -> same-day rows of recent pids
+    appointment_share: float = 0.0  # of recent patients who booked a follow-up the day they registered
+    appointments: list[dict[str, Any]] = field(default_factory=list)  # those appointments (templates)
+    portal_delays: list[float] = field(default_factory=list)  # seconds from regdate to portal account
+    has_sequences: bool = False
+
+    def share(self, count: int) -> float:
+        return count / self.patients if self.patients else 0.0
+
+
+def read_clinic(target: SqlTarget) -> ClinicHabits:
+    tables = {n: target.table(n) for n in ("patient_data", "form_encounter", "forms", "form_vitals", "lists",
+                                           "openemr_postcalendar_events", "patient_access_onsite", "users",
+                                           "sequences")}
+    habits = ClinicHabits(has_sequences=tables["sequences"] is not None)
+    pd = tables["patient_data"]
+    with target.engine.connect() as conn:
+        recent = {r.pid: r.regdate for r in conn.execute(
+            sa.select(pd.c.pid, pd.c.regdate).order_by(pd.c.pid.desc()).limit(SAMPLE)) if r.regdate}
+        habits.patients = len(recent)
+        if not recent:
+            return habits
+        _encounters(conn, tables, recent, habits)
+        _vitals(conn, tables, habits)
+        _issues(conn, tables["lists"], recent, habits)
+        _appointments(conn, tables["openemr_postcalendar_events"], recent, habits)
+        _portal(conn, tables["patient_access_onsite"], recent, habits)
+    return habits
+
+
+def _after(regdate: datetime, when: Any) -> float | None:
+    """Seconds from registration to ``when`` if within the same day window, else None."""
+    if not isinstance(when, datetime):
+        return None
+    delay = (when - regdate).total_seconds()
+    return delay if 0 <= delay <= SAME_DAY.total_seconds() else None
+
+
+def _encounters(conn: sa.Connection, t: dict[str, sa.Table], recent: dict[int, datetime],
+                habits: ClinicHabits) -> None:
+    fe, forms, users = t["form_encounter"], t["forms"], t["users"]
+    if fe is None or forms is None:
+        return
+    rows = [dict(r._mapping) for r in conn.execute(sa.select(fe).order_by(fe.c.id.desc()).limit(SAMPLE))]
+    habits.encounters = rows
+    dated = [r["date"] for r in rows if isinstance(r.get("date"), datetime)]
+    habits.date_only = not dated or sum(d.time() == datetime.min.time() for d in dated) * 2 >= len(dated)
+    first: dict[int, datetime] = {}
+    for r in conn.execute(sa.select(fe.c.pid, sa.func.min(fe.c.date).label("first"))
+                          .where(fe.c.pid.in_(list(recent))).group_by(fe.c.pid)):
+        if r.first is not None:
+            first[r.pid] = r.first
+    for pid, when in first.items():
+        # A date-only encounter on the registration day counts as seen that day, at an unknown time.
+        day = habits.date_only and when.date() == recent[pid].date()
+        delay = _after(recent[pid], when)
+        if day or delay is not None:
+            habits.encounter_delays.append(delay if delay is not None else -1.0)
+    # Who signs the encounter form: forms.user (username) of the 'newpatient' form, by provider.
+    signed = conn.execute(sa.select(fe.c.provider_id, forms.c.user, forms.c.groupname)
+                          .join(forms, sa.and_(forms.c.encounter == fe.c.encounter, forms.c.pid == fe.c.pid,
+                                               forms.c.formdir == "newpatient"))
+                          .order_by(fe.c.id.desc()).limit(SAMPLE)).all()
+    names = {}
+    if users is not None:
+        names = {r.id: r.username for r in conn.execute(sa.select(users.c.id, users.c.username)
+                                                        .where(users.c.username.is_not(None)))}
+    for row in signed:
+        if row.provider_id:
+            habits.clinicians.append(Clinician(int(row.provider_id), row.user or names.get(row.provider_id, "")))
+    groups = [r.groupname for r in signed if r.groupname]
+    if groups:
+        habits.groupname = max(set(groups), key=groups.count)
+
+
+def _vitals(conn: sa.Connection, t: dict[str, sa.Table], habits: ClinicHabits) -> None:
+    forms, vitals, pd = t["forms"], t["form_vitals"], t["patient_data"]
+    if forms is None or vitals is None or not habits.encounters:
+        return
+    encounters = [(r["pid"], r["encounter"]) for r in habits.encounters]
+    with_vitals = {(r.pid, r.encounter) for r in conn.execute(
+        sa.select(forms.c.pid, forms.c.encounter).where(forms.c.formdir == "vitals", forms.c.deleted == 0,
+                                                        forms.c.encounter.in_([e for _, e in encounters])))}
+    habits.vitals_share = sum(e in with_vitals for e in encounters) / len(encounters)
+    habits.vitals = [dict(r._mapping) for r in conn.execute(
+        sa.select(vitals, pd.c.sex.label("patient_sex")).join(pd, pd.c.pid == vitals.c.pid)
+        .order_by(vitals.c.id.desc()).limit(SAMPLE))]
+
+
+def _issues(conn: sa.Connection, lists: sa.Table | None, recent: dict[int, datetime], habits: ClinicHabits) -> None:
+    if lists is None:
+        return
+    for kind in ("medical_problem", "medication"):
+        rows = [dict(r._mapping) for r in conn.execute(
+            sa.select(lists).where(lists.c.type == kind, lists.c.pid.in_(list(recent))).order_by(lists.c.id))]
+        habits.issues[kind] = [r for r in rows if _after(recent[r["pid"]], r.get("date")) is not None]
+
+
+def _appointments(conn: sa.Connection, events: sa.Table | None, recent: dict[int, datetime],
+                  habits: ClinicHabits) -> None:
+    if events is None:
+        return
+    rows = [dict(r._mapping) for r in conn.execute(
+        sa.select(events).where(events.c.pc_pid.in_([str(p) for p in recent])).order_by(events.c.pc_eid))]
+    booked = []
+    for row in rows:
+        regdate = recent.get(int(row["pc_pid"]))
+        if regdate and _after(regdate, row.get("pc_time")) is not None and row["pc_eventDate"] > regdate.date():
+            booked.append(row)
+    habits.appointments = booked
+    habits.appointment_share = habits.share(len({r["pc_pid"] for r in booked}))
+
+
+def _portal(conn: sa.Connection, onsite: sa.Table | None, recent: dict[int, datetime], habits: ClinicHabits) -> None:
+    if onsite is None or "date_created" not in onsite.c:
+        return
+    for r in conn.execute(sa.select(onsite.c.pid, onsite.c.date_created).where(onsite.c.pid.in_(list(recent)))):
+        delay = _after(recent[r.pid], r.date_created) if r.pid in recent else None
+        if delay is not None:
+            habits.portal_delays.append(delay)

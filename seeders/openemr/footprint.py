@@ -1,0 +1,281 @@
+"""The clinical footprint of a canary's registration day, written as OpenEMR's screens write it.
+
+Each canary draws, from what this site's recent patients went through on the
+day they registered (seeders/openemr/clinic.py): an encounter by one of the
+site's clinicians, with vitals, problems and medications entered during it, a
+follow-up appointment, portal credentials. Every event comes after the
+registration, and the registration is dated so that the last event is now:
+nothing is in the future but the appointment's date. The rows:
+
+* ``form_encounter`` (interface/forms/newpatient/save.php): the encounter
+  number from ``sequences`` (ADOdb ``GenID("sequences")``), the date as the site writes it
+  (the day, 00:00:00, from the UI date picker), ``provider_id`` the
+  clinician, the categorical fields copied from one of the site's recent
+  encounters drawn at random; then its ``forms`` row (``addForm``: form_name
+  'New Patient Encounter', formdir 'newpatient', user = the clinician's
+  username, groupname, authorized 1).
+* ``form_vitals`` (interface/forms/vitals, C_FormVitals): in OpenEMR's
+  storage units whatever the display setting: weight in lb, height and
+  circumferences in inches, temperature in °F (vitals_report() converts on
+  display); values from one of the site's vitals of a patient of the same
+  sex, moved by a small random amount, BMI recomputed; its ``forms`` row
+  (formdir 'vitals').
+* ``lists`` 'medical_problem' / 'medication' rows, as the issue form does:
+  title, diagnosis and coding copied from a random same-day issue of the site.
+* ``openemr_postcalendar_events``: a follow-up booked at the end of the
+  visit, ``pc_time`` = when it was booked, ``pc_eventDate`` ahead by the lead
+  time of one of the site's own follow-ups, reminders off
+  (``pc_sendalertsms``/``pc_sendalertemail`` 'NO').
+
+What a row could set off, and how it is prevented: docs/seeders/openemr.md.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from seeders.openemr.clinic import Clinician, ClinicHabits
+from seeders.sql.rows import AUTOINCREMENT, Generated, Ref, RowPlan
+
+_ID = {"id": Generated(AUTOINCREMENT)}
+# Statuses that take a future appointment off the front desk's work list (see the docs).
+CANCELLED = "x"
+# The day's events may be squeezed to this share of their drawn delays, no further.
+MIN_SQUEEZE = 0.25
+# How far each vital sign moves from the site's row it is drawn from (storage units: lb, in, °F...).
+_JITTER = {"weight": 4.0, "height": 0.8, "bps": 8, "bpd": 5, "pulse": 6, "respiration": 2, "temperature": 0.4,
+           "oxygen_saturation": 1.0, "waist_circ": 1.5, "head_circ": 0.3}
+_WHOLE = {"bps", "bpd"}  # varchar columns typed as whole numbers
+# What is copied from the site's row drawn as a template: categories, codes, the site's own staff and
+# places. Free text, contact details and ids of another patient's row are never copied, only blanked.
+_ENCOUNTER_COPIED = ("reason", "facility", "facility_id", "billing_facility", "pc_catid", "sensitivity", "pos_code",
+                     "class_code", "referral_source", "supervisor_id", "shift", "encounter_type_code",
+                     "encounter_type_description", "referring_provider_id", "ordering_provider_id",
+                     "discharge_disposition")
+_ENCOUNTER_BLANKED = ("invoice_refno", "voucher_number", "billing_note")
+_ENCOUNTER_NULLED = ("external_id", "parent_encounter_id", "in_collection", "last_stmt_date", "date_end")
+_ISSUE_COPIED = ("type", "subtype", "title", "diagnosis", "occurrence", "classification", "outcome", "verification",
+                 "severity_al", "list_option_id", "erx_source", "erx_uploaded", "injury_part", "injury_type",
+                 "injury_grade", "reinjury_id")
+_ISSUE_BLANKED = ("comments", "referredby", "extrainfo", "destination", "reaction", "udi", "udi_data")
+_ISSUE_NULLED = ("external_allergyid", "external_id")
+_APPOINTMENT_COPIED = ("pc_catid", "pc_multiple", "pc_aid", "pc_gid", "pc_title", "pc_topic", "pc_informant",
+                       "pc_duration", "pc_recurrtype", "pc_recurrspec", "pc_recurrfreq", "pc_startTime", "pc_endTime",
+                       "pc_alldayevent", "pc_location", "pc_eventstatus", "pc_sharing", "pc_language", "pc_apptstatus",
+                       "pc_prefcatid", "pc_facility", "pc_billing_location", "pc_room", "pc_comments", "pc_counter")
+_APPOINTMENT_BLANKED = ("pc_hometext", "pc_conttel", "pc_contname", "pc_contemail", "pc_website", "pc_fee")
+
+
+@dataclass(slots=True)
+class Schedule:
+    """When each event of the registration day happens (None: not for this canary)."""
+
+    registered: datetime
+    clinician: Clinician | None = None
+    encounter: datetime | None = None
+    vitals: datetime | None = None
+    issues: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
+    appointment: tuple[dict[str, Any], datetime, date] | None = None  # template, booked at, event date
+    portal: datetime | None = None
+    allergies: datetime | None = None  # when the identity's allergies are entered (never the registration second)
+    encounter_template: dict[str, Any] = field(default_factory=dict)
+    vitals_template: dict[str, Any] = field(default_factory=dict)
+
+
+def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, latest_registration: datetime | None,
+                  *, sex: str, portal: str, footprint: bool) -> Schedule:
+    """Draw this canary's day from the site's rates, then date it so that its last event is ``clock``."""
+    offsets: dict[str, float] = {}
+    plan = Schedule(registered=clock)
+    if footprint and clinic.clinicians and rnd.random() < clinic.share(len(clinic.encounter_delays)):
+        delay = rnd.choice(clinic.encounter_delays)
+        offsets["encounter"] = delay if delay >= 0 else rnd.uniform(600, 7200)
+        plan.clinician = rnd.choice(clinic.clinicians)
+        plan.encounter_template = rnd.choice(clinic.encounters)
+        same_sex = [v for v in clinic.vitals if v.get("patient_sex") == sex] or clinic.vitals
+        if same_sex and rnd.random() < clinic.vitals_share:
+            offsets["vitals"] = offsets["encounter"] + rnd.uniform(120, 600)
+            plan.vitals_template = rnd.choice(same_sex)
+    visit = offsets.get("encounter", 0.0)
+    issues = []
+    if footprint and plan.clinician:
+        for rows in clinic.issues.values():
+            by_patient: dict[Any, list] = {}
+            for row in rows:
+                by_patient.setdefault(row["pid"], []).append(row)
+            # Entered during the visit: the share among the site's new patients seen that day.
+            seen = max(1, len(clinic.encounter_delays))
+            if by_patient and rnd.random() < min(1.0, len(by_patient) / seen):
+                count = len(rnd.choice(list(by_patient.values())))
+                issues += [(row, visit + rnd.uniform(180, 1200)) for row in rnd.sample(rows, min(count, len(rows)))]
+    if footprint and clinic.appointments and rnd.random() < clinic.appointment_share:
+        template = rnd.choice(clinic.appointments)
+        offsets["appointment"] = visit + rnd.uniform(300, 1800)
+        lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
+    # Allergies are entered during the visit, or by the front desk a few minutes after registering.
+    offsets["allergies"] = visit + rnd.uniform(120, 900) if "encounter" in offsets else rnd.uniform(60, 600)
+    wants_portal = portal == "yes" or (portal == "auto" and rnd.random() < clinic.share(len(clinic.portal_delays)))
+    if wants_portal:
+        # Credentials are handed out after the registration, never in its second.
+        offsets["portal"] = max(rnd.choice(clinic.portal_delays) if clinic.portal_delays else 0.0,
+                                rnd.uniform(60, 900))
+    span = max([0.0, *offsets.values(), *(at for _, at in issues)])
+    scale = 1.0
+    if latest_registration is not None and span and clock - timedelta(seconds=span) < latest_registration:
+        # Keep registrations in pid order: squeeze the day between the last patient and now, a little;
+        # with no room (canaries planted in a burst) the canary is only registered, like a walk-in
+        # seen later. Drip planting leaves room.
+        room = max(0.0, (clock - latest_registration).total_seconds())
+        if room < MIN_SQUEEZE * span or room < 120:
+            if portal != "yes":
+                return Schedule(registered=clock)
+            # Credentials were asked for: registered as early as the pid order allows, credentials now.
+            registered = min(clock, max(latest_registration, clock - timedelta(seconds=60)))
+            return Schedule(registered=registered, portal=clock)
+        scale = room / span
+    registered = clock - timedelta(seconds=int(span * scale))
+    plan.registered = registered
+
+    def at(offset: float) -> datetime:
+        return min(clock, registered + timedelta(seconds=max(1, int(offset * scale))))
+
+    plan.encounter = at(offsets["encounter"]) if "encounter" in offsets else None
+    plan.vitals = at(offsets["vitals"]) if "vitals" in offsets else None
+    plan.issues = [(row, at(offset)) for row, offset in issues]
+    if "appointment" in offsets:
+        booked = at(offsets["appointment"])
+        plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
+    plan.portal = at(offsets["portal"]) if "portal" in offsets else None
+    plan.allergies = at(offsets["allergies"])
+    return plan
+
+
+def footprint_rows(plan: Schedule, pid: int, encounter_number: int, clinic: ClinicHabits,
+                   tables: dict[str, sa.Table], registry: Callable[..., bytes],
+                   rnd: random.Random, appointment_status: str) -> list[RowPlan]:
+    """The rows of the day's events, in the order OpenEMR writes them (each uuid registered just before)."""
+    rows: list[RowPlan] = []
+    outer = registry
+
+    def registry(alias: str, table_name: str, when: datetime) -> bytes:  # noqa: F811 - same, into rows
+        return outer(alias, table_name, when, rows)
+    if plan.encounter is not None and plan.clinician is not None:
+        rows += _encounter(plan, pid, encounter_number, clinic, tables, registry)
+        if plan.vitals is not None:
+            rows += _vitals(plan, pid, encounter_number, clinic, tables, registry, rnd)
+    for n, (template, when) in enumerate(plan.issues):
+        rows.append(_issue(template, when, pid, plan.clinician, clinic, tables["lists"], registry, n))
+    if plan.appointment is not None:
+        rows.append(_appointment(plan, pid, tables["openemr_postcalendar_events"], registry, appointment_status))
+    return rows
+
+
+def _encounter(plan: Schedule, pid: int, number: int, clinic: ClinicHabits, tables: dict[str, sa.Table],
+               registry: Callable[[str, str, datetime], bytes]) -> list[RowPlan]:
+    template, when = plan.encounter_template, plan.encounter
+    day = datetime.combine(when.date(), datetime.min.time()) if clinic.date_only else when
+    values = {name: template.get(name) for name in _ENCOUNTER_COPIED if name in template}
+    values.update({name: _blank(template.get(name)) for name in _ENCOUNTER_BLANKED if name in template})
+    values.update(dict.fromkeys(_ENCOUNTER_NULLED))  # a new encounter: not billed, no parent, no end yet
+    values.update({"date": day, "onset_date": None if template.get("onset_date") is None else day, "pid": pid,
+                   "encounter": number, "provider_id": plan.clinician.id})
+    if template.get("uuid") is not None:
+        values["uuid"] = registry("uuid_encounter", "form_encounter", when)
+    form = _form(day, number, "New Patient Encounter", "newpatient", pid, plan.clinician, clinic, "encounter")
+    return [RowPlan("form_encounter", ("id",), _only(tables["form_encounter"], values), generated=dict(_ID),
+                    alias="encounter"), RowPlan("forms", ("id",), _only(tables["forms"], form.values),
+                                                generated=dict(_ID), refs=form.refs, alias="encounter_form")]
+
+
+def _form(when: datetime, encounter: int, name: str, formdir: str, pid: int, clinician: Clinician,
+          clinic: ClinicHabits, alias: str) -> RowPlan:
+    """FormService::addForm: the forms row pointing at a form's own row."""
+    return RowPlan("forms", ("id",), {"date": when, "encounter": encounter, "form_name": name, "pid": pid,
+                                      "user": clinician.username, "groupname": clinic.groupname, "authorized": 1,
+                                      "deleted": 0, "formdir": formdir, "therapy_group_id": None},
+                   refs={"form_id": Ref(alias, "id")})
+
+
+def _vitals(plan: Schedule, pid: int, encounter: int, clinic: ClinicHabits, tables: dict[str, sa.Table],
+            registry: Callable[[str, str, datetime], bytes], rnd: random.Random) -> list[RowPlan]:
+    template, when = plan.vitals_template, plan.vitals
+    skip = {"id", "uuid", "date", "pid", "user", "groupname", "patient_sex", "last_updated", "BMI", "BMI_status",
+            "note", "external_id"}
+    values = {k: v for k, v in template.items() if k not in skip}
+    values.update({"note": _blank(template.get("note")), "external_id": None})
+    for name, spread in _JITTER.items():
+        values[name] = _moved(template.get(name), spread, rnd, whole=name in _WHOLE)
+    if values.get("oxygen_saturation"):
+        values["oxygen_saturation"] = min(100.0, float(values["oxygen_saturation"]))
+    weight, height = float(values.get("weight") or 0), float(values.get("height") or 0)
+    if template.get("BMI") and weight and height:
+        values["BMI"] = round(703.0 * weight / (height * height), 1)  # lb and inches, as OpenEMR computes it
+        values["BMI_status"] = _bmi_status(values["BMI"], clinic.vitals, template.get("BMI_status"))
+    values.update({"date": when, "pid": pid, "user": plan.clinician.username, "groupname": clinic.groupname})
+    if template.get("uuid") is not None:
+        values["uuid"] = registry("uuid_vitals", "form_vitals", when)
+    form = _form(when, encounter, "Vitals", "vitals", pid, plan.clinician, clinic, "vitals")
+    return [RowPlan("form_vitals", ("id",), _only(tables["form_vitals"], values), generated=dict(_ID), alias="vitals"),
+            RowPlan("forms", ("id",), _only(tables["forms"], form.values), generated=dict(_ID), refs=form.refs,
+                    alias="vitals_form")]
+
+
+def _moved(value: Any, spread: float, rnd: random.Random, *, whole: bool) -> Any:
+    """A site's measurement moved by a little noise; an empty one stays as the site leaves it."""
+    if value in (None, "") or not str(value).replace(".", "", 1).isdigit() or float(value) == 0:
+        return value
+    moved = max(0.0, float(value) + rnd.uniform(-spread, spread))
+    return str(round(moved)) if whole or isinstance(value, str) else round(moved, 2)
+
+
+def _bmi_status(bmi: float, rows: list[dict[str, Any]], default: Any) -> Any:
+    """The status this site writes for the nearest BMI it has (its own words and thresholds)."""
+    known = [(abs(float(r["BMI"]) - bmi), r.get("BMI_status")) for r in rows if r.get("BMI")]
+    return min(known, key=lambda pair: pair[0])[1] if known else default
+
+
+def _issue(template: dict[str, Any], when: datetime, pid: int, clinician: Clinician | None, clinic: ClinicHabits,
+           table: sa.Table, registry: Callable[[str, str, datetime], bytes], n: int) -> RowPlan:
+    values = {k: template.get(k) for k in _ISSUE_COPIED if k in template}
+    values.update({k: _blank(template.get(k)) for k in _ISSUE_BLANKED if k in template})
+    values.update(dict.fromkeys(_ISSUE_NULLED))
+    values.update({"date": when, "pid": pid, "activity": 1, "enddate": None,
+                   "begdate": None if template.get("begdate") is None else datetime.combine(when.date(),
+                                                                                            datetime.min.time()),
+                   "user": clinician.username if clinician else template.get("user"), "groupname": clinic.groupname})
+    if template.get("uuid") is not None:
+        values["uuid"] = registry(f"uuid_issue_{n}", "lists", when)
+    return RowPlan("lists", ("id",), _only(table, values), generated=dict(_ID), alias=f"issue_{n}",
+                   unchecked=frozenset({"modifydate"}))
+
+
+def _appointment(plan: Schedule, pid: int, table: sa.Table, registry: Callable[[str, str, datetime], bytes],
+                 status: str) -> RowPlan:
+    template, booked, on = plan.appointment
+    values = {k: template.get(k) for k in _APPOINTMENT_COPIED if k in template}
+    values.update({k: _blank(template.get(k)) for k in _APPOINTMENT_BLANKED if k in template})
+    end = template.get("pc_endDate")
+    values.update({"pc_pid": str(pid), "pc_time": booked, "pc_eventDate": on,
+                   "pc_endDate": on if end == template.get("pc_eventDate") else end,
+                   # No reminder from this appointment: reminders only ever go to our own contact points.
+                   "pc_sendalertsms": "NO", "pc_sendalertemail": "NO"})
+    if status != "site":
+        values["pc_apptstatus"] = status
+    if template.get("uuid") is not None:
+        values["uuid"] = registry("uuid_appointment", "openemr_postcalendar_events", booked)
+    return RowPlan("openemr_postcalendar_events", ("pc_eid",), _only(table, values),
+                   generated={"pc_eid": Generated(AUTOINCREMENT)}, alias="appointment")
+
+
+def _blank(value: Any) -> Any:
+    """A free-text field of another patient's row: its empty writing ('' or NULL), never its text."""
+    return None if value is None else ""
+
+
+def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in table.c}
