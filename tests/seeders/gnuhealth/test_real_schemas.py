@@ -16,7 +16,10 @@ from canary.cli.main import cli
 from support.app_databases import snapshot_tables
 from support.gnuhealth_real import load, rows
 
-POOL = [f"+33607{n:06d}" for n in range(100, 160)] + [f"+33299{n:06d}" for n in range(100, 130)]
+# One number per 10,000-number block: canary plant keeps at most contacts.max_per_phone_block
+# canaries in a block (2 by default).
+POOL = [f"+33607{block:02d}{n:04d}" for n, block in enumerate(range(10, 70), 1000)] + \
+    [f"+33299{block:02d}{n:04d}" for n, block in enumerate(range(10, 40), 2000)]
 CONFIG = """
 [registry]
 url = "sqlite:///registry.db"
