@@ -70,6 +70,7 @@ SETTING_MODULES: tuple[str, ...] = (
     "listener.telephony",
     "canary.scan.hibp",
     "canary.doctor.checks",
+    "canary.access.config",
 )
 
 

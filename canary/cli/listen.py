@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from canary.cli import render
+from canary.hits.hit import Channel
 from canary.cli.options import CanaryGroup, Env, json_option, pass_env
 
 
@@ -43,13 +44,15 @@ def listen(env: Env, dns, http, smtp, https, admin, ports_file, outbox_lease) ->
 @click.command("hits")
 @click.option("--source", "source_name", help="Only hits of this source.")
 @click.option("--since", metavar="T", help="Only hits since T: a date, a time (UTC) or a duration ago (24h, 7d).")
+@click.option("--channel", type=click.Choice([c.value for c in Channel]),
+              help="Only hits of this channel (e.g. access: canary records opened in an audit trail).")
 @json_option
 @pass_env
-def hits_cmd(env: Env, source_name, since, as_json) -> None:
+def hits_cmd(env: Env, source_name, since, channel, as_json) -> None:
     """List hits: every use of a canary's contact points, oldest first."""
     from canary.alerts.service import list_hits, parse_since
 
-    render.hits(list_hits(env.registry, source=source_name, since=parse_since(since)), as_json)
+    render.hits(list_hits(env.registry, source=source_name, since=parse_since(since), channel=channel), as_json)
 
 
 @click.group("alerts", cls=CanaryGroup, invoke_without_command=True)
