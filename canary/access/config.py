@@ -15,8 +15,9 @@ uuids match whatever the source.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from typing import Any, Mapping, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from canary.alerts.config import parse_duration
 from canary.config import Setting
@@ -32,6 +33,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Table AuditSourceID -> source name: which application's audit trail is which "
             "registered source (e.g. \"DPI-PROD\" = \"dpi-brest\"). Needed for patient numbers; "
             "NIR and uuids match without it."),
+    Setting("access.audit_timezone", "Europe/Paris",
+            "Time zone of the times an application writes without one in its audit tables "
+            "(OpenEMR's log.date): used by `canary access poll`."),
 )
 
 
@@ -40,6 +44,11 @@ class AccessConfig:
     burst_canaries: int = 3
     burst_window: timedelta = timedelta(hours=1)
     sources: Mapping[str, str] = field(default_factory=dict)
+    audit_timezone: str = "Europe/Paris"
+
+    @property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.audit_timezone)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any] | None) -> Self:
@@ -52,6 +61,11 @@ class AccessConfig:
                 isinstance(k, str) and isinstance(v, str) and k.strip() and v.strip()
                 for k, v in sources.items()):
             raise ConfigError("[access.sources] must map AuditSourceID strings to source names")
-        return cls(burst_canaries=burst,
+        zone = table.get("audit_timezone", "Europe/Paris")
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ConfigError(f"access.audit_timezone: {zone!r} is not a time zone (e.g. \"Europe/Paris\")") from None
+        return cls(burst_canaries=burst, audit_timezone=zone,
                    burst_window=parse_duration(table.get("burst_window", "1h"), "access.burst_window"),
                    sources={k.strip(): v.strip() for k, v in sources.items()})
