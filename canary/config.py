@@ -71,6 +71,8 @@ SETTING_MODULES: tuple[str, ...] = (
     "canary.scan.hibp",
     "canary.doctor.checks",
     "canary.access.config",
+    "listener.auditsyslog",
+    "listener.auditfhir",
 )
 
 
