@@ -196,3 +196,46 @@ def test_tls_syslog_rfc5425(tmp_path):
             assert counts(service) == {"syslog:accepted": 1, "syslog:invalid": 1}
             assert len(registry.list_hits(channel="access")) == 1
         assert not service.running
+
+
+def test_the_ports_file_names_the_audit_syslog_port_and_stop_frees_it(tmp_path):
+    import threading
+
+    from listener.service import run
+
+    plant_sources(f"sqlite:///{tmp_path / 'registry.db'}", {"lis-rennes": range(1, 2)})
+    config = make_config(tmp_path)
+    ports_file, stop = tmp_path / "ports.json", threading.Event()
+    with Registry.open(config.registry_url) as registry:
+        service = ListenerService(config, registry, binds=LOOPBACK,
+                                  environ={TWILIO_ENV: TWILIO_TOKEN, TOKEN_ENV: TOKEN})
+        thread = threading.Thread(target=run, args=(service,), kwargs={"ports_file": ports_file, "stop": stop})
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not ports_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = json.loads(ports_file.read_text())["audit_syslog"]
+        stop.set()
+        thread.join(20)
+        assert not thread.is_alive() and not ports_file.exists()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind(("127.0.0.1", port))  # both sides closed
+        udp.bind(("127.0.0.1", port))
+
+
+def test_bad_audit_settings_are_one_line_before_anything_binds(tmp_path):
+    from canary.errors import ConfigError
+
+    Registry.open(f"sqlite:///{tmp_path / 'registry.db'}", create=True).close()
+    for extra, environ, message in (
+            ('audit_syslog_tls_cert = "c.pem"\n', {TOKEN_ENV: TOKEN}, "go together"),
+            ("", {TOKEN_ENV: "short"}, "at least 16 characters"),
+    ):
+        config = make_config(tmp_path, extra)
+        with Registry.open(config.registry_url) as registry:
+            service = ListenerService(config, registry, binds=LOOPBACK, environ={TWILIO_ENV: TWILIO_TOKEN, **environ})
+            with pytest.raises(ConfigError, match=message):
+                service.start()
+            assert not service.running
