@@ -13,7 +13,9 @@ For each audit table of a source (canary/access/auditdb.py):
 * move the position after each page is recorded: a crash reads a page
   again rather than miss a row.
 
-Canary's own work is never reported: a row written under the source's own
+Canary's own work is never reported: an audit row a seeder wrote itself (it
+is in a canary's placement, as Mediboard's history entries are) is skipped;
+so is a row written under the source's own
 database account (the one plant, verify and retire use) within OWN_MARGIN of
 a moment the registry knows canary touched that source (a canary created,
 planted, verified or retired) is counted as ``own`` and skipped. The same
@@ -92,6 +94,7 @@ def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: Acce
     recorder.book.sources.setdefault(spec.name, spec.name)  # its rows name its own patients
     own_account = sa.engine.make_url(url).username
     moments = registry.own_moments(spec.name)
+    written = _seeded_rows(registry, spec.name)
     result = SourcePoll(spec.name)
     engine = sa.create_engine(url, poolclass=NullPool, **_connect_args(url))
     try:
@@ -102,7 +105,7 @@ def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: Acce
                         continue
                     raise ConfigError(f"source '{spec.name}': audit table {table.name} not found")
                 result.tables.append(_poll_table(registry, spec.name, connection, table, recorder, zone,
-                                                 own_account, moments))
+                                                 own_account, moments, written.get(table.name, frozenset())))
     except sa.exc.SQLAlchemyError as err:
         reason = type(getattr(err, "orig", None) or err).__name__
         raise ConfigError(f"source '{spec.name}': cannot read its audit tables at {redact(url)} ({reason}): "
@@ -114,7 +117,7 @@ def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: Acce
 
 def _poll_table(registry: "Registry", source: str, connection: sa.Connection, table: auditdb.AuditTable,
                 recorder: AccessRecorder, zone: tzinfo, own_account: str | None,
-                moments: Sequence[datetime]) -> TablePoll:
+                moments: Sequence[datetime], written: frozenset[str] = frozenset()) -> TablePoll:
     stored = registry.access_position(source, table.name)
     if stored is not None:
         after = int(stored)
@@ -131,7 +134,7 @@ def _poll_table(registry: "Registry", source: str, connection: sa.Connection, ta
             if event is None:
                 continue
             poll.rows += 1
-            if _own(event, own_account, moments):
+            if str(row[table.id]) in written or _own(event, own_account, moments):
                 poll.own += 1
                 continue
             for hit in recorder.record(event):
@@ -143,6 +146,19 @@ def _poll_table(registry: "Registry", source: str, connection: sa.Connection, ta
         poll.position = after
         if len(rows) < PAGE:
             return poll
+
+
+def _seeded_rows(registry: "Registry", source: str) -> dict[str, frozenset[str]]:
+    """Audit rows a seeder wrote itself (a Mediboard canary's history entries): table -> row ids."""
+    from canary.model import CanaryStatus
+
+    found: dict[str, set[str]] = {}
+    for canary in registry.list_canaries(source=source, status=list(CanaryStatus)):
+        for row in (canary.placement.rows if canary.placement else ()):
+            key = row.get("key") or {}
+            if len(key) == 1:
+                found.setdefault(str(row.get("table")), set()).add(str(next(iter(key.values()))))
+    return {table: frozenset(ids) for table, ids in found.items()}
 
 
 def _own(event: AccessEvent, account: str | None, moments: Sequence[datetime]) -> bool:

@@ -221,3 +221,33 @@ def test_a_generic_sql_source_names_its_audit_table_in_its_mapping_file(tmp_path
         [hit] = registry.list_hits(channel="access")
         assert hit.remote == "10.1.2.3" and hit.evidence["action"] == "read" and hit.canary_id == record.id
     engine.dispose()
+
+
+def test_audit_rows_a_seeder_wrote_itself_are_never_reported(emr):
+    """Mediboard's seeder writes the history entries the application would: they are in the placement."""
+    from canary.model import Placement
+
+    url, workdir, planted_at = emr
+    local = (planted_at + timedelta(hours=1)).astimezone(PARIS).replace(tzinfo=None)
+    log_rows(url, [(local, "cmoreau", "patient-record-insert", "Patient Demographics", 2),
+                   (local, "cmoreau", "patient-record-select", "Patient Demographics", 2)])
+    registry_url = f"sqlite:///{workdir / 'registry.db'}"
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        first = c.execute(sa.text("SELECT MIN(id) FROM log")).scalar()
+    engine.dispose()
+    with Registry.open(registry_url) as registry:  # as if the seeder had written that entry with the canary
+        canary = registry.get_canary(2)
+        rows = canary.placement.rows + ({"table": "log", "key": {"id": first}, "values": {}},)
+        placement = Placement(rows=rows, extra=canary.placement.extra).to_dict()
+    from canary.registry.schema import canaries
+
+    registry_engine = sa.create_engine(registry_url)
+    with registry_engine.begin() as c:
+        c.execute(canaries.update().where(canaries.c.id == 2).values(placement=placement))
+    registry_engine.dispose()
+    [report] = json.loads(poll(workdir, "--json").stdout)
+    [log_table] = [t for t in report["tables"] if t["table"] == "log"]
+    assert log_table["rows"] == 2 and log_table["own"] == 1 and len(log_table["hits"]) == 1
