@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
 from canary.access.config import AccessConfig
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_SECONDS = 10.0
+MAX_CLOCK_SKEW = timedelta(minutes=10)  # an event "from the future" beyond this is dated on receipt
 WATCHED = (CanaryStatus.PLANTED, CanaryStatus.MISSING)  # retired canaries' numbers may be reused
 
 
@@ -118,7 +119,10 @@ class AccessRecorder:
             nir = self.book.nirs.get(match.canary_id)
             if nir is None:
                 continue
-            when = event.at or at or datetime.now(timezone.utc)
+            now = datetime.now(timezone.utc)
+            when = event.at or at or now
+            if when > now + MAX_CLOCK_SKEW:  # a sender's wrong clock must not open incidents in the future
+                when = now
             with self._lock:
                 severity = self.policy.severity(match.source, event.user, match.canary_id, event.action, when)
                 distinct = self.policy.distinct(match.source, event.user)
@@ -142,6 +146,7 @@ def evidence(event: AccessEvent, match: Match, distinct: int) -> dict[str, Any]:
         "event_code": event.event_code, "outcome": event.outcome, "format": event.format,
         "identifier": match.ref.value, "authority": match.ref.authority,
         "canaries_by_account": distinct,
+        "event_at": event.at.isoformat() if event.at else None,  # as the trail dated it
     }
     return {k: v for k, v in out.items() if v not in (None, "")}
 

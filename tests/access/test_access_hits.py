@@ -126,3 +126,12 @@ def test_hits_can_be_listed_by_channel(world):
     read(recorder, "jmartin", ["1"], T0)
     assert [h.channel for h in list_hits(registry, channel="access")] == [Channel.ACCESS]
     assert list_hits(registry, channel="dns", source="lis-rennes") == []
+
+
+def test_an_event_dated_in_the_future_is_dated_on_receipt(world):
+    registry, recorder = world
+    future = datetime.now(timezone.utc) + timedelta(days=400)
+    before = datetime.now(timezone.utc)
+    [hit] = read(recorder, "jmartin", ["1"], future)
+    assert before <= hit.at <= datetime.now(timezone.utc)
+    assert hit.evidence["event_at"] == future.isoformat()  # kept as evidence
