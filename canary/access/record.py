@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_SECONDS = 10.0
-MAX_CLOCK_SKEW = timedelta(minutes=10)  # an event "from the future" beyond this is dated on receipt
+# An event dated more than this after now is dated on receipt (a day: time zone slips of a few
+# hours are common in audit trails and keep their date).
+MAX_CLOCK_SKEW = timedelta(days=1)
 WATCHED = (CanaryStatus.PLANTED, CanaryStatus.MISSING)  # retired canaries' numbers may be reused
 
 
