@@ -76,6 +76,9 @@ SETTING_MODULES: tuple[str, ...] = (
     "canary.doctor.checks",
     "canary.audit.settings",
     "canary.planting.pace",
+    "canary.access.config",
+    "listener.auditsyslog",
+    "listener.auditfhir",
 )
 
 

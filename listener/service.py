@@ -46,10 +46,11 @@ log = logging.getLogger("canary.listener")
 
 FRONT_ENDS = ("dns", "http", "smtp")
 # Bind overrides (--dns, --http...): the public front ends, the optional TLS one, the admin address.
-BINDABLE = (*FRONT_ENDS, "https", "admin")
+BINDABLE = (*FRONT_ENDS, "https", "admin", "audit_syslog")
 # Front ends first (stop accepting, store in-flight hits), then the token refresher,
 # the outbox worker last so that it finishes the delivery in progress.
-STOP_ORDER = ("hibp", "dns", "http", "https", "http hits", "smtp", "admin", "token index", "outbox")
+STOP_ORDER = ("hibp", "dns", "http", "https", "http hits", "smtp", "audit syslog", "admin", "token index",
+              "audit index", "outbox")
 DEFAULT_INDEX_REFRESH = 5.0  # seconds between token index refreshes
 INDEX_LAG_LIMIT = 30.0  # a token the index still lacks this long after readiness first saw it: not ready
 
@@ -92,6 +93,7 @@ class ListenerService:
         self.http_hits: Any = None  # the portal's hits, stored after answering
         self.admin: Any = None  # the dashboard, /metrics, /healthz, /readyz
         self.metrics: Any = None
+        self.audit: Any = None  # the audit receivers (listener/audit.py), when set up
         self._index_lag: tuple[int, float] | None = None  # (oldest token id the index lacks, first seen)
         self._started: list[tuple[str, Callable[[], None]]] = []  # (name, stop) in start order
         self._lock = threading.Lock()
@@ -164,6 +166,9 @@ class ListenerService:
         self.sink.metrics = self.worker.metrics = metrics  # built by canary.alerts.service, without metrics
         self.sink.wake = self.worker.wake  # an immediate alert leaves at once, not at the next poll
 
+        from listener.audit import AuditReceivers
+
+        self.audit = AuditReceivers.build(self)  # its settings are checked before anything binds
         self.index.start(self.index_refresh)
         self._started.append(("token index", self.index.stop))
         self.dns = DnsServer(dns_config, self.sink, dns_zone=contacts.dns_zone,
@@ -176,6 +181,7 @@ class ListenerService:
         self._started.append(("http hits", self.http_hits.stop))
         app = create_app(self.sink, http_config, credentials=CredentialChecker(self.registry),
                          telephony=telephony, metrics=metrics, defer=self.http_hits.submit)
+        app = self.audit.wrap(app)  # POST /audit/fhir... when listener.audit_fhir_token_env is set
         self.http = HttpServer(app, serve_config)
         self._bind("HTTP", f"{serve_config.host}:{serve_config.port}", self.http.start)
         self._started.append(("http", self.http.stop))
@@ -186,6 +192,7 @@ class ListenerService:
         self.smtp = SmtpServer(self.sink, smtp_config, metrics=metrics)
         self._bind("SMTP", f"{smtp_config.host}:{smtp_config.port}", self.smtp.start)
         self._started.append(("smtp", self.smtp.stop))
+        self.audit.start(self._bind, self._started)
         self.worker.start()
         self._started.append(("outbox", self.worker.stop))
         # The admin address comes last: /readyz must not answer before the front ends do.
@@ -244,6 +251,8 @@ class ListenerService:
                  "admin": self.admin.address}
         if self.https is not None:
             bound["https"] = self.https.address
+        if self.audit is not None and self.audit.syslog is not None:
+            bound["audit_syslog"] = self.audit.syslog.address
         return bound
 
     def ports(self) -> dict[str, int]:

@@ -5,6 +5,8 @@
     fhiraudit.py   FHIR R4 AuditEvent and Bundles of them
     syslog.py      ATNA over syslog: stream framing, the RFC 5424 payload, any form to events
     match.py       which canaries an event names (AccessIndex), single or bulk access (BurstPolicy)
+    config.py      the [access] table (AccessConfig, SETTINGS)
+    record.py      events -> access hits through the hit sink (AccessBook, AccessRecorder)
 
 Nothing is imported here: import the module you need.
 """

@@ -129,3 +129,8 @@ class BurstPolicy:
             reads.popleft()
         distinct = {cid for _when, cid in reads}
         return Severity.BULK if len(distinct) >= self.burst_canaries else Severity.UNJUSTIFIED
+
+    def distinct(self, source: str, user: str | None) -> int:
+        """Distinct canaries ``user`` read in ``source`` within the window ending at their last read."""
+        reads = self._seen.get((source, user or "?"))
+        return len({cid for _when, cid in reads}) if reads else 0

@@ -22,6 +22,8 @@ CLASS_LABELS = {
     Classification.RESOLVER_RECHECK: "re-vérification DNS (resolver re-check)",
     Classification.INTERNAL: "interne (internal)",
     Classification.UNMATCHED: "sans canari (unmatched)",
+    Classification.UNJUSTIFIED_ACCESS: "accès injustifié (unjustified access)",
+    Classification.BULK_ACCESS: "accès en masse (bulk access)",
 }
 _BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
 
@@ -59,6 +61,15 @@ class Bodies:
             h = data["trigger"]
             facts.append(("Déclencheur (trigger)", f"{self.when(h['at'])} — {h['channel_label']} "
                           f"({h['kind']}), {h['classification_label']}, depuis {h['remote'] or '—'}"))
+        if data.get("access"):  # from a hospital audit trail (canary/alerts/access.py)
+            a = data["access"]
+            facts.append(("Compte (account)", ", ".join(a["accounts"]) or "—"))
+            if a.get("account_names"):
+                facts.append(("Nom (user name)", ", ".join(a["account_names"])))
+            facts.append(("Poste / adresse (workstation/IP)", ", ".join(a["workstations"]) or "—"))
+            facts.append(("Application (audit source)", ", ".join(a["audit_sources"]) or "—"))
+            facts.append(("Actions", "; ".join(f"{e['action']} {self.when(e['at'])} par {e['account']}"
+                                               for e in a["events"])))
         if data.get("incident"):
             i = data["incident"]
             counts = ", ".join(f"{class_label(k)} {n}" for k, n in sorted(i["counts"].items()))

@@ -17,6 +17,8 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
+from canary.alerts import access as access_text
+from canary.alerts.access import access_data
 from canary.alerts.bodies import CLASS_LABELS, Bodies, clean, escape, establishment
 from canary.alerts.config import Links
 from canary.alerts.message import Alert, level, severity
@@ -34,6 +36,7 @@ SECRET_KEYS = ("password", "passwd", "pwd", "secret", "authorization", "cookie")
 CHANNEL_LABELS = {
     Channel.DNS: "DNS", Channel.HTTP: "lien web", Channel.SMTP: "email", Channel.SMS: "SMS",
     Channel.VOICE: "appel", Channel.BREACH: "fuite publiée", Channel.VERIFY: "vérification",
+    Channel.ACCESS: "dossier ouvert",
 }
 
 
@@ -73,6 +76,14 @@ class Composer:
         data["meaning"] = _meaning(source["name"], view.canary, leak)
         data["actions"] = self._actions(source["name"], incident.opened_at) if leak else []
         subject = _subject(kind, source, data["canary"], trigger, incident.id, len(view.new_hits), leak)
+        access = access_data(hits, _iso)
+        if access is not None:  # a hospital audit trail: say who opened it and what to do first
+            data["access"] = access
+            data["meaning"] = access_text.meaning(source["name"], access)
+            data["actions"] = access_text.actions(source["name"], access, data["actions"][0])
+            if kind is not AlertKind.DIGEST:
+                subject = _line(access_text.subject(source, data["canary"]["id"], access,
+                                                    kind is AlertKind.FOLLOW_UP))
         return self._alert(kind, subject, data, recipients=_recipients(view.source))
 
     def summary(self, source_name: str, spec: SourceSpec | None, held: Sequence[AlertRecord],

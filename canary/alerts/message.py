@@ -17,8 +17,10 @@ PAYLOAD_VERSION = 1
 
 # Order of seriousness, used for escalation and wording. UNMATCHED never alerts.
 SEVERITY: dict[Classification, int] = {
+    Classification.BULK_ACCESS: 5,  # a stolen account or an exfiltration under way
     Classification.CREDENTIAL_USE: 4,
     Classification.HUMAN: 3,
+    Classification.UNJUSTIFIED_ACCESS: 3,  # told at once, like a person acting on the record
     Classification.AUTOMATED: 2,
     Classification.RESOLVER_RECHECK: 1,
     Classification.INTERNAL: 0,

@@ -82,10 +82,10 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 
 
 def list_hits(registry: "Registry", *, source: str | None = None, since: datetime | None = None,
-              limit: int | None = None) -> list[Hit]:
+              limit: int | None = None, channel: str | None = None) -> list[Hit]:
     if source is not None:
         registry.get_source(source)  # unknown source: one clear line
-    return registry.list_hits(source=source, since=since, limit=limit)
+    return registry.list_hits(source=source, since=since, limit=limit, channel=channel)
 
 
 def hit_to_dict(hit: Hit) -> dict[str, Any]:

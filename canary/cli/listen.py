@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from canary.cli import render
+from canary.hits.hit import Channel
 from canary.cli.options import CanaryGroup, Env, json_option, pass_env
 
 
@@ -22,11 +23,13 @@ def _bind_option(name: str, default_setting: str):
 @_bind_option("smtp", "127.0.0.1:2525")
 @_bind_option("https", "unset: no TLS front end")
 @_bind_option("admin", "127.0.0.1:8081: dashboard, metrics, health")
+@click.option("--audit-syslog", metavar="ADDR:PORT",
+              help="Address of the audit syslog receiver, UDP and TCP (default: listener.audit_syslog, unset: none).")
 @click.option("--ports-file", type=click.Path(dir_okay=False),
               help="Write the bound ports here as JSON once every front end is ready.")
 @click.option("--outbox-lease", type=click.FloatRange(1, 86400), hidden=True)
 @pass_env
-def listen(env: Env, dns, http, smtp, https, admin, ports_file, outbox_lease) -> None:
+def listen(env: Env, dns, http, smtp, https, admin, audit_syslog, ports_file, outbox_lease) -> None:
     """Run the DNS, HTTP(S) and SMTP listeners, the admin dashboard and the alert sender until SIGTERM/SIGINT."""
     from datetime import timedelta
 
@@ -35,7 +38,8 @@ def listen(env: Env, dns, http, smtp, https, admin, ports_file, outbox_lease) ->
 
     configure_json_logging()
     service = ListenerService(env.config, env.registry, binds={"dns": dns, "http": http, "smtp": smtp,
-                                                                  "https": https, "admin": admin},
+                                                                  "https": https, "admin": admin,
+                                                                  "audit_syslog": audit_syslog},
                               outbox_lease=timedelta(seconds=outbox_lease) if outbox_lease else None)
     run(service, ports_file=Path(ports_file) if ports_file else None)
 
@@ -43,13 +47,15 @@ def listen(env: Env, dns, http, smtp, https, admin, ports_file, outbox_lease) ->
 @click.command("hits")
 @click.option("--source", "source_name", help="Only hits of this source.")
 @click.option("--since", metavar="T", help="Only hits since T: a date, a time (UTC) or a duration ago (24h, 7d).")
+@click.option("--channel", type=click.Choice([c.value for c in Channel]),
+              help="Only hits of this channel (e.g. access: canary records opened in an audit trail).")
 @json_option
 @pass_env
-def hits_cmd(env: Env, source_name, since, as_json) -> None:
+def hits_cmd(env: Env, source_name, since, channel, as_json) -> None:
     """List hits: every use of a canary's contact points, oldest first."""
     from canary.alerts.service import list_hits, parse_since
 
-    render.hits(list_hits(env.registry, source=source_name, since=parse_since(since)), as_json)
+    render.hits(list_hits(env.registry, source=source_name, since=parse_since(since), channel=channel), as_json)
 
 
 @click.group("alerts", cls=CanaryGroup, invoke_without_command=True)

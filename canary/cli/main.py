@@ -62,6 +62,7 @@ def demo(directory: str | None) -> None:
 
 def _register_commands() -> None:
     # Command families live in their own modules; all take the same Env object.
+    from canary.cli.access import access
     from canary.cli.admin import admin
     from canary.cli.audit import audit
     from canary.cli.doctor import doctor
@@ -77,6 +78,7 @@ def _register_commands() -> None:
     cli.add_command(doctor)
     cli.add_command(scan)
     cli.add_command(hibp)
+    cli.add_command(access)
 
 
 _register_commands()

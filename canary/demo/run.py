@@ -6,7 +6,10 @@ with a local mail server standing for the security team's mailbox, and then
 what happens in real life: the table is dumped to a CSV (the leak) and the
 canaries in it name their source; the holder of the file resolves a canary
 hostname, opens a portal link, logs in with leaked credentials, emails and
-texts patients; each use raises an alert email naming the database. Then
+texts patients; each use raises an alert email naming the database. A
+stolen account then pages through patient records in the EHR, whose IHE ATNA
+audit trail reaches the listener: the canaries it opens raise alerts naming
+the account, the third a critical "bulk access". Then
 someone deletes and edits canaries and verify notices; retire restores the
 table exactly. Everything stays on 127.0.0.1 and in the folder.
 """
@@ -37,6 +40,9 @@ BACKGROUND_PATIENTS = 1000
 CANARIES = 12
 DEMO_TWILIO_TOKEN_ENV = "CANARY_DEMO_TWILIO_AUTH_TOKEN"
 SECURITY_TEAM = "rssi@clinique-demo.example"
+STOLEN_ACCOUNT = "ide.nuit"
+# One per use of the leak (DNS, link, login, email, SMS), then two unjustified reads and the burst.
+EXPECTED_ALERTS = 8
 ALERT_WAIT = 20.0  # seconds; alerts normally arrive well within one
 
 EHR_SCHEMA = """
@@ -151,7 +157,7 @@ def _watch_and_attack(workdir: Path, config: Any, registry: Any, ehr_path: Path,
     """Steps 5-8: the listener watches, the attacker uses the leak, the alerts arrive."""
     from dataclasses import replace
 
-    from canary.demo import attack
+    from canary.demo import atna, attack
     from canary.demo.inbox import AlertInbox
     from listener.logs import configure_json_logging, remove_json_logging
     from listener.service import ListenerService
@@ -196,7 +202,16 @@ def _watch_and_attack(workdir: Path, config: Any, registry: Any, ehr_path: Path,
             echo(f"   - texts {number}; the carrier posts a signed Twilio webhook: "
                  f"{attack.text_message(number, (host, ports['http']), token)}")
 
-            received = inbox.wait_for(5, ALERT_WAIT)
+            canary_numbers = [row["ipp"] for _cid, row in victims[5:8]]
+            paging = _ordinary_numbers(leak, {row["ipp"] for _cid, row in victims}, 24)
+            opened = paging[:8] + canary_numbers[:1] + paging[8:16] + canary_numbers[1:2] + paging[16:] \
+                + canary_numbers[2:]
+            echo(f"   - with a stolen night-nurse account « {STOLEN_ACCOUNT} », pages through {len(opened)} "
+                 f"patient records in the EHR, {len(canary_numbers)} of them canaries; the EHR's IHE ATNA audit "
+                 f"trail reaches the listener over TCP syslog (port {ports['audit_syslog']}): "
+                 f"{atna.snoop(STOLEN_ACCOUNT, opened, (host, ports['audit_syslog']))}")
+
+            received = inbox.wait_for(EXPECTED_ALERTS, ALERT_WAIT)
             echo(f"8. the security team received {len(received)} alert emails:")
             for path, message in received:
                 echo(f"   - {message['Subject']}")
@@ -205,8 +220,9 @@ def _watch_and_attack(workdir: Path, config: Any, registry: Any, ehr_path: Path,
                  f"{evidence[0] if evidence else '-'}")
             echo(f"   {len(registry.list_hits(source=DEMO_SOURCE))} hits recorded (`canary hits`), "
                  f"listener log (JSON lines): {log_path}")
-            if len(received) < 5 or not all(f"« {DEMO_SOURCE} »" in m["Subject"] for _, m in received):
-                raise RuntimeError(f"demo: expected 5 alerts naming {DEMO_SOURCE}, got {len(received)}")
+            if len(received) < EXPECTED_ALERTS or not all(f"« {DEMO_SOURCE} »" in m["Subject"] for _, m in received):
+                raise RuntimeError(f"demo: expected {EXPECTED_ALERTS} alerts naming {DEMO_SOURCE}, "
+                                   f"got {len(received)}")
         finally:
             service.stop()
             remove_json_logging(handler)
@@ -216,7 +232,8 @@ def _listener_settings(workdir: Path, inbox_port: int) -> dict[str, Any]:
     """canary.toml tables of the demo listener: loopback, free ports, alerts to the local inbox."""
     return {
         "listener": {"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0", "admin": "127.0.0.1:0",
-                     "smtp_evidence_dir": str(workdir / "smtp-evidence")},
+                     "audit_syslog": "127.0.0.1:0", "smtp_evidence_dir": str(workdir / "smtp-evidence")},
+        "access": {"sources": {"DPI-DEMO": DEMO_SOURCE}},  # the EHR's AuditSourceID is this database
         "alerts": {"poll_interval": "0.2s",
                    "email": {"host": "127.0.0.1", "port": inbox_port, "from": "canary@clinique-demo.example",
                              "to": [SECURITY_TEAM], "timeout": "5s"}},
@@ -301,6 +318,13 @@ def _leaked_rows(leak: Path, registry: Any) -> list[tuple[int, dict[str, str]]]:
                 if record is not None:
                     rows.append((record.id, row))
     return rows
+
+
+def _ordinary_numbers(leak: Path, canaries: set[str], count: int) -> list[str]:
+    """Patient numbers (IPP) of ordinary patients of the leaked table, in its order."""
+    with leak.open(encoding="utf-8", newline="") as fh:
+        numbers = [row["ipp"] for row in csv.DictReader(fh, delimiter=";") if row["ipp"] not in canaries]
+    return numbers[:count]
 
 
 def _tamper(ehr: Path, delete_nir: str, edit_nir: str) -> None:

@@ -39,6 +39,7 @@ class Channel(str, enum.Enum):
     VOICE = "voice"
     BREACH = "breach"  # HIBP domain monitoring
     VERIFY = "verify"  # verify found a canary deleted or altered
+    ACCESS = "access"  # a hospital audit trail shows a canary's record opened (canary/access)
 
 
 class Classification(str, enum.Enum):
@@ -48,6 +49,9 @@ class Classification(str, enum.Enum):
     RESOLVER_RECHECK = "resolver-recheck"  # repeat DNS from the same resolver
     INTERNAL = "internal"  # our networks and gateways (reminders sent by the hospital)
     UNMATCHED = "unmatched"  # our domain, but no canary: recorded, never alerted
+    # Access channel only, decided by canary.access.match.BurstPolicy (never by classify()):
+    UNJUSTIFIED_ACCESS = "unjustified-access"  # one canary's record opened: nobody's patient
+    BULK_ACCESS = "bulk-access"  # several canaries by one account, or an export/query: a theft
 
 
 @dataclass(frozen=True, slots=True)

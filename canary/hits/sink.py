@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from canary.hits.classify import ClassifyRules, classify
-from canary.hits.hit import Hit, Observation, cap_evidence
+from canary.hits.hit import Classification, Hit, Observation, cap_evidence
 from canary.model import TokenKind
 from canary.hits.tokenindex import TokenIndex
 
@@ -59,8 +59,13 @@ class RegistryHitSink:
     def observe(self, observation: Observation) -> None:
         self.record(observation)
 
-    def record(self, observation: Observation) -> Hit:
-        """``observe`` that returns the stored Hit."""
+    def record(self, observation: Observation, *, classification: Classification | None = None) -> Hit:
+        """``observe`` that returns the stored Hit.
+
+        ``classification`` is given by callers that decide it themselves (the access channel:
+        canary.access.match.BurstPolicy); otherwise ``classify`` decides. An unmatched value
+        stays UNMATCHED whatever is given.
+        """
         at = observation.at or datetime.now(timezone.utc)
         if at.tzinfo is None:  # front ends should pass UTC; a naive time is taken as UTC
             at = at.replace(tzinfo=timezone.utc)
@@ -68,8 +73,9 @@ class RegistryHitSink:
         observation = replace(observation, at=at, evidence=evidence)
         with self.registry.alert_transaction() as tx:
             match = tx.match(observation.kind, observation.value)
-            recent = tx.recent_hits(match.canary.id, at - self.rules.lookback) if match else []
-            classification = classify(observation, recent, self.rules, matched=match is not None)
+            if match is None or classification is None:
+                recent = tx.recent_hits(match.canary.id, at - self.rules.lookback) if match else []
+                classification = classify(observation, recent, self.rules, matched=match is not None)
             hit = tx.insert_hit(
                 channel=observation.channel, kind=observation.kind, value=observation.value,
                 remote=observation.remote, at=at, recorded_at=datetime.now(timezone.utc),

@@ -265,9 +265,11 @@ class HitStore:
 
     def list_hits(self, *, source: str | None = None, since: datetime | None = None,
                   canary_id: int | None = None, incident_id: int | None = None,
-                  limit: int | None = None) -> list[Hit]:
+                  limit: int | None = None, channel: Channel | str | None = None) -> list[Hit]:
         """Stored hits, oldest first; with ``limit``, the newest ``limit`` of them."""
         query = hits.select()
+        if channel is not None:
+            query = query.where(hits.c.channel == Channel(channel).value)
         if source is not None:
             query = query.where(hits.c.source_name == source)
         if since is not None:

@@ -17,6 +17,10 @@ Scan reports (migration ``0004``)::
 
     scan_reports                            (one ``canary scan`` run, its JSON report)
 
+Access positions (migration ``0005``)::
+
+    sources 1-n access_positions            (last audit row read per source and audit table)
+
 * ``hits`` reference ``tokens``, ``canaries``, ``sources`` and ``incidents``
   (all nullable: a hit on a value that matches no token is still recorded) and
   copy the token ``kind``/``value`` and the source name, so a hit stays
@@ -311,5 +315,24 @@ scan_reports = sa.Table(
     sa.Column("canaries_found", sa.Integer, nullable=False),
     sa.Column("report", sa.Text, nullable=False),  # canary.scan/1 JSON
     sa.Index(None, "created_at"),
+    sqlite_autoincrement=True,
+)
+
+
+# -- access positions (0005) ----------------------------------------------------
+# ``canary access poll`` reads an application's audit table from the row after
+# ``position`` (the last row id it read, as text): kept here, with the source, so
+# a rebuilt admin host or a second one never reports a row twice. Deleted with
+# the source.
+
+access_positions = sa.Table(
+    "access_positions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), nullable=False),
+    sa.Column("audit_table", sa.String(128), nullable=False),
+    sa.Column("position", sa.String(64), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("source_id", "audit_table"),
     sqlite_autoincrement=True,
 )

@@ -27,6 +27,7 @@ from canary.model import (
 )
 from canary.registry import migrate
 from canary.registry.dripstore import DripStore, delete_drip_slots
+from canary.registry.accessstore import AccessStore, delete_access_positions
 from canary.registry.engine import create_engine, read_transaction, unreachable, write_transaction
 from canary.registry.hitstore import HitStore, detach_source
 from canary.registry.lifecycle import LIVE, check_move, status_after_verify
@@ -67,7 +68,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Registry(HitStore, OutboxStore, DripStore):
+class Registry(HitStore, OutboxStore, DripStore, AccessStore):
     """Open with ``Registry.open(url)``; close (or use as a context manager) when done."""
 
     def __init__(self, engine: sa.Engine, url_redacted: str) -> None:
@@ -181,6 +182,7 @@ class Registry(HitStore, OutboxStore, DripStore):
                 )
             detach_source(connection, source_id)  # its hits and incidents stay, unlinked
             delete_drip_slots(connection, source_id)  # they reference its batches and canaries
+            delete_access_positions(connection, source_id)
             its_canaries = sa.select(canaries.c.id).where(canaries.c.source_id == source_id)
             connection.execute(
                 token_table.delete().where(token_table.c.canary_id.in_(its_canaries))

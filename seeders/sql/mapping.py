@@ -33,7 +33,7 @@ _COLUMN_KEYS = {
     "ref": set(),
 }
 _TABLE_KEYS = {"name", "alias", "key", "columns"}
-_TOP_KEYS = {"schema", "table", "match", "locate"}
+_TOP_KEYS = {"schema", "table", "match", "locate", "audit"}  # [audit]: read by canary/access/auditdb.py
 MATCH_KEYS = ("nir", "last_name", "first_name", "birth_date")
 # What [locate] may search by: identity fields unique to one canary.
 LOCATE_KEYS = ("nir", "email", "phone", "phone2", "portal_login", "url_code", "portal_url", "dns_label", "hostname")

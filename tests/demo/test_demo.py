@@ -21,18 +21,24 @@ def test_demo_shows_the_whole_loop(tmp_path):
     assert "with the leaked password: HTTP 200" in out
     assert re.search(r"emails \S+@(courriel-sante|messagerie-mel)\.fr .*: accepted \(250\)", out)
     assert "posts a signed Twilio webhook: webhook answered HTTP 200" in out
-    assert "the security team received 5 alert emails:" in out
+    assert "the security team received 8 alert emails:" in out
+    assert re.search(r"stolen night-nurse account « ide\.nuit », pages through 27 patient records .*"
+                     r"TCP syslog \(port \d+\): 27 audit messages sent", out)
     subjects = re.findall(r"^   - (\[CANARY\] .*)$", out, re.MULTILINE)
-    assert len(subjects) == 5 and all("« dpi-demo » (Clinique de démonstration)" in s for s in subjects)
-    assert sorted(s.rsplit(", ", 1)[1] for s in subjects) == \
+    assert len(subjects) == 8 and all("« dpi-demo » (Clinique de démonstration)" in s for s in subjects)
+    uses = [s for s in subjects if not s.startswith("[CANARY] Accès")]
+    assert sorted(s.rsplit(", ", 1)[1] for s in uses) == \
         ["DNS", "SMS", "connexion au portail", "email", "lien web"]
+    access = [s for s in subjects if s.startswith("[CANARY] Accès")]
+    assert len(access) == 3 and all("compte « ide.nuit »" in s for s in access)
+    assert sum(s.startswith("[CANARY] Accès en masse") for s in access) == 1  # the third canary: the burst
     assert sum("Identifiants utilisés" in s for s in subjects) == 1  # the portal login
     # The verify/tamper/retire steps still run after the attack.
     assert re.search(r"verify reports #\d+ missing, #\d+ altered", out)
     assert "byte-for-byte as before planting" in out
 
     alerts = sorted((folder / "alerts").glob("*.eml"))
-    assert len(alerts) == 5
+    assert len(alerts) == 8
     message = message_from_bytes(alerts[0].read_bytes(), policy=policy.default)
     assert message["To"] == "rssi@clinique-demo.example" and "dpi-demo" in str(message["Subject"])
     assert len(list((folder / "smtp-evidence").glob("*.eml"))) == 1  # the phishing mail, kept

@@ -1,0 +1,186 @@
+"""Applications' own audit tables: which columns say who opened which patient, and reading them.
+
+An ``AuditTable`` names an audit table and its columns: a row id that only
+grows (the poll position), the time, the user, the patient, the columns whose
+text says what was done, and optionally the client address. Built in:
+
+* openemr: ``log`` (``EventAuditLogger``: ``event`` such as
+  ``patient-record-select``, ``category``, ``user`` the login, ``patient_id``
+  the pid) and ``api_log`` (REST/FHIR API calls: ``method``, ``request``,
+  ``user_id``, ``patient_id``, ``ip_address``), the latter only where present;
+* any source of the generic ``sql`` seeder whose mapping file has an
+  ``[audit]`` table (``table``, ``id``, ``time``, ``user``, ``patient``,
+  ``action`` and optional ``address``, ``schema``).
+
+Only the named columns are read (never OpenEMR's ``comments``, which can
+hold query text with patient data). Rows without a patient are skipped by the
+query itself.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
+from pathlib import Path
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+
+from canary.access.event import AccessEvent, Action, PatientRef, clean_text
+from canary.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+# Words of an action column -> Action; the first listed kind found wins (an "export" that
+# also says "select" is an export).
+_WORDS: tuple[tuple[Action, tuple[str, ...]], ...] = (
+    (Action.PRINT, ("print", "pdf", "imprim")),
+    (Action.EXPORT, ("export", "download", "ccda", "ccr", "qrda", "disclos", "bulk")),
+    (Action.QUERY, ("search", "query", "find", "recherche")),
+    (Action.DELETE, ("delete", "suppr")),
+    (Action.CREATE, ("insert", "create", "post", "new", "ajout")),
+    (Action.UPDATE, ("update", "put", "patch", "edit", "modif")),
+    (Action.READ, ("select", "view", "read", "get", "open", "consult", "lecture", "patient-record")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTable:
+    name: str
+    id: str  # a row id that only grows: the poll position
+    time: str
+    user: str
+    patient: str
+    action: tuple[str, ...]  # columns whose words say what was done
+    address: str | None = None
+    schema: str | None = None
+    optional: bool = False  # polled only when the table exists (api_log: newer OpenEMR)
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.id, self.time, self.user, self.patient, *self.action, self.address) if c]
+
+
+BUILTIN: dict[str, tuple[AuditTable, ...]] = {
+    "openemr": (
+        AuditTable("log", "id", "date", "user", "patient_id", ("event", "category")),
+        AuditTable("api_log", "id", "created_time", "user_id", "patient_id", ("method", "request"),
+                   address="ip_address", optional=True),
+    ),
+}
+
+
+def audit_tables(seeder: str, mapping: str | None, base_dir: Path | None = None) -> tuple[AuditTable, ...]:
+    """The audit tables of a source: built in for its seeder, or from its mapping file's [audit]."""
+    if seeder in BUILTIN:
+        return BUILTIN[seeder]
+    if not mapping:
+        return ()
+    path = Path(mapping)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"mapping file {path} cannot be read: {err}") from None
+    raw = data.get("audit")
+    return () if raw is None else (parse_audit(raw, f"{path} [audit]"),)
+
+
+def parse_audit(raw: Any, where: str) -> AuditTable:
+    """A mapping file's ``[audit]`` table; ConfigError (one line) when unusable."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    known = {"table", "id", "time", "user", "patient", "action", "address", "schema"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    action = raw.get("action", ())
+    action = (action,) if isinstance(action, str) else tuple(action) if isinstance(action, list) else None
+    values = {k: raw.get(k) for k in ("table", "id", "time", "user", "patient")}
+    for key, value in values.items():
+        if not isinstance(value, str) or not _NAME.match(value):
+            raise ConfigError(f"{where}: {key} must name a column (or the table), e.g. {key} = \"...\"")
+    for key in ("address", "schema"):
+        if raw.get(key) is not None and not (isinstance(raw[key], str) and _NAME.match(raw[key])):
+            raise ConfigError(f"{where}: {key} must be a name")
+    if not action or not all(isinstance(a, str) and _NAME.match(a) for a in action):
+        raise ConfigError(f"{where}: action must name one or more columns, e.g. action = [\"event\"]")
+    return AuditTable(name=values["table"], id=values["id"], time=values["time"], user=values["user"],
+                      patient=values["patient"], action=action, address=raw.get("address"),
+                      schema=raw.get("schema"))
+
+
+def exists(connection: sa.Connection, table: AuditTable) -> bool:
+    return sa.inspect(connection).has_table(table.name, schema=table.schema)
+
+
+def _table(table: AuditTable) -> sa.TableClause:
+    return sa.table(table.name, *(sa.column(c) for c in table.columns()), schema=table.schema)
+
+
+def last_id(connection: sa.Connection, table: AuditTable) -> int:
+    t = _table(table)
+    return int(connection.execute(sa.select(sa.func.max(t.c[table.id]))).scalar() or 0)
+
+
+def first_id_since(connection: sa.Connection, table: AuditTable, since: datetime) -> int:
+    """The position just before the first row at or after ``since`` (naive, the table's time)."""
+    t = _table(table)
+    first = connection.execute(sa.select(sa.func.min(t.c[table.id])).where(t.c[table.time] >= since)).scalar()
+    return int(first) - 1 if first is not None else last_id(connection, table)
+
+
+def read_rows(connection: sa.Connection, table: AuditTable, after: int, limit: int) -> list[Mapping[str, Any]]:
+    """Rows with an id above ``after`` that name a patient, in id order, at most ``limit``."""
+    t = _table(table)
+    patient = t.c[table.patient]
+    query = (sa.select(*(t.c[c] for c in table.columns())).where(t.c[table.id] > after)
+             .where(patient.is_not(None)).order_by(t.c[table.id]).limit(limit))
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def row_event(table: AuditTable, row: Mapping[str, Any], source: str, zone: tzinfo) -> AccessEvent | None:
+    """The access a row records; None when it names no patient (0, empty)."""
+    value = row.get(table.patient)
+    text = str(value).strip() if value is not None else ""
+    if text in ("", "0"):
+        return None
+    words = " ".join(str(row.get(c) or "") for c in table.action)
+    return AccessEvent(
+        action=action_of(words), at=row_time(row.get(table.time), zone),
+        user=clean_text(str(row[table.user])) if row.get(table.user) not in (None, "") else None,
+        user_name=None, workstation=None,
+        address=clean_text(str(row[table.address])) if table.address and row.get(table.address) else None,
+        audit_source=source, event_code=clean_text(f"{table.name}: {words}", 200), outcome=None,
+        patients=(PatientRef(text[:128]),), format=table.name,
+    )
+
+
+def action_of(words: str) -> Action:
+    words = words.lower()
+    for action, markers in _WORDS:
+        if any(marker in words for marker in markers):
+            return action
+    return Action.OTHER
+
+
+def row_time(value: Any, zone: tzinfo) -> datetime | None:
+    """A table's time as UTC: naive times are the application's local time (``zone``)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.astimezone(timezone.utc)
+
+
+def naive_local(moment: datetime, zone: tzinfo) -> datetime:
+    """A UTC moment as the application writes its times (naive local)."""
+    return moment.astimezone(zone).replace(tzinfo=None)
+
+

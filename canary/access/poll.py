@@ -1,0 +1,201 @@
+"""`canary access poll`: read the new rows of each source's audit tables and record canary reads.
+
+Run from the admin host (which holds the target credentials; the listener
+never does), by a timer like ``canary drip run``, with a read-only account.
+For each audit table of a source (canary/access/auditdb.py):
+
+* read from the row after the stored position (registry ``access_positions``);
+  a first poll starts at the rows written since the source's first canary was
+  planted (nothing older can name one);
+* turn each row naming a patient into an AccessEvent (audit source: the
+  source itself, so its patient numbers match) and record it
+  (``AccessRecorder``: one hit per canary, none for ordinary patients);
+* move the position after each page is recorded: a crash reads a page
+  again rather than miss a row.
+
+Canary's own work is never reported: an audit row a seeder wrote itself (it
+is in a canary's placement, as Mediboard's history entries are) is skipped;
+so is a row written under the source's own
+database account (the one plant, verify and retire use) within OWN_MARGIN of
+a moment the registry knows canary touched that source (a canary created,
+planted, verified or retired) is counted as ``own`` and skipped. The same
+account at any other moment is reported: someone using it by hand is what
+this is for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from canary.access import auditdb
+from canary.access.event import AccessEvent
+from canary.access.record import AccessRecorder
+from canary.errors import ConfigError
+from canary.model import SourceSpec
+
+if TYPE_CHECKING:
+    from canary.registry import Registry
+
+log = logging.getLogger(__name__)
+
+OWN_MARGIN = timedelta(minutes=10)
+PAGE = 5000
+
+
+@dataclass
+class TablePoll:
+    table: str
+    start: int
+    position: int
+    rows: int = 0  # rows naming a patient that were read
+    own: int = 0  # canary's own rows, skipped
+    hits: list[int] = field(default_factory=list)
+    bulk: int = 0  # of which bulk access
+
+    def to_dict(self) -> dict:
+        return {"table": self.table, "from": self.start, "position": self.position, "rows": self.rows,
+                "own": self.own, "hits": list(self.hits), "bulk": self.bulk}
+
+
+@dataclass
+class SourcePoll:
+    source: str
+    tables: list[TablePoll] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "tables": [t.to_dict() for t in self.tables]}
+
+
+def pollable(registry: "Registry", base_dir: Path | None, name: str | None = None) -> list[SourceSpec]:
+    """The sources with audit tables (all of them, or ``name``, which must have some)."""
+    if name is not None:
+        spec = registry.get_source(name)
+        if not auditdb.audit_tables(spec.seeder, spec.mapping, base_dir):
+            raise ConfigError(f"source '{name}' has no audit table to poll: built in for "
+                              f"{', '.join(sorted(auditdb.BUILTIN))}; sql sources name one in their "
+                              "mapping file's [audit] table (see docs/access.md)")
+        return [spec]
+    return [s.spec for s in registry.list_sources()
+            if auditdb.audit_tables(s.spec.seeder, s.spec.mapping, base_dir)]
+
+
+def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: AccessRecorder, zone: tzinfo,
+                base_dir: Path | None = None) -> SourcePoll:
+    from canary.dsn import redact
+
+    tables = auditdb.audit_tables(spec.seeder, spec.mapping, base_dir)
+    recorder.book.sources.setdefault(spec.name, spec.name)  # its rows name its own patients
+    own_account = sa.engine.make_url(url).username
+    moments = registry.own_moments(spec.name)
+    written = _seeded_rows(registry, spec.name)
+    result = SourcePoll(spec.name)
+    engine = sa.create_engine(url, poolclass=NullPool, **_connect_args(url))
+    try:
+        with engine.connect() as connection:
+            for table in tables:
+                if not auditdb.exists(connection, table):
+                    if table.optional:
+                        continue
+                    raise ConfigError(f"source '{spec.name}': audit table {table.name} not found")
+                result.tables.append(_poll_table(registry, spec.name, connection, table, recorder, zone,
+                                                 own_account, moments, written.get(table.name, frozenset())))
+    except sa.exc.SQLAlchemyError as err:
+        reason = type(getattr(err, "orig", None) or err).__name__
+        raise ConfigError(f"source '{spec.name}': cannot read its audit tables at {redact(url)} ({reason}): "
+                          "check the URL and that the account may SELECT them") from None
+    finally:
+        engine.dispose()
+    return result
+
+
+def _poll_table(registry: "Registry", source: str, connection: sa.Connection, table: auditdb.AuditTable,
+                recorder: AccessRecorder, zone: tzinfo, own_account: str | None,
+                moments: Sequence[datetime], written: frozenset[str] = frozenset()) -> TablePoll:
+    stored = registry.access_position(source, table.name)
+    if stored is not None:
+        after = int(stored)
+    else:
+        first = registry.first_planted(source)
+        after = (auditdb.first_id_since(connection, table, auditdb.naive_local(first - OWN_MARGIN, zone))
+                 if first is not None else auditdb.last_id(connection, table))
+    poll = TablePoll(table.name, after, after)
+    while True:
+        rows = auditdb.read_rows(connection, table, after, PAGE)
+        for row in rows:
+            after = int(row[table.id])
+            event = auditdb.row_event(table, row, source, zone)
+            if event is None:
+                continue
+            poll.rows += 1
+            if str(row[table.id]) in written or _own(event, own_account, moments):
+                poll.own += 1
+                continue
+            for hit in recorder.record(event):
+                poll.hits.append(hit.id)
+                poll.bulk += hit.classification.value == "bulk-access"
+        if rows or stored is None:
+            registry.set_access_position(source, table.name, str(after))
+            stored = str(after)
+        poll.position = after
+        if len(rows) < PAGE:
+            return poll
+
+
+def _seeded_rows(registry: "Registry", source: str) -> dict[str, frozenset[str]]:
+    """Audit rows a seeder wrote itself (a Mediboard canary's history entries): table -> row ids."""
+    from canary.model import CanaryStatus
+
+    found: dict[str, set[str]] = {}
+    for canary in registry.list_canaries(source=source, status=list(CanaryStatus)):
+        for row in (canary.placement.rows if canary.placement else ()):
+            key = row.get("key") or {}
+            if len(key) == 1:
+                found.setdefault(str(row.get("table")), set()).add(str(next(iter(key.values()))))
+    return {table: frozenset(ids) for table, ids in found.items()}
+
+
+def _own(event: AccessEvent, account: str | None, moments: Sequence[datetime]) -> bool:
+    if not account or event.user != account or event.at is None:
+        return False
+    return any(abs(event.at - moment) <= OWN_MARGIN for moment in moments)
+
+
+def _connect_args(url: str) -> dict:
+    # Fail in seconds on an unreachable server rather than hang on the OS timeout.
+    backend = sa.engine.make_url(url).get_backend_name()
+    if backend in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in sa.engine.make_url(url).query:
+        return {"connect_args": {"connect_timeout": 10}}
+    return {}
+
+
+def run_poll(registry: "Registry", config, source: str | None = None, environ=None) -> list[SourcePoll]:
+    """``canary access poll``: every pollable source (or one), alerts queued and sent once."""
+    import os
+
+    from canary.access.config import AccessConfig
+    from canary.access.record import AccessBook
+    from canary.alerts.service import build_alerting, build_hit_sink
+    from canary.dsn import resolve_url
+
+    environ = os.environ if environ is None else environ
+    access = AccessConfig.from_table(config.raw.get("access"))
+    specs = pollable(registry, config.base_dir, source)
+    urls = {spec.name: resolve_url(spec, environ) for spec in specs}  # every URL before any work
+    alerting = build_alerting(registry, config.raw, environ)
+    sink, _ = build_hit_sink(registry, config.raw, alerting)
+    book = AccessBook(registry, dict(access.sources))
+    book.reload()
+    recorder = AccessRecorder(sink, book, access)
+    recorder.prime()
+    results = [poll_source(registry, spec, urls[spec.name], recorder, access.zone, config.base_dir)
+               for spec in specs]
+    if any(t.hits for r in results for t in r.tables):
+        alerting.worker.run_once()  # deliver now; what fails stays in the outbox for the listener
+    return results

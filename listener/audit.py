@@ -1,0 +1,69 @@
+"""The audit receivers of the listener, wired together: syslog, FHIR, and their access index.
+
+``AuditReceivers.build(service)`` reads the settings (errors before anything
+binds) and, when a receiver is set up, starts the AccessBook refresh (the
+registry's canaries -> their application identifiers, reloaded like the
+token index) and an AccessRecorder on the listener's hit sink, so access hits
+go through the same transaction, incidents, outbox and metrics as every other
+hit. ``wrap(app)`` puts the FHIR receiver in front of the HTTP app;
+``start(bind, started)`` binds the syslog receiver. See docs/access.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from listener.auditfhir import AuditFhirMiddleware, fhir_token
+from listener.auditintake import AuditIntake
+from listener.auditsyslog import AuditSyslogConfig, AuditSyslogServer
+
+log = logging.getLogger("canary.listener.audit")
+
+INDEX_REFRESH = 10.0
+
+
+class AuditReceivers:
+    def __init__(self, syslog_config: AuditSyslogConfig | None, token: str | None, intake: AuditIntake | None,
+                 book: Any = None) -> None:
+        self.syslog_config = syslog_config
+        self.token = token
+        self.intake = intake
+        self.book = book
+        self.syslog: AuditSyslogServer | None = None
+
+    @classmethod
+    def build(cls, service: Any) -> "AuditReceivers":
+        table = service.listener_table()
+        syslog_config = AuditSyslogConfig.from_table(table, service.config.base_dir)
+        token = fhir_token(table, service.environ)
+        if syslog_config is None and token is None:
+            return cls(None, None, None)
+        from canary.access.config import AccessConfig
+        from canary.access.record import AccessBook, AccessRecorder
+
+        access = AccessConfig.from_table(service.config.raw.get("access"))
+        book = AccessBook(service.registry, dict(access.sources))
+        recorder = AccessRecorder(service.sink, book, access)
+        return cls(syslog_config, token, AuditIntake(recorder, service.metrics), book)
+
+    @property
+    def enabled(self) -> bool:
+        return self.intake is not None
+
+    def wrap(self, app: Callable) -> Callable:
+        if self.token is None or self.intake is None:
+            return app
+        return AuditFhirMiddleware(app, self.intake, self.token)
+
+    def start(self, bind: Callable[[str, str, Callable[[], None]], None],
+              started: list[tuple[str, Callable[[], None]]]) -> None:
+        if self.intake is None:
+            return
+        self.book.start(INDEX_REFRESH)
+        started.append(("audit index", self.book.stop))
+        self.intake.recorder.prime()
+        if self.syslog_config is not None:
+            self.syslog = AuditSyslogServer(self.syslog_config, self.intake)
+            bind("audit syslog", f"{self.syslog_config.host}:{self.syslog_config.port}", self.syslog.start)
+            started.append(("audit syslog", self.syslog.stop))
