@@ -38,6 +38,9 @@ ID_COLUMNS = frozenset({"pid", "pubpid", "uuid", "patient_id", "person_id", "pat
                         "ipp", "national_id", "fhir_uuid", "fhir_id", "puid", "external_id", "identifier",
                         "patient_number", "id400", "ref"})
 ID_EXTRA = ("fhir_id", "patient_id", "ipp", "uuid", "id")
+# Audit and history rows a seeder writes name whoever the application names there (OpenEMR's log
+# row of a new patient carries the previous session's patient): never a source of identifiers.
+_AUDIT_TABLE = re.compile(r"(?:^|_)(?:log|logs|history|audit|user_action\w*|journal)(?:$|_)", re.I)
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
 _NIR = re.compile(r"^[12][0-9]{2}[0-9]{2}(?:[0-9]{2}|2A|2B)[0-9]{6}(?:[0-9]{2})?$")
 
@@ -63,6 +66,8 @@ def identifiers_of(placement: Placement, nir: str | None) -> set[str]:
     if nir:
         out |= {_normal(nir), _normal(nir[:13])}
     for index, row in enumerate(placement.rows):
+        if _AUDIT_TABLE.search(str(row.get("table") or "")):
+            continue
         values = dict(row.get("values") or {})
         if index == 0:  # the patient's own row: its key names it
             values.update(row.get("key") or {})

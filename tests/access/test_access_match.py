@@ -86,3 +86,13 @@ def test_reads_spread_over_more_than_the_window_stay_unjustified_and_an_export_i
 def test_a_fhir_reference_is_scoped_like_a_number_unless_it_is_a_uuid(index):
     assert index.match(event(PatientRef("4411", reference=True), source="SOME-FHIR-SERVER")) == []
     assert [m.canary_id for m in index.match(event(PatientRef(UUID, reference=True), source=None))] == [1]
+
+
+def test_audit_rows_in_a_placement_lend_no_identifier():
+    """OpenEMR's log row of a new patient names the previous session's patient, not the canary."""
+    placement = Placement(rows=openemr_like().rows + (
+        {"table": "log", "key": {"id": 50}, "values": {"patient_id": 4410, "event": "patient-record-insert"}},
+        {"table": "user_log", "key": {"user_log_id": 7}, "values": {"object_id": 4409}},
+    ), extra={})
+    ids = identifiers_of(placement, NIR)
+    assert "4411" in ids and "4410" not in ids and "4409" not in ids and "50" not in ids
