@@ -54,8 +54,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listener.dns_tcp_max_connections", 256, "Maximum simultaneous DNS-over-TCP connections."),
     Setting("listener.dns_tcp_idle_timeout", 10.0, "Seconds before an idle DNS-over-TCP connection is closed."),
     Setting("listener.dns_hit_queue", 50000,
-            "Hits waiting to be stored; when full, canary queries go unanswered (the resolver retries) "
-            "and the loss is logged."),
+            "In-memory queue of DNS hits, used only without the hit journal (tests, benchmarks); "
+            "`canary listen` journals every hit instead (listener.hit_journal)."),
     Setting("listener.dns_recv_buffer", 4194304,
             "UDP socket receive buffer in bytes, to absorb bursts (capped by net.core.rmem_max)."),
     Setting("listener.dns_uvloop", True, "Run the DNS event loop on uvloop when it is installed."),

@@ -10,7 +10,14 @@ when the event loop is saturated (a flood), the worker sleeps between
 observations (YIELD_FACTOR): answering queries comes first, storing hits may
 lag; the queue holds them meanwhile.
 
-The queue is bounded (the hit being stored counts): when it is full
+With the listener's journaling sink (canary/hits/journal.py: ``observe``
+only appends one line to the hit journal, microseconds), there is no queue
+here: ``submit`` journals the hit on the event loop, so the hit is on disk
+before the answer leaves and nothing is held in memory; the journal's writer
+stores it. Every query is answered whatever the backlog, canary or not.
+
+The in-memory queue below serves sinks that store synchronously (tests,
+benchmarks). It is bounded (the hit being stored counts): when it is full
 ``submit`` returns False and the listener leaves that query unanswered, so
 the resolver retries and the hit is recorded on the retry; every such
 refusal is counted and logged. A failing sink is
@@ -55,6 +62,10 @@ class HitRecorder:
         self._submitted = 0  # hits accepted ...
         self._done = 0  # ... and hits handed to the sink (stored or failed)
         self._last_warning = 0.0
+        # A journaling sink (it has a ``journal``): hits are written at once, on the caller's thread.
+        self._direct = getattr(sink, "journal", None) is not None
+        if self._direct and busy is not None:
+            sink.journal.busy.append(busy)  # type: ignore[attr-defined]
 
     def start(self) -> None:
         if self._thread is None:
@@ -64,6 +75,18 @@ class HitRecorder:
 
     def submit(self, hit: Hit, remote: str, transport: str) -> bool:
         """Queue a hit (called on the event loop, never blocks); False when the queue is full."""
+        if self._direct:
+            self.queued += len(hit.labels)
+            try:
+                self._record(hit, remote, transport, time.time())
+            except Exception as err:  # the journal cannot be written: counted and logged there
+                self.failed += 1
+                now = time.monotonic()
+                if now - self._last_warning > 5.0:
+                    self._last_warning = now
+                    log.error("DNS hit LOST: %s (%d so far)", error_text(err), self.failed,
+                              extra={"event": "dns-hit-lost"})
+            return True
         if self._submitted - self._done >= self._maxsize:
             self.refused += 1
             now = time.monotonic()
@@ -144,6 +167,10 @@ class HitRecorder:
                                       remote=remote, evidence=evidence, at=when))
 
     def _observe(self, observation: Observation) -> None:
+        if self._direct:  # journaled: the journal's writer stores and retries
+            self._sink.observe(observation)
+            self.stored += 1
+            return
         for delay in RETRY_DELAYS + (None,):
             try:
                 self._sink.observe(observation)

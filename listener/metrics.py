@@ -104,6 +104,7 @@ class _Watched:
     dns: tuple["DnsCounters", ...] = ()
     tokens: Callable[[], int] | None = None
     probe: RegistryProbe | None = None
+    journal: Callable[[], dict[str, int]] | None = None
 
 
 class ListenerMetrics:
@@ -205,6 +206,10 @@ class ListenerMetrics:
         """``size()``: how many tokens the listener watches (the token index)."""
         self._watched = replace(self._watched, tokens=size)
 
+    def watch_journal(self, stats: Callable[[], dict[str, int]]) -> None:
+        """``stats()``: the hit journal's counts in and out (canary.hits.journal.HitJournal.stats)."""
+        self._watched = replace(self._watched, journal=stats)
+
     def watch_registry(self, registry: Any) -> RegistryProbe:
         """Read outbox depth from ``registry.pending_delivery_counts()``; returns the shared probe."""
         probe = RegistryProbe(registry, self.cache_seconds, self._clock)
@@ -239,6 +244,8 @@ class _StateCollector:
                                     value=watched.tokens())
         if watched.dns:
             yield from _dns_families(watched.dns)
+        if watched.journal is not None:
+            yield from _journal_families(watched.journal())
         if watched.probe is not None:
             pending, problem = watched.probe.read()
             yield GaugeMetricFamily("canary_registry_up", "1 if the registry answered its last probe, else 0.",
@@ -283,6 +290,22 @@ def _dns_families(servers: Iterable["DnsCounters"]) -> Iterator[Metric]:
     lost.add_metric(["store_failed"], totals.get("hits_failed", 0))
     yield lost
 
+
+def _journal_families(stats: dict[str, int]) -> Iterator[Metric]:
+    entries = CounterMetricFamily("canary_hit_journal_entries", "Hits through the hit journal: in (appended now, "
+                                  "or replayed from the last run) and out (stored, already stored, set aside).",
+                                  labels=("direction", "outcome"))
+    for direction, outcome in (("in", "appended"), ("in", "replayed"), ("out", "stored"),
+                               ("out", "duplicates"), ("out", "rejected")):
+        entries.add_metric([direction, outcome], stats.get(outcome, 0))
+    yield entries
+    yield GaugeMetricFamily("canary_hit_journal_pending", "Hits in the journal, not yet stored in the registry.",
+                            value=stats.get("pending", 0))
+    yield CounterMetricFamily("canary_hit_journal_write_failures", "Hits the journal could not write "
+                              "(disk full): the front end answered with a temporary error or lost them.",
+                              value=stats.get("append_failed", 0))
+    yield CounterMetricFamily("canary_hit_journal_retries", "Registry errors while storing journaled hits "
+                              "(each is retried until stored).", value=stats.get("retries", 0))
 
 
 def rcode_name(code: int) -> str:

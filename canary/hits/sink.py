@@ -56,17 +56,27 @@ class RegistryHitSink:
         """In-memory, no I/O (see TokenIndex)."""
         return self.index.known(kind, value)
 
-    def observe(self, observation: Observation) -> None:
-        self.record(observation)
+    def observe(self, observation: Observation) -> bool:
+        """Store; False when the observation's receipt was already stored (a replay)."""
+        replayed: list[Hit] = []
+        self.record(observation, replayed)
+        return not replayed
 
-    def record(self, observation: Observation) -> Hit:
-        """``observe`` that returns the stored Hit."""
+    def record(self, observation: Observation, replayed: list[Hit] | None = None) -> Hit:
+        """``observe`` that returns the stored Hit (the earlier one for a stored receipt,
+        which is then also appended to ``replayed``)."""
         at = observation.at or datetime.now(timezone.utc)
         if at.tzinfo is None:  # front ends should pass UTC; a naive time is taken as UTC
             at = at.replace(tzinfo=timezone.utc)
         evidence = _json_safe(cap_evidence(observation.evidence or {}))
         observation = replace(observation, at=at, evidence=evidence)
         with self.registry.alert_transaction() as tx:
+            if observation.receipt:
+                stored = tx.hit_by_receipt(observation.receipt)
+                if stored is not None:  # a replay: stored (and alerted) the first time
+                    if replayed is not None:
+                        replayed.append(stored)
+                    return stored
             match = tx.match(observation.kind, observation.value)
             recent = tx.recent_hits(match.canary.id, at - self.rules.lookback) if match else []
             classification = classify(observation, recent, self.rules, matched=match is not None)
@@ -74,6 +84,7 @@ class RegistryHitSink:
                 channel=observation.channel, kind=observation.kind, value=observation.value,
                 remote=observation.remote, at=at, recorded_at=datetime.now(timezone.utc),
                 classification=classification, evidence=observation.evidence, match=match,
+                receipt=observation.receipt,
             )
             queued = match is not None and self.alerter is not None and self.alerter.on_hit(tx, hit, match)
         if queued and self.wake is not None:

@@ -17,6 +17,9 @@ Scan reports (migration ``0004``)::
 
     scan_reports                            (one ``canary scan`` run, its JSON report)
 
+Hit receipts (migration ``0005``): ``hits.receipt``, unique when set, so a
+journal replay or a retried webhook stores its hit once.
+
 * ``hits`` reference ``tokens``, ``canaries``, ``sources`` and ``incidents``
   (all nullable: a hit on a value that matches no token is still recorded) and
   copy the token ``kind``/``value`` and the source name, so a hit stays
@@ -207,12 +210,14 @@ hits = sa.Table(
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id")),
     sa.Column("source_name", sa.String(100)),  # copy: readable after the source is removed
     sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id")),
+    sa.Column("receipt", sa.String(80)),  # 0005: journal entry / webhook message id, stored once
     sa.Index(None, "canary_id", "at"),
     sa.Index(None, "source_name", "at"),
     sa.Index(None, "source_id"),
     sa.Index(None, "token_id"),
     sa.Index(None, "incident_id"),
     sa.Index(None, "at"),
+    sa.Index(None, "receipt", unique=True),
     sqlite_autoincrement=True,
 )
 
