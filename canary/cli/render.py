@@ -227,10 +227,13 @@ def verify_report(report, as_json: bool) -> None:
 
 def retire_report(report, as_json: bool) -> None:
     if as_json:
-        _dump({"retired": report.retired, "already_retired": report.already})
+        _dump({"retired": report.retired, "already_retired": report.already,
+               "altered": [{"id": canary_id, "reason": reason} for canary_id, reason in report.altered]})
         return
     click.echo(f"retired {len(report.retired)} canaries" +
                (f" ({len(report.already)} were already retired)" if report.already else ""))
+    for canary_id, reason in report.altered:
+        click.echo(f"canary #{canary_id} kept: {reason}", err=True)
 
 
 # -- hits and alerts ----------------------------------------------------------

@@ -7,8 +7,9 @@ what happens in real life: the table is dumped to a CSV (the leak) and the
 canaries in it name their source; the holder of the file resolves a canary
 hostname, opens a portal link, logs in with leaked credentials, emails and
 texts patients; each use raises an alert email naming the database. Then
-someone deletes and edits canaries and verify notices; retire restores the
-table exactly. Everything stays on 127.0.0.1 and in the folder.
+someone deletes and edits canaries and verify notices; retire keeps the
+edited row (reported), which the operator deletes by hand: the table is then
+exactly as before. Everything stays on 127.0.0.1 and in the folder.
 """
 
 from __future__ import annotations
@@ -140,8 +141,14 @@ def _run(workdir: Path, echo: Echo) -> None:
 
         records = upkeep.select_for_retire(registry, source=DEMO_SOURCE)
         retired = upkeep.retire(registry, records)
+        for canary_id, _ in retired.altered:
+            # Retire deletes a row only while every value planted is still there: the edited
+            # row could now be a real patient's. The operator checks it and removes it by hand.
+            echo(f"10. retire keeps canary #{canary_id}: its row was altered since planting (exit code 1); "
+                 "checked by hand, the operator deletes it")
+            _delete_by_hand(ehr_path, registry.get_canary(canary_id).identity.nir)
         restored = table_digest(ehr_path) == before
-        echo(f"10. retired {len(retired.retired)} canaries: the patients table is "
+        echo(f"11. retired {len(retired.retired)} canaries: the patients table is "
              f"{'byte-for-byte as before planting' if restored else 'NOT as before (bug!)'}")
         if not restored:
             raise RuntimeError("demo: retire did not restore the table")
@@ -301,6 +308,11 @@ def _leaked_rows(leak: Path, registry: Any) -> list[tuple[int, dict[str, str]]]:
                 if record is not None:
                     rows.append((record.id, row))
     return rows
+
+
+def _delete_by_hand(ehr: Path, nir: str) -> None:
+    with closing(sqlite3.connect(ehr)) as conn, conn:
+        conn.execute("DELETE FROM patients WHERE matricule = ?", (nir,))
 
 
 def _tamper(ehr: Path, delete_nir: str, edit_nir: str) -> None:
