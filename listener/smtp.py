@@ -52,6 +52,7 @@ DEFAULT_SMTP_BIND = "127.0.0.1:2525"
 MAX_LINKS = 50
 COMMAND_CALL_LIMIT = 100  # per command and session: a flood gets 421 and is cut
 RELAY_DENIED = "550 5.7.1 Relaying denied"
+MALFORMED = "553 5.1.3 Error: malformed address"  # aiosmtpd's own answer to a bad address
 TEMP_FAILURE = "451 4.3.0 Temporary local problem, please try again later"
 
 SETTINGS: tuple[Setting, ...] = (
@@ -123,6 +124,12 @@ class CanaryHandler:
                           rcpt_options: list[str]) -> str:
         metrics = self.metrics
         value = address.strip().lower()
+        if not value.isascii() and not _valid_utf8(value):
+            # Bytes that are not UTF-8 (aiosmtpd keeps them as surrogates): a malformed
+            # address like any other, answered as aiosmtpd answers those, nothing logged.
+            if metrics is not None:
+                metrics.smtp_recipient(accepted=False)
+            return MALFORMED
         if value.rpartition("@")[2].rstrip(".") not in self._domains:
             if metrics is not None:
                 metrics.smtp_recipient(accepted=False)
@@ -183,6 +190,14 @@ class CanaryHandler:
         evidence = cap_evidence(evidence)
         for recipient in dict.fromkeys(recipients):
             self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, recipient, remote, evidence))
+
+
+def _valid_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _peer_ip(session: Any) -> str | None:

@@ -90,7 +90,23 @@ def encode(observation: Observation, receipt: str) -> bytes:
     at = observation.at or datetime.now(timezone.utc)
     record = [receipt, observation.channel.value, observation.kind.value, observation.value,
               observation.remote, at.timestamp(), observation.evidence]
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # bytes that were not UTF-8, kept as surrogates by a decoder
+        return json.dumps(_valid_text(record), ensure_ascii=False, separators=(",", ":"),
+                          default=str).encode("utf-8") + b"\n"
+
+
+def _valid_text(value: Any) -> Any:
+    """Lone surrogates (undecodable input bytes) become U+FFFD: storable in any database."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if not value.isascii() else value
+    if isinstance(value, Mapping):
+        return {_valid_text(str(k)): _valid_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_valid_text(v) for v in value]
+    return value
 
 
 def decode(line: bytes) -> Observation:

@@ -152,3 +152,11 @@ def test_settings_are_checked(tmp_path):
         journal_settings({"hit_drain_timeout": -1}, tmp_path)
     with pytest.raises(ConfigError, match="hit_journal"):
         journal_settings({"hit_journal": ""}, tmp_path)
+
+
+def test_undecodable_input_is_journaled_as_replacement_characters(tmp_path):
+    from canary.hits.journal import decode, encode
+
+    line = encode(Observation(Channel.SMTP, TokenKind.EMAIL, "x@mail-canary.fr", None,
+                              {"helo": b"\xff\xfeok".decode("utf-8", "surrogateescape")}, T0), "r1")
+    assert decode(line).evidence == {"helo": "\ufffd\ufffdok"} and decode(line).receipt == "r1"

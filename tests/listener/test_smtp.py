@@ -242,3 +242,31 @@ def test_starttls(sink, tmp_path):
             client.mail("a@x.example")
             assert client.rcpt(CANARY)[0] == 250
     assert sink.observations[0].evidence["tls"] is True
+
+
+def raw_session(address: tuple[str, int], *commands: bytes) -> list[bytes]:
+    """Send raw command lines (any bytes), return the reply to each."""
+    import socket
+
+    replies = []
+    with socket.create_connection(address, timeout=10) as conn:
+        reader = conn.makefile("rb")
+        reader.readline()  # banner
+        for command in commands:
+            conn.sendall(command + b"\r\n")
+            line = reader.readline()
+            while line[3:4] == b"-":  # multi-line reply (EHLO)
+                line = reader.readline()
+            replies.append(line)
+    return replies
+
+
+def test_invalid_utf8_in_rcpt_is_a_malformed_address_without_traceback(server, sink, caplog):
+    domain = CANARY.rpartition("@")[2].encode()
+    replies = raw_session(server.address, b"EHLO x.example", b"MAIL FROM:<a@b.example> SMTPUTF8",
+                          b"RCPT TO:<\xff\xfe\x80@" + domain + b">", b"RCPT TO:<nobody.at.all@" + domain + b">",
+                          b"RCPT TO:<\xc3(@" + domain + b">")
+    assert replies[2].startswith(b"553 5.1.3") and replies[4].startswith(b"553 5.1.3")
+    assert replies[3].startswith(b"250")  # the session goes on
+    assert [o.value for o in sink.observations] == [f"nobody.at.all@{domain.decode()}"]
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
