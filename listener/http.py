@@ -136,8 +136,15 @@ def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChec
         app.extensions[METRICS_EXTENSION] = metrics
         app.after_request(_count_request)
     if telephony is not None:
-        register_hooks(app, sink, telephony, config.proxies, metrics=metrics)
+        register_hooks(app, sink, telephony, config.proxies, metrics=metrics, disguise=_portal_answer)
     return app
+
+
+def _portal_answer() -> Response:
+    """What the portal answers this request when it carries no token: a refused webhook
+    (bad signature) gets it too, so the hook path looks like any other page."""
+    portal: _Portal = current_app.extensions[EXTENSION]
+    return (portal.failed_login if request.method == "POST" else portal.page).response()
 
 
 # -- the page -------------------------------------------------------------

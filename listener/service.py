@@ -95,6 +95,7 @@ class ListenerService:
         self.journal: Any = None  # every front end's hits wait here until stored (canary/hits/journal.py)
         self.admin: Any = None  # the dashboard, /metrics, /healthz, /readyz
         self.metrics: Any = None
+        self.hooks_path = ""  # where the provider webhooks are served (random per installation)
         self._index_lag: tuple[int, float] | None = None  # (oldest token id the index lacks, first seen)
         self._started: list[tuple[str, Callable[[], None]]] = []  # (name, stop) in start order
         self._lock = threading.Lock()
@@ -116,7 +117,8 @@ class ListenerService:
             except BaseException:
                 self._stop_started()
                 raise
-        log.info("listener ready", extra={"event": "ready", **self.ports(),
+        log.info("listener ready; provider webhooks under %s", self.hooks_path,
+                 extra={"event": "ready", **self.ports(),
                                           "sinks": list(self.alerting.sinks), "tokens": len(self.index)})
 
     def _start(self) -> None:
@@ -144,7 +146,7 @@ class ListenerService:
         admin_host, admin_port = admin_bind(table)
         admin_config = AdminConfig.from_table(raw.get("admin"), self.environ)
         smtp_config = SmtpConfig.from_table(table, contacts=contacts, base_dir=config.base_dir)
-        telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ)
+        telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ, config.base_dir)
         journal_path, drain_timeout = journal_settings(table, config.base_dir)
         self.alerting = build_alerting(self.registry, raw, self.environ)
         if not self.alerting.sinks:
@@ -186,6 +188,7 @@ class ListenerService:
         self.http_hits = Deferred("http hits")
         self.http_hits.start()
         self._started.append(("http hits", self.http_hits.stop))
+        self.hooks_path = telephony.hooks_path
         app = create_app(front, http_config, credentials=CredentialChecker(self.registry),
                          telephony=telephony, metrics=metrics, defer=self.http_hits.submit)
         self.http = HttpServer(app, serve_config)

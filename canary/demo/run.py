@@ -201,7 +201,7 @@ def _watch_and_attack(workdir: Path, config: Any, registry: Any, ehr_path: Path,
             echo(f"   - emails {email} \"{attack.PHISHING_SUBJECT}\": {attack.phish(email, (host, ports['smtp']))}")
             number = normalise(TokenKind.PHONE, victims[4][1]["tel"])
             echo(f"   - texts {number}; the carrier posts a signed Twilio webhook: "
-                 f"{attack.text_message(number, (host, ports['http']), token)}")
+                 f"{attack.text_message(number, (host, ports['http']), token, service.hooks_path)}")
 
             received = inbox.wait_for(5, ALERT_WAIT)
             echo(f"8. the security team received {len(received)} alert emails:")

@@ -166,10 +166,12 @@ def check_http(ctx: Context) -> Iterator[Check]:
 
 
 def check_webhooks(ctx: Context) -> Iterator[Check]:
+    from listener.telephony import hooks_path_for
     from listener.wsgi import DEFAULT_HTTP_BIND
 
     raw = ctx.config.raw.get("telephony") or {}
-    base = str(raw.get("hooks_path", "/hooks")).rstrip("/")
+    # Unset: the installation's random path, as the listener reads it (listener/telephony.py).
+    base = str(raw.get("hooks_path") or hooks_path_for(ctx.config.base_dir)).rstrip("/")
     hooks = [(provider, f"{base}/{provider}/sms") for provider, key in
              (("twilio", "auth_token_env"), ("vonage", "signature_secret_env"))
              if (raw.get(provider) or {}).get(key)]
