@@ -130,6 +130,7 @@ class ListenerService:
         from listener.dns import DnsConfig, DnsServer
         from listener.http import HttpConfig, create_app
         from listener.admin import AdminConfig, admin_bind, create_admin_app
+        from listener.limits import descriptors_needed, raise_descriptor_limit
         from listener.metrics import ListenerMetrics
         from listener.smtp import SmtpConfig, SmtpServer
         from listener.telephony import TelephonyConfig
@@ -146,8 +147,12 @@ class ListenerService:
         admin_host, admin_port = admin_bind(table)
         admin_config = AdminConfig.from_table(raw.get("admin"), self.environ)
         smtp_config = SmtpConfig.from_table(table, contacts=contacts, base_dir=config.base_dir)
-        telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ, config.base_dir)
         journal_path, drain_timeout = journal_settings(table, config.base_dir)
+        telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ, journal_path.parent)
+        soft, needed = raise_descriptor_limit(descriptors_needed(table))
+        if soft < needed:
+            log.warning("open files limited to %d, the connection caps need %d: raise LimitNOFILE "
+                        "(see canary doctor)", soft, needed, extra={"event": "nofile-low"})
         self.alerting = build_alerting(self.registry, raw, self.environ)
         if not self.alerting.sinks:
             log.warning("no alert sink configured ([alerts.email], [alerts.webhook] or [alerts.syslog]): "

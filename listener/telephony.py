@@ -55,7 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("telephony.hooks_path", None,
             "URL path under which the provider webhooks are served on the HTTP listener "
             "(PATH/twilio/sms, PATH/twilio/voice, PATH/vonage/sms); default: a random path made once per "
-            "installation and kept in the file hooks-path next to canary.toml (the listener logs it at start)."),
+            "installation and kept in the file hooks-path next to the hit journal (the listener logs it "
+            "at start). Two listeners behind one provider URL need the same path: set it."),
     Setting("telephony.public_base_url", None,
             "Public base URL the providers call (e.g. \"https://hooks.example.fr\"); the signed URL is this "
             "plus the request path. Needed behind a TLS-terminating proxy; default: the URL as received."),
@@ -97,9 +98,9 @@ class TelephonyConfig:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], environ: Mapping[str, str] = os.environ,
-                   base_dir: Path | None = None) -> "TelephonyConfig":
+                   state_dir: Path | None = None) -> "TelephonyConfig":
         """From the ``[telephony]`` table (with its ``twilio`` and ``vonage`` sub-tables); without
-        ``hooks_path``, the installation's random path kept in ``base_dir`` ("/hooks" without one)."""
+        ``hooks_path``, the installation's random path kept in ``state_dir`` ("/hooks" without one)."""
         twilio = _subtable(table, "twilio")
         vonage = _subtable(table, "vonage")
         method = str(vonage.get("signature_method", "md5hash")).lower()
@@ -110,7 +111,7 @@ class TelephonyConfig:
             raise ConfigError("telephony.public_base_url must be a URL starting with https://")
         path = table.get("hooks_path")
         if path is None:
-            path = hooks_path_for(base_dir) if base_dir is not None else "/hooks"
+            path = hooks_path_for(state_dir) if state_dir is not None else "/hooks"
         if not isinstance(path, str) or not path.startswith("/") or len(path) < 2 or "?" in path:
             raise ConfigError("telephony.hooks_path must be a URL path like \"/hooks\"")
         return cls(
@@ -125,9 +126,11 @@ class TelephonyConfig:
 HOOKS_PATH_FILE = "hooks-path"
 
 
-def hooks_path_for(base_dir: Path) -> str:
-    """This installation's webhook path: made at random the first time, then read back."""
-    file = base_dir / HOOKS_PATH_FILE
+def hooks_path_for(state_dir: Path) -> str:
+    """This installation's webhook path: made at random the first time, then read back.
+    ``state_dir``: the folder of the hit journal, which the listener may write (/etc is
+    read-only under its systemd unit)."""
+    file = state_dir / HOOKS_PATH_FILE
     try:
         path = file.read_text(encoding="ascii").strip()
     except FileNotFoundError:
