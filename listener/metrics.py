@@ -53,6 +53,10 @@ SMTP_ERROR_STAGES = ("rcpt", "data", "session")
 # DNS response codes by number (RFC 1035, 6895); others are reported by number.
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 NO_ANSWER = "none"  # queries left unanswered: rate-limited, hit queue full, unparseable
+# Families an untrusted scraper must not see: how many canaries are watched, and anything
+# that moves when a canary is hit (hits, their journal, alerts, the outbox). Someone reaching
+# the admin port could otherwise probe a record and watch the counter.
+PRIVATE_PREFIXES = (b"canary_tokens", b"canary_hit", b"canary_dns_hits", b"canary_alerts", b"canary_outbox")
 # The classic text format: every Prometheus version reads it (our names need no UTF-8 escaping).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -220,9 +224,13 @@ class ListenerMetrics:
     def registry_probe(self) -> RegistryProbe | None:
         return self._watched.probe
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text exposition format and its content type, for GET /metrics."""
-        return generate_latest(self.registry), CONTENT_TYPE
+    def exposition(self, full: bool = True) -> tuple[bytes, str]:
+        """The text exposition format and its content type, for GET /metrics. Not ``full``:
+        without the families that tell about canaries and hits (PRIVATE_PREFIXES)."""
+        body = generate_latest(self.registry)
+        if not full:
+            body = b"".join(line for line in body.splitlines(keepends=True) if not _private(line))
+        return body, CONTENT_TYPE
 
 
 class _StateCollector:
@@ -306,6 +314,11 @@ def _journal_families(stats: dict[str, int]) -> Iterator[Metric]:
                               value=stats.get("append_failed", 0))
     yield CounterMetricFamily("canary_hit_journal_retries", "Registry errors while storing journaled hits "
                               "(each is retried until stored).", value=stats.get("retries", 0))
+
+
+def _private(line: bytes) -> bool:
+    name = line[7:] if line.startswith((b"# HELP ", b"# TYPE ")) else line
+    return name.startswith(PRIVATE_PREFIXES)
 
 
 def rcode_name(code: int) -> str:
