@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from canary.config import Setting
 from canary.contacts import ContactPoints
 from canary.errors import ConfigError
 from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
+from listener.conncap import ConnectionGate
 from listener.proxy import parse_bind
 from listener.tls import no_password
 from listener.wsgi import int_setting
@@ -64,6 +66,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest message accepted, in bytes (a larger one is refused with 552 and not kept)."),
     Setting("listener.smtp_max_recipients", 50, "Most recipients accepted per message (452 after that)."),
     Setting("listener.smtp_timeout", 60, "Seconds an idle SMTP connection is kept open."),
+    Setting("listener.smtp_max_connections", 200,
+            "Simultaneous SMTP connections; more get 421 and are closed (the sender retries)."),
+    Setting("listener.smtp_max_per_network", 10,
+            "Simultaneous SMTP connections from one client network (/24 IPv4, /56 IPv6); more get 421."),
+    Setting("listener.smtp_session_limit", 300,
+            "Seconds an SMTP session may last in all, active or not (a slow sender is cut with 421)."),
     Setting("listener.smtp_evidence_dir", "smtp-evidence",
             "Folder (mode 0700) where messages sent to canaries are kept as .eml files (mode 0600); "
             "relative to the folder of canary.toml."),
@@ -83,6 +91,9 @@ class SmtpConfig:
     max_message: int = 10 * 1024 * 1024
     max_recipients: int = 50
     timeout: int = 60
+    max_connections: int = 200
+    max_per_network: int = 10
+    session_limit: int = 300
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -107,6 +118,9 @@ class SmtpConfig:
             max_message=int_setting(table, "smtp_max_message", 10 * 1024 * 1024, 1024, 2**30),
             max_recipients=int_setting(table, "smtp_max_recipients", 50, 1, 1000),
             timeout=int_setting(table, "smtp_timeout", 60, 1, 3600),
+            max_connections=int_setting(table, "smtp_max_connections", 200, 1, 100_000),
+            max_per_network=int_setting(table, "smtp_max_per_network", 10, 1, 100_000),
+            session_limit=int_setting(table, "smtp_session_limit", 300, 5, 86_400),
             tls_cert=base / cert if cert else None, tls_key=base / key if key else None,
         )
 
@@ -256,20 +270,67 @@ def parse_message(content: bytes) -> dict[str, Any]:
     return result
 
 
+TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+SESSION_OVER = b"421 4.4.2 Session too long, closing\r\n"
+
+
+class _CappedSMTP(SMTP):
+    """aiosmtpd's protocol under the connection caps and an absolute session deadline
+    (its own timeout is an idle timer that every command restarts)."""
+
+    def __init__(self, *args: Any, gate: ConnectionGate, session_limit: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = gate
+        self._session_limit = session_limit
+        self._admitted: str | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._admitted is not None:  # STARTTLS: the same session on a new transport
+            super().connection_made(transport)
+            return
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else None
+        if not self._gate.admit(ip):
+            transport.write(TOO_MANY)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._admitted = ip or ""
+        self._deadline = self.loop.call_later(self._session_limit, self._session_over, transport)
+        super().connection_made(transport)
+
+    def _session_over(self, transport: asyncio.BaseTransport) -> None:
+        if not transport.is_closing():
+            transport.write(SESSION_OVER)  # type: ignore[attr-defined]
+            transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted is None:
+            return  # refused at once: aiosmtpd never set this connection up
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._gate.release(self._admitted or None)
+        self._admitted = None
+        super().connection_lost(error)
+
+
 class _Controller(Controller):
     """aiosmtpd's threaded controller on a socket we bound ourselves (port 0 works)."""
 
-    def __init__(self, handler: Any, sock: socket.socket, **kwargs: Any):
+    def __init__(self, handler: Any, sock: socket.socket, *, gate: ConnectionGate, session_limit: float,
+                 **kwargs: Any):
         host, port = sock.getsockname()[:2]
         super().__init__(handler, hostname=host, port=port, **kwargs)
         self._sock = sock
+        self.gate = gate
+        self._session_limit = session_limit
         self.on_session: Callable[[], None] | None = None  # set once started: start()'s own probe is no session
 
     def factory(self) -> Any:
         """One SMTP protocol object per connection: the place to count sessions."""
         if self.on_session is not None:
             self.on_session()
-        return super().factory()
+        return _CappedSMTP(self.handler, gate=self.gate, session_limit=self._session_limit, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
@@ -319,6 +380,7 @@ class SmtpServer:
             self.handler, sock, server_hostname=cfg.hostname, ident="ESMTP",
             data_size_limit=cfg.max_message, timeout=cfg.timeout, tls_context=tls,
             command_call_limit=COMMAND_CALL_LIMIT, enable_SMTPUTF8=True,
+            gate=ConnectionGate(cfg.max_connections, cfg.max_per_network), session_limit=cfg.session_limit,
         )
         try:
             controller.start()

@@ -270,3 +270,34 @@ def test_invalid_utf8_in_rcpt_is_a_malformed_address_without_traceback(server, s
     assert replies[3].startswith(b"250")  # the session goes on
     assert [o.value for o in sink.observations] == [f"nobody.at.all@{domain.decode()}"]
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_connections_are_capped_per_network_and_sessions_have_a_deadline(sink, tmp_path):
+    import socket
+    import time
+
+    config = smtp_config(tmp_path, smtp_max_connections=50, smtp_max_per_network=3, smtp_session_limit=5)
+    with SmtpServer(sink, config) as server:
+        held = [socket.create_connection(server.address, timeout=10) for _ in range(3)]
+        try:
+            assert all(conn.makefile("rb").readline().startswith(b"220") for conn in held)
+            extra = socket.create_connection(server.address, timeout=10)
+            assert extra.makefile("rb").readline().startswith(b"421 4.7.0")  # a 4th from 127.0.0.0/24
+            assert extra.recv(10) == b""  # and closed
+            extra.close()
+            started = time.monotonic()
+            reader = held[0].makefile("rb")
+            while time.monotonic() - started < 15:  # a NOOP every second: never idle, still cut
+                held[0].sendall(b"NOOP\r\n")
+                line = reader.readline()
+                if not line or line.startswith(b"421"):
+                    break
+                time.sleep(1)
+            assert line.startswith(b"421 4.4.2") and 4 <= time.monotonic() - started < 10
+        finally:
+            for conn in held:
+                conn.close()
+        time.sleep(0.2)
+        again = socket.create_connection(server.address, timeout=10)  # slots released
+        assert again.makefile("rb").readline().startswith(b"220")
+        again.close()
