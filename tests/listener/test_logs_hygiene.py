@@ -134,3 +134,35 @@ def test_the_formatter_blanks_values_quoted_by_database_errors():
     from canary.errors import RegistryError
 
     assert error_text(RegistryError("cannot open registry at sqlite:///r.db: locked")).startswith("cannot open")
+
+
+def test_repeated_errors_are_one_line_per_interval_with_a_count():
+    import io
+
+    from listener.logs import RepeatFilter
+
+    now = [100.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RepeatFilter(interval=10, clock=lambda: now[0]))
+    logger = logging.getLogger("test.repeats")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        for n in range(5000):
+            logger.error("SMTP session error: %s from %s", "ValueError", f"198.51.100.{n % 250}")
+        logger.warning("hit #%d: a warning per event", 1)
+        logger.warning("hit #%d: a warning per event", 2)
+        logger.warning("hit #%d: a warning per event", 2)
+        logger.info("info passes %d", 1)
+        logger.info("info passes %d", 2)
+        now[0] += 11
+        logger.error("SMTP session error: %s from %s", "ValueError", "198.51.100.9")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines == ["SMTP session error: ValueError from 198.51.100.0", "hit #1: a warning per event",
+                     "hit #2: a warning per event", "info passes 1",
+                     "info passes 2", "SMTP session error: ValueError from 198.51.100.9 (and 4999 more like it "
+                     "in the last 10 s)"]
