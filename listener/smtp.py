@@ -21,13 +21,10 @@ import asyncio
 import email.policy
 import hashlib
 import logging
-import os
 import re
-import secrets
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from email.parser import BytesParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -41,6 +38,7 @@ from canary.errors import ConfigError
 from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
 from listener.conncap import ConnectionGate
+from listener.evidence import EvidenceStore
 from listener.proxy import parse_bind
 from listener.tls import no_password
 from listener.wsgi import int_setting
@@ -75,6 +73,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listener.smtp_evidence_dir", "smtp-evidence",
             "Folder (mode 0700) where messages sent to canaries are kept as .eml files (mode 0600); "
             "relative to the folder of canary.toml."),
+    Setting("listener.smtp_evidence_per_canary", 20 * 1024 * 1024,
+            "Bytes of .eml kept per canary address; a message beyond is kept in part (or not) and its "
+            "hit says evidence_truncated."),
+    Setting("listener.smtp_evidence_max", 1024 * 1024 * 1024,
+            "Bytes of .eml kept in all, every canary together; beyond, as for the per-canary quota."),
+    Setting("listener.min_free_space", 1024 * 1024 * 1024,
+            "Bytes that must stay free on the evidence folder's disk: below, no .eml is written (hits "
+            "are still recorded)."),
     Setting("listener.smtp_tls_cert", None,
             "PEM certificate (chain) offered with STARTTLS; with smtp_tls_key. Unset: no STARTTLS."),
     Setting("listener.smtp_tls_key", None, "PEM private key of smtp_tls_cert."),
@@ -94,6 +100,9 @@ class SmtpConfig:
     max_connections: int = 200
     max_per_network: int = 10
     session_limit: int = 300
+    evidence_per_canary: int = 20 * 1024 * 1024
+    evidence_max: int = 1024 * 1024 * 1024
+    min_free_space: int = 1024 * 1024 * 1024
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -121,6 +130,9 @@ class SmtpConfig:
             max_connections=int_setting(table, "smtp_max_connections", 200, 1, 100_000),
             max_per_network=int_setting(table, "smtp_max_per_network", 10, 1, 100_000),
             session_limit=int_setting(table, "smtp_session_limit", 300, 5, 86_400),
+            evidence_per_canary=int_setting(table, "smtp_evidence_per_canary", 20 * 1024 * 1024, 0, 2**40),
+            evidence_max=int_setting(table, "smtp_evidence_max", 1024 * 1024 * 1024, 0, 2**44),
+            min_free_space=int_setting(table, "min_free_space", 1024 * 1024 * 1024, 0, 2**44),
             tls_cert=base / cert if cert else None, tls_key=base / key if key else None,
         )
 
@@ -133,6 +145,8 @@ class CanaryHandler:
         self.config = config
         self.metrics = metrics
         self._domains = frozenset(config.domains)
+        self.evidence = EvidenceStore(config.evidence_dir, per_canary=config.evidence_per_canary,
+                                      total=config.evidence_max, min_free=config.min_free_space)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -194,16 +208,24 @@ class CanaryHandler:
 
     def _record_message(self, content: bytes, envelope_evidence: dict[str, Any],
                         recipients: list[str], remote: str | None) -> None:
-        """Keep the message (if it is for a canary) and record one hit per recipient."""
-        path = None
-        if any(self.sink.known(TokenKind.EMAIL, r) for r in recipients):
-            path = save_eml(self.config.evidence_dir, content)
-        evidence = {**envelope_evidence, **parse_message(content), "stage": "data", "rcpt": recipients,
-                    "eml_path": str(path) if path else None, "size": len(content),
-                    "sha256": hashlib.sha256(content).hexdigest()}
-        evidence = cap_evidence(evidence)
-        for recipient in dict.fromkeys(recipients):
-            self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, recipient, remote, evidence))
+        """Keep the message (if it is for a canary) and record one hit per recipient.
+
+        Only canary recipients get the full evidence (subject, text, links, the .eml
+        within the quotas of listener/evidence.py); any other recipient's hit holds the
+        envelope, size and digest: fifty recipients no longer store fifty copies."""
+        unique = list(dict.fromkeys(recipients))
+        canaries = {r for r in unique if self.sink.known(TokenKind.EMAIL, r)}
+        base = {**envelope_evidence, "stage": "data", "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest()}
+        full: dict[str, Any] = {}
+        if canaries:
+            path, kept = self.evidence.save(content, next(r for r in unique if r in canaries))
+            full = cap_evidence({**base, **parse_message(content), "rcpt": recipients,
+                                 "eml_path": str(path) if path else None, **kept})
+        brief = cap_evidence({**base, "rcpt_count": len(recipients)})
+        for recipient in unique:
+            self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, recipient, remote,
+                                          full if recipient in canaries else brief))
 
 
 def _valid_utf8(text: str) -> bool:
@@ -222,17 +244,6 @@ def _peer_ip(session: Any) -> str | None:
 def _envelope_evidence(session: Any, envelope: Any) -> dict[str, Any]:
     return {"helo": session.host_name or "", "mail_from": envelope.mail_from or "",
             "tls": bool(getattr(session, "ssl", None))}
-
-
-def save_eml(folder: Path, content: bytes) -> Path:
-    """Write the raw message to a new file of mode 0600 (never over an existing one)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = folder / f"{stamp}-{secrets.token_hex(8)}.eml"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(content)
-    return path
 
 
 _URL = re.compile(r"""https?://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
@@ -372,6 +383,7 @@ class SmtpServer:
             raise RuntimeError("SMTP server already running")
         cfg = self.config
         cfg.evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.handler.evidence.load()
         tls = _tls_context(cfg)
         family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
         sock = socket.create_server((cfg.host, cfg.port), family=family, backlog=128)

@@ -124,7 +124,8 @@ def test_message_for_no_canary_is_recorded_but_not_kept(smtp, sink, tmp_path):
     smtp.rcpt(UNKNOWN)
     assert smtp.data(b"Subject: spam\r\n\r\nbuy\r\n")[0] == 250
     data_hit = sink.observations[-1]
-    assert data_hit.evidence["stage"] == "data" and data_hit.evidence["eml_path"] is None
+    assert data_hit.evidence["stage"] == "data" and "eml_path" not in data_hit.evidence
+    assert "subject" not in data_hit.evidence  # full evidence is for canary recipients only
     assert list((tmp_path / "smtp-evidence").iterdir()) == []
 
 
@@ -301,3 +302,38 @@ def test_connections_are_capped_per_network_and_sessions_have_a_deadline(sink, t
         again = socket.create_connection(server.address, timeout=10)  # slots released
         assert again.makefile("rb").readline().startswith(b"220")
         again.close()
+
+
+def test_evidence_quotas_truncate_with_a_marker_and_other_recipients_get_no_content(tmp_path):
+    import smtplib
+
+    sink = FakeSink({(TokenKind.EMAIL, CANARY)})
+    config = smtp_config(tmp_path, smtp_evidence_per_canary=30_000, smtp_evidence_max=10**9)
+    body = b"Subject: phishing\r\n\r\n" + (b"x" * 76 + b"\r\n") * 256
+    with SmtpServer(sink, config) as server:
+        for _ in range(3):
+            with smtplib.SMTP(*server.address, timeout=10) as client:
+                client.sendmail("a@evil.example", [CANARY, UNKNOWN], body)
+    data = [o for o in sink.observations if o.evidence.get("stage") == "data"]
+    canary_hits = [o.evidence for o in data if o.value == CANARY.lower()]
+    other_hits = [o.evidence for o in data if o.value != CANARY.lower()]
+    assert len(canary_hits) == len(other_hits) == 3
+    assert "evidence_truncated" not in canary_hits[0]
+    assert canary_hits[1]["evidence_truncated"]["reason"] == "per-canary quota"
+    assert 0 < canary_hits[1]["evidence_truncated"]["kept_bytes"] < canary_hits[1]["size"]
+    assert canary_hits[2]["evidence_truncated"]["kept_bytes"] == 0 and canary_hits[2]["eml_path"] is None
+    kept = sum(p.stat().st_size for p in (tmp_path / "smtp-evidence").iterdir())
+    assert kept == 30_000
+    assert all(set(e) <= {"helo", "mail_from", "tls", "stage", "size", "sha256", "rcpt_count"} for e in other_hits)
+
+
+def test_low_disk_space_keeps_no_evidence_but_records_the_hit(sink, tmp_path):
+    import smtplib
+
+    config = smtp_config(tmp_path, min_free_space=2**43)  # 8 TiB free: never here
+    with SmtpServer(sink, config) as server:
+        with smtplib.SMTP(*server.address, timeout=10) as client:
+            client.sendmail("a@evil.example", [CANARY], b"Subject: x\r\n\r\nbody\r\n")
+    [hit] = [o for o in sink.observations if o.evidence.get("stage") == "data"]
+    assert hit.evidence["evidence_truncated"]["reason"] == "low disk space" and hit.evidence["eml_path"] is None
+    assert list((tmp_path / "smtp-evidence").iterdir()) == []
