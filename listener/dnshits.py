@@ -78,6 +78,9 @@ class HitRecorder:
         if self._direct:
             self.queued += len(hit.labels)
             try:
+                if not hit.labels:  # no canary: the same work, written nowhere (no timing oracle)
+                    self._decoy(hit, remote, transport, time.time())
+                    return True
                 self._record(hit, remote, transport, time.time())
             except Exception as err:  # the journal cannot be written: counted and logged there
                 self.failed += 1
@@ -86,6 +89,8 @@ class HitRecorder:
                     self._last_warning = now
                     log.error("DNS hit LOST: %s (%d so far)", error_text(err), self.failed,
                               extra={"event": "dns-hit-lost"})
+            return True
+        if not hit.labels:
             return True
         if self._submitted - self._done >= self._maxsize:
             self.refused += 1
@@ -165,6 +170,15 @@ class HitRecorder:
         for label in hit.labels:
             self._observe(Observation(channel=Channel.DNS, kind=TokenKind.DNS_LABEL, value=label,
                                       remote=remote, evidence=evidence, at=when))
+
+    def _decoy(self, hit: Hit, remote: str, transport: str, at: float) -> None:
+        """What ``_record`` does for one label, the journal line going to /dev/null."""
+        evidence = {"qname": hit.qname, "qtype": hit.qtype, "resolver": remote, "ecs": hit.ecs,
+                    "transport": transport}
+        when = datetime.fromtimestamp(at, timezone.utc)
+        label = hit.qname.partition(".")[0]
+        self._sink.journal.decoy(Observation(channel=Channel.DNS, kind=TokenKind.DNS_LABEL,  # type: ignore[attr-defined]
+                                             value=label, remote=remote, evidence=evidence, at=when))
 
     def _observe(self, observation: Observation) -> None:
         if self._direct:  # journaled: the journal's writer stores and retries
