@@ -201,6 +201,12 @@ def _portal_view() -> Response | None:
         answer = portal.png if req.path.lower().endswith(".png") else portal.gif
     if found:
         _record(portal, req, found, password)
+    elif req.path.startswith(portal.config.portal_path) and len(req.path) > len(portal.config.portal_path):
+        # An unknown code or login under the portal: the same work as for a canary's, its
+        # journal line going to /dev/null, so that the answer time tells nothing.
+        kind = TokenKind.PORTAL_LOGIN if req.method == "POST" else TokenKind.URL_CODE
+        decoy = req.path.rstrip("/").rpartition("/")[2][:MAX_TOKEN_CHARS].lower()
+        _record(portal, req, [(kind, decoy, "path", {})], None, decoy=True)
     return answer.response()
 
 
@@ -307,11 +313,19 @@ def _credential(portal: _Portal, login: str, password: str) -> bool | None:
     return expected is not None and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
 
 
-def _record(portal: _Portal, req: Request, found: list[_Found], password: str | None) -> None:
-    """Store the hits (and check a canary login's password): after answering when deferred."""
+def _record(portal: _Portal, req: Request, found: list[_Found], password: str | None,
+            decoy: bool = False) -> None:
+    """Store the hits (and check a canary login's password): after answering when deferred.
+    ``decoy``: the same work for a request without a canary token, stored nowhere."""
     remote = portal.config.proxies.client_ip(req.remote_addr, req.environ)
     base = request_evidence(req)
     observations = [(kind, value, cap_evidence({**base, "via": where, **extra})) for kind, value, where, extra in found]
+    if decoy:
+        journal = getattr(portal.sink, "journal", None)
+        if journal is not None and portal.defer is not None:
+            portal.defer(lambda: [journal.decoy(Observation(Channel.HTTP, kind, value, remote, evidence))
+                                  for kind, value, evidence in observations])
+        return
 
     def store() -> None:
         for kind, value, evidence in observations:
