@@ -323,8 +323,13 @@ def _record(portal: _Portal, req: Request, found: list[_Found], password: str | 
     if decoy:
         journal = getattr(portal.sink, "journal", None)
         if journal is not None and portal.defer is not None:
-            portal.defer(lambda: [journal.decoy(Observation(Channel.HTTP, kind, value, remote, evidence))
-                                  for kind, value, evidence in observations])
+            def mimic() -> None:
+                for kind, value, evidence in observations:
+                    if kind is TokenKind.PORTAL_LOGIN:  # a canary login's password is checked too
+                        evidence = {**evidence, "credential": _credential(portal, value, "")}
+                    journal.decoy(Observation(Channel.HTTP, kind, value, remote, evidence))
+
+            portal.defer(mimic)
         return
 
     def store() -> None:
