@@ -17,7 +17,7 @@ import bcrypt
 import pytest
 
 from support.app_seeder_helpers import create_statements, dispose, execute, load_sql, query, rows_except, snapshot, spec
-from canary.errors import ConfigError, SourceError
+from canary.errors import CanaryAltered, ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from canary.phones import formats
 from support.openemr_fixture import ID_GAP, TABLES, create_site
@@ -141,7 +141,8 @@ def test_verify_reports_missing_and_altered_rows(site, seeder):
     assert altered.state is VerifyState.ALTERED and "patient_data.phone_cell changed" in altered.details
     execute(site, "DELETE FROM history_data WHERE pid = :p", p=pb.rows[1]["key"]["pid"])
     assert seeder.verify(b, pb).state is VerifyState.MISSING
-    seeder.retire(pa)
+    with pytest.raises(CanaryAltered):  # edited since planting: kept for a person to check (#13.5)
+        seeder.retire(pa)
     seeder.retire(pb)
 
 
