@@ -223,7 +223,8 @@ def _listener_settings(workdir: Path, inbox_port: int) -> dict[str, Any]:
     """canary.toml tables of the demo listener: loopback, free ports, alerts to the local inbox."""
     return {
         "listener": {"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0", "admin": "127.0.0.1:0",
-                     "smtp_evidence_dir": str(workdir / "smtp-evidence")},
+                     "smtp_evidence_dir": str(workdir / "smtp-evidence"),
+                     "hit_journal": str(workdir / "hit-journal")},
         "alerts": {"poll_interval": "0.2s",
                    "email": {"host": "127.0.0.1", "port": inbox_port, "from": "canary@clinique-demo.example",
                              "to": [SECURITY_TEAM], "timeout": "5s"}},
