@@ -12,8 +12,9 @@ spread through it in varied writings. Then, for each canary count:
 * `canary scan` once to compile and cache the pattern set (compile time shown);
 * `rg -F -f` with every literal the scanner looks for: each token writing
   (all phone and NIR writings) and the fingerprint literals, in lower, upper
-  and title case since rg -F is case-sensitive and the scan is not; and rg
-  with the token writings only;
+  and title case since rg -F is case-sensitive and the scan is not; rg with
+  the token writings only; and rg with one writing per token (what a user
+  might try first: the values as the registry holds them);
 * `canary scan` again, whole process (start, registry, cached patterns, two
   worker processes, attribution, JSON output), with its peak memory.
 
@@ -107,7 +108,7 @@ def csv_file(workdir: Path, megabytes: int, people: list[dict], spread: int) -> 
     marker = workdir / f"leak-{megabytes}mb.canaries"
     if path.exists() and marker.exists():
         return path, int(marker.read_text())
-    import leakgen
+    from support import leakgen
     from canary.model import Identity
 
     started = time.perf_counter()
@@ -152,12 +153,17 @@ def config(workdir: Path, url: str) -> Path:
     return path
 
 
-def literals(url: str, workdir: Path, count: int) -> tuple[Path, Path, int]:
+def literals(url: str, workdir: Path, count: int) -> tuple[Path, Path, Path, int]:
+    from canary.model import TokenKind
     from canary.registry import Registry, scanstore
     from canary.scan import patterns
 
     with Registry.open(url) as reg:
-        built = patterns.build(scanstore.pattern_rows(reg), "hyperscan")
+        rows = list(scanstore.pattern_rows(reg))
+    built = patterns.build(rows, "hyperscan")
+    # What a user might try first: each token once, as the registry holds it (a phone as 0XXXXXXXXX).
+    one = {("0" + value[3:] if TokenKind(kind) is TokenKind.PHONE else value).encode()
+           for row in rows for kind, value in row.tokens}
     every, tokens = set(), set()
     for i, literal in enumerate(built.literals):
         cases = {literal, literal.upper(), literal.title() if literal.isascii() else literal,
@@ -165,10 +171,11 @@ def literals(url: str, workdir: Path, count: int) -> tuple[Path, Path, int]:
         every |= cases
         if built.roles[i] not in (patterns.SURNAME, patterns.FIRST_NAME, patterns.BIRTH_DATE, 0):
             tokens |= cases
-    paths = workdir / f"rg-all-{count}.txt", workdir / f"rg-tokens-{count}.txt"
+    paths = workdir / f"rg-all-{count}.txt", workdir / f"rg-tokens-{count}.txt", workdir / f"rg-one-{count}.txt"
     paths[0].write_bytes(b"\n".join(sorted(every)) + b"\n")
     paths[1].write_bytes(b"\n".join(sorted(tokens)) + b"\n")
-    return paths[0], paths[1], len(built.literals)
+    paths[2].write_bytes(b"\n".join(sorted(one)) + b"\n")
+    return paths[0], paths[1], paths[2], len(built.literals)
 
 
 def timed(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
@@ -205,7 +212,7 @@ def main() -> None:
     results = []
     for count in sorted(args.canaries):
         url = registry(workdir, people, count)
-        every, tokens, n_literals = literals(url, workdir, count)
+        every, tokens, one, n_literals = literals(url, workdir, count)
         cache = workdir / f"cache-{count}"
         env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(cache),
                    PYTHONPATH=str(ROOT))
@@ -216,23 +223,26 @@ def main() -> None:
         cold, cold_mem, _ = timed(scan_cmd, env)
         rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)])
         rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)])
+        rg_one, _, _ = timed([rg, "-F", "-c", "-f", str(one), str(leak)])
         warm, warm_mem, out = timed(scan_cmd, env)
         data = json.loads(out)
         found = sum(s["found"] for s in data["sources"])
-        results.append((count, n_literals, rg_all, rg_tok, warm, warm_mem, cold, cold_mem, found))
-        print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, "
+        results.append((count, n_literals, rg_all, rg_tok, rg_one, warm, warm_mem, cold, cold_mem, found))
+        print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, rg one {rg_one:.1f} s, "
               f"scan {warm:.1f} s (cold {cold:.1f} s, {cold_mem:,.0f} MB), found {found}")
     load = os.getloadavg()[0]
     print(f"\n{size / 1e6:,.0f} MB CSV, {spread:,} canary rows, {args.jobs} scan processes, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}\n")
-    print("| canaries | literals | rg -F all literals | rg -F token writings | canary scan | vs rg all "
-          "| vs rg tokens | scan peak RSS | first scan (compiles): time, peak RSS | canaries found |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for count, n_lit, rg_all, rg_tok, warm, mem, cold, cold_mem, found in results:
+    print("| canaries | literals | rg -F all literals | rg -F token writings | rg -F one writing per token "
+          "| canary scan | vs rg all | vs rg tokens | vs rg one writing | scan peak RSS "
+          "| first scan (compiles): time, peak RSS | canaries found |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for count, n_lit, rg_all, rg_tok, rg_one, warm, mem, cold, cold_mem, found in results:
         def rate(seconds):
             return f"{seconds:.1f} s ({size / seconds / 1e6:,.0f} MB/s)"
-        print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(warm)} | {rg_all / warm:.1f}x "
-              f"| {rg_tok / warm:.1f}x | {mem:,.0f} MB | {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
+        print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(rg_one)} | {rate(warm)} "
+              f"| {rg_all / warm:.1f}x | {rg_tok / warm:.1f}x | {rg_one / warm:.1f}x | {mem:,.0f} MB "
+              f"| {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
 
 
 if __name__ == "__main__":

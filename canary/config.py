@@ -48,6 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Phone numbers we own (E.164 or French national writing); one is given to each canary."),
     Setting("contacts.phone_pool_file", None,
             "File with more pool numbers, one per line (# comments allowed); relative to canary.toml."),
+    Setting("contacts.max_per_email_domain", 3,
+            "At most this many live canaries of one source per email domain (0: no limit)."),
+    Setting("contacts.max_per_phone_block", 2,
+            "At most this many live canaries of one source per 10,000-number phone block (0: no limit)."),
     Setting("identities.age_profile", None,
             "Age bands and weights for birth dates, e.g. {\"0-17\" = 8, \"18-44\" = 22, "
             "\"45-64\" = 28, \"65-79\" = 26, \"80-100\" = 16}; default: a hospital/lab population."),
@@ -71,6 +75,8 @@ SETTING_MODULES: tuple[str, ...] = (
     "listener.telephony",
     "canary.scan.hibp",
     "canary.doctor.checks",
+    "canary.audit.settings",
+    "canary.planting.pace",
 )
 
 
@@ -218,12 +224,21 @@ def _contacts(contacts: Mapping[str, Any], base: Path, where: str) -> ContactPoi
         numbers += _read_pool_file(base / str(contacts["phone_pool_file"]), where)
     if not numbers:
         raise ConfigError(f"{where}: [contacts] needs phone_pool or phone_pool_file (numbers we own)")
-    from canary.contacts import DEMO_DNS_ZONE, DEMO_EMAIL_DOMAINS
+    from canary.contacts import DEFAULT_MAX_PER_BLOCK, DEFAULT_MAX_PER_DOMAIN, DEMO_DNS_ZONE, DEMO_EMAIL_DOMAINS
 
     demo = bool(set(domains) & set(DEMO_EMAIL_DOMAINS)) or zone == DEMO_DNS_ZONE
     # A demo configuration may hold fiction numbers; validate_pool refuses them otherwise.
     pool = validate_pool(numbers, demo=demo)
-    return ContactPoints(email_domains=domains, dns_zone=zone, portal_url=portal_url, phone_pool=pool, demo=demo)
+    return ContactPoints(email_domains=domains, dns_zone=zone, portal_url=portal_url, phone_pool=pool, demo=demo,
+                         max_per_email_domain=_cap(contacts, "max_per_email_domain", DEFAULT_MAX_PER_DOMAIN, where),
+                         max_per_phone_block=_cap(contacts, "max_per_phone_block", DEFAULT_MAX_PER_BLOCK, where))
+
+
+def _cap(contacts: Mapping[str, Any], key: str, default: int, where: str) -> int | None:
+    value = contacts.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: contacts.{key} must be a whole number >= 0 (0: no limit)")
+    return value or None
 
 
 def _read_pool_file(path: Path, where: str) -> list[str]:

@@ -20,6 +20,10 @@ class ContactPoints:
     portal_url: str  # base URL; the access code is appended as a path segment
     phone_pool: tuple[str, ...]  # E.164, e.g. "+33612345678"
     demo: bool = False
+    # At most this many live canaries of one source per email domain and per 10,000-number
+    # phone block (None: no limit). canary.toml sets DEFAULT_MAX_PER_DOMAIN / _BLOCK unless told.
+    max_per_email_domain: int | None = None
+    max_per_phone_block: int | None = None
 
     def require_production(self) -> None:
         """Refuse to plant canaries whose contact points nobody watches."""
@@ -40,6 +44,12 @@ class ContactPoints:
                 f"[contacts] phone pool holds {len(demo)} demo/fiction numbers "
                 f"(e.g. {demo[0]}): use numbers you own"
             )
+
+
+# A domain or a number block that only canaries use, and many of them, is a tell
+# (docs/concealment.md): "a few" per domain and per block, by default.
+DEFAULT_MAX_PER_DOMAIN = 3
+DEFAULT_MAX_PER_BLOCK = 2
 
 
 # Demo contact points: they look like an ordinary webmail and appointment

@@ -226,6 +226,9 @@ class VerifyState(str, enum.Enum):
 class VerifyResult:
     state: VerifyState
     details: tuple[str, ...] = ()  # human-readable, e.g. "patients.tel changed"
+    # Whether the application's own patient search returns the canary: None when the seeder
+    # cannot ask (most cannot), False when the rows are intact but the search misses them.
+    searchable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

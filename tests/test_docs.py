@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -61,3 +62,34 @@ def test_generated_settings_tables_are_up_to_date():
     spec.loader.exec_module(module)
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
     assert module.updated(text) == text, "run: python scripts/gen_settings_doc.py"
+
+
+REPO = DOCS.parent
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+CODE_PATH = re.compile(r"`((?:canary|listener|seeders|tests|bench|deploy|scripts)/[\w./-]+)`")
+
+
+def _markdown_files():
+    return [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+@pytest.mark.parametrize("page", _markdown_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_and_code_paths_point_at_existing_files(page):
+    """A moved module or page breaks the docs that name it: this finds it."""
+    text = page.read_text(encoding="utf-8")
+    broken = []
+    for target in LINK.findall(text):
+        if "://" in target or target.startswith(("#", "mailto:")):
+            continue
+        path = (page.parent / target.split("#", 1)[0]).resolve()
+        if not path.exists():
+            broken.append(target)
+    for named in CODE_PATH.findall(text):
+        if any(ch in named for ch in "*<>") or named.endswith("/"):
+            candidate = REPO / named.rstrip("/")
+            if named.endswith("/") and not candidate.exists():
+                broken.append(named)
+            continue
+        if not (REPO / named).exists():
+            broken.append(named)
+    assert broken == []

@@ -3,7 +3,7 @@
 ``audit_source`` runs every check of ``canary/audit/rules.py`` and
 ``canary/audit/phones.py`` on a source's live canaries: NIR key and
 consistency, phone validity and carrier, postcode and commune, e-mail
-domains, duplicates, canaries with consecutive ids or planted in one burst,
+domains, domains and phone blocks crowded with canaries, duplicates, canaries with consecutive ids or planted in one burst,
 and (when the seeder exposes its target rows) columns the canaries fill
 unlike their neighbouring rows. ``audit_pool``
 checks a list of phone numbers (the configured pool); ``audit_config`` the
@@ -24,6 +24,7 @@ from canary.audit.rules import (
     Finding,
     Severity,
     address_findings,
+    cluster_findings,
     duplicate_findings,
     email_findings,
     fill_findings,
@@ -88,6 +89,9 @@ def audit_source(registry, config: Config, source: str, *, compare_target: bool 
     findings = nir_findings(identities) + address_findings(identities)
     findings += email_findings([(r.id, r.identity.email) for r in records])
     findings += duplicate_findings(identities) + phone_findings(phones)
+    contacts = config.contacts
+    findings += cluster_findings(phones + [(r.id, r.identity.email) for r in records],
+                                 contacts.max_per_email_domain, contacts.max_per_phone_block)
     findings += key_run_findings(_key_intervals(records))
     findings += time_findings([(r.id, r.batch, r.planted_at) for r in records if r.planted_at])
     if compare_target:

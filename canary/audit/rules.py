@@ -153,6 +153,39 @@ def email_findings(identities: Sequence[tuple[int | None, str]]) -> list[Finding
     return findings
 
 
+def cluster_findings(contacts: Sequence[tuple[int, str]], max_per_domain: int | None,
+                     max_per_block: int | None) -> list[Finding]:
+    """(canary id, email or E.164 number): domains and 10,000-number blocks holding too many canaries.
+
+    Without a configured cap, "a few" (3 per domain, 2 per block) is what is recommended.
+    """
+    from canary.contacts import DEFAULT_MAX_PER_BLOCK, DEFAULT_MAX_PER_DOMAIN
+
+    owners: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for canary_id, value in contacts:
+        if "@" in value:
+            owners[("domain", value.rpartition("@")[2].lower())].add(canary_id)
+        elif value.startswith("+") and len(value) > 8:
+            owners[("block", value[:-4])].add(canary_id)
+    findings = []
+    for kind, cap, setting, what in (
+            ("domain", max_per_domain or DEFAULT_MAX_PER_DOMAIN, "max_per_email_domain", "email domain"),
+            ("block", max_per_block or DEFAULT_MAX_PER_BLOCK, "max_per_phone_block", "10,000-number block")):
+        crowded = {key: ids for (k, key), ids in owners.items() if k == kind and len(ids) > cap}
+        if not crowded:
+            continue
+        total = len({i for (k, _), ids in owners.items() if k == kind for i in ids})
+        shown = [f"{key}{'xxxx' if kind == 'block' else ''} ({len(ids)})" for key, ids in crowded.items()]
+        findings.append(Finding(
+            f"{'email-domain' if kind == 'domain' else 'phone-block'}-crowded", Severity.WARNING,
+            f"{len(crowded)} {what}s hold more than {cap} canaries each: a {what} shared by several "
+            "recent patients that no other patient uses stands out",
+            f"keep contacts.{setting} at {cap} or less (the default) and own at least "
+            f"{-(-total // cap)} {what}s for these {total} canaries (docs/setup.md)",
+            canary_ids(i for ids in crowded.values() for i in ids), examples(shown)))
+    return findings
+
+
 def duplicate_findings(identities: Sequence[tuple[int, Identity]]) -> list[Finding]:
     findings = []
     checks = (

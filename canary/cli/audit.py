@@ -1,7 +1,9 @@
-"""`canary audit [SOURCE] [--json]`: register with ``cli.add_command(audit)`` in canary/cli/main.py.
+"""`canary audit [SOURCE] [--separability] [--json]`: register with ``cli.add_command(audit)`` in canary/cli/main.py.
 
 Takes the ``Env`` of canary.cli.main through ``click.pass_obj`` (no import cycle).
-Exit 1 when a finding is a warning or an error, as `verify` does for problems.
+Exit 1 when a finding is a warning or an error, as `verify` does for problems;
+with ``--separability``, exit 1 when the ROC AUC is above
+``audit.separability_threshold``.
 """
 
 from __future__ import annotations
@@ -12,18 +14,27 @@ import sys
 import click
 
 from canary.cli.options import json_option
+from canary.errors import ConfigError
 
 
 @click.command("audit")
 @click.argument("source_name", metavar="[SOURCE]", required=False)
 @click.option("--no-target", is_flag=True,
               help="Do not read the target database (skips the fill-pattern check).")
+@click.option("--separability", is_flag=True,
+              help="Read every patient of SOURCE and measure how well a classifier tells canaries apart "
+                   "(read only; see docs/concealment.md).")
 @json_option
 @click.pass_obj
-def audit(env, source_name: str | None, no_target: bool, as_json: bool) -> None:
+def audit(env, source_name: str | None, no_target: bool, separability: bool, as_json: bool) -> None:
     """What an attacker could notice about SOURCE's canaries (or, without SOURCE, the pool)."""
     from canary.audit.report import audit_config, audit_source, report_to_dict
 
+    if separability:
+        if not source_name or no_target:
+            raise ConfigError("--separability needs a SOURCE and reads its target (no --no-target)")
+        _separability(env, source_name, as_json)
+        return
     if source_name:
         report = audit_source(env.registry, env.config, source_name, compare_target=not no_target)
     else:
@@ -32,6 +43,31 @@ def audit(env, source_name: str | None, no_target: bool, as_json: bool) -> None:
         click.echo(json.dumps(report_to_dict(report), indent=2, ensure_ascii=False))
     else:
         _print(report)
+    if report.failed:
+        sys.exit(1)
+
+
+def _separability(env, source_name: str, as_json: bool) -> None:
+    from canary.audit.separability import report_to_dict
+    from canary.audit.site import audit_separability
+
+    report = audit_separability(env.registry, env.config, source_name)
+    if as_json:
+        click.echo(json.dumps(report_to_dict(report), indent=2, ensure_ascii=False))
+    else:
+        verdict = "FAIL" if report.failed else "ok"
+        click.echo(f"separability of {report.source}: ROC AUC {report.auc:.2f} "
+                   f"(95 % CI {report.low:.2f}-{report.high:.2f}, {report.model}), threshold "
+                   f"{report.threshold:.2f}: {verdict}")
+        click.echo(f"        {report.canaries} canaries against {report.compared} of the site's "
+                   f"{report.patients - report.canaries} other patients, {report.features} features")
+        if report.rule_feature:
+            click.echo(f"        best one-line rule finding half the canaries: {report.rule_feature}, "
+                       f"precision {report.rule_precision:.2f} on the whole site")
+        for rank, give in enumerate(report.giveaways, 1):
+            click.echo(f"{rank}. {give.feature} (alone: AUC {give.auc:.2f}): canaries {give.canaries}, "
+                       f"others {give.others}")
+            click.echo(f"        fix: {give.fix}")
     if report.failed:
         sys.exit(1)
 

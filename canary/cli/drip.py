@@ -27,14 +27,22 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
                ) -> list[datetime]:
     """`canary plant SOURCE --count N --over 30d`: schedule instead of planting now."""
     from canary.planting.drip import schedule_drip
+    from canary.planting.pace import RATE_HISTORY, check_schedule, drip_settings
     from canary.planting.planter import open_seeder
     from canary.planting.schedule import parse_duration
 
     period = parse_duration(over) if isinstance(over, str) else over
     env.config.contacts.require_production()  # fail now, not at the first drip
-    open_seeder(env.registry.get_source(source_name)).close()  # the target answers today
-    due = schedule_drip(env.registry, source_name, count, period, datetime.now(timezone.utc),
-                        operator=env.config.operator)
+    settings = drip_settings(env.config.raw)
+    now = datetime.now(timezone.utc)
+    seeder = open_seeder(env.registry.get_source(source_name))  # the target answers today
+    try:
+        local_now = now.astimezone(ZoneInfo(TIMEZONE))
+        admissions = seeder.admissions_since(local_now - RATE_HISTORY) if settings.max_share else None
+    finally:
+        seeder.close()
+    check_schedule(count, period, admissions, local_now, settings.max_share, source_name)
+    due = schedule_drip(env.registry, source_name, count, period, now, operator=env.config.operator)
     if as_json:
         click.echo(json.dumps({"source": source_name, "scheduled": len(due),
                                "due": [d.isoformat() for d in due]}, indent=2))
@@ -43,6 +51,9 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
                    f"from {_local(due[0])} to {_local(due[-1])} ({TIMEZONE}, working hours)")
         click.echo("the listener plants them when due (or run `canary drip run` from cron); "
                    "see `canary drip list`")
+        if settings.max_share and admissions is None:
+            click.echo(f"{source_name}: its seeder cannot count admissions, so this pace is not checked "
+                       "against the site's (docs/drip.md)")
     return due
 
 
@@ -57,8 +68,10 @@ def drip() -> None:
 def drip_run(env, as_json: bool) -> None:
     """Plant the canaries whose time has come (exit 1 if one failed)."""
     from canary.planting.drip import report_to_dict, run_due
+    from canary.planting.pace import drip_settings
 
-    report = run_due(env.registry, env.config, datetime.now(timezone.utc))
+    spread = drip_settings(env.config.raw).timer_slot
+    report = run_due(env.registry, env.config, datetime.now(timezone.utc), spread=spread)
     if as_json:
         click.echo(json.dumps(report_to_dict(report), indent=2))
     else:
@@ -68,7 +81,16 @@ def drip_run(env, as_json: bool) -> None:
             click.echo(f"failed planting into {outcome.source}: {outcome.error}", err=True)
         if report.deferred:
             click.echo(f"{report.deferred} due plantings wait for working hours")
-        if not (report.planted or report.failed or report.deferred):
+        if report.paced:
+            click.echo(f"{report.paced} due plantings wait for more real admissions (drip.max_share)")
+        for event in report.events:
+            if event.error:
+                click.echo(f"no event for canary #{event.canary_id} in {event.source}: {event.error}", err=True)
+            else:
+                click.echo(f"added an event ({event.rows} rows) to canary #{event.canary_id} in {event.source}")
+        for source in report.unpaced:
+            click.echo(f"{source}: its seeder cannot count admissions, planted without pacing", err=True)
+        if not (report.planted or report.failed or report.deferred or report.paced or report.events):
             click.echo("nothing due")
     if report.failed:
         sys.exit(1)

@@ -228,11 +228,13 @@ def plant_result(result, as_json: bool) -> None:
         return
     if as_json:
         _dump({"source": result.source, "batch": result.batch, "count": result.count,
-               "canary_ids": result.canary_ids, "redrawn": result.redrawn})
+               "canary_ids": result.canary_ids, "redrawn": result.redrawn, "notices": result.notices})
         return
     _echo(f"planted {result.count} canaries into {result.source} (batch {result.batch})")
     if result.redrawn:
         _echo(f"{result.redrawn} drawn identities matched existing patients and were replaced")
+    for notice in result.notices:
+        _echo(notice)
 
 
 def verify_report(report, as_json: bool) -> None:

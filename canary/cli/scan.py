@@ -32,6 +32,15 @@ def _progress(paths):
     return click.progressbar(length=total, label="scanning", file=sys.stderr, show_eta=True)
 
 
+def _count_files(paths) -> int:
+    return sum(1 if not Path(p).is_dir() else sum(1 for f in Path(p).rglob("*") if f.is_file()) for p in paths)
+
+
+def _shorten(name: str, width: int = 40) -> str:
+    printable = "".join(ch if ch.isprintable() else "?" for ch in name)
+    return printable if len(printable) <= width else "..." + printable[-(width - 3):]
+
+
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @_json_option
@@ -51,9 +60,18 @@ def scan(env, paths, as_json, report_path, alert, jobs, engine, no_cache) -> Non
 
     bar = _progress(paths)
     if bar is not None:
+        files = _count_files(paths)
+        seen: list[str] = []
+
+        def on_unit(unit) -> None:  # the bar's label names the file or member being read
+            if unit.file not in seen:
+                seen.append(unit.file)
+            name = Path(unit.file).name + (f" [{unit.member}]" if unit.member else "")
+            bar.label = f"{len(seen)}/{files} {_shorten(name)}"
+
         with bar:
             result = run_scan(env.registry, list(paths), jobs=jobs, engine=engine, use_cache=not no_cache,
-                              progress=bar.update)
+                              progress=bar.update, on_unit=on_unit)
     else:
         result = run_scan(env.registry, list(paths), jobs=jobs, engine=engine, use_cache=not no_cache)
     if report_path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 
@@ -74,12 +75,21 @@ class IdentityGenerator:
     and raises PoolExhausted when none is left; ``False`` (preview, nothing
     is recorded) draws numbers with replacement. ``seed=None`` draws a random
     128-bit seed, readable afterwards as ``generator.seed``.
+
+    ``site_postcodes`` (postcode -> the site's patients there) draws addresses
+    where the site's patients live, unless ``catchment`` names départements.
+
+    ``in_use`` (planting) holds the emails and phone numbers of the target
+    source's live canaries: with ``contacts.max_per_email_domain`` and
+    ``max_per_phone_block`` no domain and no 10,000-number block gets more
+    canaries than that, and domains are drawn least used first.
     """
 
     def __init__(self, contacts: ContactPoints, *, seed: int | None = None,
                  age_profile: Mapping[str, float] | None = None, catchment: Sequence[str] = (),
                  reserved: Callable[[Token], bool] | None = None, taken_phones: Iterable[str] = (),
-                 reserve_phones: bool = True, today: date | None = None) -> None:
+                 reserve_phones: bool = True, today: date | None = None,
+                 in_use: Iterable[str] = (), site_postcodes: Mapping[str, int] | None = None) -> None:
         if not contacts.email_domains:
             raise ConfigError("[contacts] email_domains is empty: list at least one domain you own")
         if not contacts.phone_pool:
@@ -100,9 +110,13 @@ class IdentityGenerator:
         self._dns_labels: set[str] = set()
         self._passwords: set[str] = set()
         self._births = AgeProfile.from_mapping(age_profile).sampler(self.today)
-        self._places = PlaceDrawer(tuple(catchment))
+        self._places = PlaceDrawer(tuple(catchment), site_postcodes)
+        in_use = tuple(in_use)
         self._phones = PhoneAllocator(contacts.phone_pool, self._rng, taken=taken_phones, reserved=reserved,
-                                      unique=reserve_phones)
+                                      unique=reserve_phones, max_per_block=contacts.max_per_phone_block,
+                                      in_use=[v for v in in_use if v.startswith("+")])
+        self._max_per_domain = contacts.max_per_email_domain if reserve_phones else None
+        self._domain_use = Counter(v.rpartition("@")[2].lower() for v in in_use if "@" in v)
         self._gps = medical.GpBook()
         self._zones: dict[str, str | None] = {}
         self._portal_base = contacts.portal_url if contacts.portal_url.endswith("/") else contacts.portal_url + "/"
@@ -219,12 +233,28 @@ class IdentityGenerator:
     def _email(self, holder: Person) -> str:
         rng = self._rng
         local = accounts.email_local_part(rng, holder)
-        domain = "@" + pick_domain(rng, self.contacts.email_domains)
+        domain = "@" + self._domain(rng)
         for attempt in range(_MAX_ATTEMPTS):
             email = (local if attempt == 0 else accounts.with_suffix(rng, local, attempt)) + domain
             if self._claim(_EMAIL, self._emails, email):
                 return email
         raise self._saturated(_EMAIL)
+
+    def _domain(self, rng: random.Random) -> str:
+        """An owned domain; with a cap, one of the least used that still has room."""
+        domains = self.contacts.email_domains
+        if not self._max_per_domain:
+            return pick_domain(rng, domains)
+        use = self._domain_use
+        room = [d for d in domains if use[d] < self._max_per_domain]
+        if not room:
+            raise PoolExhausted(
+                f"every email domain already holds {self._max_per_domain} canaries of this source: add "
+                "domains to [contacts] email_domains, or raise contacts.max_per_email_domain")
+        fewest = min(use[d] for d in room)
+        domain = pick_domain(rng, tuple(d for d in room if use[d] == fewest))
+        use[domain] += 1
+        return domain
 
     def _login(self, holder: Person, email: str) -> str:
         rng = self._rng

@@ -9,11 +9,16 @@ person stream, so allocation is deterministic for a given seed and pool.
   when issuing); when no number is left, PoolExhausted.
 * ``unique=False`` (preview): numbers are drawn with replacement, so a
   100,000-identity preview works from the 60,000-number demo pool.
+* ``max_per_block`` (planting): at most that many numbers issued per
+  10,000-number block, counting ``in_use`` (the numbers the source's live
+  canaries already hold). Many patients in one block of a pool is what an
+  attacker sorting phone numbers sees first (docs/concealment.md).
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from canary.errors import PoolExhausted
@@ -23,6 +28,11 @@ from canary.identity.sampling import choice
 
 _PHONE = TokenKind.PHONE
 _BUCKETS = ("mobile", "01", "02", "03", "04", "05", "voip", "other")
+
+
+def block_of(number: str) -> str:
+    """The 10,000-number block of an E.164 number: all but its last four digits."""
+    return number[:-4]
 
 
 class _Bucket:
@@ -35,8 +45,12 @@ class _Bucket:
 
 class PhoneAllocator:
     def __init__(self, pool: Iterable[str], rng: random.Random, *, taken: Iterable[str] = (),
-                 reserved: Callable[[Token], bool] | None = None, unique: bool = True) -> None:
+                 reserved: Callable[[Token], bool] | None = None, unique: bool = True,
+                 max_per_block: int | None = None, in_use: Iterable[str] = ()) -> None:
         self._pool_size = 0
+        self._max_per_block = max_per_block if unique else None
+        self._blocks: Counter[str] = Counter(block_of(n) for n in in_use)
+        self._full_skipped = 0
         self._rng = rng
         self._unique = unique
         self._reserved = reserved
@@ -72,7 +86,11 @@ class PhoneAllocator:
                 continue
             if self._reserved is not None and self._reserved(Token(_PHONE, number)):
                 continue
+            if self._max_per_block and self._blocks[block_of(number)] >= self._max_per_block:
+                self._full_skipped += 1  # its block is full for this source: never issue it in this run
+                continue
             self._issued.add(number)
+            self._blocks[block_of(number)] += 1
             return number
         return None
 
@@ -84,6 +102,12 @@ class PhoneAllocator:
         return None
 
     def exhausted(self) -> PoolExhausted:
+        if self._full_skipped:
+            return PoolExhausted(
+                f"phone pool exhausted: every unused number is in a 10,000-number block that already holds "
+                f"{self._max_per_block} canaries of this source; add numbers from other blocks to "
+                "[contacts] phone_pool, or raise contacts.max_per_phone_block"
+            )
         return PoolExhausted(
             f"phone pool exhausted: {self._pool_size} numbers, all in use; add numbers to [contacts] phone_pool"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Mapping
 from datetime import date
 
 from canary.identity import refdata
@@ -75,10 +76,17 @@ def _emittable(commune: Commune, birth: date) -> bool:
 
 
 class PlaceDrawer:
-    """Draws birthplaces and addresses; caches per-département tables."""
+    """Draws birthplaces and addresses; caches per-département tables.
 
-    def __init__(self, catchment: tuple[str, ...] = ()) -> None:
+    ``site_postcodes`` (postcode -> patients of the site living there), when
+    given and no ``catchment`` is, makes addresses follow where the site's own
+    patients live rather than where France's population lives: a postcode is
+    drawn as often as the site has it, then one of its communes by population.
+    """
+
+    def __init__(self, catchment: tuple[str, ...] = (), site_postcodes: Mapping[str, int] | None = None) -> None:
         self.catchment = tuple(catchment)
+        self._site = None if catchment else learned_catchment(site_postcodes or {})
         births = refdata.birth_communes()
         self._births_all = births
         self._births_towns = weighted([(c, c.population) for c in births.items if c.population >= _TOWN_POPULATION])
@@ -150,12 +158,19 @@ class PlaceDrawer:
     # -- address --------------------------------------------------------------
 
     def address(self, rng: random.Random) -> Address:
-        commune = pick(rng, self._residences)
+        site_postcode = None
+        if self._site is not None:
+            commune, site_postcode = pick(rng, self._site)
+        else:
+            commune = pick(rng, self._residences)
         postal = self._postal.get(commune.insee_code)
         if postal is None:
             postal = self._postal[commune.insee_code] = (refdata.postcodes(commune.insee_code), _postal_city(commune))
         postcodes, city = postal
-        postcode = postcodes[0] if len(postcodes) == 1 else choice(rng, postcodes)
+        if site_postcode is not None:
+            postcode = site_postcode
+        else:
+            postcode = postcodes[0] if len(postcodes) == 1 else choice(rng, postcodes)
         line1, line2 = self._street_lines(rng, commune.population)
         return Address(line1, postcode, city, commune.insee_code, commune.departement, line2)
 
@@ -172,6 +187,20 @@ class PlaceDrawer:
         if roll < 0.16:
             return line1, choice(rng, _FLAT_FORMS)(rng)
         return line1, ""
+
+
+def learned_catchment(site_postcodes: Mapping[str, int]) -> Weighted[tuple[Commune, str]] | None:
+    """(commune, postcode) pairs weighted by the site's patients per postcode; None if none is known.
+
+    Metropolitan postcodes only (overseas residents would need overseas numbers).
+    """
+    index = refdata.communes_by_postcode()
+    pairs = []
+    for postcode, patients in site_postcodes.items():
+        found = [c for c in index.get(str(postcode).strip(), ()) if len(c.departement) == 2]
+        population = sum(c.population for c in found) or 1
+        pairs += [((c, postcode), patients * max(c.population, 1) / population) for c in found]
+    return weighted(pairs) if pairs else None
 
 
 def _postal_city(commune: Commune) -> str:

@@ -209,6 +209,19 @@ def _residence_communes(codes: tuple[str, ...]) -> Weighted[Commune]:
     return table
 
 
+@cache
+def communes_by_postcode() -> dict[str, tuple[Commune, ...]]:
+    """Postcode -> the inhabited communes La Poste serves under it."""
+    index: dict[str, list[Commune]] = {}
+    every = _commune_index()
+    for insee, codes in _postcode_table().items():
+        commune = every.get(insee)
+        if commune is not None:
+            for code in codes:
+                index.setdefault(code, []).append(commune)
+    return {code: tuple(found) for code, found in index.items()}
+
+
 def postcodes(insee_code: str) -> tuple[str, ...]:
     return _postcode_table().get(insee_code, ())
 

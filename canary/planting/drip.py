@@ -15,6 +15,20 @@ that is due, however late. After a long outage that is a burst: ``canary
 drip list`` shows it coming, and ``drip cancel`` + a new ``--over`` spreads
 the rest again.
 
+Pace (``canary/planting/pace.py``): canaries stay within ``drip.max_share``
+of the site's new patients; a due slot that would exceed it waits for later
+runs (``DripReport.paced``).
+
+A life over time: each run also adds the later events that are due to
+planted canaries (``canary/planting/events.py``), through seeders that
+write them.
+
+Spread over the timer slot: a run started every ``drip.timer_slot`` by a
+timer takes the slots due before the next run and plants each at its own
+moment: a future one at its due moment, an overdue one at a random moment of
+the slot. Creation times then carry no minute-of-slot fingerprint (all
+canaries created a few seconds after :00, :10, :20...).
+
 Safe to run concurrently and again: slots are claimed (see
 ``canary/registry/dripstore.py``), and a slot whose batch already holds a
 live canary (a runner died after planting, before marking the slot) is
@@ -28,6 +42,7 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,6 +50,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from canary.config import Config
+from canary.planting.pace import DripSettings, drip_settings, may_plant
 from canary.planting.schedule import TIMEZONE, WORKING_HOURS, draw_due_times, in_working_hours
 from canary.errors import CanaryError
 from canary.model import CanaryStatus
@@ -63,6 +79,9 @@ class DripReport:
     planted: list[DripOutcome] = field(default_factory=list)
     failed: list[DripOutcome] = field(default_factory=list)
     deferred: int = 0  # due slots left for a run inside working hours
+    paced: int = 0  # due slots held back: one more canary would exceed drip.max_share of new patients
+    unpaced: list[str] = field(default_factory=list)  # sources whose seeder cannot count admissions
+    events: list = field(default_factory=list)  # EventOutcome: later events added to planted canaries
 
 
 def schedule_drip(registry, source: str, count: int, over: timedelta, now: datetime,
@@ -87,30 +106,92 @@ def default_worker_id() -> str:
 
 def run_due(registry, config: Config, now: datetime, *, working_hours: tuple[int, int] = WORKING_HOURS,
             tz: str = TIMEZONE, worker: str | None = None, lease: timedelta = DEFAULT_LEASE,
-            environ=os.environ) -> DripReport:
-    """Plant one canary per due slot, each in its own batch; a no-op outside working hours."""
+            environ=os.environ, spread: timedelta = timedelta(), sleep=time.sleep,
+            rng: random.Random | None = None) -> DripReport:
+    """Plant one canary per due slot, each in its own batch; a no-op outside working hours.
+
+    With ``spread`` (the timer's period), slots due before ``now + spread`` are
+    taken too and each is planted at its own moment of the slot (``sleep``
+    waits for it); the canary's creation time is then that moment.
+    """
     if not in_working_hours(now, working_hours, tz):
         return DripReport(deferred=registry.count_due_drip_slots(now))
+    settings = drip_settings(config.raw)
     worker = worker or default_worker_id()
-    slots = registry.claim_drip_slots(worker, now, lease)
+    slots = registry.claim_drip_slots(worker, now + spread, lease + spread)
+    moments = planting_moments(slots, now, spread, rng or random.SystemRandom())
     report = DripReport()
-    for index, slot in enumerate(slots):
+    clock = now
+    for index, (slot, moment) in enumerate(moments):
         try:
+            if moment > clock:
+                if sleep((moment - clock).total_seconds()):  # True: asked to stop while waiting
+                    registry.release_drip_slots([s.id for s, _ in moments[index:]], worker)
+                    break
+                clock = moment
+            if not _pace_allows(registry, slot.source, clock, settings, report, environ):
+                registry.release_drip_slots([slot.id], worker)
+                report.paced += 1
+                continue
             label, canary_id = _plant_slot(registry, config, slot, tz, environ)
         except CanaryError as err:
             give_up = slot.attempts >= MAX_ATTEMPTS
-            registry.fail_drip_slot(slot.id, worker, now, str(err), give_up)
+            registry.fail_drip_slot(slot.id, worker, clock, str(err), give_up)
             report.failed.append(DripOutcome(slot.id, slot.source, error=str(err)))
             log.warning("drip planting into %s failed (try %d%s): %s", slot.source, slot.attempts,
                         ", given up" if give_up else "", err)
             continue
         except BaseException:
-            registry.release_drip_slots([s.id for s in slots[index:]], worker)
+            registry.release_drip_slots([s.id for s, _ in moments[index:]], worker)
             raise
-        registry.finish_drip_slot(slot.id, now, label, canary_id)
+        registry.finish_drip_slot(slot.id, clock, label, canary_id)
         report.planted.append(DripOutcome(slot.id, slot.source, label, canary_id))
         log.info("drip: planted canary #%s into %s (batch %s)", canary_id, slot.source, label)
+    if in_working_hours(clock, working_hours, tz):
+        from canary.planting.events import add_due_events
+
+        report.events = add_due_events(registry, clock, settings.event_every, environ)
     return report
+
+
+def planting_moments(slots: list[DripSlot], now: datetime, spread: timedelta,
+                     rng: random.Random) -> list[tuple[DripSlot, datetime]]:
+    """When to plant each claimed slot: its due moment, or a random moment of the slot when overdue."""
+    moments = []
+    for slot in slots:
+        due = slot.due_at if slot.due_at.tzinfo else slot.due_at.replace(tzinfo=timezone.utc)
+        if due >= now or not spread:
+            moments.append((slot, max(due, now)))
+        else:
+            moments.append((slot, now + timedelta(seconds=rng.uniform(0, spread.total_seconds()))))
+    return sorted(moments, key=lambda pair: pair[1])
+
+
+def _pace_allows(registry, source: str, now: datetime, settings: DripSettings, report: DripReport,
+                 environ) -> bool:
+    """Whether planting into ``source`` now keeps canaries within drip.max_share of new patients."""
+    if settings.max_share <= 0 or source in report.unpaced:
+        return True
+    from canary.planting.planter import open_seeder
+
+    since = now - settings.pace_window
+    seeder = open_seeder(registry.get_source(source), environ)
+    try:
+        # Applications store local wall-clock time: ask in the drip time zone.
+        admissions = seeder.admissions_since(since.astimezone(ZoneInfo(TIMEZONE)))
+    finally:
+        seeder.close()
+    if admissions is None:
+        report.unpaced.append(source)
+        log.warning("drip: seeder of %s cannot count admissions: not paced", source)
+        return True
+    ours = [c for c in registry.list_canaries(source=source) if c.planted_at is not None
+            and _aware(c.planted_at) >= since]
+    return may_plant(len(admissions), len(ours), settings.max_share)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, environ) -> tuple[str, int | None]:
@@ -154,6 +235,10 @@ def report_to_dict(report: DripReport) -> dict[str, Any]:
                     for o in report.planted],
         "failed": [{"slot": o.slot_id, "source": o.source, "error": o.error} for o in report.failed],
         "deferred": report.deferred,
+        "paced": report.paced,
+        "unpaced": list(report.unpaced),
+        "events": [{"canary_id": e.canary_id, "source": e.source, "rows": e.rows, "error": e.error}
+                   for e in report.events],
     }
 
 
@@ -171,8 +256,10 @@ class DripWorker:
         self._thread: threading.Thread | None = None
 
     def run_once(self, now: datetime | None = None) -> DripReport:
+        # Runs every ``interval`` seconds: each run spreads its plantings over that interval.
         return run_due(self.registry, self.config, now or datetime.now(timezone.utc),
-                       worker=self.worker_id, environ=self.environ)
+                       worker=self.worker_id, environ=self.environ,
+                       spread=timedelta(seconds=self.interval), sleep=self._stop.wait)
 
     def start(self) -> None:
         if self._thread is not None:

@@ -39,6 +39,7 @@ class PlantResult:
     redrawn: int = 0  # identities dropped because they collided with a real patient
     dry_run: bool = False
     plans: list[tuple[Identity, list[PlannedRow]]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # the seeder's lines for the user (Seeder.notices)
 
     @property
     def count(self) -> int:
@@ -88,6 +89,7 @@ def plant(
             result.canary_ids.append(_plant_one(registry, seeder, batch, identity))
             if progress:
                 progress(1)
+        result.notices = seeder.notices()
         return result
     finally:
         seeder.close()
@@ -123,6 +125,9 @@ def _draw(registry, config: Config, spec: SourceSpec, seeder: Seeder, count: int
         reserved=registry.is_taken,
         taken_phones=registry.taken_values(TokenKind.PHONE),
         reserve_phones=True,
+        in_use=contact_points_in_use(registry, spec.name),
+        # --catchment wins; otherwise addresses follow where the site's own patients live
+        site_postcodes=None if spec.catchment else seeder.site_postcodes(),
     )
     chosen: list[Identity] = []
     redrawn = 0
@@ -137,6 +142,16 @@ def _draw(registry, config: Config, spec: SourceSpec, seeder: Seeder, count: int
             continue
         chosen.append(identity)
     return chosen, redrawn
+
+
+def contact_points_in_use(registry, source: str) -> list[str]:
+    """Emails and phone numbers of the source's live canaries (per-domain and per-block caps count them)."""
+    live = (CanaryStatus.PLANNED, CanaryStatus.PLANTED, CanaryStatus.MISSING)
+    values = []
+    for record in registry.list_canaries(source=source, status=live):
+        identity = record.identity
+        values += [v for v in (identity.email, identity.phone, identity.phone2) if v]
+    return values
 
 
 def _identities(generator) -> Iterator[Identity]:

@@ -15,13 +15,27 @@ planting orchestrator (``canary.planting.planter``) drives it as:
 
 A seeder touches only the rows it adds: ``retire`` deletes exactly the rows
 listed in the placement, ``verify`` only reads them.
+
+Read-only questions about the site, each answered ``None`` ("this seeder
+cannot tell") unless the seeder knows how (SQL seeders do, through
+``seeders/sql/siteread.py``):
+
+    seeder.patients_for_audit(limit)   # per-patient rows for `canary audit --separability`
+    seeder.admissions_since(moment)    # creation times of patients since then (drip pace)
+    seeder.site_postcodes(limit)       # postcodes of recent patients (drip catchment)
+
+and one write hook for drip: ``seeder.add_event(identity, placement, when)``
+adds a later event (a visit, a result) to a planted canary and returns the
+placement with the new rows, or None when the seeder does not support it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from collections import Counter
+from datetime import datetime
+from typing import Any, ClassVar, Iterable, Iterator
 
 from canary.model import Identity, Placement, SourceSpec, VerifyResult
 
@@ -42,6 +56,26 @@ class PlannedRow:
 
     table: str
     values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPatient:
+    """One patient of the target as ``canary audit --separability`` reads it.
+
+    ``ref`` names the patient row the way a placement row does: (table, key
+    column -> value, JSON-like), so the audit can tell which rows are ours
+    from the registry alone. ``values`` is the patient row as stored;
+    ``related`` counts the rows of each related table pointing at it and
+    ``related_first`` the earliest timestamp among them (None: no timestamp);
+    ``contacts`` the emails and phone numbers found in those rows.
+    """
+
+    ref: tuple[str, tuple[tuple[str, Any], ...]]
+    values: dict[str, Any]
+    related: dict[str, int]
+    related_first: dict[str, datetime | None]
+    created: datetime | None = None  # when the application registered the patient, when known
+    contacts: tuple[str, ...] = ()  # emails and phone numbers held in related rows (contact tables)
 
 
 class Seeder(ABC):
@@ -107,6 +141,10 @@ class Seeder(ABC):
         """
         return []
 
+    def notices(self) -> list[str]:
+        """Lines the user must read after planting (e.g. the canaries are not searchable yet); one each."""
+        return []
+
     # -- planting --------------------------------------------------------
     @abstractmethod
     def plan(self, identity: Identity) -> list[PlannedRow]:
@@ -136,3 +174,25 @@ class Seeder(ABC):
     @abstractmethod
     def retire(self, placement: Placement) -> None:
         """Delete exactly the rows of ``placement`` (in reverse order), in one transaction."""
+
+    # -- reading the site (read only) ---------------------------------------
+    def patients_for_audit(self, limit: int | None = None) -> Iterator[AuditPatient] | None:
+        """Every patient (the ``limit`` most recent ones), for the separability audit; None: unsupported."""
+        return None
+
+    def admissions_since(self, since: datetime) -> list[datetime] | None:
+        """When each patient created after ``since`` was registered (canaries included); None: unsupported."""
+        return None
+
+    def site_postcodes(self, limit: int = 5000) -> Counter[str] | None:
+        """Postcodes of the ``limit`` most recent patients, counted; None: unsupported."""
+        return None
+
+    # -- a life over time ------------------------------------------------
+    def add_event(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
+        """Add a later event (visit, result...) to a planted canary, dated ``when``.
+
+        Returns the placement with the new rows appended (retire removes them
+        with the rest), or None when this seeder writes no events.
+        """
+        return None

@@ -18,13 +18,14 @@ from canary.model import CanaryStatus, VerifyResult, VerifyState
 Progress = Callable[[int], None]
 
 LIVE = (CanaryStatus.PLANNED, CanaryStatus.PLANTED, CanaryStatus.MISSING)
+UNSEARCHABLE = "unsearchable"
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyFinding:
     canary_id: int
     source: str
-    state: str  # "ok", "missing", "altered", "reconciled", "never-planted"
+    state: str  # "ok", "missing", "altered", "unsearchable", "reconciled", "never-planted"
     details: tuple[str, ...] = ()
 
 
@@ -98,7 +99,10 @@ def _verify_one(registry, seeder, record) -> VerifyFinding:
         return VerifyFinding(record.id, record.source, "reconciled")
     result = seeder.verify(record.identity, record.placement)
     registry.record_verify(record.id, result)
-    return VerifyFinding(record.id, record.source, result.state.value, tuple(result.details))
+    state = result.state.value
+    if result.state is VerifyState.OK and result.searchable is False:
+        state = UNSEARCHABLE  # rows intact (recorded ok), but the application's search does not show it
+    return VerifyFinding(record.id, record.source, state, tuple(result.details))
 
 
 @dataclass

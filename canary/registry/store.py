@@ -317,6 +317,15 @@ class Registry(HitStore, OutboxStore, DripStore):
                 planted=batches.c.planted + 1
             ))
 
+    def replace_placement(self, canary_id: int, placement: Placement) -> None:
+        """A planted canary's rows grew (drip added a later event): store the new placement."""
+        with self._tx(write=True) as connection:
+            status, = self._lock(connection, canary_id)
+            if status is not CanaryStatus.PLANTED:
+                raise CanaryError(f"canary #{canary_id} is {status.value}, not planted: its placement stays")
+            connection.execute(canaries.update().where(canaries.c.id == canary_id).values(
+                placement=placement.to_dict()))
+
     def set_status(self, canary_id: int, status: CanaryStatus, note: str | None = None) -> None:
         status = CanaryStatus(status)
         with self._tx(write=True) as connection:

@@ -19,6 +19,11 @@ from datetime import date
 MONTHS = ("janvier", "fevrier", "mars", "avril", "mai", "juin", "juillet", "aout", "septembre",
           "octobre", "novembre", "decembre")
 MONTHS_ACCENTED = {"fevrier": "février", "aout": "août", "decembre": "décembre"}
+# Usual abbreviations (with or without their full stop), folded: "3 janv. 1953", "12 fevr 1961".
+MONTH_ABBREVIATIONS = (("janv",), ("fevr", "fev"), (), ("avr",), (), (), ("juil",), (), ("sept",), ("oct",),
+                       ("nov",), ("dec",))
+_MONTH_NUMBER = {name: i + 1 for i, name in enumerate(MONTHS)}
+_MONTH_NUMBER.update({short: i + 1 for i, shorts in enumerate(MONTH_ABBREVIATIONS) for short in shorts})
 
 
 # -- folding ------------------------------------------------------------------------------
@@ -128,12 +133,14 @@ def date_literals(day: date) -> set[bytes]:
         f"{D}/{M}/{YY}", f"{D}-{M}-{YY}", f"{D}.{M}.{YY}",
         f"{d}/{m}/{Y}", f"{D}\\/{M}\\/{Y}", f"{Y}\\/{M}\\/{D}",
         f"{M}/{D}/{Y}",
-        f"{d} {month} {Y}",
     }
-    if month in MONTHS_ACCENTED:
-        forms.add(f"{d} {MONTHS_ACCENTED[month]} {Y}")
-    if d == 1:
-        forms |= {f"1er {month} {Y}", f"1er {MONTHS_ACCENTED.get(month, month)} {Y}"}
+    # With the month's name, full or abbreviated, accented or not; day padded or not; 2- or 4-digit year.
+    names = {month, MONTHS_ACCENTED.get(month, month)}
+    for short in MONTH_ABBREVIATIONS[m - 1]:
+        names |= {short, short + "."}
+    names |= {MONTHS_ACCENTED[month][:4] + "." for _ in (0,) if month == "fevrier"}  # "févr."
+    days = {str(d), D} | ({"1er"} if d == 1 else set())
+    forms |= {f"{day_} {name} {year}" for day_ in days for name in names for year in (Y, YY)}
     return {form.encode("utf-8") for form in forms}
 
 
@@ -142,7 +149,7 @@ _DATE_RE = re.compile(
     r"(?P<y1>\d{4})(?P<s1>\\/|[-/.])(?P<m1>\d{2})(?P=s1)(?P<d1>\d{2})"
     r"|(?P<a2>\d{1,2})(?P<s2>\\/|[-/.])(?P<b2>\d{1,2})(?P=s2)(?P<y2>\d{4}|\d{2})"
     r"|(?P<c3>\d{8})"
-    r"|(?P<d4>\d{1,2}|1er) (?P<m4>" + "|".join(MONTHS) + r") (?P<y4>\d{4})"
+    r"|(?P<d4>\d{1,2}|1er) (?P<m4>" + "|".join(sorted(_MONTH_NUMBER, key=len, reverse=True)) + r")\.? (?P<y4>\d{4}|\d{2})"
     r")(?![\d])"
 )
 
@@ -180,7 +187,12 @@ def dates_at(folded: str) -> list[tuple[date, str, int, int]]:
             _add(found, c[4:], c[2:4], c[:2], "ddmmyyyy", where)
         else:
             day = "1" if m.group("d4") == "1er" else m.group("d4")
-            _add(found, m.group("y4"), str(MONTHS.index(m.group("m4")) + 1), day, "d mois yyyy", where)
+            y = m.group("y4")
+            month = m.group("m4")
+            fmt = ("dd" if len(day) == 2 else "d") + (" mois " if month in MONTHS else " mois. ") + \
+                ("yyyy" if len(y) == 4 else "yy")
+            for year in ([y] if len(y) == 4 else ["19" + y, "20" + y]):
+                _add(found, year, str(_MONTH_NUMBER[month]), day, fmt, where)
     return found
 
 
@@ -194,18 +206,25 @@ def _add(found: list, year: str, month: str, day: str, fmt: str, where: tuple[in
 # -- phones ------------------------------------------------------------------------------
 
 # A phone literal is the national significant number (9 digits) or its tail
-# written in pairs with one separator; the prefix before it ("0", "+33",
-# "0033", "33", "+33 (0)") is read back by ``phone_form``.
-PHONE_SEPARATORS = ("", " ", ".", "-")
+# written with one separator; the prefix before it ("0", "+33", "0033",
+# "33", "+33 (0)") is read back by ``phone_form``. Groupings, for
+# 06 44 12 34 56: pairs ("6 44 12 34 56", any separator), 2-3-3
+# ("06 44 123 456"), 4-2-2-2 ("0644 12 34 56"), 2-4-4 ("06 4412 3456").
+PHONE_SEPARATORS = ("", " ", ".", "-", "/")
 
 
-def phone_literals(e164: str) -> dict[str, bytes]:
-    """{separator: literal} for a French E.164 number: "612345678", "6 12 34 56 78"..."""
+def phone_literals(e164: str) -> dict[tuple[str, str], bytes]:
+    """{(separator, grouping): literal} for a French E.164 number: "612345678", "6 12 34 56 78"..."""
     if not (e164.startswith("+33") and len(e164) == 12 and e164[1:].isdigit()):
         return {}
     nsn = e164[3:]
     pairs = [nsn[i:i + 2] for i in range(1, 9, 2)]
-    return {sep: (nsn if not sep else nsn[0] + sep + sep.join(pairs)).encode() for sep in PHONE_SEPARATORS}
+    out = {(sep, "pairs"): (nsn if not sep else nsn[0] + sep + sep.join(pairs)).encode()
+           for sep in PHONE_SEPARATORS}
+    out[(" ", "2-3-3")] = f"{nsn[0]} {nsn[1:3]} {nsn[3:6]} {nsn[6:]}".encode()
+    out[(" ", "4-2-2-2")] = f"{nsn[:3]} {nsn[3:5]} {nsn[5:7]} {nsn[7:]}".encode()
+    out[(" ", "2-4-4")] = f"{nsn[0]} {nsn[1:5]} {nsn[5:]}".encode()
+    return out
 
 
 _PHONE_PREFIXES = (b"+33 (0)", b"+33(0)", b"+33 (0) ", b"0033 ", b"0033", b"+33 ", b"+33", b"33 ", b"33", b"0")
@@ -237,19 +256,21 @@ def phone_form(before: bytes, literal: bytes, after: bytes, sep: str) -> tuple[s
 
 
 def nir_literals(nir: str) -> dict[str, bytes]:
-    """{"plain": first 13 characters, "spaced": "1 84 05 75 115 123"}."""
-    body = nir[:13].upper()
-    spaced = f"{body[0]} {body[1:3]} {body[3:5]} {body[5:7]} {body[7:10]} {body[10:13]}"
-    return {"plain": body.encode(), "spaced": spaced.encode()}
+    """The 13-character body of a NIR in each writing: "plain", "spaced" ("1 84 05 75 115 123"),
+    "dotted", "dashed" and "grouped" ("1 8405 75115 123", the card's grouping)."""
+    b = nir[:13].upper()
+    parts = (b[0], b[1:3], b[3:5], b[5:7], b[7:10], b[10:13])
+    return {"plain": b.encode(), "spaced": " ".join(parts).encode(), "dotted": ".".join(parts).encode(),
+            "dashed": "-".join(parts).encode(), "grouped": f"{b[0]} {b[1:5]} {b[5:10]} {b[10:13]}".encode()}
 
 
 _NIR_KEY_AFTER = re.compile(rb"^(?:\s?[-/.]?\s?)(\d{2})(?!\d)")
 
 
-def nir_form(literal_kind: str, after: bytes, key: str) -> tuple[str, int] | None:
+def nir_form(literal: bytes, after: bytes, key: str) -> tuple[str, int] | None:
     """(writing, length of the key part read in ``after``) for a NIR whose
-    13-character body ends where ``after`` starts; None if the digits go on."""
-    base = "XXXXXXXXXXXXX" if literal_kind == "plain" else "X XX XX XX XXX XXX"
+    13-character body ``literal`` ends where ``after`` starts; None if the digits go on."""
+    base = re.sub(r"[0-9AB]", "X", literal.decode("ascii", "replace").upper())
     if after[:2].isdigit():
         if after[:2].decode() != key or after[2:3].isdigit():
             return None

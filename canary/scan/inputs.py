@@ -23,6 +23,7 @@ import gzip
 import lzma
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 import zipfile
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from canary.errors import CanaryError
+from canary.scan import documents
 from canary.scan.readers import Counting, LineReader, peek, sniff_encoding, transcode
 
 CHUNK = 16 << 20
@@ -55,6 +57,7 @@ class Unit:
     bytes: int = 0  # UTF-8 bytes scanned
     header: str = ""  # first line, for the export shape
     problem: str | None = None
+    reader: str = ""  # what read a non-text file: sqlite3, pg_restore, py7zr, pypdf, ods...
 
 
 @dataclass
@@ -106,6 +109,9 @@ def _describe(err: BaseException) -> str:
 
 
 def _kind(head: bytes) -> str:
+    document = documents.kind(head)
+    if document is not None:
+        return document
     if head[:2] == b"\x1f\x8b":
         return "gzip"
     if head[:3] == b"BZh":
@@ -134,6 +140,9 @@ def _open_file(path: Path, counter, on_problem: Problem, chunk: int):
         with open(path, "rb") as handle:
             yield from _zip(handle, str(path), None, "zip", counter, on_problem, chunk, handle.tell)
         return
+    if kind in DOCUMENTS:
+        yield from _document(kind, str(path), str(path), None, "", counter, on_problem, chunk, lambda: size)
+        return
     handle = Counting(open(path, "rb"))
     try:
         yield from _open_stream(handle, str(path), None, "", counter, on_problem, chunk, handle.tell)
@@ -154,6 +163,11 @@ def _open_stream(stream: BinaryIO, file: str, member: str | None, chain: str, co
         yield from _open_stream(inner, file, member, label, counter, on_problem, chunk, progress)
     elif kind == "zip":
         yield from _zip(stream, file, member, label, counter, on_problem, chunk, progress)
+    elif kind in DOCUMENTS:  # readers that need a file: spool the member to one
+        with tempfile.NamedTemporaryFile(prefix="canary-scan-") as spool:
+            shutil.copyfileobj(stream, spool, 1 << 20)
+            spool.flush()
+            yield from _document(kind, spool.name, file, member, chain, counter, on_problem, chunk, progress)
     elif kind == "tar":
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for entry in archive:
@@ -187,6 +201,12 @@ def _zip(stream: BinaryIO, file: str, member: str | None, label: str, counter, o
     try:
         with zipfile.ZipFile(seekable) as archive:
             names = archive.namelist()
+            if "mimetype" in names and "content.xml" in names and \
+                    archive.read("mimetype").strip() == documents.ODS_MIMETYPE:
+                with archive.open("content.xml") as content:
+                    yield from _lines_units(documents.ods_sheets(content), file, member,
+                                            label.replace("zip", "ods"), counter, on_problem, chunk, progress)
+                return
             if "xl/workbook.xml" in names:
                 yield from _xlsx(seekable, file, member, label.replace("zip", "xlsx"), counter, on_problem,
                                  chunk, progress)
@@ -205,6 +225,39 @@ def _zip(stream: BinaryIO, file: str, member: str | None, label: str, counter, o
     finally:
         if spool is not None:
             spool.close()
+
+
+DOCUMENTS = ("sqlite", "pgdump", "7z", "rar", "pdf")
+
+
+def _document(kind: str, path: str, file: str, member: str | None, chain: str, counter, on_problem, chunk,
+              progress) -> Iterator[SlicedFile | Stream]:
+    """A database file, dump, PDF or 7z/RAR archive at ``path`` (``file``/``member`` name it)."""
+    label = f"{chain}>{kind}" if chain else kind
+    try:
+        if kind in ("7z", "rar"):
+            with documents.extracted(path, kind) as unpacked:
+                for inner in sorted(p for p in unpacked.folder.rglob("*") if p.is_file()):
+                    name = inner.relative_to(unpacked.folder).as_posix()
+                    name = f"{member}/{name}" if member else name
+                    with open(inner, "rb") as handle:
+                        yield from _guarded(Counting(handle), file, name, label, counter, on_problem, chunk,
+                                            progress)
+            return
+        readers = {"sqlite": documents.sqlite_tables, "pgdump": documents.pgdump_lines,
+                   "pdf": documents.pdf_lines}
+        yield from _lines_units(readers[kind](path), file, member, label, counter, on_problem, chunk, progress)
+    except documents.UnreadableDocument as err:
+        on_problem(file, member, str(err))
+
+
+def _lines_units(found: Iterable[documents.Lines], file: str, member: str | None, label: str, counter,
+                 on_problem, chunk, progress) -> Iterator[Stream]:
+    for part in found:
+        name = f"{member}{part.member}" if member else (part.member or None)
+        unit = Unit(next(counter), file, name, label, "utf-8", reader=part.reader)
+        yield Stream(unit, _chunks(LineReader(line + b"\n" for line in part.lines), chunk, unit, on_problem),
+                     progress)
 
 
 def _xlsx(seekable: BinaryIO, file: str, member: str | None, label: str, counter, on_problem, chunk, progress):
@@ -281,6 +334,15 @@ def _counted(unit: Unit, data: bytes, limit: int) -> bytes:
         unit.header = header_of(data)
     unit.bytes += limit
     return data
+
+
+def first_line(path: str) -> str:
+    """The first line of a plain file (what ``header_of`` reads of its first slice)."""
+    try:
+        with open(path, "rb") as handle:
+            return header_of(handle.read(4096))
+    except OSError:
+        return ""
 
 
 def header_of(data: bytes) -> str:

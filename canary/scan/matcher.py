@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from canary.scan import inputs, verify
+from canary.scan import inputs, serials, verify
 from canary.scan.patterns import PatternSet
 
 
@@ -33,7 +33,12 @@ class ChunkResult(NamedTuple):
 
 
 def scan_chunk(patterns: PatternSet, unit: int, seq: int, data: bytes, limit: int,
-               header: bool = False) -> ChunkResult:
+               header: bool = False, serial_column: serials.SerialColumn | None = None) -> ChunkResult:
+    first_line = inputs.header_of(data) if header else None
+    converted = 0
+    if serial_column is not None:  # day numbers under a birth-date header, as dates (same lines)
+        owned, converted = serials.convert_counted(data[:limit], serial_column)
+        data, limit = owned + serials.convert(data[limit:], serial_column), len(owned)
     hits = patterns.engine.scan(data) if data else []
     found = verify.confirm(data, hits, patterns) if hits else []
     items: list[Item] = []
@@ -42,6 +47,7 @@ def scan_chunk(patterns: PatternSet, unit: int, seq: int, data: bytes, limit: in
         start = max(f.start, 0)
         line += data.count(b"\n", at, start)
         at = start
-        items.append(Item(f.canary, f.kind, f.form, line, f.text, f.confirmed, f.record))
+        form = serials.FORM if converted and f.kind == "fingerprint" and f.form == "yyyy-mm-dd" else f.form
+        items.append(Item(f.canary, f.kind, form, line, f.text, f.confirmed, f.record))
     newlines = line + data.count(b"\n", at, limit)
-    return ChunkResult(unit, seq, limit, newlines, inputs.header_of(data) if header else None, items)
+    return ChunkResult(unit, seq, limit, newlines, first_line, items)

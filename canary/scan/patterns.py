@@ -4,9 +4,11 @@ Built from the registry (``scanstore.pattern_rows``: every canary, retired
 ones included) and cached on disk (``cache.py``). Per canary:
 
 * tokens, written every way ``forms`` knows: the email, access code, DNS
-  label and portal login as they are; each phone as its 9 national digits and
-  in pairs with " ", "." or "-" (the prefix, "0", "+33", "0033"... is read
-  back around the hit); the NIR's 13-character body, plain and spaced;
+  label and portal login as they are, and the email's local part (for
+  obfuscated addresses, read back by ``verify``); each phone as its 9
+  national digits, in pairs with " ", ".", "-" or "/" and in the other
+  usual groupings (the prefix, "0", "+33", "0033"... is read back around the
+  hit); the NIR's 13-character body, plain, spaced, dotted, dashed, grouped;
 * one part of its identity fingerprint (surname, first name or birth date:
   ``prefilter.choose``), for files whose contact columns were stripped.
 
@@ -30,20 +32,27 @@ from canary.scan import forms, prefilter
 from canary.scan.engines import ENGINES, Engine
 
 # Bump when literals, roles or the payload layout change: old caches are then ignored.
-PATTERN_VERSION = 10
+PATTERN_VERSION = 11
 
+# Token roles are below SURNAME, fingerprint roles from it on (verify and the checks test ``>= SURNAME``).
 EMAIL, URL_CODE, DNS_LABEL, LOGIN = 1, 2, 3, 4
-PHONE_ROLES = {"": 5, " ": 6, ".": 7, "-": 8}
-PHONE_SEP = {role: sep for sep, role in PHONE_ROLES.items()}
-NIR_PLAIN, NIR_SPACED = 9, 10
-SURNAME, FIRST_NAME, BIRTH_DATE = 11, 12, 13
+EMAIL_LOCAL = 5  # the local part, for addresses written "nom [at] domaine.fr": verify reads the rest
+# Phone literals: (separator, grouping) -> role; the grouping is what ``forms.phone_literals`` names.
+PHONE_ROLES = {("", "pairs"): 6, (" ", "pairs"): 7, (".", "pairs"): 8, ("-", "pairs"): 9, ("/", "pairs"): 10,
+               (" ", "2-3-3"): 11, (" ", "4-2-2-2"): 12, (" ", "2-4-4"): 13}
+PHONE_SEP = {role: sep for (sep, _grouping), role in PHONE_ROLES.items()}
+NIR_ROLES = {"plain": 14, "spaced": 15, "dotted": 16, "dashed": 17, "grouped": 18}
+NIR_KIND = {role: kind for kind, role in NIR_ROLES.items()}
+NIR_PLAIN, NIR_SPACED = NIR_ROLES["plain"], NIR_ROLES["spaced"]
+SURNAME, FIRST_NAME, BIRTH_DATE = 31, 32, 33
 FINGERPRINT_ROLES = (SURNAME, FIRST_NAME, BIRTH_DATE)
-ROLE_KIND = {EMAIL: "email", URL_CODE: "url_code", DNS_LABEL: "dns_label", LOGIN: "portal_login",
-             **{r: "phone" for r in PHONE_ROLES.values()}, NIR_PLAIN: "nir", NIR_SPACED: "nir",
+ROLE_KIND = {EMAIL: "email", EMAIL_LOCAL: "email", URL_CODE: "url_code", DNS_LABEL: "dns_label",
+             LOGIN: "portal_login", **{r: "phone" for r in PHONE_ROLES.values()},
+             **{r: "nir" for r in NIR_ROLES.values()},
              SURNAME: "fingerprint", FIRST_NAME: "fingerprint", BIRTH_DATE: "fingerprint"}
 # Literals compiled together (engines.HyperscanEngine): alike ones, so each database scans fast.
-FAMILY = {EMAIL: 0, URL_CODE: 1, DNS_LABEL: 1, LOGIN: 2, SURNAME: 2, FIRST_NAME: 2,
-          **{r: 3 for r in PHONE_ROLES.values()}, NIR_PLAIN: 4, NIR_SPACED: 4, BIRTH_DATE: 5}
+FAMILY = {EMAIL: 0, EMAIL_LOCAL: 2, URL_CODE: 1, DNS_LABEL: 1, LOGIN: 2, SURNAME: 2, FIRST_NAME: 2,
+          **{r: 3 for r in PHONE_ROLES.values()}, **{r: 4 for r in NIR_ROLES.values()}, BIRTH_DATE: 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +68,11 @@ class CanaryInfo:
     numeric_login: bool
     probes: tuple[bytes, ...] = ()  # longest lower-case ASCII piece of each surname
     first_probes: tuple[bytes, ...] = ()  # and of the usual first name
+    email_domain: bytes = b""  # lower case: an obfuscated address must end with it
 
     def to_tuple(self) -> tuple:
         return (self.id, self.names, self.first_names, self.born, self.nir_key, self.password,
-                self.numeric_login, self.probes, self.first_probes)
+                self.numeric_login, self.probes, self.first_probes, self.email_domain)
 
 
 # A fingerprint literal's owners, as the hot loop (``verify``) unpacks them, a plain
@@ -207,17 +217,17 @@ def build(rows: Iterable, engine_name: str, key: str = "", today: date | None = 
             if kind is TokenKind.EMAIL:
                 email = value.lower()
                 add(value.encode(), EMAIL, index)
+                add(email.partition("@")[0].encode(), EMAIL_LOCAL, index)
             elif kind is TokenKind.URL_CODE:
                 add(value.encode(), URL_CODE, index)
             elif kind is TokenKind.DNS_LABEL:
                 add(value.encode(), DNS_LABEL, index)
             elif kind is TokenKind.PHONE:
-                for sep, literal in forms.phone_literals(value).items():
-                    add(literal, PHONE_ROLES[sep], index)
+                for writing, literal in forms.phone_literals(value).items():
+                    add(literal, PHONE_ROLES[writing], index)
             elif kind is TokenKind.NIR:
-                literals = forms.nir_literals(value)
-                add(literals["plain"], NIR_PLAIN, index)
-                add(literals["spaced"], NIR_SPACED, index)
+                for writing, literal in forms.nir_literals(value).items():
+                    add(literal, NIR_ROLES[writing], index)
         for kind, value in row.tokens:
             if TokenKind(kind) is TokenKind.PORTAL_LOGIN and value.lower() != email:
                 numeric_login = value.isdigit()
@@ -235,6 +245,7 @@ def build(rows: Iterable, engine_name: str, key: str = "", today: date | None = 
             born=born.toordinal(), nir_key=same(str(who.get("nir", ""))[13:15]),
             password=str(who.get("portal_password") or ""), numeric_login=numeric_login,
             probes=same(forms.probes(*surnames)), first_probes=same(forms.probes(*first_names[:1])),
+            email_domain=same(email.partition("@")[2].encode()),
         ))
         parts.append(prefilter.Parts(surnames=folded_surnames,
                                      first_name=folded_first[0] if folded_first else "", born=born))

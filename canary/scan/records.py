@@ -7,7 +7,9 @@ record must be found without parsing the file:
 * in a very long line (mysqldump extended INSERT, one-line JSON array), the
   tuple or object between "),(" or "},{" separators;
 * in pretty-printed JSON, the object: lines up to the enclosing bare "{" and
-  down to its closing brace (nested "key": { objects are climbed through);
+  down to its closing brace (nested "key": { objects are climbed through, and
+  so are lists of a person's parts: a FHIR Patient's "name": [ {...} ] entry
+  is not a record, the Patient is);
 * in a paste of "Label: value" lines, the paragraph (up to blank lines).
 
 Records are capped (MAX_RECORD bytes) so a pathological file cannot make one
@@ -55,21 +57,35 @@ def _indent(line: bytes) -> int:
     return len(line) - len(line.lstrip(b" \t"))
 
 
+# Lists of these keys hold parts of one person (a FHIR Patient's names, telecoms...): an object in
+# one is not a record of its own, the object holding the list is.
+_PART_KEYS = frozenset({b"name", b"names", b"given", b"nom", b"noms", b"prenoms", b"telecom", b"telecoms",
+                        b"address", b"addresses", b"adresse", b"adresses", b"identifier", b"identifiers",
+                        b"identifiants", b"contact", b"contacts", b"extension", b"coding", b"telephones",
+                        b"phones", b"emails", b"communication", b"link", b"period", b"coordonnees"})
+_KEYED_LIST = re.compile(rb'^\s*"([^"]{1,40})"\s*:\s*\[\s*$')
+
+
+def is_object(raw: bytes) -> bool:
+    """Whether a record is one JSON object (pretty-printed or packed): one patient, whatever its layout."""
+    stripped = raw.strip()
+    return stripped[:1] == b"{" and stripped.rstrip(b",")[-1:] == b"}"
+
+
 def _json_object(chunk: bytes, start: int, end: int, indent: int) -> tuple[int, int]:
-    """Climb to the enclosing bare "{" line, then down to the line closing it."""
-    top = start
-    for _ in range(MAX_BLOCK_LINES):
-        if top == 0 or start - top > MAX_RECORD:
-            return start, end
-        above = chunk.rfind(b"\n", 0, top - 1) + 1
-        line = chunk[above:top - 1]
-        top = above
-        if line.strip() and _indent(line) < indent:
-            if line.strip() in (b"{", b"[{", b", {", b",{"):
-                break
-            indent = _indent(line)  # a nested object or list: keep climbing
-    else:
+    """Climb to the enclosing bare "{" line (through a list of a person's parts such as
+    "name": [ ... ]), then down to the line closing it."""
+    top = _opening(chunk, start, indent)
+    if top is None:
         return start, end
+    for _ in range(3):
+        parent = _part_list_above(chunk, top)
+        if parent is None:
+            break
+        higher = _opening(chunk, parent, _indent(chunk[parent:chunk.find(b"\n", parent)]))
+        if higher is None:
+            break
+        top = higher
     opening = _indent(chunk[top:chunk.find(b"\n", top)])
     bottom = end
     for _ in range(MAX_BLOCK_LINES * 4):
@@ -82,6 +98,39 @@ def _json_object(chunk: bytes, start: int, end: int, indent: int) -> tuple[int, 
         if line.strip() and _indent(line) <= opening:
             break
     return top, bottom
+
+
+def _opening(chunk: bytes, start: int, indent: int) -> int | None:
+    """Start of the bare "{" line enclosing the line at ``start`` (of ``indent``), or None."""
+    top = start
+    for _ in range(MAX_BLOCK_LINES):
+        if top == 0 or start - top > MAX_RECORD:
+            return None
+        above = chunk.rfind(b"\n", 0, top - 1) + 1
+        line = chunk[above:top - 1]
+        top = above
+        if line.strip() and _indent(line) < indent:
+            if line.strip() in (b"{", b"[{", b", {", b",{"):
+                return top
+            indent = _indent(line)  # a nested object or list: keep climbing
+    return None
+
+
+def _part_list_above(chunk: bytes, top: int) -> int | None:
+    """Start of the '"name": [' line whose list holds the object opening at ``top``, when its key
+    is one of a person's parts; None otherwise."""
+    indent = _indent(chunk[top:chunk.find(b"\n", top)])
+    at = top
+    for _ in range(MAX_BLOCK_LINES):
+        if at == 0:
+            return None
+        above = chunk.rfind(b"\n", 0, at - 1) + 1
+        line = chunk[above:at - 1]
+        at = above
+        if line.strip() and _indent(line) < indent:
+            keyed = _KEYED_LIST.match(line)
+            return above if keyed and keyed.group(1).lower() in _PART_KEYS else None
+    return None
 
 
 def _label(line: bytes) -> bytes | None:

@@ -54,9 +54,16 @@ def source_lines(finding: SourceFinding) -> list[str]:
     lines.append("  batches: " + ", ".join(f"{b.label} {b.found}/{b.planted}" for b in a.batches if b.found)
                  + (f" (absent: {', '.join(b.label for b in a.batches if not b.found)})"
                     if any(not b.found for b in a.batches) else ""))
-    window = f"  leak window: taken after {_when(w.after)} (canary #{w.after_canary} was planted then)"
+    window = f"  leak window: taken after {_when(w.after)} (canary #{w.after_canary} was planted then"
+    if w.after_event is not None and len(w.after_event.canary_ids) > 1:
+        e = w.after_event
+        window += (f", in the planting of batch {_clean(e.batch)}: {len(e.canary_ids)} canaries "
+                   f"{_when(e.start)} - {_when(e.end)}, {e.found} in the file")
+    window += ")"
     if w.before:
-        window += f"; probably before {_when(w.before)} (canary #{w.before_canary}, planted then, is absent)"
+        e = w.before_event
+        size = f"{len(e.canary_ids)} canaries of batch {_clean(e.batch)}" if e is not None else f"canary #{w.before_canary}"
+        window += f"; probably before {_when(w.before)} (the next planting, {size}, is absent)"
     else:
         window += "; no canary planted later: it may be recent"
     lines.append(window)
@@ -65,7 +72,8 @@ def source_lines(finding: SourceFinding) -> list[str]:
                      "retired (its row removed) then")
     lines.append(f"  caveat: {w.caveat}")
     if c.share is not None:
-        lines.append(f"  completeness: {c.found}/{c.expected} canaries present at the window start = "
+        lines.append(f"  completeness: {c.found}/{c.expected} canaries present at the window start "
+                     f"({c.events} planting event(s), every canary of each counted) = "
                      f"{_pct(c.share)} (95 % CI {_pct(c.low)} - {_pct(c.high)}) of the database")
     for s in finding.shapes:
         where = s.file + (f" [{s.member}]" if s.member else "")
@@ -113,7 +121,22 @@ def text(report: ScanReport) -> str:
         lines += ["", f"Not scanned ({len(report.problems)}):"]
         lines += [f"  {_clean(f)}{'[' + _clean(m) + ']' if m else ''}: {_clean(msg, 300)}"
                   for f, m, msg in report.problems]
+    if report.sources:
+        lines += ["", "Summary:"] + summary_table(report)
     return "\n".join(lines) + "\n"
+
+
+def summary_table(report: ScanReport) -> list[str]:
+    """One row per source: what a responder reads first."""
+    rows = [("SOURCE", "FOUND", "PLANTED", "TAKEN AFTER", "PROBABLY BEFORE", "COMPLETENESS", "HOLDS MORE")]
+    for finding in report.sources:
+        a = finding.analysis
+        c = a.completeness
+        share = "-" if c.share is None else f"{_pct(c.share)} ({_pct(c.low)}-{_pct(c.high)})"
+        rows.append((_clean(a.source, 40), str(len(a.found)), str(a.planted), _when(a.window.after),
+                     _when(a.window.before) if a.window.before else "-", share, str(len(a.holds_more))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
 def to_json(report: ScanReport) -> str:
@@ -143,8 +166,9 @@ def to_html(report: ScanReport) -> str:
              f"<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">"
              f"<style>{_CSS}</style></head><body><h1>canary scan — {_e(_when(report.started_at))}</h1>"]
     parts += [f"<p>{_e(line)}</p>" for line in summary_lines(report)]
-    parts.append(_rows(("file", "member", "container", "encoding", "bytes"),
-                       [(u.file, u.member or "", u.container, u.encoding, f"{u.bytes:,}") for u in report.units]))
+    parts.append(_rows(("file", "member", "container", "reader", "encoding", "bytes"),
+                       [(u.file, u.member or "", u.container, u.reader, u.encoding, f"{u.bytes:,}")
+                        for u in report.units]))
     for finding in report.sources:
         a = finding.analysis
         parts.append(f"<h2>Source {_e(a.source)}: {len(a.found)} / {a.planted} canaries</h2><ul>")

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from canary.scan.attribution import SourceAnalysis
+from canary.scan.attribution import PlantingEvent, SourceAnalysis
 from canary.scan.shape import Shape
 
 FORMAT = "canary.scan/1"
@@ -77,7 +77,7 @@ class ScanReport:
             "jobs": self.jobs,
             "canaries_watched": self.canaries_watched,
             "files": [{"file": u.file, "member": u.member, "container": u.container, "encoding": u.encoding,
-                       "bytes": u.bytes} for u in self.units],
+                       "bytes": u.bytes, "reader": u.reader or None} for u in self.units],
             "sources": [_source(s) for s in self.sources],
             "unconfirmed": [m.to_dict() for m in self.unconfirmed],
             "problems": [{"file": f, "member": m, "message": msg} for f, m, msg in self.problems],
@@ -99,9 +99,11 @@ def _source(finding: SourceFinding) -> dict[str, Any]:
             "before": _iso(w.before), "before_canary": w.before_canary,
             "removed_before": _iso(w.removed_before), "removed_canary": w.removed_canary,
             "caveat": w.caveat,
+            "after_event": _event(w.after_event), "before_event": _event(w.before_event),
         },
         "completeness": {"found": c.found, "expected": c.expected, "share": _round(c.share),
-                         "ci95": [_round(c.low), _round(c.high)] if c.share is not None else None},
+                         "ci95": [_round(c.low), _round(c.high)] if c.share is not None else None,
+                         "events": c.events},
         "export_shapes": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()}
                           for s in finding.shapes],
         "holds_more": [{"canary": h.canary_id, "batch": h.batch, "planted_at": _iso(h.planted_at),
@@ -109,6 +111,13 @@ def _source(finding: SourceFinding) -> dict[str, Any]:
                        for h in a.holds_more],
         "matches": [m.to_dict() for m in finding.matches],
     }
+
+
+def _event(event: PlantingEvent | None) -> dict[str, Any] | None:
+    if event is None:
+        return None
+    return {"batch": event.batch, "start": _iso(event.start), "end": _iso(event.end),
+            "canaries": len(event.canary_ids), "found": event.found}
 
 
 def _iso(value: datetime | None) -> str | None:

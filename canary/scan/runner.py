@@ -18,7 +18,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from canary.scan import inputs
+from canary.scan import inputs, serials
 from canary.scan.matcher import ChunkResult, Item, scan_chunk
 from canary.scan.patterns import PatternSet
 
@@ -45,13 +45,15 @@ class RawScan:
     engine: str = ""
 
 
-def _slice_task(unit: int, seq: int, path: str, start: int, end: int, size: int) -> ChunkResult:
+def _slice_task(unit: int, seq: int, path: str, start: int, end: int, size: int,
+                serial_column: serials.SerialColumn | None = None) -> ChunkResult:
     data, limit = inputs.read_slice(path, start, end, size)
-    return scan_chunk(_PATTERNS, unit, seq, data, limit, header=seq == 0)
+    return scan_chunk(_PATTERNS, unit, seq, data, limit, header=seq == 0, serial_column=serial_column)
 
 
-def _chunk_task(unit: int, seq: int, data: bytes, limit: int) -> ChunkResult:
-    return scan_chunk(_PATTERNS, unit, seq, data, limit)
+def _chunk_task(unit: int, seq: int, data: bytes, limit: int,
+                serial_column: serials.SerialColumn | None = None) -> ChunkResult:
+    return scan_chunk(_PATTERNS, unit, seq, data, limit, serial_column=serial_column)
 
 
 def default_jobs() -> int:
@@ -63,11 +65,13 @@ def default_jobs() -> int:
 
 class Runner:
     def __init__(self, patterns: PatternSet, *, jobs: int | None = None, chunk: int = inputs.CHUNK,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 on_unit: Callable[[inputs.Unit], None] | None = None) -> None:
         self.patterns = patterns
         self.jobs = jobs or default_jobs()
         self.chunk = chunk
         self.progress = progress or (lambda n: None)
+        self.on_unit = on_unit or (lambda unit: None)  # told when a file or member starts
 
     def run(self, paths: Iterable[str]) -> RawScan:
         global _PATTERNS
@@ -120,17 +124,22 @@ class Runner:
             unit = entry.unit
             units[unit.id] = unit
             raw.units.append(unit)
+            self.on_unit(unit)
             if isinstance(entry, inputs.SlicedFile):
                 unit.bytes = entry.size
+                column = serials.birth_column(inputs.first_line(entry.path))
                 for seq, start in enumerate(range(0, max(entry.size, 1), self.chunk)):
                     end = min(start + self.chunk, entry.size)
                     submit(unit.id, seq, end - start, _slice_task,
-                           (unit.id, seq, entry.path, start, end, entry.size))
+                           (unit.id, seq, entry.path, start, end, entry.size, column))
             else:
                 done = entry.progress()
+                column = None
                 for seq, (data, limit) in enumerate(entry.chunks):
+                    if seq == 0:  # the stream's first chunk set the unit's header
+                        column = serials.birth_column(unit.header)
                     now = entry.progress()
-                    submit(unit.id, seq, now - done, _chunk_task, (unit.id, seq, data, limit))
+                    submit(unit.id, seq, now - done, _chunk_task, (unit.id, seq, data, limit, column))
                     done = now
         settle(0)
         raw.bytes = sum(u.bytes for u in raw.units)

@@ -79,13 +79,14 @@ def _from_cache(key: str, folder: Path | None) -> patterns.PatternSet | None:
 def scan(registry: "Registry", paths: Sequence[str | os.PathLike], *, jobs: int | None = None,
          engine: str | None = None, use_cache: bool = True, cache_folder: Path | None = None,
          progress: Callable[[int], None] | None = None,
-         pattern_set: patterns.PatternSet | None = None) -> ScanReport:
+         pattern_set: patterns.PatternSet | None = None,
+         on_unit: Callable | None = None) -> ScanReport:
     started = datetime.now(timezone.utc)
     for path in paths:
         if not Path(path).exists():
             raise CanaryError(f"{path}: no such file or folder")
     ps = pattern_set or load_patterns(registry, engine=engine, use_cache=use_cache, cache_folder=cache_folder)
-    raw = Runner(ps, jobs=jobs, progress=progress).run([str(p) for p in paths])
+    raw = Runner(ps, jobs=jobs, progress=progress, on_unit=on_unit).run([str(p) for p in paths])
     return build_report(registry, ps, raw, [str(p) for p in paths], started)
 
 

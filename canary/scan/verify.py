@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from canary.scan import forms, patterns, records
 from canary.scan.patterns import (
-    BIRTH_DATE, DNS_LABEL, EMAIL, LOGIN, NIR_PLAIN, NIR_SPACED, PHONE_SEP, SURNAME, URL_CODE,
+    BIRTH_DATE, DNS_LABEL, EMAIL, EMAIL_LOCAL, LOGIN, NIR_KIND, PHONE_SEP, SURNAME, URL_CODE,
 )
 
 MAX_TEXT = 120  # matched text kept per match
@@ -130,9 +130,13 @@ class _Record:
         return bool(_PRACTITIONER.search(self.folded[max(0, start - 32):start]))
 
     def born_near(self, ordinal: int, span: tuple[int, int]) -> str | None:
-        """The writing of the birth date ``ordinal`` near ``span`` (the names), or None."""
+        """The writing of the birth date ``ordinal`` near ``span`` (the names), or None.
+
+        In a JSON object (one patient) anywhere in it: a second name entry or an
+        address may stand between the names and "birthDate"."""
+        anywhere = records.is_object(self.raw)
         for fmt, start, end in self.dates().get(ordinal, ()):
-            if start - span[1] <= DATE_APART and span[0] - end <= DATE_APART:
+            if anywhere or (start - span[1] <= DATE_APART and span[0] - end <= DATE_APART):
                 return fmt
         return None
 
@@ -188,18 +192,23 @@ def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Foun
                         form, prefix = read
                         strong.append(Found(index, "phone", form, start - prefix,
                                             _text(chunk, start - prefix, end), True, ""))
-                elif role == NIR_PLAIN or role == NIR_SPACED:
+                elif role in NIR_KIND:
                     if start and chunk[start - 1] in _WORD:
                         continue
-                    read = forms.nir_form("plain" if role == NIR_PLAIN else "spaced", chunk[end:end + 6],
-                                          infos[index].nir_key)
+                    read = forms.nir_form(chunk[start:end], chunk[end:end + 6], infos[index].nir_key)
                     if read is not None:
                         form, extra = read
                         weak.append((index, role, start, end + extra, form, _text(chunk, start, end + extra)))
                 elif role == EMAIL:
-                    if _boundary(chunk, start, end, _EMAIL_CHARS) and not _dotted_on(chunk, end) \
-                            and chunk[end:end + 1] != b"@":
+                    if _email_edges(chunk, start, end):
                         strong.append(Found(index, "email", "email", start, _text(chunk, start, end), True, ""))
+                elif role == EMAIL_LOCAL:
+                    if start and chunk[start - 1] in _EMAIL_CHARS:
+                        continue
+                    rest = _obfuscated_domain(chunk[end:end + 120], infos[index].email_domain)
+                    if rest:
+                        strong.append(Found(index, "email", "obfuscated email", start,
+                                            _text(chunk, start, end + rest), True, ""))
                 elif role == URL_CODE or role == DNS_LABEL:
                     if _boundary(chunk, start, end, _CODE_CHARS):
                         kind = "url_code" if role == URL_CODE else "dns_label"
@@ -300,6 +309,44 @@ def _fingerprint(rec: _Record, info, index: int, done: set) -> Found | None:
     text = b" ".join((info.names[0], info.first_names[0])).decode("ascii", "replace")
     return Found(index, "fingerprint", form, rec.start, f"{text} {date.fromordinal(info.born).isoformat()}",
                  True, _cap(rec.raw))
+
+
+def _email_edges(chunk: bytes, start: int, end: int) -> bool:
+    """Not inside a longer address; a full stop ending a sentence is not part of it."""
+    if start and chunk[start - 1] in _EMAIL_CHARS or chunk[end:end + 1] == b"@" or _dotted_on(chunk, end):
+        return False
+    after = chunk[end:end + 1]
+    return not after or after not in _EMAIL_CHARS or (after == b"." and not _dotted_on(chunk, end))
+
+
+# "[at]", "(at)", " at ", "@" with spaces, "%40", "&#64;": between the local part and the domain;
+# the domain's dots may be written "[dot]", "(dot)", " dot " or spaced.
+_AT = re.compile(rb"^(?:\s*(?:\[at\]|\(at\)|\{at\}|\[@\]|\(@\)|@)\s*|\s+at\s+|%40|&#64;|&#x40;)", re.I)
+_DOT = re.compile(rb"^(?:\s*(?:\[dot\]|\(dot\)|\{dot\}|\[\.\]|\.)\s*|\s+dot\s+)", re.I)
+
+
+def _obfuscated_domain(after: bytes, domain: bytes) -> int:
+    """Length of an obfuscated "@domain" at the start of ``after`` (0 if none, or if it is
+    the plain "@domain", which the email literal itself finds)."""
+    at = _AT.match(after)
+    if not at or not domain:
+        return 0
+    pos, labels = at.end(), domain.split(b".")
+    plain = at.group(0) == b"@"
+    for i, label in enumerate(labels):
+        if after[pos:pos + len(label)].lower() != label:
+            return 0
+        pos += len(label)
+        if i < len(labels) - 1:
+            dot = _DOT.match(after[pos:])
+            if not dot:
+                return 0
+            plain = plain and dot.group(0) == b"."
+            pos += dot.end()
+    if pos < len(after) and after[pos] in _EMAIL_CHARS and not (after[pos:pos + 1] == b"." and
+                                                                  not _dotted_on(after, pos)):
+        return 0
+    return 0 if plain else pos
 
 
 def _dotted_on(chunk: bytes, end: int) -> bool:

@@ -1,5 +1,6 @@
 """Writings every system shares: how applications write names, dates and phone numbers.
 
+    lab_panels.py  Common laboratory panels: LOINC codes, UCUM units, reference ranges, plausible values
     transforms.py  Value transforms a mapping may apply: text case, accents, phone writings
     writings.py    Which of the usual writings a host used for a value, so a canary can use the same
 

@@ -16,16 +16,15 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, Iterable
 
-from seeders.fhir.patient import HL7_V2_0203, INS_SYSTEM, INSEE_CODE_URL
+from seeders.fhir.patient import (CS_IDENTITY_STATUS, HL7_V2_0203, IDENTITY_RELIABILITY_URL, INS_SYSTEM,
+                                  INSEE_CODE_URL)
 from seeders.common.writings import phone_style
 
 SAMPLE = 50
 MIN_SAMPLE = 10
 SHARE = 0.5  # a convention is followed when at least half the recent patients follow it
-IDENTITY_RELIABILITY_URL = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
 _NUMBERED = re.compile(r"^(\D*)(\d+)$")
 # Used when the host gives no example: an 8-digit IPP.
 DEFAULT_PI_DIGITS = 8
@@ -36,13 +35,14 @@ class FhirConventions:
     sample_size: int = 0
     official_upper: bool = True  # INSi returns traits in capitals without accents
     official_plain: bool = True
-    official_given_joined: bool = False  # all birth first names in one given
     usual_upper: bool = False
     phone_style: str = "spaced"
     address_insee: bool = False
     active: bool | None = None
     meta_profile: tuple[str, ...] = ()
-    identity_reliability: dict[str, Any] | None = None
+    identity_status: str = "VALI"  # the qualified code: VALI (FR Core <= 2.2.0) or QUAL (after PR #306)
+    reliability_parts: tuple[dict[str, Any], ...] = ()  # the host's other identityReliability sub-extensions
+    reliability_dated: bool = True  # write validationDate (FR Core's examples do)
     managing_organization: dict[str, Any] | None = None
     ins_template: dict[str, Any] | None = None  # the host's INS identifier, without its value
     pi_system: str | None = None
@@ -91,8 +91,6 @@ def learn(patients: list[dict[str, Any]], pi_system: str | None) -> FhirConventi
     if families:
         conv.official_upper = _share(families, str.isupper) >= SHARE
         conv.official_plain = conv.official_upper and all(f.isascii() for f in families)
-    conv.official_given_joined = _share(official, lambda n: len(n.get("given") or ()) == 1
-                                        and " " in n["given"][0]) >= SHARE
     usual = [n["family"] for p in patients for n in p.get("name") or ()
              if n.get("use") == "usual" and _letters(n.get("family"))]
     conv.usual_upper = _share(usual, str.isupper) >= SHARE
@@ -107,7 +105,7 @@ def learn(patients: list[dict[str, Any]], pi_system: str | None) -> FhirConventi
     conv.active = _common(patients, lambda p: p.get("active"))
     profile = _common(patients, lambda p: tuple((p.get("meta") or {}).get("profile") or ()) or None)
     conv.meta_profile = profile or ()
-    conv.identity_reliability = _reliability(patients)
+    _learn_reliability(conv, patients)
     conv.managing_organization = _common_json(patients, lambda p: p.get("managingOrganization"))
     conv.ins_template = _without_value(_common_json(patients, lambda p: next(
         (i for i in p.get("identifier") or () if i.get("system") == INS_SYSTEM), None)))
@@ -162,17 +160,29 @@ def _without_value(identifier: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in identifier.items() if k not in ("value", "system", "id", "period")}
 
 
-def _reliability(patients: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The identity-reliability extension most patients carry, dated today like a fresh check."""
-    def shape(p: dict[str, Any]) -> dict[str, Any] | None:
-        ext = next((e for e in p.get("extension") or () if e.get("url") == IDENTITY_RELIABILITY_URL), None)
+def _learn_reliability(conv: FhirConventions, patients: list[dict[str, Any]]) -> None:
+    """How most patients write identityReliability: its code system and other sub-extensions.
+
+    The status itself is not learned, only its code system: a canary carries
+    an INS, so it is always the qualified code of that system.
+    """
+    def reliability(p: dict[str, Any]) -> dict[str, Any] | None:
+        return next((e for e in p.get("extension") or () if e.get("url") == IDENTITY_RELIABILITY_URL), None)
+
+    def shape(p: dict[str, Any]) -> list[dict[str, Any]] | None:
+        ext = reliability(p)
         if ext is None:
             return None
-        parts = [e for e in ext.get("extension") or () if e.get("url") != "validationDate"]
-        return {**ext, "extension": parts}
+        return [e for e in ext.get("extension") or () if e.get("url") not in ("identityStatus", "validationDate")]
 
-    common = _common_json(patients, shape)
-    if common and any(e.get("url") == "validationDate" for p in patients for x in p.get("extension") or ()
-                      if x.get("url") == IDENTITY_RELIABILITY_URL for e in x.get("extension") or ()):
-        common["extension"].append({"url": "validationDate", "valueDate": date.today().isoformat()})
-    return common
+    carried = [ext for ext in (reliability(p) for p in patients) if ext is not None]
+    if len(carried) < SHARE * len(patients):
+        return
+    systems = [(s.get("valueCoding") or {}).get("system") for ext in carried for s in ext.get("extension") or ()
+               if s.get("url") == "identityStatus"]
+    system, _ = _modal(systems)
+    conv.identity_status = "QUAL" if system == CS_IDENTITY_STATUS else "VALI"
+    parts = _common(patients, lambda p: json.dumps(shape(p), sort_keys=True) if shape(p) is not None else None)
+    conv.reliability_parts = tuple(json.loads(parts)) if parts else ()
+    conv.reliability_dated = _share(carried, lambda ext: any(
+        e.get("url") == "validationDate" for e in ext.get("extension") or ())) >= SHARE

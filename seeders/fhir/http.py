@@ -83,13 +83,17 @@ class FhirClient:
                 and e["resource"].get("resourceType") == resource_type
                 and (e.get("search") or {}).get("mode", "match") == "match"]
 
-    def create(self, resource: dict[str, Any], if_none_exist: str, *, attempts: int = CREATE_ATTEMPTS) -> Created:
+    def create(self, resource: dict[str, Any], if_none_exist: str | None, *,
+               attempts: int = CREATE_ATTEMPTS) -> Created:
         """POST with If-None-Exist; retried on lost answers, which cannot duplicate.
 
-        Give ``attempts=1`` for a server that does not honour If-None-Exist:
-        there a retry could make a second Patient.
+        Give ``attempts=1`` for a server that does not honour If-None-Exist,
+        and for a resource created without a condition (``if_none_exist``
+        None): there a retry could make a second one.
         """
-        headers = {"Content-Type": FHIR_JSON, "If-None-Exist": if_none_exist, "Prefer": "return=representation"}
+        headers = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
+        if if_none_exist:
+            headers["If-None-Exist"] = if_none_exist
         path = resource["resourceType"]
         for attempt in range(1, attempts + 1):
             try:

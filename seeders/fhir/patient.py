@@ -7,8 +7,14 @@ fr-core-patient-ins) fixes how a French patient is carried:
   type ``INS-NIR`` from the FR Core v2-0203 code system, use ``official``;
 * the hospital's patient number (IPP): type ``PI`` from HL7 v2-0203, the
   hospital's own system;
-* the birth name and birth first names as the ``official`` name, the used
-  name as the ``usual`` name; telecom, home address, ``birthDate``, ``gender``;
+* the birth name and the first birth first name as the ``official`` name
+  (fr-core-patient-ins: ``given`` 1..1), every birth first name in its
+  ``fr-core-patient-birth-list-given-name`` extension (1..1); the used name
+  as the ``usual`` name; telecom, home address, ``birthDate``, ``gender``;
+* the ``fr-core-identity-reliability`` extension saying the identity is
+  qualified, the only status allowed to carry the INS: ``VALI`` of
+  fr-core-cs-v2-0445 up to FR Core 2.2.0 (identityReliability 1..* in 2.1.0),
+  ``QUAL`` of fr-core-cs-identity-status in the builds after FR Core PR #306;
 * the birth place as the ``patient-birthPlace`` extension, an Address whose
   ``fr-core-address-insee-code`` extension holds the INSEE code (COG) of the
   commune, or 99xxx for a country.
@@ -38,6 +44,15 @@ INSEE_CODE_URL = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-addres
 INSEE_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM"
 # RPPS-based national identifier of a health professional (IdNat_PS = "8" + RPPS).
 IDNAT_PS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+FR_CORE = "https://hl7.fr/ig/fhir/core"
+IDENTITY_RELIABILITY_URL = f"{FR_CORE}/StructureDefinition/fr-core-identity-reliability"
+BIRTH_LIST_GIVEN_NAME_URL = f"{FR_CORE}/StructureDefinition/fr-core-patient-birth-list-given-name"
+# The qualified-identity code of each identityStatus code system (docs/seeders/fhir.md, versions):
+# FR Core <= 2.2.0 binds identityStatus to HL7 table 0445 as France uses it (VALI = qualified,
+# invariant fr-core-1); the builds after PR #306 use the RNIV statuses, where only QUAL carries the INS.
+CS_V2_0445 = f"{FR_CORE}/CodeSystem/fr-core-cs-v2-0445"
+CS_IDENTITY_STATUS = f"{FR_CORE}/CodeSystem/fr-core-cs-identity-status"
+QUALIFIED_STATUS = {"VALI": CS_V2_0445, "QUAL": CS_IDENTITY_STATUS}
 
 # Elements verify compares: everything the seeder writes except meta.
 COMPARED = ("extension", "identifier", "active", "name", "telecom", "gender", "birthDate", "address",
@@ -80,15 +95,16 @@ def build_patient(identity: Identity, conv: Any, *, pi: dict[str, Any] | None,
                   general_practitioner: dict[str, Any] | None) -> dict[str, Any]:
     """The Patient resource for ``identity`` (``conv`` is a fhirhost.FhirConventions)."""
     given = [styled(g, conv.official_upper, conv.official_plain) for g in identity.first_names]
-    official = {"use": "official", "family": styled(identity.birth_name, conv.official_upper, conv.official_plain),
-                "given": [" ".join(given)] if conv.official_given_joined else given}
+    official = {"use": "official",
+                "extension": [{"url": BIRTH_LIST_GIVEN_NAME_URL, "valueString": " ".join(given)}],
+                "family": styled(identity.birth_name, conv.official_upper, conv.official_plain),
+                "given": given[:1]}
     usual = {"use": "usual", "family": styled(identity.last_name, conv.usual_upper, False),
              "given": [styled(identity.first_name, conv.usual_upper, False)]}
     patient: dict[str, Any] = {"resourceType": "Patient"}
     if conv.meta_profile:
         patient["meta"] = {"profile": list(conv.meta_profile)}
-    extensions = [dict(conv.identity_reliability)] if conv.identity_reliability else []
-    patient["extension"] = extensions + [birth_place(identity)]
+    patient["extension"] = [identity_reliability(conv), birth_place(identity)]
     patient["identifier"] = [ins_identifier(identity.nir, conv.ins_template)] + ([pi] if pi else [])
     if conv.active is not None:
         patient["active"] = conv.active
@@ -102,6 +118,23 @@ def build_patient(identity: Identity, conv: Any, *, pi: dict[str, Any] | None,
     if conv.managing_organization:
         patient["managingOrganization"] = dict(conv.managing_organization)
     return patient
+
+
+def identity_reliability(conv: Any, today: date | None = None) -> dict[str, Any]:
+    """The extension saying the identity is qualified, shaped like the host's when it has one.
+
+    The host's own sub-extensions (validationMode, methodCollection...) are kept
+    as most of its patients carry them; the status is always the qualified one
+    of the code system the host uses (``conv.identity_status``), never copied,
+    so a host whose patients are mostly provisional does not give a canary
+    an INS with a provisional status.
+    """
+    status = {"url": "identityStatus", "valueCoding": {"system": QUALIFIED_STATUS[conv.identity_status],
+                                                       "code": conv.identity_status}}
+    parts = [status, *(dict(p) for p in conv.reliability_parts)]
+    if conv.reliability_dated:
+        parts.append({"url": "validationDate", "valueDate": (today or date.today()).isoformat()})
+    return {"url": IDENTITY_RELIABILITY_URL, "extension": parts}
 
 
 def birth_place(identity: Identity) -> dict[str, Any]:
@@ -176,6 +209,7 @@ def validate_patient(resource: dict[str, Any], today: date | None = None) -> lis
         if address.get("country") in (None, "France", "FRA", "FR") and not _POSTCODE.match(
                 str(address.get("postalCode", ""))):
             problems.append(f"Patient.address.postalCode {address.get('postalCode')!r} is not 5 digits")
+    problems += _reliability_problems(resource.get("extension") or [])
     problems += _birth_place_problems(resource.get("extension") or [])
     for reference in resource.get("generalPractitioner") or []:
         if not (reference.get("reference") or reference.get("identifier")):
@@ -231,9 +265,32 @@ def _name_problems(names: list[dict[str, Any]]) -> list[str]:
     official = [n for n in names if n.get("use") == "official"]
     if len(official) != 1:
         problems.append(f"Patient.name holds {len(official)} official names, not 1")
-    elif not official[0].get("family") or not official[0].get("given"):
-        problems.append("Patient.name official lacks family or given")
+        return problems
+    name = official[0]
+    if not name.get("family") or len(name.get("given") or ()) != 1:
+        problems.append("Patient.name official needs a family and exactly one given (fr-core-patient-ins: "
+                        "the first birth first name)")
+    lists = [e.get("valueString") for e in name.get("extension") or () if e.get("url") == BIRTH_LIST_GIVEN_NAME_URL]
+    if len(lists) != 1 or not isinstance(lists[0], str):
+        problems.append("Patient.name official needs one birth-list-given-name extension (valueString)")
+    elif name.get("given") and lists[0].split(" ")[0] != name["given"][0]:
+        problems.append("Patient.name official birth-list-given-name does not start with its given")
     return problems
+
+
+def _reliability_problems(extensions: list[dict[str, Any]]) -> list[str]:
+    """An INS is carried only by a qualified identity: the extension must say so."""
+    reliability = [e for e in extensions if e.get("url") == IDENTITY_RELIABILITY_URL]
+    if not reliability:
+        return ["Patient.extension has no identityReliability (1..* in fr-core-patient-ins 2.1.0; the INS "
+                "needs a qualified identity)"]
+    statuses = [(s.get("valueCoding") or {}) for e in reliability for s in e.get("extension") or ()
+                if s.get("url") == "identityStatus"]
+    qualified = {(system, code) for code, system in QUALIFIED_STATUS.items()}
+    if len(statuses) != 1 or (statuses[0].get("system"), statuses[0].get("code")) not in qualified:
+        return ["Patient.extension identityReliability needs one qualified identityStatus "
+                "(fr-core-cs-v2-0445#VALI or fr-core-cs-identity-status#QUAL)"]
+    return []
 
 
 def _birth_date_problems(value: Any, today: date) -> list[str]:
@@ -248,8 +305,8 @@ def _birth_date_problems(value: Any, today: date) -> list[str]:
 
 def _birth_place_problems(extensions: list[dict[str, Any]]) -> list[str]:
     places = [e for e in extensions if e.get("url") == BIRTH_PLACE_URL]
-    if len(places) > 1:
-        return ["Patient.extension holds more than one birthPlace"]
+    if len(places) != 1:
+        return [f"Patient.extension holds {len(places)} birthPlace, not 1 (fr-core-patient-ins)"]
     for place in places:
         codes = [e.get("valueCoding", {}).get("code") for e in place.get("valueAddress", {}).get("extension") or ()
                  if e.get("url") == INSEE_CODE_URL]

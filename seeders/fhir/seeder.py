@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import random
 import re
+from datetime import datetime
 from typing import Any, Iterable
 
 from canary.errors import ConfigError, MappingError, SourceError
 from canary.model import Identity, Placement, VerifyResult, VerifyState
+from seeders.fhir import footprint as lab_footprint
 from seeders.fhir import host as fhirhost
 from seeders.fhir import patient as fp
 from seeders.base import PlannedRow, Seeder, SeederOption
@@ -40,6 +42,12 @@ class FhirSeeder(Seeder):
         SeederOption("general_practitioner", "'auto': a GP reference most recent Patients share, else the "
                      "identity's GP by RPPS; 'identity'; 'none'; or a reference such as Practitioner/123",
                      default="auto"),
+        SeederOption("identity_status", "the qualified identityStatus written with the INS: 'VALI' "
+                     "(fr-core-cs-v2-0445, FR Core 2.1.0/2.2.0), 'QUAL' (fr-core-cs-identity-status, FR Core "
+                     "builds after PR #306) or 'auto': the code system the server's recent Patients use, else VALI",
+                     default="auto"),
+        SeederOption("footprint", "'lab': with each Patient, a ServiceRequest, Specimen, Observations and a "
+                     "DiagnosticReport for one common panel (seeders/fhir/lab.py); 'none'", default="none"),
         SeederOption("timeout", "seconds to wait for each answer of the server", default="15"),
     )
 
@@ -60,6 +68,8 @@ class FhirSeeder(Seeder):
             "pi_system": (r"auto|urn:(oid|uuid):[\w.:-]+|https?://\S+", "an absolute URI (urn:oid:..., https://...)"),
             "general_practitioner": (r"auto|identity|none|Practitioner(Role)?/[A-Za-z0-9.-]{1,64}",
                                      "auto, identity, none or Practitioner/ID"),
+            "identity_status": (r"auto|VALI|QUAL", "auto, VALI or QUAL"),
+            "footprint": (r"none|lab", "none or lab"),
             "timeout": (r"\d+(\.\d+)?", "a number of seconds"),
         }
         for name, value in checked.items():
@@ -90,6 +100,8 @@ class FhirSeeder(Seeder):
             self._create_attempts = CREATE_ATTEMPTS if _conditional_create(capabilities) else 1
             pi_system = self.option("pi_system")
             self.conv = fhirhost.learn(self._recent_patients(client), None if pi_system == "auto" else pi_system)
+            if self.option("identity_status") != "auto":
+                self.conv.identity_status = str(self.option("identity_status"))
             self.client = client
         except BaseException:
             client.close()
@@ -155,7 +167,11 @@ class FhirSeeder(Seeder):
         return {"reference": choice}
 
     def plan(self, identity: Identity) -> list[PlannedRow]:
-        return [PlannedRow(table="Patient", values=self._patient(identity, final=False))]
+        rows = [PlannedRow(table="Patient", values=self._patient(identity, final=False))]
+        if self.option("footprint") == "lab":
+            rows += [PlannedRow(table=r["resourceType"], values=r)
+                     for r in lab_footprint.preview(self._rnd, datetime.now())]
+        return rows
 
     def check_fits(self, identities: Iterable[Identity]) -> None:
         for identity in identities:
@@ -197,12 +213,21 @@ class FhirSeeder(Seeder):
             self._compensate(identity, created.id)
             raise MappingError(f"source '{self.source.name}': {client.shown_base} did not keep {changed[0]} as sent; "
                                "the Patient was deleted again")
-        return self._placement(created.id, resource)
+        footprint = []
+        if self.option("footprint") == "lab":
+            try:
+                footprint = lab_footprint.plant(client, created.id, self._rnd, datetime.now())
+            except (SourceError, MappingError) as err:
+                self._compensate(identity, created.id)
+                raise type(err)(f"{err}; the Patient was deleted again") from None
+        return self._placement(created.id, resource, footprint)
 
-    def _placement(self, rid: str, resource: dict[str, Any]) -> Placement:
+    def _placement(self, rid: str, resource: dict[str, Any], footprint: list[dict[str, Any]] | None = None) -> Placement:
         sent = {name: resource[name] for name in fp.COMPARED if name in resource}
-        return Placement(extra={"resource": "Patient", "id": str(rid), "base": self._ready()[0].shown_base,
-                                "sent": sent})
+        extra = {"resource": "Patient", "id": str(rid), "base": self._ready()[0].shown_base, "sent": sent}
+        if footprint:
+            extra["footprint"] = footprint
+        return Placement(extra=extra)
 
     def _ours(self, identity: Identity) -> dict[str, Any] | None:
         found = [r for r in self._ready()[0].search("Patient", {"identifier": fp.ins_search(identity.nir)})
@@ -241,8 +266,10 @@ class FhirSeeder(Seeder):
         changed = fp.changed_elements(placement.extra.get("sent") or {}, current)
         if current.get("link"):
             changed.append("Patient.link")  # merged into another record
-        if changed:
-            return VerifyResult(VerifyState.ALTERED, tuple(f"{name} changed" for name in changed))
+        details = [f"{name} changed" for name in changed]
+        details += lab_footprint.check(self._ready()[0], placement.extra.get("footprint") or [])
+        if details:
+            return VerifyResult(VerifyState.ALTERED, tuple(details))
         return VerifyResult(VerifyState.OK)
 
     def retire(self, placement: Placement) -> None:
@@ -251,13 +278,14 @@ class FhirSeeder(Seeder):
             return
         client = self._ready()[0]
         current = client.read("Patient", rid)
-        if current is None:
-            return
         sent = placement.extra.get("sent") or {}
-        if not _shares_identifier_or_email(sent, current):
+        if current is not None and not _shares_identifier_or_email(sent, current):
             raise SourceError(f"source '{self.source.name}': Patient/{rid} on {client.shown_base} no longer carries "
                               "the canary's INS or e-mail; it was not deleted")
-        client.delete("Patient", rid)
+        # The footprint goes first, even when the Patient is already gone: it refers to the Patient.
+        lab_footprint.delete(client, placement.extra.get("footprint") or [])
+        if current is not None:
+            client.delete("Patient", rid)
 
     def locate(self, identity: Identity) -> Placement | None:
         found = self._ours(identity)

@@ -10,8 +10,8 @@ with too few patients to learn from, it returns the stock behaviour.
 "Constant" columns generalise the rest: a column the seeder does not set
 itself, that is not personal (no unique value, no link to a person, no
 date), and that holds the same non-NULL value in nine rows out of ten (a
-boolean the client always sends as false, ``fed_country = 'FRA'``, the
-country of residence) is written with that value.
+boolean the client always sends as false, the country of residence) is
+written with that value.
 """
 
 from __future__ import annotations
@@ -59,14 +59,19 @@ class Conventions:
     plain_lastname: bool = False  # accents dropped ("LEFEVRE")
     upper_given: bool = False
     code_style: str = "uuid-suffix"  # "uuid-suffix" | "uuid" | "sequence"
-    code_suffix: str = ""  # after the uuid: the institution name, as GNU Health writes it
+    code_suffix: str = ""  # after the uuid: learned constant; "" = the company name, else the given name
     puid_style: str = "gnuhealth"  # "gnuhealth" (XXXNNNXXX) | "nir"
     nir_spaced: bool = False  # "2 84 05 75 115 123 45"
-    fed_country: str | None = None
-    phone_style: str = "international"  # a key of canary.phones.formats (Tryton's own formatting)
+    # A key of canary.phones.formats. Stock GNU Health stores phones as typed: trytond_party formats
+    # them only when the phonenumbers package is installed (contact_mechanism.py format_value).
+    phone_style: str = "spaced"
+    compact_e164: bool = False  # value_compact in E.164 (phonenumbers installed), else = value
     mobile_type: str = "mobile"  # Tryton contact type used for 06/07 numbers
     upper_city: bool = False
-    fill: dict[str, bool] = field(default_factory=dict)  # optional field -> filled by the host
+    # Optional field -> filled by the host. Blood group and sex are never filled by the party form.
+    fill: dict[str, bool] = field(default_factory=lambda: {"blood_type": False, "biological_sex": False})
+    # (table, column) of Char columns the host leaves NULL where the GTK client would send ''.
+    null_text: frozenset[tuple[str, str]] = frozenset()
     alt_id_type: str | None = None
     alt_id_comment: str | None = None
     create_uid: int | None = None
@@ -80,8 +85,14 @@ class Conventions:
         return rnd.choice(self.doctors) if self.doctors else None
 
 
-def sample_conventions(engine: sa.Engine, tables: Callable[[str], sa.Table | None]) -> Conventions:
-    """Read the latest patients through ``tables(name)`` (reflected tables) and learn from them."""
+def sample_conventions(engine: sa.Engine, tables: Callable[[str], sa.Table | None], link: str,
+                       empty_text: dict[str, tuple[str, ...]] | None = None) -> Conventions:
+    """Read the latest patients through ``tables(name)`` (reflected tables) and learn from them.
+
+    ``link`` is the column of gnuhealth_patient and of the alternative IDs that
+    points at the party (``party`` in GNU Health 5.0, ``name`` in 4.4);
+    ``empty_text`` the Char columns the client sends as ''.
+    """
     party = tables("party_party")
     with engine.connect() as conn:
         persons = _rows(conn, sa.select(party).where(party.c.is_person.is_(True), party.c.is_patient.is_(True))
@@ -89,31 +100,20 @@ def sample_conventions(engine: sa.Engine, tables: Callable[[str], sa.Table | Non
         ids = [row["id"] for row in persons]
         children = {name: _children(conn, tables(name), column, ids) for name, column in (
             ("gnuhealth_person_name", "party"), ("party_contact_mechanism", "party"),
-            ("gnuhealth_person_alternative_identification", "name"), ("party_address", "party"),
-            ("gnuhealth_patient", "name"))}
+            ("gnuhealth_person_alternative_identification", link), ("party_address", "party"),
+            ("gnuhealth_patient", link))}
     conv = Conventions(sample_size=len(persons))
     if len(persons) < MIN_SAMPLE:
-        # Stock GNU Health ends party codes with the institution (company) name.
-        conv.code_suffix = _company_name(engine, tables)
         return conv
     _learn_party(conv, persons)
     _learn_contacts(conv, children["party_contact_mechanism"])
     _learn_alt_ids(conv, children["gnuhealth_person_alternative_identification"])
     _learn_addresses(conv, children["party_address"])
     _learn_patients(conv, children["gnuhealth_patient"])
+    conv.null_text = _null_text({"party_party": persons, **children}, empty_text or {})
     conv.constants = {name: constant_columns(tables(name), rows)
                       for name, rows in [("party_party", persons), *children.items()] if tables(name) is not None}
     return conv
-
-
-def _company_name(engine: sa.Engine, tables: Callable[[str], sa.Table | None]) -> str:
-    company, party = tables("company_company"), tables("party_party")
-    if company is None or "party" not in company.c:
-        return ""
-    with engine.connect() as conn:
-        name = conn.execute(sa.select(party.c.name).join_from(company, party, company.c.party == party.c.id)
-                            .order_by(company.c.id).limit(1)).scalar()
-    return name or ""
 
 
 def _rows(conn: sa.Connection, query: sa.Select) -> list[dict[str, Any]]:
@@ -152,9 +152,11 @@ def _learn_party(conv: Conventions, persons: list[dict[str, Any]]) -> None:
     codes = [p.get("code") or "" for p in persons]
     uuid_codes = [m for m in (_UUID_CODE.match(c) for c in codes) if m]
     if len(uuid_codes) >= len(codes) / 2:
+        # Party.create: uuid + '-' + the company's name, or the given name on a site without company.
         suffix, share = _modal(m.group(1) or "" for m in uuid_codes)
-        conv.code_style = "uuid-suffix" if suffix and share >= 0.5 else "uuid"
-        conv.code_suffix = suffix or ""
+        suffixed = _share(uuid_codes, lambda m: bool(m.group(1))) >= 0.5
+        conv.code_style = "uuid-suffix" if suffixed else "uuid"
+        conv.code_suffix = suffix if suffixed and suffix and share >= 0.5 else ""
     elif _share(codes, lambda c: c.isdigit()) >= 0.5:
         conv.code_style = "sequence"
     else:
@@ -165,8 +167,6 @@ def _learn_party(conv: Conventions, persons: list[dict[str, Any]]) -> None:
         conv.puid_style = "nir"
         conv.nir_spaced = _share(nir_refs, lambda r: " " in r) >= 0.5
     conv.fill["federation_account"] = _share(persons, lambda p: bool(p.get("federation_account"))) >= FILL_SHARE
-    fed, share = _modal(p.get("fed_country") for p in persons if p.get("fed_country"))
-    conv.fed_country = fed if share >= 0.5 else None
     conv.fill["activation_date"] = _share(persons, lambda p: p.get("activation_date") is not None) >= FILL_SHARE
     uid, _ = _modal(p.get("create_uid") for p in persons if p.get("create_uid") is not None)
     conv.create_uid = uid
@@ -177,6 +177,9 @@ def _learn_contacts(conv: Conventions, contacts: list[dict[str, Any]]) -> None:
     style, share = _modal(s for s in (phone_style(c["value"]) for c in phones) if s)
     if style and share >= 0.5:
         conv.phone_style = style
+    compact = [c for c in phones if c.get("value_compact")]
+    conv.compact_e164 = _share(compact, lambda c: c["value_compact"] != c["value"]
+                               and c["value_compact"] == to_e164(c["value"])) >= 0.5
     mobiles = [c for c in phones if (to_e164(c["value"]) or "")[3:4] in ("6", "7")]
     if mobiles:
         conv.mobile_type = "mobile" if _share(mobiles, lambda c: c["type"] == "mobile") >= 0.5 else "phone"
@@ -204,6 +207,18 @@ def _learn_patients(conv: Conventions, patients: list[dict[str, Any]]) -> None:
     doctors = [p["primary_care_doctor"] for p in patients if p.get("primary_care_doctor") is not None]
     if patients and len(doctors) / len(patients) >= FILL_SHARE:
         conv.doctors = tuple(sorted(doctors))
+
+
+def _null_text(rows: dict[str, list[dict[str, Any]]], empty_text: dict[str, tuple[str, ...]]
+               ) -> frozenset[tuple[str, str]]:
+    """Columns the client would send as '' but the host's rows mostly leave NULL (another client, an import)."""
+    found = set()
+    for table, columns in empty_text.items():
+        for column in columns:
+            values = [row[column] for row in rows.get(table, ()) if column in row]
+            if values and _share(values, lambda v: v is None) >= 0.5:
+                found.add((table, column))
+    return frozenset(found)
 
 
 def constant_columns(table: sa.Table, rows: list[dict[str, Any]]) -> dict[str, Any]:

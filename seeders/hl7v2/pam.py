@@ -1,26 +1,43 @@
 """ADT messages of IHE PAM with the French national extension (PAM FR 2.10/2.11).
 
-What a French identity server (GAM) sends downstream, for one Identity:
+What a French identity server (GAM) sends downstream, for one Identity
+(section numbers are those of IHE PAM France 2.11.2, Interop-Sante/ihe.iti.pam.fr):
 
 * MSH-9 ``ADT^A28^ADT_A05`` (add person, ITI-30) or ``ADT^A04^ADT_A01``
-  (register an outpatient, ITI-31); MSH-12 ``2.5^FRA^2.10``; MSH-17 ``FRA``;
-  MSH-18 ``UNICODE UTF-8``.
+  (register an outpatient, ITI-31); MSH-12 ``2.5^FRA^2.11`` and, from 2.11
+  on, the conformance declaration MSH-21 ``2.11^IHE_FRANCE-2.11-PAM`` (6.5);
+  MSH-17 ``FRA``; MSH-18 ``UNICODE UTF-8``.
 * PID-3: the PI (IPP) under the sender's assigning authority, and the INS:
   ``NIR^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS``.
-* PID-5: the used name (type ``D``) then the birth name (type ``L``) with the
-  first given name in XPN-2 and every birth first name in XPN-3, upper case
-  without accents as the INS strict traits are written.
+* PID-5: the used name (type ``D``) only when one is defined (6.6.2: a married
+  name), then the birth name (type ``L``) with the first given name in XPN-2
+  and every birth first name in XPN-3, upper case without accents as the INS
+  strict traits are written.
 * PID-7 ``YYYYMMDD``, PID-8 ``M``/``F``, PID-11 home address (``H``) and
   birthplace (``BDL``, INSEE code in XAD-9), PID-13 phones (``PRN^CP`` mobile,
   ``PRN^PH`` landline, national writing in XTN-12) and e-mail
   (``NET^Internet``), PID-23 birth city, PID-32 identity reliability
-  (``VALI``: a qualified identity, the only kind allowed to carry the INS).
-* A04 adds PV1 (class ``O``, visit number in PV1-19) and the French ZBE
-  movement segment; A28 has the pseudo PV1 ``PV1||N``.
+  ``VALI``. PAM France's table 0445 (6.6.15) has no QUAL or RECUP: the INS is
+  sent "uniquement si l'identité du patient a été qualifiée [...], ce qui se
+  traduit par PID.32 = VALI" (6.6.1); a receiver drops an INS sent with
+  anything else. (QUAL/RECUP exist only in FHIR FR Core's identity-status
+  code system, see docs/seeders/fhir.md.)
+* ZFD (6.18, for A28 and A04): how the identity was obtained, RE when the INS
+  is sent: ZFD-4 birth date corrected ``N``, ZFD-5 ``INSI`` (INSi
+  teleservice), ZFD-6 the INSi query time, ZFD-7 the identity document
+  checked (``CN``, national identity card), ZFD-8 its end of validity.
+* A04 adds PID-18, the account number (NDA, mandatory for ITI-31 in France,
+  6.6.9), PV1 (class ``O``, visit number in PV1-19) and the ZBE movement
+  segment with ZBE-9, the nature of the movement (R, 6.13.9: ``HMS``, the
+  three responsibilities start together); A28 has the pseudo PV1 ``PV1||N``.
 
-Retiring: A29 (delete person information, ``ADT_A21``) for both; an A04 is
-first cancelled with A11 (``ADT_A09``, ZBE action ``CANCEL``). A29 is plain
-HL7 v2.5, outside the IHE PAM event set: the receiver must accept it.
+Retiring: an A04 is first cancelled with A11 (``ADT_A09``, ZBE action
+``CANCEL``), which PAM France lists (5.3.2). The person is then deleted with
+A29 (delete person information, ``ADT_A21``), which HL7 v2.5 defines as the
+event that "undoes an A28" (3.3.29). PAM France has no deletion: its ITI-30
+list (2.1: A28, A31, A47, A40) is exhaustive, so a receiver that knows only
+those may reject A29; the seeder then says which PI to remove by hand. (A23,
+"delete a patient record", removes visit data, not a person, in HL7 v2.5.)
 """
 
 from __future__ import annotations
@@ -34,6 +51,12 @@ from seeders.common.transforms import strip_accents
 
 INS_AUTHORITY = ("ASIP-SANTE-INS-NIR", INS_NIR_OID, "ISO")
 RELIABILITY_QUALIFIED = "VALI"
+PAM_VERSIONS = ("2.10", "2.11")
+# ZBE-9 (IHE-FRANCE-ZBE-9): the care, lodging and medical responsibilities all start with the visit.
+MOVEMENT_NATURE = "HMS"
+# ZFD-5 / ZFD-7: identity obtained from the INSi teleservice, checked on a national identity card.
+IDENTITY_SOURCE = "INSI"
+IDENTITY_DOCUMENT = "CN"
 
 # event -> (MSH-9 message structure, IHE transaction)
 STRUCTURES = {"A28": "ADT_A05", "A04": "ADT_A01", "A29": "ADT_A21", "A11": "ADT_A09"}
@@ -48,7 +71,7 @@ class Header:
     sending_facility: str
     receiving_application: str
     receiving_facility: str
-    pam_version: str = "2.10"
+    pam_version: str = "2.11"
 
 
 def hl7_time(moment: datetime) -> str:
@@ -73,7 +96,15 @@ def msh(header: Header, event: str, control_id: str, now: datetime) -> str:
         12: ["2.5", "FRA", header.pam_version],
         17: "FRA",
         18: "UNICODE UTF-8",
+        21: conformance(header.pam_version),
     })
+
+
+def conformance(pam_version: str) -> list[str] | None:
+    """MSH-21, the conformance declaration PAM France asks for since 2.11 (6.5)."""
+    if pam_version == "2.10":
+        return None
+    return [pam_version, f"IHE_FRANCE-{pam_version}-PAM"]
 
 
 def _strict(text: str) -> str:
@@ -91,7 +122,7 @@ def _phone(e164: str) -> h.Raw:
     return h.Raw(h.field(["", "PRN", use, "", "", "", "", "", "", "", "", national]))
 
 
-def pid(identity: Identity, pi: str, pi_authority: str) -> str:
+def pid(identity: Identity, pi: str, pi_authority: str, account_number: str = "") -> str:
     first = _strict(identity.first_name)
     birthplace = identity.birthplace
     if birthplace.abroad:
@@ -107,9 +138,10 @@ def pid(identity: Identity, pi: str, pi_authority: str) -> str:
             [identity.nir, "", "", INS_AUTHORITY, "INS"],
         ),
         5: h.repeated(
-            [_strict(identity.last_name), first, "", "", _civility(identity), "", "D"],
+            [_strict(identity.last_name), first, "", "", _civility(identity), "", "D"]
+            if identity.married_name_used else None,
             [_strict(identity.birth_name), first, " ".join(_strict(n) for n in identity.first_names),
-             "", "", "", "L"],
+             "", "" if identity.married_name_used else _civility(identity), "", "L"],
         ),
         7: identity.birth_date.strftime("%Y%m%d"),
         8: identity.sex.value,
@@ -118,6 +150,7 @@ def pid(identity: Identity, pi: str, pi_authority: str) -> str:
             bdl,
         ),
         13: h.repeated(*phones, ["", "NET", "Internet", identity.email]),
+        18: [account_number, "", "", authority(pi_authority), "AN"] if account_number else None,
         23: birthplace.name,
         32: RELIABILITY_QUALIFIED,
     })
@@ -152,18 +185,37 @@ def zbe(movement_id: str, pi_authority: str, started: datetime, action: str,
         4: action,
         5: "N",
         6: original_event,
+        9: MOVEMENT_NATURE,
+    })
+
+
+def zfd(identity: Identity, now: datetime) -> str:
+    """How the identity was obtained: from INSi, checked on an identity card still valid.
+
+    The card's end of validity is drawn from the NIR, so it is the same at
+    every plant of one identity and differs between identities.
+    """
+    valid_until = now.date().replace(year=now.year + 1 + int(identity.nir[-2:]) % 9, day=1)
+    return h.segment("ZFD", {
+        4: "N",
+        5: IDENTITY_SOURCE,
+        6: hl7_time(now),
+        7: IDENTITY_DOCUMENT,
+        8: valid_until.strftime("%Y%m%d"),
     })
 
 
 def add_person(header: Header, identity: Identity, *, event: str, control_id: str, pi: str,
-               pi_authority: str, visit_number: str, now: datetime) -> str:
+               pi_authority: str, visit_number: str, now: datetime, account_number: str = "") -> str:
     """The A28 or A04 message that creates this identity downstream."""
-    segments = [msh(header, event, control_id, now), evn(now, event), pid(identity, pi, pi_authority)]
+    account = account_number if event == "A04" else ""
+    segments = [msh(header, event, control_id, now), evn(now, event), pid(identity, pi, pi_authority, account)]
     if event == "A04":
         segments.append(pv1_outpatient(visit_number, pi_authority, now))
         segments.append(zbe(visit_number, pi_authority, now, "INSERT"))
     else:
         segments.append(pv1_identity_only())
+    segments.append(zfd(identity, now))
     return h.message(*segments)
 
 

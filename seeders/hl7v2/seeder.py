@@ -17,6 +17,7 @@ HL7 v2 has no read-back in PAM, so:
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from urllib.parse import urlsplit
 
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
+from seeders.common import lab_panels
+from seeders.hl7v2 import lab
 from seeders.hl7v2 import message as h
 from seeders.hl7v2 import pam
 from seeders.base import PlannedRow, Seeder, SeederOption
@@ -35,7 +38,6 @@ ACCEPTED = ("AA", "CA")
 MAX_ERROR_TEXT = 300
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _DIGITS = re.compile(r"^[0-9]*$")
-_PAM_VERSION = re.compile(r"^2\.[0-9]{1,2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,12 @@ class Hl7v2Seeder(Seeder):
         SeederOption("pi_prefix", "Digits every generated PI and visit number starts with: a range "
                      "the identity server never allocates.", default=""),
         SeederOption("pi_digits", "Length of generated PIs and visit numbers.", default=10),
-        SeederOption("pam_version", "PAM France version in MSH-12 (2.5^FRA^VERSION).", default="2.10"),
+        SeederOption("pam_version", "PAM France version in MSH-12 (2.5^FRA^VERSION): 2.11 (with the MSH-21 "
+                     "conformance declaration) or 2.10.", default="2.11"),
+        SeederOption("footprint", "lab: after the ADT, the results of one common panel as an ORU^R01 from "
+                     "the laboratory system (seeders/hl7v2/lab.py); none.", default="none"),
+        SeederOption("lab_application", "MSH-3 of the result messages: the laboratory system, as it writes "
+                     "itself (needed with footprint=lab)."),
         SeederOption("timeout", "Seconds to wait for a connection and for each ACK.", default=10.0),
     )
 
@@ -115,8 +122,14 @@ class Hl7v2Seeder(Seeder):
         prefix = str(typed.get("pi_prefix", ""))
         if not _DIGITS.match(prefix) or len(prefix) >= int(typed.get("pi_digits", 10)):
             raise ConfigError("seeder 'hl7v2': pi_prefix must be digits, shorter than pi_digits")
-        if "pam_version" in typed and not _PAM_VERSION.match(str(typed["pam_version"])):
-            raise ConfigError(f"seeder 'hl7v2': pam_version must look like 2.10, not {typed['pam_version']!r}")
+        if str(typed.get("footprint", "none")) not in ("none", "lab"):
+            raise ConfigError(f"seeder 'hl7v2': footprint must be none or lab, not {typed['footprint']!r}")
+        if typed.get("footprint") == "lab" and not str(typed.get("lab_application") or "").strip():
+            raise ConfigError("seeder 'hl7v2': footprint=lab needs --set lab_application=NAME (MSH-3 of the "
+                              "laboratory system)")
+        if "pam_version" in typed and str(typed["pam_version"]) not in pam.PAM_VERSIONS:
+            raise ConfigError(f"seeder 'hl7v2': pam_version must be one of {', '.join(pam.PAM_VERSIONS)}, "
+                              f"not {typed['pam_version']!r}")
         return typed
 
     # -- lifecycle ---------------------------------------------------------
@@ -161,7 +174,7 @@ class Hl7v2Seeder(Seeder):
     def header(self) -> pam.Header:
         s = self.settings
         return pam.Header(s["sending_application"], s["sending_facility"], s["receiving_application"],
-                          s["receiving_facility"], str(s.get("pam_version", "2.10")))
+                          s["receiving_facility"], str(s.get("pam_version", "2.11")))
 
     @property
     def event(self) -> str:
@@ -170,9 +183,13 @@ class Hl7v2Seeder(Seeder):
     # -- planting ----------------------------------------------------------
     def plan(self, identity: Identity) -> list[PlannedRow]:
         self._ready()
-        text = self._add_message(identity, pi="", visit="", control_id="", now=datetime.now())
+        text = self._add_message(identity, pi="", visit="", account="", control_id="", now=datetime.now())
+        messages = [text]
+        if self.settings.get("footprint") == "lab":
+            pid = next(line for line in text.split(h.SEGMENT_END) if line.startswith("PID|"))
+            messages.append(self._results_message(pid, None)[2])
         rows = []
-        for segment in h.parse(text).segments:
+        for segment in (s for m in messages for s in h.parse(m).segments):
             values = {f"{segment.name}-{n}": raw for n, raw in enumerate(segment.fields) if n and raw}
             rows.append(PlannedRow(table=segment.name, values=values))
         return rows
@@ -191,8 +208,9 @@ class Hl7v2Seeder(Seeder):
         now = datetime.now()
         pi = self._new_number()
         visit = self._new_number() if self.event == "A04" else ""
+        account = self._new_number() if self.event == "A04" else ""
         control_id = _control_id(now)
-        message = self._add_message(identity, pi=pi, visit=visit, control_id=control_id, now=now)
+        message = self._add_message(identity, pi=pi, visit=visit, account=account, control_id=control_id, now=now)
         ack = self._send(message, control_id, self.event, pi)
         pid_segment = next(line for line in message.split(h.SEGMENT_END) if line.startswith("PID|"))
         extra = {
@@ -202,12 +220,42 @@ class Hl7v2Seeder(Seeder):
         }
         if visit:
             extra["visit_number"] = visit
+            extra["account_number"] = account
+        if self.settings.get("footprint") == "lab":
+            pv1 = next(line for line in message.split(h.SEGMENT_END) if line.startswith("PV1|"))
+            extra["lab"] = self._send_results(extra, pv1 if visit else None)
         return Placement(extra=extra)
 
-    def _add_message(self, identity: Identity, *, pi: str, visit: str, control_id: str,
+    def _send_results(self, extra: dict[str, Any], pv1: str | None) -> dict[str, Any]:
+        """The ORU^R01 of one panel; on failure the patient just created is deleted again."""
+        order, control_id, results = self._results_message(extra["pid"], pv1)
+        try:
+            self._send(results, control_id, "R01", extra["pi"])
+        except SourceError as err:
+            try:
+                self.retire(Placement(extra=extra))
+            except SourceError as undo:
+                raise SourceError(f"{err}; deleting the patient again failed too: {undo}") from None
+            raise SourceError(f"{err}; the patient was deleted again") from None
+        return {**order, "message_control_id": control_id, "pv1": pv1 or "",
+                "application": self.settings["lab_application"]}
+
+    def _results_message(self, pid: str, pv1: str | None) -> tuple[dict[str, Any], str, str]:
+        """A new order of one random panel, its message control id and its ORU^R01."""
+        rnd = random.Random(secrets.randbits(64))
+        panel = lab_panels.pick_panel(rnd)
+        now = datetime.now()
+        order = lab.order_for(panel, lab_panels.values(panel, rnd), lab_panels.Timing.before(now, rnd),
+                              placer=self._new_number(), filler=self._new_number())
+        control_id = _control_id(now)
+        return order, control_id, lab.results_message(self.header, self.settings["lab_application"], pid,
+                                                      control_id=control_id, now=now, order=order, pv1=pv1)
+
+    def _add_message(self, identity: Identity, *, pi: str, visit: str, account: str, control_id: str,
                      now: datetime) -> str:
         return pam.add_person(self.header, identity, event=self.event, control_id=control_id, pi=pi,
-                              pi_authority=self.settings["pi_authority"], visit_number=visit, now=now)
+                              pi_authority=self.settings["pi_authority"], visit_number=visit,
+                              account_number=account, now=now)
 
     def _new_number(self) -> str:
         prefix = str(self.settings.get("pi_prefix", ""))
@@ -258,6 +306,15 @@ class Hl7v2Seeder(Seeder):
         if not pid_segment:
             raise SourceError(f"source '{self.source.name}': the placement holds no PID to delete")
         header, pi = self.header, str(extra.get("pi", ""))
+        if extra.get("lab"):
+            # Results first, withdrawn as a laboratory withdraws results sent in error (OBX-11 D).
+            now = datetime.now()
+            control_id = _control_id(now)
+            application = extra["lab"].get("application") or self.settings.get("lab_application") or ""
+            withdraw = lab.results_message(header, application, pid_segment,
+                                           control_id=control_id, now=now, order=extra["lab"],
+                                           pv1=extra["lab"].get("pv1") or None, delete=True)
+            self._send(withdraw, control_id, "R01", pi)
         if extra.get("event") == "A04" and extra.get("visit_number"):
             # The A04 opened a visit: cancel it first, as the identity server would.
             now = datetime.now()
@@ -269,8 +326,15 @@ class Hl7v2Seeder(Seeder):
             self._send(cancel, control_id, "A11", pi)
         now = datetime.now()
         control_id = _control_id(now)
-        self._send(pam.delete_person(header, h.Raw(pid_segment), control_id=control_id, now=now),
-                   control_id, "A29", pi)
+        try:
+            self._send(pam.delete_person(header, h.Raw(pid_segment), control_id=control_id, now=now),
+                       control_id, "A29", pi)
+        except SourceError as err:
+            if "rejected" not in str(err):
+                raise
+            # PAM France has no delete event (its ITI-30 list is exhaustive): say what is left to do.
+            raise SourceError(f"{err}; A29 (HL7 v2.5 delete person) is not a PAM France event: remove "
+                              f"patient PI {pi} in the receiving system by hand") from None
 
 
 def _control_id(now: datetime) -> str:

@@ -1,7 +1,9 @@
 """The Mediboard seeder: patients written the way Mediboard (OpenXtrem) stores them.
 
-See seeders/mediboard/rows.py for the rows and their order, docs/seeders/
-mediboard.md for the options. The IPP is the next number after the site's
+The site's dPpatients version is read from ``modules`` first (version.py):
+a version outside the supported ranges is refused before anything else. See
+seeders/mediboard/rows.py for the rows and their order, docs/seeders/
+mediboard.md for the options and the supported versions. The IPP is the next number after the site's
 latest ones; Mediboard's own incrementer skips a number already taken
 (CIncrementer::generateIdex checks the idex is free), so no real patient can
 get the same IPP later.
@@ -13,6 +15,7 @@ fails in the middle of a patient, the rows already written are found again
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,17 +23,24 @@ import sqlalchemy as sa
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement
 from seeders.sql import appsql
+from seeders.sql.access import PLANT_RIGHTS, access_problems
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.base import SeederOption
 from seeders.sql.blend import next_code
-from seeders.mediboard.host import SAMPLE, WRITTEN, MediboardHost, read_host
-from seeders.mediboard.rows import UNCHECKED, Plant, build_rows
-from seeders.sql.values import to_json
+from seeders.mediboard import footprint, version, vigilance
+from seeders.mediboard.host import SAMPLE, MediboardHost, read_host, written_tables
+from seeders.mediboard.locate import placement_rows
+from seeders.mediboard.rows import Plant, build_rows
+
+# Every table a new patient may touch; which of them a site gets depends on its version and log table.
+WRITTEN = ("patients", "user_log", "user_action", "user_action_data", "patient_signature", "source_identite",
+           "id_sante400", "dossier_medical", "antecedent")
 
 
 class MediboardSeeder(ApplicationSqlSeeder):
     name = "mediboard"
-    summary = "Mediboard (MariaDB/MySQL): patients, IPP, medical record, allergies and their user_log entries."
+    summary = ("Mediboard / OX (MariaDB/MySQL), dPpatients 2.37-4.x: patients, signatures, identity source, IPP, "
+               "medical record, allergies and their user_log or user_action entries.")
     application = "Mediboard"
     written_tables = WRITTEN
     required_columns = {
@@ -54,6 +64,14 @@ class MediboardSeeder(ApplicationSqlSeeder):
                      "the medecin table knows them (RPPS, else name), else NULL; none: NULL", default="auto"),
         SeederOption("create_allergies", "write the identity's allergies as antecedents of type 'alle'",
                      default="yes"),
+        SeederOption("log_table", "where Mediboard logs (instance config activer_user_action): user_log or "
+                     "user_action; auto: config_db, else where the recent patients' creations are", default="auto"),
+        SeederOption("footprint_practitioner", "plageconsult.chir_id of the practitioner who sees canaries in "
+                     "their footprint consultation; auto: the busiest practitioner with a range open now",
+                     default="auto"),
+        SeederOption("identito_vigilance", "identity-vigilance mode names are written in: light, medium or strict; "
+                     "auto: strict from dPpatients 4.94, before the group config, else the site's recent patients, "
+                     "else light", default="auto"),
     )
     option_parsers = {
         "user_id": appsql.parse_auto_int,
@@ -61,14 +79,20 @@ class MediboardSeeder(ApplicationSqlSeeder):
         "group_id": appsql.parse_int,
         "medecin_id": appsql.parse_auto_int_or_none,
         "create_allergies": appsql.parse_bool,
+        "log_table": appsql.parse_choice("auto", "user_log", "user_action"),
+        "footprint_practitioner": appsql.parse_auto_int,
+        "identito_vigilance": appsql.parse_choice("auto", *vigilance.MODES),
     }
 
     host: MediboardHost
+    clinic: footprint.Clinic | None = None
 
     def _prepare(self) -> None:
         target = self._ready()
-        self.host = read_host(target, self.settings, self.source.name)
-        self.tables = {name: target.table(name) for name in WRITTEN}
+        self.clinic = None
+        schema = version.detect(target, self.source.name)
+        self.host = read_host(target, self.settings, self.source.name, schema)
+        self.tables = {name: target.table(name) for name in WRITTEN if target.table(name) is not None}
         if self.settings["ipp_tag"] not in ("", "auto") and self._next_ipp() is None:
             raise ConfigError(f"source '{self.source.name}': no patient has an IPP tagged {self.host.ipp_tag!r} in "
                               "id_sante400 to number the next one after: set ipp_tag to the tag the IPPs use "
@@ -77,6 +101,16 @@ class MediboardSeeder(ApplicationSqlSeeder):
         if isinstance(medecin, int) and not self._read_rows(
                 sa.select(doctors.c.medecin_id).where(doctors.c.medecin_id == medecin)):
             raise ConfigError(f"source '{self.source.name}': option medecin_id={medecin}: no such medecin")
+
+    def written(self) -> tuple[str, ...]:
+        """The tables this site's patients get rows in (its version, its log table)."""
+        return written_tables(self.host.schema, self.host.log_table)
+
+    def check_access(self) -> list[str]:
+        wanted = {table: PLANT_RIGHTS for table in self.written()}
+        if self.host.schema.sources:  # the patient is bound to its identity source once that exists
+            wanted["patients"] = PLANT_RIGHTS + ("UPDATE",)
+        return access_problems(self._ready(), wanted)
 
     # -- planting ------------------------------------------------------------
     def _rows(self, identity: Identity, *, dry_run: bool) -> list:
@@ -120,7 +154,7 @@ class MediboardSeeder(ApplicationSqlSeeder):
     def plant(self, identity: Identity) -> Placement:
         rows = self._fit(self._rows(identity, dry_run=False))
         try:
-            return Placement(rows=self._ready().insert(rows))
+            placed = self._ready().insert(rows)
         except SourceError:
             if not self.host.transactional:
                 # MyISAM kept what went in before the failure: take it out again.
@@ -128,17 +162,90 @@ class MediboardSeeder(ApplicationSqlSeeder):
                 if partial is not None:
                     self.retire(partial)
             raise
+        if self.host.schema.sources:
+            try:
+                placed = self._bind_source(placed)
+            except SourceError:
+                self.retire(Placement(rows=placed))  # committed already, even on InnoDB
+                raise
+        return Placement(rows=placed)
+
+    # -- clinical footprint (issue #12) ----------------------------------------
+    def add_footprint(self, identity: Identity, placement: Placement) -> Placement:
+        """A consultation with vital signs by a practitioner of the site, now, after the registration.
+
+        Returns the placement with the new rows appended (the caller records it):
+        verify checks them and retire removes them with the rest of the canary.
+        """
+        target = self._ready()
+        if self.clinic is None:
+            self.clinic = footprint.read_clinic(target, self.host, self.source.name)
+        for name in footprint.TABLES:
+            self.tables.setdefault(name, target.table(name))
+        patient = next(r for r in placement.rows if r["table"] == "patients")
+        pid = patient["key"]["patient_id"]
+        slot = footprint.open_slot(target, self.clinic, self.settings["footprint_practitioner"],
+                                   _registered(placement), self.source.name)
+        tag = f"fp{sum(r['table'] == 'consultation' for r in placement.rows) + 1}"
+        rows = self._fit(footprint.footprint_rows(identity, self.host, self.clinic, slot, pid, self.tables, tag))
+        known = {(r["table"], tuple(sorted(r["key"].items()))) for r in placement.rows}
+        try:
+            placed = target.insert(rows)
+        except SourceError:
+            # A MyISAM table kept the first rows: the canary's, found through it, not yet in the placement.
+            found = placement_rows(self._read_rows, self.tables, self.host, self._patient(pid),
+                                   self.clinic.class_ids)
+            extra = [r for r in found if (r["table"], tuple(sorted(r["key"].items()))) not in known]
+            if extra:
+                self.retire(Placement(rows=tuple(extra)))
+            raise
+        return Placement(rows=tuple(placement.rows) + tuple(placed), extra=placement.extra)
+
+    def _footprint_ids(self) -> dict[str, int]:
+        """object_class ids of the footprint's classes, once the footprint tables are known (locate)."""
+        target = self._ready()
+        if self.clinic is None and all(target.table(t) is not None for t in footprint.TABLES):
+            try:
+                self.clinic = footprint.read_clinic(target, self.host, self.source.name)
+            except ConfigError:
+                return {}  # no footprint was ever logged in user_action here
+            for name in footprint.TABLES:
+                self.tables.setdefault(name, target.table(name))
+        return self.clinic.class_ids if self.clinic is not None else {}
+
+    def _patient(self, patient_id: int) -> dict[str, Any]:
+        patients = self.tables["patients"]
+        return self._read_rows(sa.select(patients).where(patients.c.patient_id == patient_id))[0]
+
+    def _bind_source(self, placed: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        """patients.source_identite_id = the new source, as manageSource stores it once the source exists."""
+        patient = next(r for r in placed if r["table"] == "patients")
+        source = next(r for r in placed if r["table"] == "source_identite")
+        patients, source_id = self.tables["patients"], source["key"]["source_identite_id"]
+        try:
+            with self._ready().engine.begin() as conn:
+                conn.execute(patients.update().where(
+                    patients.c.patient_id == patient["key"]["patient_id"],
+                    patients.c.source_identite_id.is_(None)).values(source_identite_id=source_id))
+        except sa.exc.StatementError as err:
+            raise SourceError(f"source '{self.source.name}': binding the identity source failed: "
+                              f"{str(getattr(err, 'orig', err)).splitlines()[0][:200]}") from None
+        bound = {**patient, "values": {**patient["values"], "source_identite_id": source_id}}
+        return tuple(bound if r is patient else r for r in placed)
 
     # -- collisions and recovery -------------------------------------------
     def collides(self, identity: Identity) -> bool:
-        patients = self.tables["patients"]
-        names = [identity.last_name.upper(), identity.birth_name.upper()]
+        patients, mode = self.tables["patients"], self.host.vigilance
+        names = sorted({n for name in (identity.last_name, identity.birth_name)
+                        for n in (name.upper(), vigilance.apply_mode(name, firstname=False, mode=mode))})
+        firsts = sorted({identity.first_name.lower(),
+                         vigilance.apply_mode(identity.first_name, firstname=True, mode=mode).lower()})
         fmt = self.host.patients["naissance"].date_format or "%Y-%m-%d"
         query = sa.select(patients.c.patient_id).where(sa.or_(
             patients.c.matricule == identity.nir,
             sa.and_(sa.or_(sa.func.upper(patients.c.nom).in_(names),
                            sa.func.upper(patients.c.nom_jeune_fille).in_(names)),
-                    sa.func.lower(patients.c.prenom) == identity.first_name.lower(),
+                    sa.func.lower(patients.c.prenom).in_(firsts),
                     patients.c.naissance == identity.birth_date.strftime(fmt)),
         )).limit(1)
         return bool(self._read_rows(query))
@@ -149,42 +256,17 @@ class MediboardSeeder(ApplicationSqlSeeder):
         for condition in (patients.c.matricule == identity.nir, patients.c.email == identity.email):
             found = self._read_rows(sa.select(patients).where(condition).limit(2))
             if len(found) == 1:
-                return Placement(rows=tuple(self._rows_of(found[0])))
+                return Placement(rows=tuple(placement_rows(self._read_rows, self.tables, self.host, found[0],
+                                                           self._footprint_ids())))
         return None
 
-    def _rows_of(self, patient: dict[str, Any]) -> list[dict[str, Any]]:
-        """Placement rows of a planted patient, rebuilt in insertion order from the database."""
-        t = self.tables
-        out: list[dict[str, Any]] = []
 
-        def add(table: str, row: dict[str, Any]) -> None:
-            key = next(c.name for c in t[table].primary_key.columns)
-            placed: dict[str, Any] = {"table": table, "key": {key: to_json(row[key])},
-                                      "values": {k: to_json(v) for k, v in row.items() if k != key}}
-            if table in UNCHECKED:
-                placed["unchecked"] = sorted(UNCHECKED[table])
-            out.append(placed)
-
-        def with_log(table: str, row: dict[str, Any], object_class: str) -> None:
-            add(table, row)
-            log = t["user_log"]
-            for entry in self._read_rows(sa.select(log).where(
-                    log.c.object_class == object_class, log.c.type == "create",
-                    log.c.object_id == row[next(iter(t[table].primary_key.columns)).name])):
-                add("user_log", entry)
-
-        with_log("patients", patient, "CPatient")
-        idex = t["id_sante400"]
-        for row in self._read_rows(sa.select(idex).where(idex.c.object_class == "CPatient",
-                                                        idex.c.object_id == patient["patient_id"],
-                                                        idex.c.tag == (self.host.ipp_tag or ""))):
-            add("id_sante400", row)
-        dossier, antecedent = t["dossier_medical"], t["antecedent"]
-        for record in self._read_rows(sa.select(dossier).where(dossier.c.object_class == "CPatient",
-                                                              dossier.c.object_id == patient["patient_id"])):
-            with_log("dossier_medical", record, "CDossierMedical")
-            for row in self._read_rows(sa.select(antecedent).where(
-                    antecedent.c.dossier_medical_id == record["dossier_medical_id"])
-                    .order_by(antecedent.c.antecedent_id)):
-                with_log("antecedent", row, "CAntecedent")
-        return out
+def _registered(placement: Placement) -> datetime | None:
+    """When the canary was registered: patients.creation_date (3.35+), else its 'create' history entry."""
+    for row in placement.rows:
+        values = row["values"]
+        if row["table"] == "patients" and values.get("creation_date"):
+            return datetime.fromisoformat(str(values["creation_date"]))
+        if row["table"] in ("user_log", "user_action") and values.get("type") == "create":
+            return datetime.fromisoformat(str(values["date"]))
+    return None

@@ -3,8 +3,8 @@
 Anchored on a contact point only a canary carries (its e-mail or its phone on
 ``person``, both ours; never the NIR, which a real patient could share),
 confirmed by the identity's birth date and names, then each row the seeder writes is read back through the
-patient's keys: its identities, its address parts and the audit rows of
-its inserts.
+patient's keys: its contact person and ``patient_contact`` row, its
+identities, its address parts and the audit rows of its inserts.
 """
 
 from __future__ import annotations
@@ -53,7 +53,16 @@ def _find(conn: sa.Connection, target: SqlTarget, plan: RowPlan, found: dict[str
           person_id: Any) -> dict[str, Any] | None:
     table = target.table(plan.table)
     c = table.c
-    if plan.table == "person":
+    if plan.name == "contact_person":  # the patient's contact: through patient_contact
+        if "patient" not in found:
+            return None
+        contact = target.table("patient_contact")
+        where = [c.id.in_(sa.select(contact.c.person_id).where(contact.c.patient_id == found["patient"]["id"]))]
+    elif plan.table == "patient_contact":
+        if "patient" not in found:
+            return None
+        where = [c.patient_id == found["patient"]["id"]]
+    elif plan.table == "person":
         where = [c.id == person_id]
     elif plan.table == "patient":
         where = [c.person_id == person_id]
@@ -73,7 +82,8 @@ def _find(conn: sa.Connection, target: SqlTarget, plan: RowPlan, found: dict[str
     return None if row is None else dict(row._mapping)
 
 
-def locate_patient(target: SqlTarget, plans: list[RowPlan], identity: Identity) -> Placement | None:
+def locate_patient(target: SqlTarget, plans: list[RowPlan], identity: Identity,
+                   history_tables: dict[str, int]) -> Placement | None:
     with target.engine.connect() as conn:
         person_id = _person_of_canary(conn, target, identity)
         if person_id is None:
@@ -83,4 +93,44 @@ def locate_patient(target: SqlTarget, plans: list[RowPlan], identity: Identity) 
             row = _find(conn, target, plan, found, person_id)
             if row is not None:
                 found[plan.name] = row
-    return Placement(rows=tuple(placement_row(plan, found[plan.name]) for plan in plans if plan.name in found))
+        rows = [placement_row(plan, found[plan.name]) for plan in plans if plan.name in found]
+        if "patient" in found:
+            rows += footprint_rows(conn, target, found["patient"]["id"], history_tables)
+    return Placement(rows=tuple(rows))
+
+
+def footprint_rows(conn: sa.Connection, target: SqlTarget, patient_id: Any,
+                   history_tables: dict[str, int]) -> list[dict[str, Any]]:
+    """The requests of the canary's patient, walked down from ``sample_human`` (nobody else's rows)."""
+    human = target.table("sample_human")
+    if human is None:
+        return []
+    out: list[dict[str, Any]] = []
+
+    def take(table_name: str, where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
+        table = target.table(table_name)
+        found = [dict(r._mapping) for r in conn.execute(sa.select(table).where(where).order_by(table.c.id))]
+        for row in found:
+            out.append(_placed(table_name, row))
+            if table_name in history_tables:
+                history = target.table("history")
+                for audit in conn.execute(sa.select(history).where(
+                        history.c.reference_table == history_tables[table_name],
+                        history.c.activity.in_(("I", "U")), history.c.reference_id == row["id"]).order_by(history.c.id)):
+                    out.append(_placed("history", dict(audit._mapping)))
+        return found
+
+    humans = [dict(r._mapping) for r in conn.execute(sa.select(human).where(human.c.patient_id == patient_id))]
+    for link in humans:
+        take("sample", target.table("sample").c.id == link["samp_id"])
+        items = take("sample_item", target.table("sample_item").c.samp_id == link["samp_id"])
+        analyses = take("analysis", target.table("analysis").c.sampitem_id.in_([i["id"] for i in items]))
+        out.append(_placed("sample_human", link))
+        take("result", target.table("result").c.analysis_id.in_([a["id"] for a in analyses]))
+    return out
+
+
+def _placed(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    plan = RowPlan(table=table, key=("id",), values={name: None for name in row if name != "id"},
+                   unchecked=frozenset({"lastupdated"}))
+    return placement_row(plan, row)

@@ -1,15 +1,22 @@
-"""The rows of one OpenELIS patient, as the patient form's save writes them.
+"""The rows of one OpenELIS patient, as the "Add patient" form's save writes them.
 
-``PatientManagementUpdate`` / ``PatientService.persistPatientData`` inserts,
-in one transaction: ``person`` (id from ``person_seq``), ``patient``
-(``patient_seq``, same clock in ``lastupdated``), one ``patient_identity``
-row per identity field filled in (``patient_identity_seq``), then the
-``person_address`` rows of the ``commune`` and ``village`` address parts,
-which the form inserts even when empty (type ``T``). Where the host's version
-audits an insert, an ``I`` row follows it in ``history`` (``history_seq``,
-the system user, ``changes`` NULL).
+``PatientManagementRestController.savepatient`` -> ``PatientServiceImpl.persistPatientData``
+inserts, in one transaction and in this flush order: the patient's ``person``
+(``person_seq``), ``patient`` (``patient_seq``, with ``fhir_uuid`` where the
+column exists), the contact ``person`` and ``patient_contact`` row of
+``persistContact`` (``seeders.openelis.contact``, where the table exists),
+one ``patient_identity`` per identity filled in (``patient_identity_seq``,
+the ``GUID`` one = ``fhir_uuid``), then the ``commune`` and ``village``
+``person_address`` rows the form inserts even when empty (type ``T``).
+Audited inserts are followed by their ``history`` row (``seeders.openelis.planner``).
 
-Optional columns follow the host's newest patients (``Neighbours``).
+What a form field left blank holds is what the React form sends: ``''``
+for ``street_address``, ``city``, ``primary_phone``, ``national_id`` and the
+commune; NULL for every column no form writes (``zip_code``, ``country``,
+``multiple_unit``, ``state``, phones other than the primary one, and the
+e-mail of the patient's own person), unless the site's own newest patients
+have them (``Neighbours``). Every ``lastupdated`` is its own millisecond
+reading (``seeders.openelis.clock``).
 """
 
 from __future__ import annotations
@@ -24,15 +31,16 @@ import sqlalchemy as sa
 
 from canary.model import Identity
 from canary.phones import kind as phone_kind
+from seeders.common.transforms import format_phone
+from seeders.openelis.clock import SaveClock
+from seeders.openelis.contact import ContactBuilder, contact_persons
+from seeders.openelis.planner import Planner
+from seeders.openelis.setup import AKA, GUID, SAMPLE_SIZE, ST, SUBJECT, OpenElisSetup
 from seeders.sql.idnumbers import Series
 from seeders.sql.neighbours import Neighbours
-from seeders.openelis.setup import AKA, GUID, SAMPLE_SIZE, ST, SUBJECT, OpenElisSetup
-from seeders.sql.rows import SEQUENCE, Generated, Ref, RowPlan
+from seeders.sql.rows import Ref, RowPlan
 from seeders.sql.target import SqlTarget
-from seeders.common.transforms import format_phone
 
-SEQUENCES = {"person": "person_seq", "patient": "patient_seq", "patient_identity": "patient_identity_seq",
-             "history": "history_seq"}
 DEFAULT_PHONE_STYLE = "spaced"
 DEFAULT_BIRTH_FORMAT = "%d/%m/%Y"  # the French locale's date format, as the form sends it
 _FRANCE = frozenset({"france", "fr", "fra"})
@@ -48,6 +56,7 @@ class Habits:
     patients: Neighbours
     addresses: dict[str, Neighbours]  # address part name -> its person_address rows
     series: dict[str, Series]  # ST / SUBJECT numbers in use
+    contacts: Neighbours  # the contact persons of the newest patients (patient_contact)
 
 
 def sample_habits(target: SqlTarget, setup: OpenElisSetup) -> Habits:
@@ -69,7 +78,8 @@ def sample_habits(target: SqlTarget, setup: OpenElisSetup) -> Habits:
                 values = conn.execute(sa.select(identity.c.identity_data).where(
                     identity.c.identity_type_id == setup.identity_types[name]).order_by(identity.c.id)).scalars()
                 series[name] = Series([v.strip() for v in values if v and v.strip()])
-    return Habits(Neighbours(persons), Neighbours(patients), addresses, series)
+        contacts = contact_persons(target, conn, [row["id"] for row in patients])
+    return Habits(Neighbours(persons), Neighbours(patients), addresses, series, Neighbours(contacts))
 
 
 def birth_date_format(patients: Neighbours) -> str:
@@ -86,40 +96,25 @@ def birth_date_format(patients: Neighbours) -> str:
 class RowBuilder:
     def __init__(self, target: SqlTarget, setup: OpenElisSetup, habits: Habits) -> None:
         self.target, self.setup, self.habits = target, setup, habits
+        self.planner = Planner(target, setup.history_tables, setup.sys_user_id)
+        self.contact = ContactBuilder(target, self.planner, habits.contacts) if setup.version.has_contact else None
 
-    def _present(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
-        columns = self.target.table(table).c
-        return {name: value for name, value in values.items() if name in columns}
-
-    def _plan(self, table: str, alias: str, values: dict[str, Any], refs: dict[str, Ref] | None = None,
-              unchecked: tuple[str, ...] = ()) -> RowPlan:
-        return RowPlan(table=table, key=("id",), alias=alias, values=self._present(table, values),
-                       generated={"id": Generated(SEQUENCE, SEQUENCES[table])}, refs=refs or {},
-                       unchecked=frozenset(unchecked))
-
-    def _audited(self, table: str, alias: str, now: datetime) -> list[RowPlan]:
-        reference_table = self.setup.history_tables.get(table)
-        if reference_table is None:
-            return []
-        return [self._plan("history", f"history_{alias}", {
-            "sys_user_id": self.setup.sys_user_id, "reference_table": reference_table, "timestamp": now,
-            "activity": "I", "changes": None}, refs={"reference_id": Ref(alias, "id")})]
-
-    def rows(self, identity: Identity, identities: dict[str, str], now: datetime) -> list[RowPlan]:
+    def rows(self, identity: Identity, identities: dict[str, str], clock: SaveClock) -> list[RowPlan]:
         """The rows for ``identity``; ``identities`` maps identity type names to the values to write."""
-        rows = [self._plan("person", "person", self._person(identity, now), unchecked=("lastupdated",))]
-        rows += self._audited("person", "person", now)
-        rows.append(self._plan("patient", "patient", self._patient(identity, identities.get(GUID), now),
-                               refs={"person_id": Ref("person", "id")}, unchecked=("lastupdated",)))
-        rows += self._audited("patient", "patient", now)
+        plan = self.planner
+        email_on_person = self.habits.persons.fills("email", default=False)
+        rows = plan.inserted("person", "person", self._person(identity, email_on_person, clock.reading()))
+        rows += plan.inserted("patient", "patient", self._patient(identity, identities.get(GUID), clock.reading()),
+                              refs={"person_id": Ref("person", "id")})
+        if self.contact is not None:
+            rows += self.contact.rows(identity, None if email_on_person else identity.email, clock)
         for name, type_id in self.setup.identity_types.items():
             if not identities.get(name):
                 continue  # the form inserts no row for an empty field
             alias = f"identity_{name}"
-            rows.append(self._plan("patient_identity", alias, {
-                "identity_type_id": type_id, "identity_data": identities[name], "lastupdated": now},
-                refs={"patient_id": Ref("patient", "id")}, unchecked=("lastupdated",)))
-            rows += self._audited("patient_identity", alias, now)
+            rows += plan.inserted("patient_identity", alias, {
+                "identity_type_id": type_id, "identity_data": identities[name], "lastupdated": clock.reading()},
+                refs={"patient_id": Ref("patient", "id")})
         for part, value in self._address_parts(identity).items():
             rows.append(RowPlan(table="person_address", key=("person_id", "address_part_id"), alias=f"address_{part}",
                                 values={"address_part_id": self.setup.address_parts[part], "type": "T", "value": value},
@@ -128,13 +123,9 @@ class RowBuilder:
 
     def identity_values(self, identity: Identity, fhir_uuid: str) -> dict[str, str | None]:
         """Values of the supported identity types, except the numbered ones (ST, SUBJECT)."""
-        return {
-            self.setup.national_type: identity.nir,
-            AKA: identity.birth_name if identity.married_name_used else None,
-            GUID: fhir_uuid,
-        }
+        return {AKA: identity.birth_name if identity.married_name_used else None, GUID: fhir_uuid}
 
-    def _person(self, identity: Identity, now: datetime) -> dict[str, Any]:
+    def _person(self, identity: Identity, email_on_person: bool, now: datetime) -> dict[str, Any]:
         persons = self.habits.persons
         address = identity.address
         style = persons.phone_style("primary_phone", DEFAULT_PHONE_STYLE)
@@ -146,23 +137,28 @@ class RowBuilder:
         values.update({
             "last_name": persons.name_writing("last_name", identity.last_name),
             "first_name": persons.name_writing("first_name", identity.first_name),
-            "middle_name": persons.optional("middle_name", persons.name_writing("first_name", middle), default_fill=False),
-            "street_address": persons.optional("street_address", address.line1, default_fill=True),
-            # The building or flat, when there is one, however rare among neighbours.
-            "multiple_unit": address.line2 or persons.empty_value("multiple_unit"),
-            "city": persons.optional("city", persons.name_writing("city", address.city), default_fill=True),
-            "state": persons.optional("state", address.departement if len(address.departement) <= 2 else None,
-                                      default_fill=False),
-            "zip_code": persons.optional("zip_code", address.postcode, default_fill=True),
-            "country": persons.optional("country", self._country(), default_fill=True),
-            # Contact points we watch: always written, in the host's phone writing.
+            # Fields of the form: '' when blank (CreatePatientFormValues.js).
+            "street_address": address.line1 or "",
+            "city": persons.name_writing("city", address.city) or "",
+            # The phone is the contact point we watch: always written, in the host's writing.
             "primary_phone": _phone(identity.phone, style),
-            "email": identity.email,
+            # No form field (PatientManagementInfo has none): NULL, unless the site's patients have them.
+            "middle_name": persons.optional("middle_name", persons.name_writing("first_name", middle), default_fill=False),
+            "multiple_unit": persons.optional("multiple_unit", address.line2, default_fill=False),
+            "state": persons.optional("state", self._fits("person", "state", address.departement), default_fill=False),
+            "zip_code": persons.optional("zip_code", address.postcode, default_fill=False),
+            "country": persons.optional("country", self._country(), default_fill=False),
+            "email": identity.email if email_on_person else persons.empty_value("email"),
             "cell_phone": persons.optional("cell_phone", mobile and _phone(mobile, style), default_fill=False),
             "home_phone": persons.optional("home_phone", landline and _phone(landline, style), default_fill=False),
             "lastupdated": now,
         })
         return values
+
+    def _fits(self, table: str, column: str, value: str | None) -> str | None:
+        """``value`` if the column is long enough (``person.state`` was char(2) before 2.7), else None."""
+        length = getattr(self.target.table(table).c[column].type, "length", None)
+        return value if value is None or length is None or len(value) <= length else None
 
     def _country(self) -> str:
         common = self.habits.persons.most_common("country")
@@ -177,7 +173,7 @@ class RowBuilder:
             "gender": identity.sex.value,
             "birth_date": datetime(identity.birth_date.year, identity.birth_date.month, identity.birth_date.day),
             "entered_birth_date": identity.birth_date.strftime(birth_date_format(patients)),
-            "national_id": identity.nir,
+            "national_id": identity.nir or "",
             "birth_place": patients.optional("birth_place", identity.birthplace.name, default_fill=False),
             "lastupdated": now,
         })
@@ -191,7 +187,8 @@ class RowBuilder:
         for part in self.setup.address_parts:
             neighbours = self.habits.addresses.get(part, Neighbours(()))
             city = neighbours.name_writing("value", identity.address.city)
-            values[part] = city if part == "village" else neighbours.optional("value", city, default_fill=False)
+            blank = neighbours.empty_value("value", "")  # the React form sends '' for a blank commune
+            values[part] = city if part == "village" else (city if neighbours.fills("value", False) else blank)
         return values
 
 

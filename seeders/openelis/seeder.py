@@ -1,8 +1,10 @@
 """The OpenELIS seeder: canary patients written straight into an OpenELIS Global database.
 
-PostgreSQL, schema ``clinlims``. The rows and their conventions are in
-``seeders.openelis.rows``, the metadata and habits the options resolve to in
-``seeders.openelis.setup``; this module drives the application seeder
+PostgreSQL, schema ``clinlims``. The schema's version is read by
+``seeders.openelis.version``; the patient's rows are in ``seeders.openelis.rows``
+(and ``contact``), its laboratory footprint in ``seeders.openelis.footprint``,
+the metadata and habits the options resolve to in ``seeders.openelis.setup``
+and ``labsite``; this module drives the application seeder
 lifecycle (``seeders.sql.appseeder``) through ``SqlTarget``: structure check,
 collisions, one-transaction plant with the application's sequences, verify,
 locate and retire.
@@ -14,6 +16,7 @@ a gap in the numbering, as any deleted or rolled-back patient does.
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from collections.abc import Callable
 from typing import Any
@@ -21,12 +24,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from canary.errors import ConfigError
-from canary.model import Identity, Placement
+from canary.model import Identity, Placement, VerifyResult
 from seeders.sql.appseeder import AppSeeder
 from seeders.base import SeederOption
+from seeders.openelis.accession import next_accession
+from seeders.openelis.clock import SaveClock
+from seeders.openelis.fhirstore import fhir_store_note
+from seeders.openelis.footprint import Footprint
+from seeders.openelis.labsite import ANALYSIS_FINALIZED, ITEM_ENTERED, SAMPLE_FINISHED, missing_tables, read_lab_site
 from seeders.openelis.locate import locate_patient
-from seeders.openelis.rows import SEQUENCES, RowBuilder, new_fhir_uuid, sample_habits
-from seeders.openelis.setup import SCHEMA, ST, SUBJECT, OpenElisSetup, read_setup
+from seeders.openelis.planner import SEQUENCES
+from seeders.openelis.rows import RowBuilder, new_fhir_uuid, sample_habits
+from seeders.openelis.setup import AUDITED, GUID, SCHEMA, ST, SUBJECT, OpenElisSetup, read_setup
+from seeders.openelis.version import detect_version
 from seeders.sql.identity_match import name_spellings, nir_writings
 from seeders.sql.rows import SEQUENCE, Generated, RowPlan
 from seeders.sql.apptarget import AppTarget
@@ -43,47 +53,78 @@ REQUIRED = {
 
 
 # Every table the seeder reads or writes.
-TABLES = (*REQUIRED, "history", "system_user", "reference_tables", "address_part", "patient_identity_type")
+TABLES = (*REQUIRED, "history", "system_user", "reference_tables", "address_part", "patient_identity_type",
+          "patient_contact")
 
 
 class OpenElisSeeder(AppSeeder):
     name = "openelis"
-    summary = "OpenELIS Global (PostgreSQL, schema clinlims): person, patient, identities and address parts."
+    summary = ("OpenELIS Global (PostgreSQL, schema clinlims): person, patient, contact, identities, address parts "
+               "and one validated request with results.")
     application = "OpenELIS"
     dialects = ("postgresql",)
     wrong_dialect = "OpenELIS runs on PostgreSQL, not {}"
     schema = SCHEMA
     preloaded = TABLES
-    parts = ("setup", "builder")
+    parts = ("setup", "builder", "footprint")
     setup: OpenElisSetup | None
     builder: RowBuilder | None
+    footprint: Footprint | None
+    #: The wall clock of the application server (Java ``System.currentTimeMillis()``, local time); tests move it.
+    now: Callable[[], datetime] = staticmethod(datetime.now)
+    rnd: random.Random = random.SystemRandom()
     options = (
         SeederOption("identity_types", "patient_identity types written: 'auto' (those most recent patients have), "
-                     "'none', or a list among NATIONAL, ST, AKA, SUBJECT, GUID", default="auto"),
-        SeederOption("national_id_identity_type", "patient_identity type that carries the NIR when written",
-                     default="NATIONAL"),
+                     "'none', or a list among ST, AKA, SUBJECT, GUID (GUID always where patient.fhir_uuid "
+                     "exists)", default="auto"),
         SeederOption("sys_user_id", "system_user id recorded in the audit history, or 'auto' (the user of most "
-                     "of the newest history rows)", default="auto"),
+                     "of the newest patient-creation history rows)", default="auto"),
+        SeederOption("footprint", "laboratory footprint of each canary: 'auto' (one validated request with "
+                     "results, where the schema has the sample tables), or 'none'", default="auto"),
         SeederOption("history", "inserts recorded in the audit history: 'auto' (as the host does), 'none', "
-                     "or a list among PERSON, PATIENT, PATIENT_IDENTITY", default="auto"),
+                     f"or a list among {', '.join(AUDITED.values())}", default="auto"),
     )
 
     @classmethod
     def validate_options(cls, options: dict[str, str]) -> dict[str, Any]:
         checked = super().validate_options(options)
+        footprint = str(checked.get("footprint", "auto")).strip().lower()
+        if footprint not in ("auto", "none"):
+            raise ConfigError(f"seeder 'openelis': footprint must be 'auto' or 'none', not {footprint!r}")
         user = checked.get("sys_user_id")
         if user is not None and not str(user).strip().isdigit() and str(user).strip().lower() != "auto":
             raise ConfigError(f"seeder 'openelis': sys_user_id must be a system_user id (a number) or 'auto', not {user!r}")
         return checked
 
     # -- lifecycle -------------------------------------------------------
-    def _prepare(self, target: AppTarget) -> tuple[OpenElisSetup, RowBuilder]:
+    def _prepare(self, target: AppTarget) -> tuple[OpenElisSetup, RowBuilder, Footprint | None]:
+        version = detect_version(target, self.source.name)
         self._check_structure(target)
-        setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options})
-        return setup, RowBuilder(target, setup, sample_habits(target, setup))
+        setup = read_setup(target, {opt.name: self.option(opt.name) for opt in self.options}, version)
+        builder = RowBuilder(target, setup, sample_habits(target, setup))
+        return setup, builder, self._footprint(target, setup, builder)
+
+    def _footprint(self, target: AppTarget, setup: OpenElisSetup, builder: RowBuilder) -> Footprint | None:
+        if str(self.option("footprint") or "auto").strip().lower() == "none":
+            return None
+        if missing_tables(target):
+            return None  # a schema without the sample tables: patients only (docs/seeders/openelis.md)
+        site = read_lab_site(target, setup.history_tables)
+        for status in (SAMPLE_FINISHED, ITEM_ENTERED, ANALYSIS_FINALIZED):
+            if status not in site.statuses:
+                raise MappingError(f"source '{self.source.name}': no status_of_sample {status[1]!r} ({status[0]}) "
+                                   "for the laboratory footprint (set --set footprint=none to plant patients only)")
+        footprint = Footprint(builder.planner, site, setup.sys_user_id, self.rnd)
+        if not footprint.choose_tests():
+            raise MappingError(f"source '{self.source.name}': no active numeric test of a common panel (NFS, "
+                               "ionogramme, glycemie, bilan lipidique, TSH, CRP) in the test catalogue for the "
+                               "laboratory footprint (set --set footprint=none to plant patients only)")
+        return footprint
 
     def check_access(self) -> list[str]:
-        return access_problems(self._target(), needs((*REQUIRED, "history")), sequences=SEQUENCES.values())
+        target = self._target()
+        written = [name for name in SEQUENCES if target.table(name) is not None]
+        return access_problems(target, needs(written), sequences=[SEQUENCES[name] for name in written])
 
     def _check_structure(self, target: AppTarget) -> None:
         tables = dict(REQUIRED, history=("id", "sys_user_id", "reference_id", "reference_table", "timestamp",
@@ -99,6 +140,17 @@ class OpenElisSeeder(AppSeeder):
 
     def _ready(self) -> tuple[AppTarget, OpenElisSetup, RowBuilder]:
         return self._target(), self.setup, self.builder
+
+    def _all_rows(self, identity: Identity, identities: dict[str, str | None]) -> list[RowPlan]:
+        """The patient's rows, then its footprint; the registration is as early as the footprint's pace needs."""
+        target, _setup, builder = self._ready()
+        now = self.now()
+        if self.footprint is None:
+            return builder.rows(identity, identities, SaveClock(now, self.rnd))
+        episode = self.footprint.episode(now)
+        rows = builder.rows(identity, identities, SaveClock(episode.registered, self.rnd))
+        accession = next_accession(target, episode.ordered, self.footprint.site.accession_numbers)
+        return rows + self.footprint.rows(identity, episode, accession)
 
     # -- planting --------------------------------------------------------
     def _identity_values(self, identity: Identity, *, take: bool) -> dict[str, str | None]:
@@ -121,7 +173,7 @@ class OpenElisSeeder(AppSeeder):
         return in_use
 
     def _checked_rows(self, identity: Identity, identities: dict[str, str | None]) -> list[RowPlan]:
-        return self._checked(self._ready()[2].rows(identity, identities, datetime.now()))
+        return self._checked(self._all_rows(identity, identities))
 
     def _plan_rows(self, identity: Identity) -> list[RowPlan]:
         return self._checked_rows(identity, self._identity_values(identity, take=False))
@@ -136,6 +188,11 @@ class OpenElisSeeder(AppSeeder):
                 if name in builder.habits.series and values.get(name):
                     builder.habits.series[name].forget(values[name])
             raise
+
+    def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
+        result = super().verify(identity, placement)
+        note = fhir_store_note(self._target(), list(placement.rows))
+        return result if note is None else VerifyResult(result.state, (*result.details, note))
 
     # -- collisions and lookups ------------------------------------------
     def collides(self, identity: Identity) -> bool:
@@ -157,9 +214,9 @@ class OpenElisSeeder(AppSeeder):
         """Find the rows of a canary planted for ``identity`` but never recorded (see openelis_locate)."""
         target, setup, builder = self._ready()
         placeholders = builder.identity_values(identity, "")
-        placeholders.update({name: "?" for name in builder.habits.series})
-        plans = builder.rows(identity, placeholders, datetime.now())
-        return locate_patient(target, plans, identity)
+        placeholders.update({name: "?" for name in (*builder.habits.series, GUID)})  # values unknown, rows sought
+        plans = builder.rows(identity, placeholders, SaveClock(self.now(), self.rnd))
+        return locate_patient(target, plans, identity, setup.history_tables)
 
 
 def _sequence(table: str) -> Generated:

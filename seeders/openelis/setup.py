@@ -2,8 +2,12 @@
 
 Turns the options into ids and decisions, from the host's own data:
 
+* the schema's release and features (``seeders.openelis.version``);
 * identity types (``patient_identity_type``) the canary gets rows of: by
-  default those most of the host's newest patients have;
+  default those most of the host's newest patients have, and always ``GUID``
+  where ``patient.fhir_uuid`` exists (``PatientServiceImpl.persistPatientData``
+  writes it for every new patient); never ``NATIONAL``: the forms keep the
+  national id in ``patient.national_id`` only;
 * address parts (``address_part``): the ``commune`` and ``village`` rows the
   patient form always inserts;
 * audit trail: which inserts the host's OpenELIS version records in
@@ -23,26 +27,33 @@ from typing import Any
 import sqlalchemy as sa
 
 from canary.errors import SourceError
+from seeders.openelis.version import SchemaVersion
 from seeders.sql.target import SqlTarget
 
 SCHEMA = "clinlims"
 AUTO, NONE = "auto", "none"
-# Identity types the seeder has a value for, in the order the patient form inserts them.
+# Identity types the seeder has a value for, in the order PatientServiceImpl.persistIdentityTypes inserts them.
 GUID, ST, AKA, SUBJECT = "GUID", "ST", "AKA", "SUBJECT"
 FORM_ORDER = (ST, AKA, SUBJECT, GUID)
-# Tables whose inserts the application logs, under their reference_tables names.
-AUDITED = {"person": "PERSON", "patient": "PATIENT", "patient_identity": "PATIENT_IDENTITY"}
+# Tables whose inserts the application may log, under their reference_tables names: the services
+# that set auditTrailLog (PersonServiceImpl, PatientServiceImpl, SampleServiceImpl, SampleItemServiceImpl,
+# AnalysisServiceImpl, ResultServiceImpl; identities only before OpenELIS Global 2).
+AUDITED = {"person": "PERSON", "patient": "PATIENT", "patient_identity": "PATIENT_IDENTITY", "sample": "SAMPLE",
+           "sample_item": "SAMPLE_ITEM", "analysis": "ANALYSIS", "result": "RESULT"}
 SAMPLE_SIZE = 200
 
 
 @dataclass(frozen=True, slots=True)
 class OpenElisSetup:
     sys_user_id: int
-    identity_types: dict[str, int]  # name -> id, in insertion order (national type first)
-    national_type: str  # name of the type that carries the NIR
+    identity_types: dict[str, int]  # name -> id, in insertion order
     address_parts: dict[str, int]  # "commune"/"village" -> address_part.id
     history_tables: dict[str, int]  # table -> reference_tables.id, for inserts the host logs
-    has_fhir_uuid: bool
+    version: SchemaVersion
+
+    @property
+    def has_fhir_uuid(self) -> bool:
+        return self.version.has_fhir_uuid
 
 
 class _Reader:
@@ -70,19 +81,16 @@ def names_option(value: str | None) -> list[str] | str:
     return [name.strip().upper() for name in text.split(",") if name.strip()]
 
 
-def read_setup(target: SqlTarget, options: dict[str, str | None]) -> OpenElisSetup:
+def read_setup(target: SqlTarget, options: dict[str, str | None], version: SchemaVersion) -> OpenElisSetup:
     with target.engine.connect() as conn:
         reader = _Reader(target, conn)
-        has_fhir_uuid = "fhir_uuid" in reader.table("patient").c
-        national = (options.get("national_id_identity_type") or "NATIONAL").strip().upper()
+        has_fhir_uuid = version.has_fhir_uuid
         return OpenElisSetup(
             sys_user_id=_sys_user(reader, options.get("sys_user_id")),
-            identity_types=_identity_types(reader, names_option(options.get("identity_types")), national,
-                                           has_fhir_uuid),
-            national_type=national,
+            identity_types=_identity_types(reader, names_option(options.get("identity_types")), has_fhir_uuid),
             address_parts=_address_parts(reader),
             history_tables=_history_tables(reader, names_option(options.get("history")), has_fhir_uuid),
-            has_fhir_uuid=has_fhir_uuid,
+            version=version,
         )
 
 
@@ -91,9 +99,16 @@ def _sys_user(reader: _Reader, wanted: str | None) -> int:
     if text.lower() == "auto":
         # Whoever the newest audit entries name (a clerk, usually): a constant admin on the
         # canaries' history rows alone would set them apart.
-        history = reader.target.table("history")
-        rows = [] if history is None else reader.rows(
-            sa.select(history.c.sys_user_id).order_by(history.c.id.desc()).limit(SAMPLE_SIZE))
+        # Patient creations when the audit trail tells them apart (lab staff result and validate too).
+        history, refs = reader.target.table("history"), reader.target.table("reference_tables")
+        rows = []
+        if history is not None:
+            query = sa.select(history.c.sys_user_id).order_by(history.c.id.desc()).limit(SAMPLE_SIZE)
+            patient_ref = None if refs is None else reader.conn.execute(sa.select(refs.c.id).where(
+                sa.func.upper(sa.func.trim(refs.c.name)) == "PATIENT")).scalar()
+            if patient_ref is not None:
+                rows = reader.rows(query.where(history.c.reference_table == patient_ref, history.c.activity == "I"))
+            rows = rows or reader.rows(query)
         counts = Counter(row["sys_user_id"] for row in rows if row["sys_user_id"] is not None)
         text = str(max(counts, key=lambda user: (counts[user], -user))) if counts else "1"
     if not text.isdigit():
@@ -109,15 +124,15 @@ def _newest_patients(reader: _Reader) -> list[Any]:
     return [row["id"] for row in reader.rows(sa.select(patient.c.id).order_by(patient.c.id.desc()).limit(SAMPLE_SIZE))]
 
 
-def _identity_types(reader: _Reader, wanted: list[str] | str, national: str, has_fhir_uuid: bool) -> dict[str, int]:
+def _identity_types(reader: _Reader, wanted: list[str] | str, has_fhir_uuid: bool) -> dict[str, int]:
     types_table = reader.table("patient_identity_type")
     known = {row["identity_type"].strip().upper(): int(row["id"])
              for row in reader.rows(sa.select(types_table.c.id, types_table.c.identity_type))
              if row["identity_type"]}
-    supported = (national, *FORM_ORDER)
+    supported = FORM_ORDER
     if wanted == NONE:
-        return {}
-    if wanted == AUTO:
+        chosen: set[str] = set()
+    elif wanted == AUTO:
         chosen = _types_most_patients_have(reader, known, supported, has_fhir_uuid)
     else:
         for name in wanted:
@@ -128,6 +143,8 @@ def _identity_types(reader: _Reader, wanted: list[str] | str, national: str, has
                 raise reader.error(f"no patient_identity_type {name!r} in the database (found: "
                                    f"{', '.join(sorted(known))}): fix --set identity_types=")
         chosen = set(wanted)
+    if has_fhir_uuid:
+        chosen.add(GUID)  # the GUID identity carries fhir_uuid: OpenELIS Global 2 always writes it
     return {name: known[name] for name in supported if name in chosen and name in known}
 
 

@@ -4,11 +4,14 @@ A crash between the insert and the registry update leaves a patient nobody
 knows about. It is found from a contact point only a canary carries (its
 phone or e-mail attribute, both ours; never the NIR, which a real patient
 could share), then confirmed by the identity's birth date and names; only then are its rows claimed, one per row the seeder
-writes, so the placement can be verified and retired like any other.
+writes, so the placement can be verified and retired like any other. Its
+footprint (visit, vitals encounter, provider, obs) is the patient's own
+clinical rows: only the seeder wrote any for a canary.
 """
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +21,8 @@ from canary.model import Identity, Placement
 from canary.phones import formats
 from seeders.sql.identity_match import name_spellings
 from seeders.sql.located import placement_row
+from seeders.openmrs.clock import local_stamps
+from seeders.openmrs.footprint import KEYS, VitalsHabit, footprint_rows
 from seeders.openmrs.rows import RowBuilder
 from seeders.openmrs.setup import OpenMrsSetup
 from seeders.sql.rows import RowPlan
@@ -95,9 +100,30 @@ def _row_for(finder: _Finder, plan: RowPlan, person_id: int, found: dict[str, di
     return rows[0] if rows else None
 
 
+def _footprint(finder: _Finder, target: SqlTarget, vitals: VitalsHabit, identity: Identity,
+               person_id: int) -> list[dict[str, Any]]:
+    """The canary's visit, encounter, encounter_provider and obs rows, as Placement rows, in insertion order."""
+    plans = {plan.table: plan for plan in footprint_rows(target, vitals, identity, local_stamps(), datetime.now(),
+                                                         random.Random(0))}
+    found = []
+    visits = finder.rows("visit", finder.c("visit").patient_id == person_id, order="visit_id")
+    encounters = finder.rows("encounter", finder.c("encounter").patient_id == person_id, order="encounter_id")
+    ids = [row["encounter_id"] for row in encounters]
+    providers = finder.rows("encounter_provider", finder.c("encounter_provider").encounter_id.in_(ids),
+                            order="encounter_provider_id") if ids else []
+    observations = finder.rows("obs", finder.c("obs").encounter_id.in_(ids), order="obs_id") if ids else []
+    for table, rows in (("visit", visits), ("encounter", encounters), ("encounter_provider", providers),
+                        ("obs", observations)):
+        if table in plans:
+            found += [placement_row(plans[table], row) for row in rows]
+        elif rows:  # e.g. a visit where the plan has none: claimed all the same, retire needs it gone first
+            found += [{"table": table, "key": {KEYS[table]: row[KEYS[table]]}, "values": {}} for row in rows]
+    return found
+
+
 def locate_patient(target: SqlTarget, setup: OpenMrsSetup, builder: RowBuilder,
-                   identity: Identity) -> Placement | None:
-    plans = builder.rows(identity, "", datetime.now())
+                   identity: Identity, vitals: VitalsHabit | None = None) -> Placement | None:
+    plans = builder.rows(identity, "", local_stamps())
     with target.engine.connect() as conn:
         finder = _Finder(target, conn)
         person_id = _anchor(finder, setup, identity)
@@ -109,4 +135,6 @@ def locate_patient(target: SqlTarget, setup: OpenMrsSetup, builder: RowBuilder,
             row = _row_for(finder, plan, person_id, found)
             if row is not None:
                 found[plan.name] = row
-    return Placement(rows=tuple(placement_row(plan, found[plan.name]) for plan in plans if plan.name in found))
+        footprint = _footprint(finder, target, vitals, identity, person_id) if vitals is not None else []
+    return Placement(rows=(*(placement_row(plan, found[plan.name]) for plan in plans if plan.name in found),
+                           *footprint))

@@ -3,8 +3,9 @@
 ``PatientService.savePatient`` (Hibernate, Patient a joined subclass of
 Person) inserts ``person`` then ``patient`` (same id), then the cascaded
 collections: ``person_name``, ``person_address``, ``person_attribute``,
-``patient_identifier``. Every row carries the creator, one ``date_created``
-(the save's clock, to the second), ``voided = 0`` and a random UUID4 as
+``patient_identifier``. Every row carries the creator, its own
+``date_created`` (one stamp per row from ``seeders.openmrs.clock``, as
+``AuditableInterceptor`` stamps each entity), ``voided = 0`` and a random UUID4 as
 ``UUID.randomUUID().toString()`` writes it. With idgen the identifier was
 generated just before, which logs it in ``idgen_log_entry``.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
@@ -128,40 +129,43 @@ class RowBuilder:
             refs=refs or {},
         )
 
-    def rows(self, identity: Identity, identifier: str, now: datetime) -> list[RowPlan]:
-        now = now.replace(microsecond=0)  # DATETIME columns hold seconds
+    def rows(self, identity: Identity, identifier: str, stamps: Iterator[datetime]) -> list[RowPlan]:
+        """The rows of one patient; ``stamps`` gives each row its creation time, in flush order."""
         setup = self.setup
-        audit = {"creator": setup.creator, "date_created": now, "voided": 0}
+
+        def audit() -> dict[str, Any]:  # each row its own stamp, taken in the order Hibernate flushes them
+            return {"creator": setup.creator, "date_created": next(stamps), "voided": 0}
+
         person_ref = {"person_id": Ref("person", "person_id")}
         rows = []
-        if setup.idgen is not None:
+        if setup.idgen is not None:  # idgen logs the identifier when it hands it out, just before the save
             rows.append(self._plan("idgen_log_entry", {
-                "source": setup.idgen.id, "identifier": identifier, "date_generated": now,
+                "source": setup.idgen.id, "identifier": identifier, "date_generated": next(stamps),
                 "generated_by": setup.creator, "comment": self.log_comment}))
         rows.append(self._plan("person", {
             "gender": identity.sex.value, "birthdate": identity.birth_date, "birthdate_estimated": 0,
-            "dead": 0, "deathdate_estimated": 0, **audit, "uuid": new_uuid()}))
-        rows.append(self._plan("patient", {**audit, "allergy_status": "Unknown"},
+            "dead": 0, "deathdate_estimated": 0, **audit(), "uuid": new_uuid()}))
+        rows.append(self._plan("patient", {**audit(), "allergy_status": "Unknown"},
                                refs={"patient_id": Ref("person", "person_id")}, autoincrement=False))
         rows.append(self._plan("person_name", {"preferred": 1, **self._blanks("person_name", self.habits.names),
-                                               **self._name(identity), **audit,
+                                               **self._name(identity), **audit(),
                                                "uuid": new_uuid()}, refs=person_ref))
         rows.append(self._plan("person_address", {"preferred": 1,
                                                   **self._blanks("person_address", self.habits.addresses),
-                                                  **self._address(identity), **audit,
+                                                  **self._address(identity), **audit(),
                                                   "uuid": new_uuid()}, refs=person_ref))
         for alias, type_id, value in self._attributes(identity):
             rows.append(self._plan("person_attribute", {
-                "value": value, "person_attribute_type_id": type_id, **audit, "uuid": new_uuid()},
+                "value": value, "person_attribute_type_id": type_id, **audit(), "uuid": new_uuid()},
                 refs=person_ref, alias=alias))
         patient_ref = {"patient_id": Ref("person", "person_id")}
         rows.append(self._plan("patient_identifier", {
             "identifier": identifier, "identifier_type": setup.identifier_type.id, "preferred": 1,
-            "location_id": setup.location_id, **audit, "uuid": new_uuid()}, refs=patient_ref))
+            "location_id": setup.location_id, **audit(), "uuid": new_uuid()}, refs=patient_ref))
         if setup.nir_identifier_type is not None:
             rows.append(self._plan("patient_identifier", {
                 "identifier": identity.nir, "identifier_type": setup.nir_identifier_type, "preferred": 0,
-                "location_id": setup.location_id, **audit, "uuid": new_uuid()}, refs=patient_ref, alias="nir"))
+                "location_id": setup.location_id, **audit(), "uuid": new_uuid()}, refs=patient_ref, alias="nir"))
         return rows
 
     def _name(self, identity: Identity) -> dict[str, Any]:

@@ -14,6 +14,7 @@
     neighbours.py      How the host's own recent rows are written, so a canary row looks like them
     rows.py            Rows to insert for one patient, before the database fills in the blanks
     seeder.py          The generic SQL seeder: plant patients into any tables described by a mapping file
+    siteread.py        What a SQL site looks like, read only: patients for the audit, admissions, postcodes
     target.py          One target SQL database, as every SQL-backed seeder needs it
     values.py          Python values versus reflected SQL columns: fit, coerce, serialise, compare
 

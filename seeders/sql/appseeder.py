@@ -5,6 +5,11 @@ close, the "was open() called" check, the access check on the tables it
 writes, ``plan`` / ``check_fits`` from its dry-run rows, and verify / retire
 by the keys recorded in the placement.
 
+It also answers the read-only questions about the site (patients for the
+separability audit, recent admissions, postcodes) from ``patient_layout``,
+through ``seeders/sql/siteread.py``; a seeder that leaves it None says it
+cannot tell.
+
 ``AppSeeder`` adds the ``open()`` of the seeders written for one application
 that reflect its tables up front (``AppTarget``): check the dialect, preload,
 let the application check its structure and read its setup, and close the
@@ -15,16 +20,20 @@ traceback (e.g. no USAGE on the application's schema).
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar, Iterable
+from collections import Counter
+from datetime import datetime
+from typing import Any, ClassVar, Iterable, Iterator
 
 import sqlalchemy as sa
 
 from canary.errors import MappingError
 from canary.model import Identity, Placement, SourceSpec, VerifyResult, VerifyState
+from seeders.base import AuditPatient
 from seeders.sql.apptarget import AppTarget
 from seeders.base import PlannedRow, Seeder
 from seeders.sql.rows import RowPlan
 from seeders.sql.access import access_problems, needs
+from seeders.sql.siteread import PatientLayout, admission_times, layout_with_links, postcodes, read_patients
 from seeders.sql.target import Problem, SqlTarget
 
 
@@ -33,6 +42,8 @@ class TargetSeeder(Seeder):
 
     #: Tables the seeder inserts into (and retire deletes from), for ``check_access``.
     written_tables: ClassVar[tuple[str, ...]] = ()
+    #: Where the site keeps its patients, for the read-only site questions (None: cannot tell).
+    patient_layout: ClassVar[PatientLayout | None] = None
 
     def __init__(self, source: SourceSpec, url: str) -> None:
         super().__init__(source, url)
@@ -72,6 +83,26 @@ class TargetSeeder(Seeder):
     def retire(self, placement: Placement) -> None:
         if placement.rows:
             self._target().delete(self._placed(placement.rows))
+
+    # -- reading the site (read only) ---------------------------------------
+    def _site_layout(self) -> PatientLayout | None:
+        """Where the patients are; seeders that learn it at open() override this."""
+        return self.patient_layout
+
+    def patients_for_audit(self, limit: int | None = None) -> Iterator[AuditPatient] | None:
+        layout = self._site_layout()
+        if layout is None:
+            return None
+        target = self._target()
+        return read_patients(target, layout_with_links(target, layout), limit)
+
+    def admissions_since(self, since: datetime) -> list[datetime] | None:
+        layout = self._site_layout()
+        return None if layout is None else admission_times(self._target(), layout, since)
+
+    def site_postcodes(self, limit: int = 5000) -> Counter[str] | None:
+        layout = self._site_layout()
+        return None if layout is None else postcodes(self._target(), layout, limit)
 
     def _placed(self, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         """Placement rows as the target compares and deletes them (keys as stored)."""

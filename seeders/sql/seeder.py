@@ -12,12 +12,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from canary.errors import MappingError
 from canary.model import Identity, Placement, SourceSpec
 from seeders.sql.appseeder import TargetSeeder
 from seeders.sql.mapping import Mapping, load_mapping
 from seeders.sql.rows import SEQUENCE, RowPlan
 from seeders.sql.access import access_problems, needs
+from seeders.sql.siteread import PatientLayout
 from seeders.sql.target import Problem, SqlTarget
 from seeders.sql.values import comparable, to_json
 
@@ -68,6 +71,27 @@ class SqlSeeder(TargetSeeder):
         alias, first = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise mapping.error(alias, first.column, first.message + more)
+
+    def _site_layout(self) -> PatientLayout | None:
+        """The mapping's patient table (the first that refers to no other), its tables referring to it."""
+        mapping, target = self._ready()
+        patients = next((t for t in mapping.tables if not any(c.source == "ref" for c in t.columns)), None)
+        if patients is None:
+            return None
+        table = target.table(patients.name)
+        stamps = [c.name for c in patients.columns if c.source == "now"]
+        timed = [n for n in stamps if table is not None and n in table.c
+                 and isinstance(table.c[n].type, (sa.DateTime, sa.Date))]
+        postcode = next((c.name for c in patients.columns if c.field == "address.postcode"), None)
+        related = []
+        for spec in mapping.tables:
+            for column in spec.columns:
+                link = (spec.name, column.name)
+                if (column.source == "ref" and column.ref.alias == patients.alias
+                        and column.ref.column in patients.key and link not in related):
+                    related.append(link)
+        return PatientLayout(table=patients.name, key=patients.key, created=(timed or stamps or [None])[0],
+                             postcode=postcode, related=tuple(related))
 
     # -- planting --------------------------------------------------------
     def _checked_rows(self, identity: Identity, now: datetime | None = None) -> list[RowPlan]:

@@ -15,6 +15,7 @@ raise ``SourceError`` with the URL redacted.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -28,6 +29,12 @@ from seeders.sql.values import coerce, comparable, describe, kind_problem, to_js
 
 # Rows read when looking for a patient's rows by a non-key column (locate).
 _FIND_LIMIT = 100
+# A PostgreSQL column default drawing from a sequence. SQLAlchemy's reflection
+# takes only the plain serial form nextval('t_id_seq'::regclass) for an
+# autoincrement column; Tryton before 7.0 writes
+# nextval((format('%I'::text, 't_id_seq'::text))::regclass) (trytond 6.0
+# backend/postgresql/table.py, TableHandler.__init__), which numbers rows all the same.
+_NEXTVAL_DEFAULT = re.compile(r"^\s*nextval\(", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,10 @@ class SqlTarget:
     def auto_increments(self, column: sa.Column) -> bool:
         """Whether the database assigns this column itself on insert."""
         if column.identity is not None or column.autoincrement is True:
+            return True
+        if self.dialect == "postgresql" and isinstance(column.type, sa.Integer) \
+                and column.server_default is not None \
+                and _NEXTVAL_DEFAULT.match(str(getattr(column.server_default, "arg", ""))):
             return True
         # SQLite: a lone INTEGER PRIMARY KEY is the rowid, numbered on insert.
         return self.dialect == "sqlite" and column.table.autoincrement_column is column

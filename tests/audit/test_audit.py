@@ -116,10 +116,11 @@ def test_a_burst_is_clustered_and_a_drip_is_not(tmp_path, registry_and_config):
         plant(registry, config, "burst", 5)
         due = schedule_drip(registry, "drip", 4, timedelta(days=3), datetime.now(timezone.utc),
                             random.Random(11), operator="tester")
+    unpaced = dataclasses.replace(config, raw={"drip": {"max_share": 0}})  # one admission per canary here
     for n, moment in enumerate(due):
         admit_real_patient(drip_url, n)
         with freeze_time(moment):
-            assert len(run_due(registry, config, moment).planted) == 1
+            assert len(run_due(registry, unpaced, moment).planted) == 1
 
     burst = audit_source(registry, config, "burst")
     assert {"ids-consecutive", "timestamps-burst"} <= checks(burst.findings)

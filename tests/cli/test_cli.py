@@ -30,6 +30,13 @@ email_domains = ["mel-famille.fr", "boite-perso.fr"]
 dns_zone = "mon-rdv-sante.fr"
 portal_url = "https://espace.mon-rdv-sante.fr/acces/"
 phone_pool_file = "pool.txt"
+# 20 canaries from 2 domains and 5 number blocks: no per-domain/per-block cap here
+# (the caps have their own tests, tests/identity/test_contact_caps.py)
+max_per_email_domain = 0
+max_per_phone_block = 0
+
+[drip]
+max_share = 0  # the test LIS registers nobody any more: drip pacing would refuse any --over
 """
 
 

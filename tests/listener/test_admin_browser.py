@@ -63,12 +63,27 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def _go(browser, by: str, target: str) -> None:
     """Click a button or link and wait until the next page replaced this one."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old_page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(by, target).click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old_page))
+    WebDriverWait(browser, 10).until(lambda _: _replaced(old_page))
+
+
+def _replaced(element) -> bool:
+    """Whether ``element`` left the document. Chromedriver says so with a stale-element error, or,
+    when the check races the navigation, with "Node ... does not belong to the document"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as err:
+        if "does not belong to the document" in str(err):
+            return True
+        raise
+    return False
 
 
 def test_log_in_and_read_a_source_page(browser, dashboard):

@@ -150,9 +150,11 @@ def test_readiness_ok_then_registry_unreachable_then_a_front_end_stopped(service
     probe = service.metrics.registry_probe
     probe.ttl = 0.0
     database = tmp_path / "registry.db"
-    service.registry.close()  # drop pooled connections: the next query opens the file again
     os.rename(database, tmp_path / "away.db")
     os.mkdir(database)  # a folder where the file was: SQLite cannot open it
+    # Then drop pooled connections (the service's threads may have opened one on the file until
+    # the rename): the next query opens the path again and fails.
+    service.registry.close()
     try:
         checks = service.readiness()
         assert checks["registry"].startswith("unreachable") and checks["dns"] == "ok"

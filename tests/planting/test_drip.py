@@ -46,6 +46,9 @@ def lis(tmp_path):
 @pytest.fixture
 def setup(tmp_path, lis):
     registry, config = new_registry(tmp_path)
+    # This LIS registers nobody any more (its patients date from 2019): pacing would hold every slot.
+    # Pacing has its own tests (tests/planting/test_drip_pace.py) on a site with recent admissions.
+    config = dataclasses.replace(config, raw={"drip": {"max_share": 0}})
     add_source(registry, "lis", "sql", url=lis, mapping=str(MAPPING))
     yield registry, config, lis
     registry.close()
@@ -232,6 +235,11 @@ email_domains = ["mel-famille.fr"]
 dns_zone = "mon-rdv-sante.fr"
 portal_url = "https://espace.mon-rdv-sante.fr/acces/"
 phone_pool_file = "pool.txt"
+max_per_email_domain = 0
+
+[drip]
+max_share = 0      # the test LIS registers nobody any more (test_drip_pace.py tests pacing)
+timer_slot = "0m"  # plant at once (the spread over the slot is tested with a fake clock)
 """
 
 

@@ -98,7 +98,35 @@ def test_through_the_registry_with_hits_and_a_retired_canary(world, tmp_path):
     (finding,) = report.sources
     a = finding.analysis
     assert a.found == sorted(in_file) and a.planted == 10
-    assert a.window.after_canary == lis[6] and a.window.before_canary == lis[7]
+    # One of the March batch's four canaries (planted a minute apart, one event): the file was taken
+    # after that batch and nothing was planted since; all ten canaries count for completeness.
+    assert a.window.after_canary == lis[6] and a.window.before_canary is None
+    assert a.window.after_event.canary_ids == tuple(lis[6:10]) and a.window.after_event.found == 1
     assert a.window.removed_canary == lis[0]
     assert [h.canary_id for h in a.holds_more] == [lis[1]]
-    assert (a.completeness.found, a.completeness.expected) == (5, 7)
+    assert (a.completeness.found, a.completeness.expected, a.completeness.events) == (5, 10, 2)
+
+
+def batch(first_id, count, day, label, spacing=timedelta(milliseconds=25)):
+    return [Timeline(first_id + i, "src", label, CanaryStatus.PLANTED, T0, T0 + day * DAY + i * spacing, None)
+            for i in range(count)]
+
+
+def test_a_partial_file_of_one_batch_is_dated_by_the_batch_and_counted_against_all_of_it():
+    """10 of a batch's 40 canaries (a sample posted to prove a sale): 25 %, not 100 %."""
+    timeline = batch(1, 40, 10, "b1") + batch(41, 40, 40, "b2")
+    found = set(range(1, 40, 4))  # ten canaries scattered through the batch
+    a = analyse("src", found, timeline, {})
+    assert a.window.after_event.batch == "b1" and a.window.after_event.found == 10
+    assert a.window.before == T0 + 40 * DAY and a.window.before_canary == 41  # the next batch, not canary 38
+    c = a.completeness
+    assert (c.found, c.expected, c.events) == (10, 40, 1)
+    assert c.share == pytest.approx(0.25) and c.high < 0.45
+
+
+def test_drip_moments_are_events_of_their_own():
+    """One drip batch planted one canary a day: each moment bounds the window by itself."""
+    timeline = [tl(i, i, "drip") for i in range(1, 11)]
+    a = analyse("src", {1, 2, 3, 4}, timeline, {})
+    assert (a.window.after_canary, a.window.before_canary) == (4, 5)
+    assert (a.completeness.found, a.completeness.expected, a.completeness.events) == (4, 4, 4)

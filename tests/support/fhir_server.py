@@ -6,9 +6,16 @@ Three pieces, as the project's network servers are built:
 * ``create_app(store, settings)`` is the Flask app: metadata, conditional
   create, read, search, delete, authentication, and its own FR Core
   validation (written apart from the seeder's, so a seeder mistake is caught
-  here and answered 422 with an OperationOutcome, as real servers do);
+  here and answered 422 with an OperationOutcome, as real servers do): FHIR
+  R4 by fhir.resources and FR Core Patient INS in the version the server is
+  set to (support/fhir_validation.py);
 * ``FhirTestServer`` binds 127.0.0.1 on port 0, serves in a thread, and
   stops cleanly.
+
+Laboratory resources (ServiceRequest, Specimen, Observation, DiagnosticReport)
+are kept too: validated by fhir.resources, their references must resolve, and a
+resource still referred to cannot be deleted (409), as HAPI's referential
+integrity does.
 
 Knobs for failure tests live in ``ServerSettings``: answer 503 after storing
 a created Patient (a lost answer), or store a Patient without some elements.
@@ -27,12 +34,15 @@ from urllib.parse import parse_qs
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
+from support.fhir_validation import r4, r4_plus, validate_patient_ins
+
 INS = "urn:oid:1.2.250.1.213.1.4.8"
 INS_TYPE = ("https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "INS-NIR")
 PI_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "PI")
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
 INSEE_EXT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 FHIR_JSON = "application/fhir+json"
+LAB_TYPES = ("ServiceRequest", "Specimen", "Observation", "DiagnosticReport")
 
 
 @dataclass
@@ -40,10 +50,12 @@ class ServerSettings:
     bearer: str | None = None  # required token, if any
     basic: tuple[str, str] | None = None  # required (user, password), if any
     lose_create_answers: int = 0  # answer 503 after storing this many created Patients
+    refuse_lab: str | None = None  # answer 422 to this laboratory resource type
     drop_on_store: tuple[str, ...] = ()  # elements not kept when storing (a server stripping data)
     sortable: bool = True  # supports _sort=-_lastUpdated
     conditional_create: bool = True  # honours If-None-Exist (and says so in its CapabilityStatement)
     leaky_reads: bool = False  # reads fail with a two-line error echoing the Authorization header
+    fr_core: str = "2.2.0"  # FR Core version whose Patient INS profile is enforced (fhir_validation.VERSIONS)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) seen
 
 
@@ -51,6 +63,7 @@ class PatientStore:
     def __init__(self) -> None:
         self.patients: dict[str, dict[str, Any]] = {}
         self.deleted: set[str] = set()
+        self.lab: dict[str, dict[str, Any]] = {}  # "Observation/12" -> resource
         self._next = 1
         self._lock = threading.Lock()
 
@@ -71,6 +84,22 @@ class PatientStore:
                 return False
             self.deleted.add(rid)
             return True
+
+    def add_lab(self, resource: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            rid = str(self._next)
+            self._next += 1
+            stored = {**resource, "id": rid, "meta": {"versionId": "1", "lastUpdated": datetime.now(
+                timezone.utc).isoformat(timespec="microseconds")}}
+            self.lab[f"{resource['resourceType']}/{rid}"] = stored
+            return stored
+
+    def exists(self, reference: str) -> bool:
+        kind, _, rid = reference.partition("/")
+        return rid in self.patients if kind == "Patient" else reference in self.lab
+
+    def referrers(self, reference: str) -> list[str]:
+        return [key for key, resource in self.lab.items() if reference in _references(resource)]
 
     def search(self, params: dict[str, str]) -> list[dict[str, Any]]:
         found = list(self.patients.values())
@@ -155,7 +184,7 @@ def create_app(store: PatientStore, settings: ServerSettings) -> Flask:
         resource = request.get_json(silent=True)
         if not isinstance(resource, dict):
             return outcome(400, "body is not a JSON resource", "structure")
-        problems = validate_fr_core(resource)
+        problems = validate_fr_core(resource, settings.fr_core)
         if problems:
             return outcome(422, problems[0])
         condition = request.headers.get("If-None-Exist")
@@ -187,11 +216,50 @@ def create_app(store: PatientStore, settings: ServerSettings) -> Flask:
 
     @app.delete("/fhir/Patient/<rid>")
     def delete(rid: str):
+        if store.referrers(f"Patient/{rid}"):
+            return outcome(409, f"Patient/{rid} is referred to by {store.referrers(f'Patient/{rid}')[0]}",
+                           "conflict")
         if store.delete(rid):
             return "", 204
         return outcome(404, f"Patient/{rid} is unknown", "not-found")
 
+    @app.post("/fhir/<kind>")
+    def create_lab(kind: str):
+        resource = request.get_json(silent=True)
+        if kind not in LAB_TYPES or not isinstance(resource, dict) or resource.get("resourceType") != kind:
+            return outcome(400, f"cannot create {kind} here", "not-supported")
+        problems = r4(resource) + r4_plus(resource)
+        problems += [f"reference {ref} does not resolve" for ref in _references(resource) if not store.exists(ref)]
+        if settings.refuse_lab == kind:
+            problems.append(f"{kind} refused by a business rule")
+        if problems:
+            return outcome(422, problems[0])
+        stored = store.add_lab(resource)
+        return fhir(stored, 201, {"Location": f"{request.host_url.rstrip('/')}/fhir/{kind}/{stored['id']}"})
+
+    @app.get("/fhir/<kind>/<rid>")
+    def read_lab(kind: str, rid: str):
+        found = store.lab.get(f"{kind}/{rid}")
+        return fhir(found) if found else outcome(404, f"{kind}/{rid} is unknown", "not-found")
+
+    @app.delete("/fhir/<kind>/<rid>")
+    def delete_lab(kind: str, rid: str):
+        key = f"{kind}/{rid}"
+        if store.referrers(key):
+            return outcome(409, f"{key} is referred to by {store.referrers(key)[0]}", "conflict")
+        return ("", 204) if store.lab.pop(key, None) else outcome(404, f"{key} is unknown", "not-found")
+
     return app
+
+
+def _references(value: Any) -> set[str]:
+    """Every literal reference ("Type/id") a resource holds."""
+    if isinstance(value, dict):
+        found = {value["reference"]} if isinstance(value.get("reference"), str) else set()
+        return found.union(*(_references(v) for k, v in value.items() if k != "reference"))
+    if isinstance(value, list):
+        return set().union(*(_references(v) for v in value))
+    return set()
 
 
 def _location(patient: dict[str, Any]) -> str:
@@ -199,12 +267,12 @@ def _location(patient: dict[str, Any]) -> str:
 
 
 # -- FR Core validation, written apart from the seeder's ---------------------------
-def validate_fr_core(patient: dict[str, Any]) -> list[str]:
+def validate_fr_core(patient: dict[str, Any], version: str = "2.2.0") -> list[str]:
     from stdnum.fr import nir
 
-    problems = []
     if patient.get("resourceType") != "Patient":
         return ["not a Patient"]
+    problems = validate_patient_ins(patient, version)
     problems += _empties(patient, "Patient")
     if (patient.get("meta") or {}).get("tag") or (patient.get("meta") or {}).get("security"):
         problems.append("meta.tag and meta.security are not accepted here")

@@ -1,11 +1,15 @@
-"""A GNU Health database for the seeder tests: the schema, reference rows and real patients.
+"""A GNU Health 4.4 database for the seeder tests: the real schema's tables, reference rows and real patients.
 
-The "real" patients are written the way a French hospital's front desk
-writes them through the GNU Health client, with conventions the seeder has
-to pick up: upper-case unaccented surnames, Tryton's international phone
-format, the NIR as a 'country_id' alternative ID, cities in capitals, party
-codes ending with the institution name, most patients created by the
-reception user (id 2) and most with a primary care doctor.
+The schema is the real one (tests/fixtures/gnuhealth/schema.sql, dumped from a
+GNU Health 4.4.1 site). The "real" patients are written the way a French
+hospital's front desk writes them through the GNU Health client, with
+conventions the seeder has to pick up: upper-case unaccented surnames,
+Tryton's international phone format (a site with phonenumbers installed), the
+NIR as a 'country_id' alternative ID, cities in capitals, party codes ending
+with the institution name, most patients created by the reception user (id 2)
+and most with a primary care doctor set in a later edit of the patient form.
+The rows carry what GNU Health writes (tests/seeders/gnuhealth/
+test_against_application.py checks the seeder against the application itself).
 """
 
 from __future__ import annotations
@@ -27,18 +31,21 @@ SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "gnuhealth" / "schem
 INSTITUTION = "Centre Hospitalier de Vitré"
 RECEPTION_UID = 2
 FRANCE_ID, BELGIUM_ID = 1, 2
+COMPANY_ID, COMPANY_PARTY_ID = 1, 99
 DEPARTEMENTS = ("75", "69", "13", "33", "59", "974", "35")
 DOCTOR_IDS = (1, 2, 3, 4, 5)
 REAL_PATIENTS = 300
+_UNEDITED = dict(write_uid=None, write_date=None)
 
 
 def create_schema(url: str) -> None:
     ddl = "\n".join(line for line in SCHEMA.read_text(encoding="utf-8").splitlines() if not line.startswith("--"))
     engine = sa.create_engine(url)
     with engine.begin() as conn:
+        cursor = conn.connection.cursor()  # DB-API cursor, no parameters: Tryton's format('%I', ...) stays as is
         for statement in ddl.split(";"):
             if statement.strip():
-                conn.exec_driver_sql(statement)
+                cursor.execute(statement)
     engine.dispose()
 
 
@@ -61,16 +68,25 @@ def populate(url: str, count: int = REAL_PATIENTS, *, reference_only: bool = Fal
     rnd = random.Random(11)
     t0 = datetime(2019, 3, 1, 8, 0)
     with engine.begin() as conn:
+        conn.execute(t["ir_module"].insert(), [dict(id=1, name="health", state="activated")])
+        conn.execute(t["currency_currency"].insert(), [dict(id=1, name="Euro", code="EUR", symbol="€",
+                                                            rounding=0.01, digits=2, active=True)])
+        conn.execute(t["party_party"].insert(), [dict(
+            id=COMPANY_PARTY_ID, code=f"{uuid.UUID(int=99)}-{INSTITUTION}", name=INSTITUTION, ref="NP-CHV001AAA",
+            is_institution=True, is_person=False, is_patient=False, active=True, create_target=True,
+            create_uid=1, create_date=t0)])
+        conn.execute(t["company_company"].insert(), [dict(id=COMPANY_ID, party=COMPANY_PARTY_ID, currency=1)])
         conn.execute(t["res_user"].insert(), [
-            dict(id=0, name="Root", login="root", active=False),
-            dict(id=1, name="Administrator", login="admin", active=True),
-            dict(id=RECEPTION_UID, name="Accueil", login="accueil", active=True)])
+            dict(id=0, name="Root", login="root", active=False, menu=1, company=None),
+            dict(id=1, name="Administrator", login="admin", active=True, menu=1, company=COMPANY_ID),
+            dict(id=RECEPTION_UID, name="Accueil", login="accueil", active=True, menu=1, company=COMPANY_ID)])
         conn.execute(t["country_country"].insert(), [
             dict(id=FRANCE_ID, name="France", code="FR", code3="FRA", code_numeric="250"),
             dict(id=BELGIUM_ID, name="Belgium", code="BE", code3="BEL", code_numeric="056")])
         conn.execute(t["country_subdivision"].insert(), [
             dict(id=n, country=FRANCE_ID, name=f"Département {d}", code=f"FR-{d}", type="metropolitan department")
             for n, d in enumerate(DEPARTEMENTS, start=1)])
+        conn.execute(t["gnuhealth_federation_country_config"].insert(), [dict(id=1, country=FRANCE_ID)])
         if reference_only:
             _move_sequences(conn)
             return
@@ -82,7 +98,8 @@ def populate(url: str, count: int = REAL_PATIENTS, *, reference_only: bool = Fal
         conn.execute(t["gnuhealth_healthprofessional"].insert(), [
             dict(id=n, name=100 + n, code=f"10{n:09d}", active=True, create_uid=1, create_date=t0)
             for n in DOCTOR_IDS])
-        rows = {name: [] for name in ("party_party", "gnuhealth_person_name", "party_contact_mechanism",
+        rows = {name: [] for name in ("party_party", "party_party_lang", "gnuhealth_person_name",
+                                      "party_contact_mechanism", "party_contact_mechanism_language",
                                       "gnuhealth_person_alternative_identification", "party_address",
                                       "gnuhealth_patient", "gnuhealth_appointment")}
         for n in range(1, count + 1):
@@ -97,47 +114,55 @@ def _real_patient(n: int, ident, rnd: random.Random, created: datetime, rows: di
     pid = 1000 + n
     puid = "".join(rnd.choice("ABCDEFGHJKLMNPRTUWXY") for _ in range(3)) + f"{n:03d}" + "XYZ"
     uid = RECEPTION_UID if n % 7 else 1
-    stamp = dict(create_uid=uid, create_date=created)
-    edited = dict(write_uid=uid, write_date=created + timedelta(days=30)) if n % 3 == 0 else {}
+    stamp = dict(create_uid=uid, create_date=created)  # one save of the party form: one create_date
+    edited = dict(write_uid=uid, write_date=created + timedelta(days=30))
     lastname = strip_accents(ident.birth_name).upper()
     rows["party_party"].append(dict(
         id=pid, code=f"{uuid.UUID(int=10_000 + n)}-{INSTITUTION}", name=ident.first_name, lastname=lastname,
         ref=puid, federation_account="FRA" + puid, fed_country="FRA", activation_date=created.date() if n % 5 else None,
         unidentified=False, is_person=True, is_patient=True, is_healthprof=False, is_institution=False,
-        is_insurance_company=False, is_pharmacy=False, dob=ident.birth_date, est_dob=False,
+        is_insurance_company=False, is_pharmacy=False, dob=ident.birth_date, est_dob=False, create_target=True,
         gender="m" if ident.sex is Sex.MALE else "f", citizenship=FRANCE_ID if n % 20 else BELGIUM_ID,
         residence=FRANCE_ID, alternative_identification=n % 20 != 0, deceased=False, active=True,
-        **stamp, **edited))
+        **stamp, **(edited if n % 3 == 0 else _UNEDITED)))
+    rows["party_party_lang"].append(dict(party=pid, company=COMPANY_ID, **stamp))
     rows["gnuhealth_person_name"].append(dict(party=pid, use="official", family=lastname, given=ident.first_name,
                                               **stamp))
     if ident.married_name_used:
         rows["gnuhealth_person_name"].append(dict(party=pid, use="usual", family=ident.last_name.upper(),
-                                                  given=ident.first_name, **stamp))
+                                                  given=ident.first_name, create_uid=uid,
+                                                  create_date=created + timedelta(days=30)))
+    contacts = []
     mobile = f"+336{20000000 + n:08d}"
-    rows["party_contact_mechanism"].append(dict(party=pid, type="mobile", value=formats(mobile)["international"],
-                                                value_compact=mobile, active=True, **stamp))
+    contacts.append(("mobile", formats(mobile)["international"], mobile))
     if n % 5 < 2:
         home = f"+332{99000000 + n:08d}"
-        rows["party_contact_mechanism"].append(dict(party=pid, type="phone", value=formats(home)["international"],
-                                                    value_compact=home, active=True, **stamp))
+        contacts.append(("phone", formats(home)["international"], home))
     if n % 5 < 3:
-        rows["party_contact_mechanism"].append(dict(party=pid, type="email", value=f"patient{n}@orange.fr",
-                                                    value_compact=f"patient{n}@orange.fr", active=True, **stamp))
+        contacts.append(("email", f"patient{n}@orange.fr", f"patient{n}@orange.fr"))
+    for line, value, compact in contacts:
+        cid = 10 * pid + len(rows["party_contact_mechanism"]) % 10
+        rows["party_contact_mechanism"].append(dict(
+            id=cid, party=pid, type=line, value=value, value_compact=compact, name="", active=True, emergency=False,
+            write_uid=uid, write_date=created, **stamp))
+        rows["party_contact_mechanism_language"].append(dict(contact_mechanism=cid, company=COMPANY_ID, **stamp))
     if n % 20:
         rows["gnuhealth_person_alternative_identification"].append(dict(
-            name=pid, code=valid_nir(ident, n % 999 + 1), alternative_id_type="country_id", **stamp))
+            name=pid, code=valid_nir(ident, n % 999 + 1), alternative_id_type="country_id", comments="",
+            other_alternative_id_type="", **stamp))
     dep = DEPARTEMENTS[n % len(DEPARTEMENTS)]
     rows["party_address"].append(dict(
         party=pid, street=ident.address.line1 + (f"\n{ident.address.line2}" if ident.address.line2 else ""),
-        zip=ident.address.postcode, city=ident.address.city.upper(), country=FRANCE_ID,
-        subdivision=DEPARTEMENTS.index(dep) + 1 if n % 7 else None, active=True, is_school=False, is_work=False,
-        **stamp))
+        postal_code=ident.address.postcode, city=ident.address.city.upper(), country=FRANCE_ID, name="",
+        party_name="", relationship="", subdivision=DEPARTEMENTS.index(dep) + 1 if n % 7 else None, active=True,
+        is_school=False, is_work=False, **stamp))
     blood = rnd.choice(["A+", "O+", "B-", "AB+", "O-"])
+    doctor = DOCTOR_IDS[n % 5] if n % 4 else None
     rows["gnuhealth_patient"].append(dict(
-        id=n, name=pid, primary_care_doctor=DOCTOR_IDS[n % 5] if n % 4 else None,
-        blood_type=blood[:-1] if n % 3 else None, rh=blood[-1] if n % 3 else None, active=True,
-        crit_allergic=False, crit_cancer=False, crit_cardio=False, crit_dbt=False, crit_hbp=False,
-        smoking=False, alcohol=False, create_uid=uid, create_date=created + timedelta(seconds=45)))
+        id=n, name=pid, primary_care_doctor=doctor, blood_type=blood[:-1] if n % 3 else None,
+        rh=blood[-1] if n % 3 else None, active=True, crit_allergic=False, crit_cancer=False, crit_cardio=False,
+        crit_cognitive=False, crit_dbt=False, crit_hbp=False, crit_immuno=False, crit_nutrition=False,
+        crit_social=False, **stamp, **(edited if n % 3 or doctor else _UNEDITED)))
     if n % 10 == 0:
         rows["gnuhealth_appointment"].append(dict(name=f"APP{n:05d}", patient=n, healthprof=DOCTOR_IDS[0],
                                                   appointment_date=created + timedelta(days=3), state="done",

@@ -12,6 +12,10 @@ Three pieces, as for the other test servers:
   thread, ``start()`` / ``stop()`` (also a context manager).
 
 The parsing uses ``seeders.hl7v2.message`` (escaping is tested on its own).
+Every message is also checked like a strict PAM France receiver would
+(support/hl7_validation.py): hl7apy strict HL7 v2.5 without the Z segments,
+then the French extension's rules (MSH-12/21, PID-32, ZFD, ZBE-9, PID-18...);
+the first problem is answered AE with its location in ERR-2.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from seeders.hl7v2 import message as h
+from support import hl7_validation
 
 INS_AUTHORITY = "ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO"
 STRUCTURES = {"A28": "ADT_A05", "A04": "ADT_A01", "A29": "ADT_A21", "A11": "ADT_A09"}
@@ -32,11 +37,11 @@ _HD = re.compile(r"^[^&]+&[0-2](\.[0-9]+)+&ISO$")
 
 
 class Rejected(Exception):
-    """Validation failed: answer AE with an ERR segment."""
+    """Validation failed: answer AE (or AR: an event this receiver does not handle) with an ERR segment."""
 
-    def __init__(self, location: str, code: str, text: str) -> None:
+    def __init__(self, location: str, code: str, text: str, ack: str = "AE") -> None:
         super().__init__(text)
-        self.location, self.code, self.text = location, code, text
+        self.location, self.code, self.text, self.ack = location, code, text, ack
 
 
 @dataclass
@@ -56,11 +61,20 @@ class Person:
 
 @dataclass
 class PamReceiver:
-    """The handler. ``mode``: "normal", "AE", "AR" (answer that to everything) or "silent"."""
+    """The handler. ``mode``: "normal", "AE", "AR" (answer that to everything) or "silent".
+
+    ``pam_version``: the PAM France version the receiver speaks. ``accept_a29``:
+    False for a receiver that knows only PAM France's events, which have no
+    deletion; it answers AR to A29.
+    """
 
     mode: str = "normal"
+    pam_version: str = "2.11"
+    accept_a29: bool = True
+    accept_results: bool = True  # False: ORU^R01 answered AR (an interface without results)
     persons: dict[str, Person] = field(default_factory=dict)
     visits: dict[str, str] = field(default_factory=dict)  # visit number -> PI
+    results: dict[str, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)  # filler -> (PI, OBX)
     received: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,18 +92,26 @@ class PamReceiver:
             if self.mode == "AE":
                 return _ack(message, "AE", "PID-3", "207", "application internal error: database locked")
             try:
-                self._act(message)
+                self._act(message, text)
             except Rejected as err:
-                return _ack(message, "AE", err.location, err.code, err.text)
+                return _ack(message, err.ack, err.location, err.code, err.text)
             return _ack(message, "AA")
 
-    def _act(self, message: h.Message) -> None:
+    def _act(self, message: h.Message, text: str) -> None:
         msh = message.first("MSH")
         event, structure = msh.get(9, 2), msh.get(9, 3)
+        if msh.raw(9) == "ORU^R01^ORU_R01":
+            if not self.accept_results:
+                raise Rejected("MSH-9", "200", "this interface takes no results", ack="AR")
+            self._conforms(text)
+            return self._results(message)
         if msh.get(9, 1) != "ADT" or STRUCTURES.get(event) != structure:
             raise Rejected("MSH-9", "200", f"unsupported message type {msh.raw(9)}")
-        if msh.get(12, 1) != "2.5" or msh.get(12, 2) != "FRA" or msh.get(12, 3) not in ("2.10", "2.11"):
-            raise Rejected("MSH-12", "203", f"expected 2.5^FRA^2.10 or 2.11, got {msh.raw(12)}")
+        if event == "A29" and not self.accept_a29:
+            raise Rejected("MSH-9", "200", "A29 is not a PAM France event", ack="AR")
+        if msh.raw(12) != f"2.5^FRA^{self.pam_version}":
+            raise Rejected("MSH-12", "203", f"expected 2.5^FRA^{self.pam_version}, got {msh.raw(12)}")
+        self._conforms(text)
         if not msh.get(10):
             raise Rejected("MSH-10", "101", "message control id missing")
         if message.first("EVN") is None or not message.first("EVN").get(2):
@@ -109,7 +131,17 @@ class PamReceiver:
                 raise Rejected("PID-3", "204", f"unknown patient {pi}")
             if any(owner == pi for owner in self.visits.values()):
                 raise Rejected("PID-3", "207", f"patient {pi} still has an open visit: cancel it first")
+            if any(owner == pi for owner, _ in self.results.values()):
+                raise Rejected("PID-3", "207", f"patient {pi} still has results: delete them first")
             del self.persons[pi]
+
+    def _conforms(self, text: str) -> None:
+        problems = [p for p in hl7_validation.problems(text, self.pam_version)
+                    if not (self.accept_a29 and p.startswith("MSH-9 event A29 "))]
+        if problems:
+            location = problems[0].split(" ")[0]
+            raise Rejected(location if re.fullmatch(r"[A-Z][A-Z0-9]{2}(-[0-9]+)?", location) else "MSH",
+                           "207", problems[0])
 
     def _add(self, message: h.Message, pid: h.Segment, pi: str, event: str) -> None:
         ins = _identifier(pid, "INS", INS_AUTHORITY)
@@ -152,6 +184,25 @@ class PamReceiver:
             reliability=reliability,
         )
 
+    def _results(self, message: h.Message) -> None:
+        """ORU^R01: store final results, or delete them (every OBX-11 D, OBR-25 C)."""
+        pi = _identifier(message.first("PID"), "PI")
+        if pi not in self.persons:
+            raise Rejected("PID-3", "204", f"results for unknown patient {pi!r}")
+        filler, obr = message.first("OBR").get(3), message.first("OBR")
+        statuses = {obx.get(11) for obx in message.all("OBX")}
+        observations = [(obx.get(3), obx.get(5)) for obx in message.all("OBX")]
+        if statuses == {"F"} and obr.get(25) == "F":
+            if filler in self.results:
+                raise Rejected("OBR-3", "205", f"order {filler} already has results")
+            self.results[filler] = (pi, observations)
+        elif statuses == {"D"} and obr.get(25) == "C":
+            if self.results.get(filler, ("", []))[0] != pi:
+                raise Rejected("OBR-3", "204", f"no results of order {filler} for patient {pi}")
+            del self.results[filler]
+        else:
+            raise Rejected("OBX-11", "103", f"result statuses {sorted(statuses)} with OBR-25 {obr.get(25)!r}")
+
     def _cancel(self, message: h.Message, pi: str) -> None:
         pv1, zbe = message.first("PV1"), message.first("ZBE")
         visit = pv1.get(19) if pv1 else ""
@@ -188,7 +239,7 @@ def _ack(message: h.Message | None, code: str, location: str = "", error: str = 
             3: msh.get(5) if msh else "EHR", 4: msh.get(6) if msh else "",
             5: msh.get(3) if msh else "", 6: msh.get(4) if msh else "",
             7: datetime.now().strftime("%Y%m%d%H%M%S"), 9: ["ACK", event, "ACK"],
-            10: f"ACK{control}", 11: "P", 12: ["2.5", "FRA", "2.10"],
+            10: f"ACK{control}", 11: "P", 12: h.Raw(msh.raw(12)) if msh else "2.5",  # the version it answers
         }),
         h.segment("MSA", {1: code, 2: control}),
     ]

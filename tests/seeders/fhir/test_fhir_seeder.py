@@ -15,55 +15,13 @@ from datetime import date
 import pytest
 
 from canary.errors import ConfigError, MappingError, SourceError
-from canary.model import Placement, SourceSpec, VerifyState
-from canary.identity.nir import make_nir
+from canary.model import Placement, VerifyState
+from support.fhir_hosts import PI_SYSTEM, PRACTITIONERS, identity, real_patient, spec
 from support.fhir_server import FhirTestServer, ServerSettings
 from seeders.fhir import patient as fp
 from seeders.fhir.seeder import FhirSeeder
-from support.sql_seeder_helpers import make_identity
 
 TOKEN = "tok-3f9a7c1e5b"
-PI_SYSTEM = "urn:oid:1.2.250.1.71.4.2.7.9876"
-PRACTITIONERS = ({"reference": "Practitioner/gp-1"}, {"reference": "Practitioner/gp-2"})
-RELIABILITY = {"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
-               "extension": [{"url": "identityStatus", "valueCoding": {
-                   "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445", "code": "VALI"}},
-                   {"url": "validationDate", "valueDate": "2024-02-01"},
-                   {"url": "validationMode", "valueCoding": {
-                       "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-validation-mode",
-                       "code": "CN"}}]}
-
-
-def identity(i: int, **changes):
-    """make_identity(i) with a NIR whose key is right, as INSi would return."""
-    ident = make_identity(i, **changes)
-    return ident if "nir" in changes else make_identity(
-        i, nir=make_nir(ident.sex, ident.birth_date, ident.birthplace, 800 + i % 150), **changes)
-
-
-def real_patient(n: int) -> dict:
-    ident = identity(300000 + n)
-    return {
-        "resourceType": "Patient",
-        "meta": {"profile": ["https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins"]},
-        "extension": [RELIABILITY, fp.birth_place(ident)],
-        "identifier": [fp.ins_identifier(ident.nir),
-                       fp.pi_identifier(PI_SYSTEM, str(40_010_000 + n * 37))],
-        "active": True,
-        "name": [{"use": "official", "family": fp.styled(ident.birth_name, True, True),
-                  "given": [fp.styled(g, True, True) for g in ident.first_names]},
-                 {"use": "usual", "family": ident.last_name, "given": [ident.first_name]}],
-        "telecom": [{"system": "phone", "value": f"06 {n % 90 + 10:02d} 45 67 {n % 100:02d}", "use": "mobile"},
-                    {"system": "email", "value": f"patient{n}@laposte.net", "use": "home"}],
-        "gender": "female" if n % 2 else "male",
-        "birthDate": ident.birth_date.isoformat(),
-        "address": [{"use": "home", "line": [ident.address.line1], "city": ident.address.city,
-                     "postalCode": ident.address.postcode, "country": "France"}],
-        "generalPractitioner": [PRACTITIONERS[n % 3 % 2]] if n % 4 else [],
-        "managingOrganization": {"reference": "Organization/chu-rennes"},
-    }
-
-
 def _start(settings: ServerSettings, real: int = 30) -> FhirTestServer:
     server = FhirTestServer(settings).start()
     for n in range(real):
@@ -88,10 +46,6 @@ def seeder(server, monkeypatch):
     s.open()
     yield s
     s.close()
-
-
-def spec(**options) -> SourceSpec:
-    return SourceSpec(name="chu", seeder="fhir", options=options)
 
 
 def test_plant_50_accepted_by_the_server_verify_and_retire_only_ours(server, seeder):
@@ -283,7 +237,12 @@ def test_new_server_gets_fr_core_defaults_and_a_gp_by_rpps(monkeypatch):
             assert patient["generalPractitioner"] == [{
                 "type": "Practitioner", "identifier": {"system": fp.IDNAT_PS_SYSTEM, "value": "8" + ident.gp.rpps},
                 "display": f"Dr {ident.gp.first_name} {ident.gp.last_name}"}]
-            assert "meta" not in patient and len(patient["extension"]) == 1
+            assert "meta" not in patient
+            # No example to follow: FR Core's own writing, a qualified identity (VALI, FR Core <= 2.2.0).
+            assert patient["extension"][0] == {"url": fp.IDENTITY_RELIABILITY_URL, "extension": [
+                {"url": "identityStatus", "valueCoding": {"system": fp.CS_V2_0445, "code": "VALI"}},
+                {"url": "validationDate", "valueDate": date.today().isoformat()}]}
+            assert [e["url"] for e in patient["extension"]] == [fp.IDENTITY_RELIABILITY_URL, fp.BIRTH_PLACE_URL]
         with FhirSeeder(spec(), empty.base_url) as s:  # no PI system known: none written
             assert len(s.plan(identity(14))[0].values["identifier"]) == 1
     finally:

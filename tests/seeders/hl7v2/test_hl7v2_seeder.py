@@ -12,22 +12,13 @@ import pytest
 from canary.planting import catalog
 from canary.errors import ConfigError, SourceError
 from canary.identity.generator import IdentityGenerator
-from canary.model import INS_NIR_OID, Placement, SourceSpec, VerifyState
+from canary.model import INS_NIR_OID, Placement, VerifyState
+from support.hl7v2_helpers import OPTIONS, make_seeder
 from support.mllp_server import MllpServer, PamReceiver, Person
 from support.plant_helpers import add_source, new_registry, production_config
 from seeders.hl7v2 import message as h
 from seeders.hl7v2.seeder import Hl7v2Seeder
 from seeders.common.transforms import strip_accents
-
-OPTIONS = {
-    "sending_application": "GAM_HEXAGONE",
-    "sending_facility": "CHU_RENNES",
-    "receiving_application": "DPI",
-    "receiving_facility": "CHU_RENNES",
-    "pi_authority": "CHU_RENNES&1.2.250.1.211.10.200.2&ISO",
-    "pi_prefix": "98",
-}
-
 
 @pytest.fixture(scope="module")
 def identities():
@@ -40,15 +31,6 @@ def identities():
 def server():
     with MllpServer() as running:
         yield running
-
-
-def make_seeder(server_url: str, **options) -> Hl7v2Seeder:
-    settings = {**OPTIONS, **options}
-    spec = SourceSpec(name="dpi-rennes", seeder="hl7v2", url=server_url,
-                      options=Hl7v2Seeder.validate_options(settings))
-    seeder = Hl7v2Seeder(spec, server_url)
-    seeder.open()
-    return seeder
 
 
 def test_escaping_round_trips_every_delimiter():
@@ -69,15 +51,16 @@ def test_the_message_follows_pam_france(server, identities):
     message = h.parse(server.receiver.received[-1])
     msh, pid = message.first("MSH"), message.first("PID")
     assert msh.raw(9) == "ADT^A28^ADT_A05"
-    assert msh.raw(12) == "2.5^FRA^2.10"
+    assert msh.raw(12) == "2.5^FRA^2.11" and msh.raw(21) == "2.11^IHE_FRANCE-2.11-PAM"
     assert msh.get(18) == "UNICODE UTF-8"
     assert msh.get(3) == "GAM_HEXAGONE" and msh.get(10) == placement.extra["message_control_id"]
     ids = pid.repetitions(3)
     assert ids[0] == f"{placement.extra['pi']}^^^CHU_RENNES&1.2.250.1.211.10.200.2&ISO^PI"
     assert ids[1] == f"{identity.nir}^^^ASIP-SANTE-INS-NIR&{INS_NIR_OID}&ISO^INS"
     assert placement.extra["pi"].startswith("98") and len(placement.extra["pi"]) == 10
-    used, birth = pid.repetitions(5)
-    assert h.part(used, 7) == "D" and h.part(birth, 7) == "L"
+    *used, birth = pid.repetitions(5)
+    assert [h.part(u, 7) for u in used] == (["D"] if identity.married_name_used else [])
+    assert h.part(birth, 7) == "L"
     assert h.part(birth, 1) == strip_accents(identity.birth_name).upper()
     assert h.part(birth, 3).split(" ")[0] == h.part(birth, 2)
     assert pid.get(7) == identity.birth_date.strftime("%Y%m%d")
@@ -198,7 +181,7 @@ def test_verify_is_honest_about_what_it_can_know(server, identities):
 
 def test_plan_shows_the_segments_without_sending(server, identities):
     rows = make_seeder(server.url).plan(identities[8])
-    assert [r.table for r in rows] == ["MSH", "EVN", "PID", "PV1"]
+    assert [r.table for r in rows] == ["MSH", "EVN", "PID", "PV1", "ZFD"]
     assert rows[2].values["PID-32"] == "VALI"
     assert server.receiver.received == []
 

@@ -186,8 +186,9 @@ def test_locate_finds_a_canary_whose_placement_was_lost(site, seeder):
 
 
 def test_next_ipp_skips_a_number_already_given(site, seeder):
-    execute(site, "INSERT INTO id_sante400 (object_class, object_id, tag, id400, last_update) "
-                  "VALUES ('CPatient', 12, :t, '004902', NOW()), ('CPatient', 13, :t, '004904', NOW())", t=IPP_TAG)
+    execute(site, "INSERT INTO id_sante400 (object_class, object_id, tag, id400, last_update, datetime_create) "
+                  "VALUES ('CPatient', 12, :t, '004902', NOW(), NOW()), ('CPatient', 13, :t, '004904', NOW(), NOW())",
+            t=IPP_TAG)
     try:
         placement = seeder.plant(make_identity(30))
         ipp = next(r["values"]["id400"] for r in placement.rows if r["table"] == "id_sante400")

@@ -1,0 +1,169 @@
+"""What a canary's laboratory footprint copies from the site, read once at ``open()``.
+
+Read only, from the site's newest samples (``SAMPLE_SIZE``): the statuses by
+name (``StatusService.buildStatusToIdMaps`` looks them up by name, so ids
+are site data), the tests it orders and their catalogue rows (unit, sample
+type, normal ranges, numeric ``test_result``), its recent numeric results,
+how its sample / item / analysis / result rows are filled, who enters
+orders and results (from ``history``), and its pace: the delays between a
+patient's registration, the order, the results and the validation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from seeders.openelis.panels import panel_of
+from seeders.openelis.setup import SAMPLE_SIZE
+from seeders.openelis.updates import UpdateHabit, read_update_habits
+from seeders.sql.target import SqlTarget
+
+# StatusService names: OrderStatus.Finished, SampleStatus.Entered, AnalysisStatus.Finalized.
+SAMPLE_FINISHED, ITEM_ENTERED, ANALYSIS_FINALIZED = ("ORDER", "Testing finished"), ("SAMPLE", "SampleEntered"), \
+    ("ANALYSIS", "Finalized")
+FOOTPRINT_TABLES = ("sample", "sample_human", "sample_item", "analysis", "result", "status_of_sample", "test",
+                    "test_result", "sampletype_test", "type_of_sample", "unit_of_measure", "result_limits")
+# (order, results, validation) delays of a stock site with nothing to learn from.
+DEFAULT_PACE = ((timedelta(minutes=4), timedelta(hours=2), timedelta(minutes=50)),
+                (timedelta(minutes=12), timedelta(hours=4), timedelta(hours=2)),
+                (timedelta(minutes=25), timedelta(hours=6), timedelta(hours=3)))
+
+
+@dataclass
+class Test:
+    id: int
+    name: str
+    unit: str | None
+    row: dict[str, Any]
+    sample_type: tuple[int, str] | None  # type_of_sample id, description
+    numeric_result: dict[str, Any] | None  # its test_result row of type N
+    limits: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class LabSite:
+    statuses: dict[tuple[str, str], int]
+    tests: dict[int, Test]  # usable tests of the panels, by id
+    ordered: Counter  # test id -> recent analyses
+    results: dict[int, list[str]]  # test id -> recent numeric result values
+    samples: list[dict[str, Any]]
+    items: list[dict[str, Any]]
+    analyses: list[dict[str, Any]]
+    result_rows: list[dict[str, Any]]
+    users: dict[str, Counter]  # "enter" / "result" -> system_user id counts (of the history I rows)
+    pace: list[tuple[timedelta, timedelta, timedelta]]
+    accession_numbers: list[str]  # newest first
+    updates: dict[tuple[str, str], UpdateHabit]  # (table, step) -> the site's U rows of that save
+
+
+def missing_tables(target: SqlTarget) -> list[str]:
+    return [name for name in FOOTPRINT_TABLES if target.table(name) is None]
+
+
+def read_lab_site(target: SqlTarget, history_tables: dict[str, int]) -> LabSite:
+    with target.engine.connect() as conn:
+        def rows(query: sa.Select) -> list[dict[str, Any]]:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+        t = {name: target.table(name) for name in FOOTPRINT_TABLES}
+        statuses = {(row["status_type"], row["name"]): int(row["id"]) for row in rows(
+            sa.select(t["status_of_sample"].c.id, t["status_of_sample"].c.status_type, t["status_of_sample"].c.name))}
+        samples = rows(sa.select(t["sample"]).order_by(t["sample"].c.id.desc()).limit(SAMPLE_SIZE))
+        sample_ids = [row["id"] for row in samples]
+        items = rows(sa.select(t["sample_item"]).where(t["sample_item"].c.samp_id.in_(sample_ids)))
+        analyses = rows(sa.select(t["analysis"]).where(t["analysis"].c.sampitem_id.in_([r["id"] for r in items])))
+        result_rows = rows(sa.select(t["result"]).where(t["result"].c.analysis_id.in_([r["id"] for r in analyses])))
+        tests = _tests(rows, t)
+        ordered = Counter(int(row["test_id"]) for row in analyses if row["test_id"] is not None)
+        test_of = {row["id"]: int(row["test_id"]) for row in analyses if row["test_id"] is not None}
+        results: dict[int, list[str]] = defaultdict(list)
+        for row in result_rows:
+            if row["result_type"] == "N" and row["value"] and row["analysis_id"] in test_of:
+                results[test_of[row["analysis_id"]]].append(str(row["value"]))
+        users, pace = _history(conn, target, history_tables, samples, items, analyses, result_rows,
+                               statuses.get(ANALYSIS_FINALIZED))
+        updates = read_update_habits(conn, target, history_tables, {
+            "analysis": [r["id"] for r in analyses if r["status_id"] == statuses.get(ANALYSIS_FINALIZED)],
+            "sample": [r["id"] for r in samples if r["status_id"] == statuses.get(SAMPLE_FINISHED)]})
+    return LabSite(statuses, tests, ordered, dict(results), samples, items, analyses, result_rows, users, pace,
+                   [str(row["accession_number"]) for row in samples], updates)
+
+
+def _tests(rows, t) -> dict[int, Test]:  # noqa: ANN001 (the local row reader)
+    test, uom = t["test"], t["unit_of_measure"]
+    catalogue = rows(sa.select(test, uom.c.name.label("unit_name")).outerjoin(uom, uom.c.id == test.c.uom_id)
+                     .where(test.c.is_active == "Y"))
+    types = {int(r["test_id"]): (int(r["id"]), r["description"]) for r in rows(
+        sa.select(t["sampletype_test"].c.test_id, t["type_of_sample"].c.id, t["type_of_sample"].c.description)
+        .join(t["type_of_sample"], t["type_of_sample"].c.id == t["sampletype_test"].c.sample_type_id))}
+    numeric = {int(r["test_id"]): r for r in rows(sa.select(t["test_result"]).where(
+        t["test_result"].c.tst_rslt_type == "N").order_by(t["test_result"].c.id))}
+    limits: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows(sa.select(t["result_limits"])):
+        limits[int(row["test_id"])].append(row)
+    found = {}
+    for row in catalogue:
+        test_id = int(row["id"])
+        if panel_of(row["name"]) is None or test_id not in numeric:
+            continue
+        found[test_id] = Test(test_id, row["name"], row["unit_name"], row, types.get(test_id), numeric[test_id],
+                              limits.get(test_id, []))
+    return found
+
+
+def _history(conn: sa.Connection, target: SqlTarget, history_tables: dict[str, int], samples, items,  # noqa: ANN001
+             analyses, result_rows, finalized) -> tuple[dict[str, Counter], list[tuple[timedelta, timedelta, timedelta]]]:  # noqa: ANN001,E501
+    """Who enters, results and validates, and the site's delays, from its audit trail."""
+    history, human = target.table("history"), target.table("sample_human")
+    users: dict[str, Counter] = {"enter": Counter(), "result": Counter()}
+    if history is None or not samples:
+        return users, []
+
+    def inserts(table: str, ids: list[Any]) -> dict[Any, dict[str, Any]]:
+        ref = history_tables.get(table)
+        if ref is None or not ids:
+            return {}
+        query = sa.select(history.c.reference_id, history.c.sys_user_id, history.c.timestamp).where(
+            history.c.reference_table == ref, history.c.activity == "I", history.c.reference_id.in_(ids))
+        return {row.reference_id: dict(row._mapping) for row in conn.execute(query)}
+
+    sample_in = inserts("sample", [row["id"] for row in samples])
+    result_in = inserts("result", [row["id"] for row in result_rows])
+    users["enter"].update(int(row["sys_user_id"]) for row in sample_in.values())
+    users["result"].update(int(row["sys_user_id"]) for row in result_in.values())
+    patient_of = {row.samp_id: row.patient_id for row in conn.execute(
+        sa.select(human.c.samp_id, human.c.patient_id).where(human.c.samp_id.in_(list(sample_in))))}
+    registered = inserts("patient", list(set(patient_of.values())))
+    return users, _pace(sample_in, result_in, registered, patient_of, items, analyses, result_rows, finalized)
+
+
+def _pace(sample_in, result_in, registered, patient_of, items, analyses, result_rows,  # noqa: ANN001
+          finalized) -> list[tuple[timedelta, timedelta, timedelta]]:  # noqa: ANN001
+    """(order, results, validation) delays of the site's new patients' samples."""
+    sample_of_item = {row["id"]: row["samp_id"] for row in items}
+    sample_of_analysis = {row["id"]: sample_of_item.get(row["sampitem_id"]) for row in analyses}
+    first_result: dict[Any, Any] = {}
+    for row in result_rows:
+        stamp, sample = result_in.get(row["id"]), sample_of_analysis.get(row["analysis_id"])
+        if stamp is not None and sample is not None:
+            first_result[sample] = min(first_result.get(sample, stamp["timestamp"]), stamp["timestamp"])
+    validated: dict[Any, Any] = {}
+    for row in analyses:
+        sample = sample_of_analysis.get(row["id"])
+        if row["status_id"] == finalized and row["lastupdated"] is not None and sample is not None:
+            validated[sample] = max(validated.get(sample, row["lastupdated"]), row["lastupdated"])
+    pace = []
+    for sample, stamp in sample_in.items():
+        patient = registered.get(patient_of.get(sample))
+        if patient is None or sample not in first_result or sample not in validated:
+            continue
+        delays = (stamp["timestamp"] - patient["timestamp"], first_result[sample] - stamp["timestamp"],
+                  validated[sample] - first_result[sample])
+        if delays[0] <= timedelta(days=1) and all(d >= timedelta(0) for d in delays):
+            pace.append(delays)  # a new patient registered for this order
+    return pace
