@@ -20,6 +20,7 @@ email_domains = ["mel-famille.fr"]
 dns_zone = "mon-rdv-sante.fr"
 portal_url = "https://espace.mon-rdv-sante.fr/acces/"
 phone_pool_file = "pool.txt"
+max_per_phone_block = 0
 """
 
 
