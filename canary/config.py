@@ -63,6 +63,7 @@ SETTINGS: tuple[Setting, ...] = (
 # Imported only when the whole list is needed (loading or documenting a config).
 SETTING_MODULES: tuple[str, ...] = (
     "canary.hits.classify",
+    "canary.hits.journal",
     "canary.alerts.config",
     "listener.dnsconfig",
     "listener.proxy",

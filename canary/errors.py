@@ -20,6 +20,11 @@ class SourceError(CanaryError):
     """Unknown source, unreachable target database, or a target that does not fit."""
 
 
+class CanaryAltered(SourceError):
+    """Retire found a planted row whose identifying values changed since planting: it may now be
+    a real patient's, so it was kept (``canary retire`` reports it and exits 1)."""
+
+
 class MappingError(CanaryError):
     """A generic-SQL mapping that does not fit its table."""
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from canary.hits.hit import HitSink
 from listener.dnsconfig import SETTINGS, DnsConfig  # noqa: F401  (SETTINGS: merged by canary.config)
+from listener.conncap import ConnectionGate
 from listener.dnshits import HitRecorder
 from listener.dnswire import Responder, truncated
 from listener.dnszone import ZoneSet
@@ -40,6 +41,8 @@ log = logging.getLogger("canary.listener.dns")
 PORT_ZERO_TRIES = 20  # port 0: find a port free for both UDP and TCP
 UDP_BATCH = 64  # datagrams read per readiness event before TCP gets its turn
 UDP_MAX_QUERY = 4096  # bytes read per datagram; longer ones are cut (and get FORMERR)
+DNS_HEADER = 12  # bytes: a shorter TCP message is not a query
+TCP_WRITE_HIGH = 64 * 1024  # bytes of answers buffered for one TCP client before it is paused
 BACKLOG = 16  # datagrams read in one wake-up that mean the loop is saturated ...
 SATURATED_FOR = 0.25  # ... for this many seconds (the hit worker then yields)
 
@@ -51,6 +54,7 @@ class DnsServer:
         self.config = config
         self.zones = zones or ZoneSet.build(config, dns_zone, email_domains)
         self.hits = HitRecorder(sink, config.hit_queue, busy=self._saturated)
+        self.gate = ConnectionGate(config.tcp_max_connections, config.tcp_max_per_network)
         self._saturated_at = -1e9  # last time the UDP socket had a backlog
         self.rate_limiter = RateLimiter(config.rate_limit, config.rate_slip) if config.rate_limit else None
         self._responder = Responder(self.zones.answers(), sink.known)
@@ -94,6 +98,7 @@ class DnsServer:
         self._ready.clear()
         self._error = None
         self._readers = []
+        self.gate = ConnectionGate(self.config.tcp_max_connections, self.config.tcp_max_per_network)
         if self._rcodes is not None:  # counted since start(), like the readers' query counts
             self._rcodes = {"udp": [0] * 16, "tcp": [0] * 16}
         self.hits.start()
@@ -323,31 +328,50 @@ class _UdpReader:
 
 
 class _TcpProtocol(asyncio.Protocol):
+    """One DNS-over-TCP connection, within the caps: total and per client network
+    (``server.gate``), an idle timer re-armed only by a complete query (a byte now and
+    then does not keep a slot), an absolute deadline, and no reading while the client
+    does not read its answers (what is buffered stays under one read's worth)."""
+
     def __init__(self, server: DnsServer) -> None:
         self._server = server
         self._buffer = bytearray()
         self._transport: Any = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._peer = "?"
+        self._admitted = False
+        self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         server = self._server
-        if len(server._connections) >= server.config.tcp_max_connections:
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if peer else "?"
+        if not server.gate.admit(self._peer):
             server.counters["tcp_refused"] += 1
             transport.abort()  # type: ignore[attr-defined]
             return
+        self._admitted = True
         server._connections.add(self)
-        peer = transport.get_extra_info("peername")
-        self._peer = peer[0] if peer else "?"
+        transport.set_write_buffer_limits(high=TCP_WRITE_HIGH)  # type: ignore[attr-defined]
+        self._deadline = asyncio.get_running_loop().call_later(server.config.tcp_max_duration, self.abort)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
+        self._answer_buffered()
+
+    def _answer_buffered(self) -> None:
+        buffer = self._buffer
+        answered = False
         try:
-            while len(buffer) >= 2:
+            while len(buffer) >= 2 and not self._paused:
                 size = int.from_bytes(buffer[:2], "big")
+                if size < DNS_HEADER:  # not even a header: junk, which must not keep the slot alive
+                    self.abort()
+                    return
                 if len(buffer) < 2 + size:
                     break
                 message = bytes(buffer[2:2 + size])
@@ -361,11 +385,13 @@ class _TcpProtocol(asyncio.Protocol):
                     if self._server._rcodes is not None:
                         self._server._rcodes["tcp"][response[3] & 15] += 1
                     self._transport.write(len(response).to_bytes(2, "big") + response)
+                answered = True
         except Exception:
             self._server._failure("TCP")
             self.abort()
             return
-        self._arm()
+        if answered:
+            self._arm()
 
     def _arm(self) -> None:
         if self._timer is not None:
@@ -378,12 +404,19 @@ class _TcpProtocol(asyncio.Protocol):
             self._transport.abort()
 
     def pause_writing(self) -> None:  # client not reading its answers: stop reading its queries
+        self._paused = True
         self._transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._paused = False
         self._transport.resume_reading()
+        self._answer_buffered()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._deadline):
+            if timer is not None:
+                timer.cancel()
+        if self._admitted:
+            self._admitted = False
+            self._server.gate.release(self._peer)
         self._server._connections.discard(self)

@@ -52,10 +52,16 @@ SETTINGS: tuple[Setting, ...] = (
             "When rate limited, every Nth response is sent truncated (TC=1, the client retries over "
             "TCP) and the others are dropped; 0 drops them all."),
     Setting("listener.dns_tcp_max_connections", 256, "Maximum simultaneous DNS-over-TCP connections."),
-    Setting("listener.dns_tcp_idle_timeout", 10.0, "Seconds before an idle DNS-over-TCP connection is closed."),
+    Setting("listener.dns_tcp_idle_timeout", 10.0,
+            "Seconds a DNS-over-TCP connection may go without a complete query before it is closed "
+            "(a byte now and then does not count)."),
+    Setting("listener.dns_tcp_max_per_network", 16,
+            "Simultaneous DNS-over-TCP connections from one client network (/24 IPv4, /56 IPv6)."),
+    Setting("listener.dns_tcp_max_duration", 120.0,
+            "Seconds a DNS-over-TCP connection may last in all, however active."),
     Setting("listener.dns_hit_queue", 50000,
-            "Hits waiting to be stored; when full, canary queries go unanswered (the resolver retries) "
-            "and the loss is logged."),
+            "In-memory queue of DNS hits, used only without the hit journal (tests, benchmarks); "
+            "`canary listen` journals every hit instead (listener.hit_journal)."),
     Setting("listener.dns_recv_buffer", 4194304,
             "UDP socket receive buffer in bytes, to absorb bursts (capped by net.core.rmem_max)."),
     Setting("listener.dns_uvloop", True, "Run the DNS event loop on uvloop when it is installed."),
@@ -86,6 +92,8 @@ class DnsConfig:
     rate_slip: int = 2
     tcp_max_connections: int = 256
     tcp_idle_timeout: float = 10.0
+    tcp_max_per_network: int = 16
+    tcp_max_duration: float = 120.0
     hit_queue: int = 50000
     recv_buffer: int = 4194304
     uvloop: bool = True
@@ -114,6 +122,10 @@ class DnsConfig:
                                      "listener.dns_tcp_max_connections", 1, 100000),
             tcp_idle_timeout=float(_number(t.get("dns_tcp_idle_timeout", d.tcp_idle_timeout),
                                            "listener.dns_tcp_idle_timeout", 0.1, 3600)),
+            tcp_max_per_network=_int(t.get("dns_tcp_max_per_network", d.tcp_max_per_network),
+                                     "listener.dns_tcp_max_per_network", 1, 100000),
+            tcp_max_duration=float(_number(t.get("dns_tcp_max_duration", d.tcp_max_duration),
+                                           "listener.dns_tcp_max_duration", 1, 86400)),
             hit_queue=_int(t.get("dns_hit_queue", d.hit_queue), "listener.dns_hit_queue", 1, 10**7),
             recv_buffer=_int(t.get("dns_recv_buffer", d.recv_buffer), "listener.dns_recv_buffer", 0, 2**30),
             uvloop=_bool(t.get("dns_uvloop", d.uvloop), "listener.dns_uvloop"),

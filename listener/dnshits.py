@@ -10,7 +10,14 @@ when the event loop is saturated (a flood), the worker sleeps between
 observations (YIELD_FACTOR): answering queries comes first, storing hits may
 lag; the queue holds them meanwhile.
 
-The queue is bounded (the hit being stored counts): when it is full
+With the listener's journaling sink (canary/hits/journal.py: ``observe``
+only appends one line to the hit journal, microseconds), there is no queue
+here: ``submit`` journals the hit on the event loop, so the hit is on disk
+before the answer leaves and nothing is held in memory; the journal's writer
+stores it. Every query is answered whatever the backlog, canary or not.
+
+The in-memory queue below serves sinks that store synchronously (tests,
+benchmarks). It is bounded (the hit being stored counts): when it is full
 ``submit`` returns False and the listener leaves that query unanswered, so
 the resolver retries and the hit is recorded on the retry; every such
 refusal is counted and logged. A failing sink is
@@ -55,6 +62,10 @@ class HitRecorder:
         self._submitted = 0  # hits accepted ...
         self._done = 0  # ... and hits handed to the sink (stored or failed)
         self._last_warning = 0.0
+        # A journaling sink (it has a ``journal``): hits are written at once, on the caller's thread.
+        self._direct = getattr(sink, "journal", None) is not None
+        if self._direct and busy is not None:
+            sink.journal.busy.append(busy)  # type: ignore[attr-defined]
 
     def start(self) -> None:
         if self._thread is None:
@@ -64,6 +75,23 @@ class HitRecorder:
 
     def submit(self, hit: Hit, remote: str, transport: str) -> bool:
         """Queue a hit (called on the event loop, never blocks); False when the queue is full."""
+        if self._direct:
+            self.queued += len(hit.labels)
+            try:
+                if not hit.labels:  # no canary: the same work, written nowhere (no timing oracle)
+                    self._decoy(hit, remote, transport, time.time())
+                    return True
+                self._record(hit, remote, transport, time.time())
+            except Exception as err:  # the journal cannot be written: counted and logged there
+                self.failed += 1
+                now = time.monotonic()
+                if now - self._last_warning > 5.0:
+                    self._last_warning = now
+                    log.error("DNS hit LOST: %s (%d so far)", error_text(err), self.failed,
+                              extra={"event": "dns-hit-lost"})
+            return True
+        if not hit.labels:
+            return True
         if self._submitted - self._done >= self._maxsize:
             self.refused += 1
             now = time.monotonic()
@@ -143,7 +171,20 @@ class HitRecorder:
             self._observe(Observation(channel=Channel.DNS, kind=TokenKind.DNS_LABEL, value=label,
                                       remote=remote, evidence=evidence, at=when))
 
+    def _decoy(self, hit: Hit, remote: str, transport: str, at: float) -> None:
+        """What ``_record`` does for one label, the journal line going to /dev/null."""
+        evidence = {"qname": hit.qname, "qtype": hit.qtype, "resolver": remote, "ecs": hit.ecs,
+                    "transport": transport}
+        when = datetime.fromtimestamp(at, timezone.utc)
+        label = hit.qname.partition(".")[0]
+        self._sink.journal.decoy(Observation(channel=Channel.DNS, kind=TokenKind.DNS_LABEL,  # type: ignore[attr-defined]
+                                             value=label, remote=remote, evidence=evidence, at=when))
+
     def _observe(self, observation: Observation) -> None:
+        if self._direct:  # journaled: the journal's writer stores and retries
+            self._sink.observe(observation)
+            self.stored += 1
+            return
         for delay in RETRY_DELAYS + (None,):
             try:
                 self._sink.observe(observation)

@@ -157,7 +157,9 @@ class Responder:
                 elif label not in found:
                     found.append(label)
         qtype = (data[qend] << 8) | data[qend + 1]
-        hit = Hit(tuple(found), data[12:qend], qtype, data[pos + 11:n] if edns else b"") if found else None
+        # Every query in our zones gets a Hit, with no labels when none is a canary: the
+        # front end then does the same work for it as for a canary's (listener/dnshits.py).
+        hit = Hit(tuple(found) if found else (), data[12:qend], qtype, data[pos + 11:n] if edns else b"")
         if data[qend + 2:pos] != b"\x00\x01" or qtype == AXFR or qtype == IXFR:  # only IN; no transfers
             return b"".join((data[:2], _FLAGS_REFUSED[flag_index], _COUNTS[edns], data[12:pos], optrr)), hit
         answer = None

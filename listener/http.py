@@ -136,8 +136,15 @@ def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChec
         app.extensions[METRICS_EXTENSION] = metrics
         app.after_request(_count_request)
     if telephony is not None:
-        register_hooks(app, sink, telephony, config.proxies, metrics=metrics)
+        register_hooks(app, sink, telephony, config.proxies, metrics=metrics, disguise=_portal_answer)
     return app
+
+
+def _portal_answer() -> Response:
+    """What the portal answers this request when it carries no token: a refused webhook
+    (bad signature) gets it too, so the hook path looks like any other page."""
+    portal: _Portal = current_app.extensions[EXTENSION]
+    return (portal.failed_login if request.method == "POST" else portal.page).response()
 
 
 # -- the page -------------------------------------------------------------
@@ -194,6 +201,12 @@ def _portal_view() -> Response | None:
         answer = portal.png if req.path.lower().endswith(".png") else portal.gif
     if found:
         _record(portal, req, found, password)
+    elif req.path.startswith(portal.config.portal_path) and len(req.path) > len(portal.config.portal_path):
+        # An unknown code or login under the portal: the same work as for a canary's, its
+        # journal line going to /dev/null, so that the answer time tells nothing.
+        kind = TokenKind.PORTAL_LOGIN if req.method == "POST" else TokenKind.URL_CODE
+        decoy = req.path.rstrip("/").rpartition("/")[2][:MAX_TOKEN_CHARS].lower()
+        _record(portal, req, [(kind, decoy, "path", {})], None, decoy=True)
     return answer.response()
 
 
@@ -300,11 +313,24 @@ def _credential(portal: _Portal, login: str, password: str) -> bool | None:
     return expected is not None and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
 
 
-def _record(portal: _Portal, req: Request, found: list[_Found], password: str | None) -> None:
-    """Store the hits (and check a canary login's password): after answering when deferred."""
+def _record(portal: _Portal, req: Request, found: list[_Found], password: str | None,
+            decoy: bool = False) -> None:
+    """Store the hits (and check a canary login's password): after answering when deferred.
+    ``decoy``: the same work for a request without a canary token, stored nowhere."""
     remote = portal.config.proxies.client_ip(req.remote_addr, req.environ)
     base = request_evidence(req)
     observations = [(kind, value, cap_evidence({**base, "via": where, **extra})) for kind, value, where, extra in found]
+    if decoy:
+        journal = getattr(portal.sink, "journal", None)
+        if journal is not None and portal.defer is not None:
+            def mimic() -> None:
+                for kind, value, evidence in observations:
+                    if kind is TokenKind.PORTAL_LOGIN:  # a canary login's password is checked too
+                        evidence = {**evidence, "credential": _credential(portal, value, "")}
+                    journal.decoy(Observation(Channel.HTTP, kind, value, remote, evidence))
+
+            portal.defer(mimic)
+        return
 
     def store() -> None:
         for kind, value, evidence in observations:

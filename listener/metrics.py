@@ -53,6 +53,10 @@ SMTP_ERROR_STAGES = ("rcpt", "data", "session")
 # DNS response codes by number (RFC 1035, 6895); others are reported by number.
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 NO_ANSWER = "none"  # queries left unanswered: rate-limited, hit queue full, unparseable
+# Families an untrusted scraper must not see: how many canaries are watched, and anything
+# that moves when a canary is hit (hits, their journal, alerts, the outbox). Someone reaching
+# the admin port could otherwise probe a record and watch the counter.
+PRIVATE_PREFIXES = (b"canary_tokens", b"canary_hit", b"canary_dns_hits", b"canary_alerts", b"canary_outbox")
 # The classic text format: every Prometheus version reads it (our names need no UTF-8 escaping).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -104,6 +108,7 @@ class _Watched:
     dns: tuple["DnsCounters", ...] = ()
     tokens: Callable[[], int] | None = None
     probe: RegistryProbe | None = None
+    journal: Callable[[], dict[str, int]] | None = None
 
 
 class ListenerMetrics:
@@ -205,6 +210,10 @@ class ListenerMetrics:
         """``size()``: how many tokens the listener watches (the token index)."""
         self._watched = replace(self._watched, tokens=size)
 
+    def watch_journal(self, stats: Callable[[], dict[str, int]]) -> None:
+        """``stats()``: the hit journal's counts in and out (canary.hits.journal.HitJournal.stats)."""
+        self._watched = replace(self._watched, journal=stats)
+
     def watch_registry(self, registry: Any) -> RegistryProbe:
         """Read outbox depth from ``registry.pending_delivery_counts()``; returns the shared probe."""
         probe = RegistryProbe(registry, self.cache_seconds, self._clock)
@@ -215,9 +224,13 @@ class ListenerMetrics:
     def registry_probe(self) -> RegistryProbe | None:
         return self._watched.probe
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text exposition format and its content type, for GET /metrics."""
-        return generate_latest(self.registry), CONTENT_TYPE
+    def exposition(self, full: bool = True) -> tuple[bytes, str]:
+        """The text exposition format and its content type, for GET /metrics. Not ``full``:
+        without the families that tell about canaries and hits (PRIVATE_PREFIXES)."""
+        body = generate_latest(self.registry)
+        if not full:
+            body = b"".join(line for line in body.splitlines(keepends=True) if not _private(line))
+        return body, CONTENT_TYPE
 
 
 class _StateCollector:
@@ -239,6 +252,8 @@ class _StateCollector:
                                     value=watched.tokens())
         if watched.dns:
             yield from _dns_families(watched.dns)
+        if watched.journal is not None:
+            yield from _journal_families(watched.journal())
         if watched.probe is not None:
             pending, problem = watched.probe.read()
             yield GaugeMetricFamily("canary_registry_up", "1 if the registry answered its last probe, else 0.",
@@ -283,6 +298,27 @@ def _dns_families(servers: Iterable["DnsCounters"]) -> Iterator[Metric]:
     lost.add_metric(["store_failed"], totals.get("hits_failed", 0))
     yield lost
 
+
+def _journal_families(stats: dict[str, int]) -> Iterator[Metric]:
+    entries = CounterMetricFamily("canary_hit_journal_entries", "Hits through the hit journal: in (appended now, "
+                                  "or replayed from the last run) and out (stored, already stored, set aside).",
+                                  labels=("direction", "outcome"))
+    for direction, outcome in (("in", "appended"), ("in", "replayed"), ("out", "stored"),
+                               ("out", "duplicates"), ("out", "rejected")):
+        entries.add_metric([direction, outcome], stats.get(outcome, 0))
+    yield entries
+    yield GaugeMetricFamily("canary_hit_journal_pending", "Hits in the journal, not yet stored in the registry.",
+                            value=stats.get("pending", 0))
+    yield CounterMetricFamily("canary_hit_journal_write_failures", "Hits the journal could not write "
+                              "(disk full): the front end answered with a temporary error or lost them.",
+                              value=stats.get("append_failed", 0))
+    yield CounterMetricFamily("canary_hit_journal_retries", "Registry errors while storing journaled hits "
+                              "(each is retried until stored).", value=stats.get("retries", 0))
+
+
+def _private(line: bytes) -> bool:
+    name = line[7:] if line.startswith((b"# HELP ", b"# TYPE ")) else line
+    return name.startswith(PRIVATE_PREFIXES)
 
 
 def rcode_name(code: int) -> str:

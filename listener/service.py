@@ -49,8 +49,9 @@ FRONT_ENDS = ("dns", "http", "smtp")
 BINDABLE = (*FRONT_ENDS, "https", "admin", "audit_syslog")
 # Front ends first (stop accepting, store in-flight hits), then the token refresher,
 # the outbox worker last so that it finishes the delivery in progress.
-STOP_ORDER = ("hibp", "dns", "http", "https", "http hits", "smtp", "audit syslog", "admin", "token index",
-              "audit index", "outbox")
+# The hit journal's writer after every front end (it stores what they journaled until they stopped).
+STOP_ORDER = ("hibp", "dns", "http", "https", "http hits", "smtp", "audit syslog", "admin", "hit journal",
+              "token index", "audit index", "outbox")
 DEFAULT_INDEX_REFRESH = 5.0  # seconds between token index refreshes
 INDEX_LAG_LIMIT = 30.0  # a token the index still lacks this long after readiness first saw it: not ready
 
@@ -91,9 +92,11 @@ class ListenerService:
         self.smtp: Any = None
         self.https: Any = None  # only with listener.https (TLS)
         self.http_hits: Any = None  # the portal's hits, stored after answering
+        self.journal: Any = None  # every front end's hits wait here until stored (canary/hits/journal.py)
         self.admin: Any = None  # the dashboard, /metrics, /healthz, /readyz
         self.metrics: Any = None
         self.audit: Any = None  # the audit receivers (listener/audit.py), when set up
+        self.hooks_path = ""  # where the provider webhooks are served (random per installation)
         self._index_lag: tuple[int, float] | None = None  # (oldest token id the index lacks, first seen)
         self._started: list[tuple[str, Callable[[], None]]] = []  # (name, stop) in start order
         self._lock = threading.Lock()
@@ -115,17 +118,20 @@ class ListenerService:
             except BaseException:
                 self._stop_started()
                 raise
-        log.info("listener ready", extra={"event": "ready", **self.ports(),
+        log.info("listener ready; provider webhooks under %s", self.hooks_path,
+                 extra={"event": "ready", **self.ports(),
                                           "sinks": list(self.alerting.sinks), "tokens": len(self.index)})
 
     def _start(self) -> None:
         from canary.alerts.outbox import OutboxWorker
         from canary.alerts.service import build_alerting, build_hit_sink
+        from canary.hits.journal import HitJournal, JournalSink, journal_settings
         from listener.credentials import CredentialChecker
         from listener.deferred import Deferred
         from listener.dns import DnsConfig, DnsServer
         from listener.http import HttpConfig, create_app
         from listener.admin import AdminConfig, admin_bind, create_admin_app
+        from listener.limits import descriptors_needed, raise_descriptor_limit
         from listener.metrics import ListenerMetrics
         from listener.smtp import SmtpConfig, SmtpServer
         from listener.telephony import TelephonyConfig
@@ -142,7 +148,12 @@ class ListenerService:
         admin_host, admin_port = admin_bind(table)
         admin_config = AdminConfig.from_table(raw.get("admin"), self.environ)
         smtp_config = SmtpConfig.from_table(table, contacts=contacts, base_dir=config.base_dir)
-        telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ)
+        journal_path, drain_timeout = journal_settings(table, config.base_dir)
+        telephony = TelephonyConfig.from_table(raw.get("telephony") or {}, self.environ, journal_path.parent)
+        soft, needed = raise_descriptor_limit(descriptors_needed(table))
+        if soft < needed:
+            log.warning("open files limited to %d, the connection caps need %d: raise LimitNOFILE "
+                        "(see canary doctor)", soft, needed, extra={"event": "nofile-low"})
         self.alerting = build_alerting(self.registry, raw, self.environ)
         if not self.alerting.sinks:
             log.warning("no alert sink configured ([alerts.email], [alerts.webhook] or [alerts.syslog]): "
@@ -171,7 +182,14 @@ class ListenerService:
         self.audit = AuditReceivers.build(self)  # its settings are checked before anything binds
         self.index.start(self.index_refresh)
         self._started.append(("token index", self.index.stop))
-        self.dns = DnsServer(dns_config, self.sink, dns_zone=contacts.dns_zone,
+        # Front ends journal their hits and answer; the journal's writer stores them (and
+        # first those a previous run left). They never wait for the registry.
+        self.journal = HitJournal(journal_path, self.sink)
+        self.journal.start()
+        self._started.append(("hit journal", lambda: self.journal.stop(drain_timeout)))
+        metrics.watch_journal(self.journal.stats)
+        front = JournalSink(self.journal, self.sink)
+        self.dns = DnsServer(dns_config, front, dns_zone=contacts.dns_zone,
                              email_domains=contacts.email_domains, metrics=metrics)
         self._bind("DNS", ", ".join(f"{h}:{p}" for h, p in dns_config.binds), self.dns.start)
         self._started.append(("dns", self.dns.stop))
@@ -179,7 +197,8 @@ class ListenerService:
         self.http_hits = Deferred("http hits")
         self.http_hits.start()
         self._started.append(("http hits", self.http_hits.stop))
-        app = create_app(self.sink, http_config, credentials=CredentialChecker(self.registry),
+        self.hooks_path = telephony.hooks_path
+        app = create_app(front, http_config, credentials=CredentialChecker(self.registry),
                          telephony=telephony, metrics=metrics, defer=self.http_hits.submit)
         app = self.audit.wrap(app)  # POST /audit/fhir... when listener.audit_fhir_token_env is set
         self.http = HttpServer(app, serve_config)
@@ -189,7 +208,7 @@ class ListenerService:
             self.https = HttpsServer(app, https_config)
             self._bind("HTTPS", f"{https_config.host}:{https_config.port}", self.https.start)
             self._started.append(("https", self.https.stop))
-        self.smtp = SmtpServer(self.sink, smtp_config, metrics=metrics)
+        self.smtp = SmtpServer(front, smtp_config, metrics=metrics)
         self._bind("SMTP", f"{smtp_config.host}:{smtp_config.port}", self.smtp.start)
         self._started.append(("smtp", self.smtp.stop))
         self.audit.start(self._bind, self._started)
@@ -285,6 +304,8 @@ class ListenerService:
         checks["registry"] = problem or "ok"
         checks["token_index"] = self._index_problem(registry_up=problem is None) or "ok"
         checks["outbox"] = "ok" if _alive(self.worker) else "worker not running"
+        if not _alive(self.journal):
+            checks["registry"] = "hit journal writer not running"
         return checks
 
     def _index_problem(self, registry_up: bool) -> str | None:

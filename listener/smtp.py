@@ -21,24 +21,24 @@ import asyncio
 import email.policy
 import hashlib
 import logging
-import os
 import re
-import secrets
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from email.parser import BytesParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from canary.config import Setting
 from canary.contacts import ContactPoints
 from canary.errors import ConfigError
 from canary.hits.hit import Channel, HitSink, Observation, cap_evidence
 from canary.model import TokenKind
+from listener.conncap import ConnectionGate
+from listener.evidence import EvidenceStore
 from listener.proxy import parse_bind
 from listener.tls import no_password
 from listener.wsgi import int_setting
@@ -52,6 +52,7 @@ DEFAULT_SMTP_BIND = "127.0.0.1:2525"
 MAX_LINKS = 50
 COMMAND_CALL_LIMIT = 100  # per command and session: a flood gets 421 and is cut
 RELAY_DENIED = "550 5.7.1 Relaying denied"
+MALFORMED = "553 5.1.3 Error: malformed address"  # aiosmtpd's own answer to a bad address
 TEMP_FAILURE = "451 4.3.0 Temporary local problem, please try again later"
 
 SETTINGS: tuple[Setting, ...] = (
@@ -63,9 +64,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest message accepted, in bytes (a larger one is refused with 552 and not kept)."),
     Setting("listener.smtp_max_recipients", 50, "Most recipients accepted per message (452 after that)."),
     Setting("listener.smtp_timeout", 60, "Seconds an idle SMTP connection is kept open."),
+    Setting("listener.smtp_max_connections", 200,
+            "Simultaneous SMTP connections; more get 421 and are closed (the sender retries)."),
+    Setting("listener.smtp_max_per_network", 10,
+            "Simultaneous SMTP connections from one client network (/24 IPv4, /56 IPv6); more get 421."),
+    Setting("listener.smtp_session_limit", 300,
+            "Seconds an SMTP session may last in all, active or not (a slow sender is cut with 421)."),
     Setting("listener.smtp_evidence_dir", "smtp-evidence",
             "Folder (mode 0700) where messages sent to canaries are kept as .eml files (mode 0600); "
             "relative to the folder of canary.toml."),
+    Setting("listener.smtp_evidence_per_canary", 20 * 1024 * 1024,
+            "Bytes of .eml kept per canary address; a message beyond is kept in part (or not) and its "
+            "hit says evidence_truncated."),
+    Setting("listener.smtp_evidence_max", 1024 * 1024 * 1024,
+            "Bytes of .eml kept in all, every canary together; beyond, as for the per-canary quota."),
+    Setting("listener.min_free_space", 1024 * 1024 * 1024,
+            "Bytes that must stay free on the evidence folder's disk: below, no .eml is written (hits "
+            "are still recorded)."),
     Setting("listener.smtp_tls_cert", None,
             "PEM certificate (chain) offered with STARTTLS; with smtp_tls_key. Unset: no STARTTLS."),
     Setting("listener.smtp_tls_key", None, "PEM private key of smtp_tls_cert."),
@@ -82,6 +97,12 @@ class SmtpConfig:
     max_message: int = 10 * 1024 * 1024
     max_recipients: int = 50
     timeout: int = 60
+    max_connections: int = 200
+    max_per_network: int = 10
+    session_limit: int = 300
+    evidence_per_canary: int = 20 * 1024 * 1024
+    evidence_max: int = 1024 * 1024 * 1024
+    min_free_space: int = 1024 * 1024 * 1024
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -106,6 +127,12 @@ class SmtpConfig:
             max_message=int_setting(table, "smtp_max_message", 10 * 1024 * 1024, 1024, 2**30),
             max_recipients=int_setting(table, "smtp_max_recipients", 50, 1, 1000),
             timeout=int_setting(table, "smtp_timeout", 60, 1, 3600),
+            max_connections=int_setting(table, "smtp_max_connections", 200, 1, 100_000),
+            max_per_network=int_setting(table, "smtp_max_per_network", 10, 1, 100_000),
+            session_limit=int_setting(table, "smtp_session_limit", 300, 5, 86_400),
+            evidence_per_canary=int_setting(table, "smtp_evidence_per_canary", 20 * 1024 * 1024, 0, 2**40),
+            evidence_max=int_setting(table, "smtp_evidence_max", 1024 * 1024 * 1024, 0, 2**44),
+            min_free_space=int_setting(table, "min_free_space", 1024 * 1024 * 1024, 0, 2**44),
             tls_cert=base / cert if cert else None, tls_key=base / key if key else None,
         )
 
@@ -118,11 +145,19 @@ class CanaryHandler:
         self.config = config
         self.metrics = metrics
         self._domains = frozenset(config.domains)
+        self.evidence = EvidenceStore(config.evidence_dir, per_canary=config.evidence_per_canary,
+                                      total=config.evidence_max, min_free=config.min_free_space)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         metrics = self.metrics
         value = address.strip().lower()
+        if not value.isascii() and not _valid_utf8(value):
+            # Bytes that are not UTF-8 (aiosmtpd keeps them as surrogates): a malformed
+            # address like any other, answered as aiosmtpd answers those, nothing logged.
+            if metrics is not None:
+                metrics.smtp_recipient(accepted=False)
+            return MALFORMED
         if value.rpartition("@")[2].rstrip(".") not in self._domains:
             if metrics is not None:
                 metrics.smtp_recipient(accepted=False)
@@ -173,16 +208,32 @@ class CanaryHandler:
 
     def _record_message(self, content: bytes, envelope_evidence: dict[str, Any],
                         recipients: list[str], remote: str | None) -> None:
-        """Keep the message (if it is for a canary) and record one hit per recipient."""
-        path = None
-        if any(self.sink.known(TokenKind.EMAIL, r) for r in recipients):
-            path = save_eml(self.config.evidence_dir, content)
-        evidence = {**envelope_evidence, **parse_message(content), "stage": "data", "rcpt": recipients,
-                    "eml_path": str(path) if path else None, "size": len(content),
-                    "sha256": hashlib.sha256(content).hexdigest()}
-        evidence = cap_evidence(evidence)
-        for recipient in dict.fromkeys(recipients):
-            self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, recipient, remote, evidence))
+        """Keep the message (if it is for a canary) and record one hit per recipient.
+
+        Only canary recipients get the full evidence (subject, text, links, the .eml
+        within the quotas of listener/evidence.py); any other recipient's hit holds the
+        envelope, size and digest: fifty recipients no longer store fifty copies."""
+        unique = list(dict.fromkeys(recipients))
+        canaries = {r for r in unique if self.sink.known(TokenKind.EMAIL, r)}
+        base = {**envelope_evidence, "stage": "data", "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest()}
+        full: dict[str, Any] = {}
+        if canaries:
+            path, kept = self.evidence.save(content, next(r for r in unique if r in canaries))
+            full = cap_evidence({**base, **parse_message(content), "rcpt": recipients,
+                                 "eml_path": str(path) if path else None, **kept})
+        brief = cap_evidence({**base, "rcpt_count": len(recipients)})
+        for recipient in unique:
+            self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, recipient, remote,
+                                          full if recipient in canaries else brief))
+
+
+def _valid_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _peer_ip(session: Any) -> str | None:
@@ -193,17 +244,6 @@ def _peer_ip(session: Any) -> str | None:
 def _envelope_evidence(session: Any, envelope: Any) -> dict[str, Any]:
     return {"helo": session.host_name or "", "mail_from": envelope.mail_from or "",
             "tls": bool(getattr(session, "ssl", None))}
-
-
-def save_eml(folder: Path, content: bytes) -> Path:
-    """Write the raw message to a new file of mode 0600 (never over an existing one)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = folder / f"{stamp}-{secrets.token_hex(8)}.eml"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(content)
-    return path
 
 
 _URL = re.compile(r"""https?://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
@@ -241,20 +281,67 @@ def parse_message(content: bytes) -> dict[str, Any]:
     return result
 
 
+TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+SESSION_OVER = b"421 4.4.2 Session too long, closing\r\n"
+
+
+class _CappedSMTP(SMTP):
+    """aiosmtpd's protocol under the connection caps and an absolute session deadline
+    (its own timeout is an idle timer that every command restarts)."""
+
+    def __init__(self, *args: Any, gate: ConnectionGate, session_limit: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = gate
+        self._session_limit = session_limit
+        self._admitted: str | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._admitted is not None:  # STARTTLS: the same session on a new transport
+            super().connection_made(transport)
+            return
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else None
+        if not self._gate.admit(ip):
+            transport.write(TOO_MANY)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._admitted = ip or ""
+        self._deadline = self.loop.call_later(self._session_limit, self._session_over, transport)
+        super().connection_made(transport)
+
+    def _session_over(self, transport: asyncio.BaseTransport) -> None:
+        if not transport.is_closing():
+            transport.write(SESSION_OVER)  # type: ignore[attr-defined]
+            transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted is None:
+            return  # refused at once: aiosmtpd never set this connection up
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._gate.release(self._admitted or None)
+        self._admitted = None
+        super().connection_lost(error)
+
+
 class _Controller(Controller):
     """aiosmtpd's threaded controller on a socket we bound ourselves (port 0 works)."""
 
-    def __init__(self, handler: Any, sock: socket.socket, **kwargs: Any):
+    def __init__(self, handler: Any, sock: socket.socket, *, gate: ConnectionGate, session_limit: float,
+                 **kwargs: Any):
         host, port = sock.getsockname()[:2]
         super().__init__(handler, hostname=host, port=port, **kwargs)
         self._sock = sock
+        self.gate = gate
+        self._session_limit = session_limit
         self.on_session: Callable[[], None] | None = None  # set once started: start()'s own probe is no session
 
     def factory(self) -> Any:
         """One SMTP protocol object per connection: the place to count sessions."""
         if self.on_session is not None:
             self.on_session()
-        return super().factory()
+        return _CappedSMTP(self.handler, gate=self.gate, session_limit=self._session_limit, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
@@ -296,6 +383,7 @@ class SmtpServer:
             raise RuntimeError("SMTP server already running")
         cfg = self.config
         cfg.evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.handler.evidence.load()
         tls = _tls_context(cfg)
         family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
         sock = socket.create_server((cfg.host, cfg.port), family=family, backlog=128)
@@ -304,6 +392,7 @@ class SmtpServer:
             self.handler, sock, server_hostname=cfg.hostname, ident="ESMTP",
             data_size_limit=cfg.max_message, timeout=cfg.timeout, tls_context=tls,
             command_call_limit=COMMAND_CALL_LIMIT, enable_SMTPUTF8=True,
+            gate=ConnectionGate(cfg.max_connections, cfg.max_per_network), session_limit=cfg.session_limit,
         )
         try:
             controller.start()

@@ -3,11 +3,17 @@
 Twilio (SMS and voice, form POSTs signed with ``X-Twilio-Signature``) and
 Vonage (inbound SMS, signed with a ``sig`` parameter). The number texted or
 called is the canary; the SMS text is evidence: it is the phishing message
-sent to patients. A request whose signature does not verify gets 403 and is
-not recorded; a provider without a configured secret has no route (its URLs
-get the portal page, like any other URL). The 200 goes
-out only after the hit is stored: a storage failure answers 503 so that the
-provider retries.
+sent to patients. A request whose signature does not verify is not recorded;
+it gets 403, or the portal page if it is a GET (like any other URL); a
+provider without a configured secret has no route (its URLs get the portal
+page, like any other URL). The 200 goes out once the hit is journaled (see
+canary/hits/journal.py): a journal failure answers 503 so that the provider
+retries. Each hit carries the provider's message or call id as its receipt:
+a webhook delivered or replayed again is stored once.
+
+The hooks live under a path of their own, random per installation unless
+``telephony.hooks_path`` sets one (``hooks_path_for``): one request to a
+well-known path would otherwise tell which software answers.
 
 Signatures are checked with the standard library (hmac), as the providers'
 SDKs do, rather than pulling in the SDKs for twenty lines.
@@ -20,8 +26,10 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
@@ -44,9 +52,11 @@ VONAGE_METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 MAX_MEDIA = 10
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("telephony.hooks_path", "/hooks",
+    Setting("telephony.hooks_path", None,
             "URL path under which the provider webhooks are served on the HTTP listener "
-            "(/hooks/twilio/sms, /hooks/twilio/voice, /hooks/vonage/sms); an unguessable path hides them."),
+            "(PATH/twilio/sms, PATH/twilio/voice, PATH/vonage/sms); default: a random path made once per "
+            "installation and kept in the file hooks-path next to the hit journal (the listener logs it "
+            "at start). Two listeners behind one provider URL need the same path: set it."),
     Setting("telephony.public_base_url", None,
             "Public base URL the providers call (e.g. \"https://hooks.example.fr\"); the signed URL is this "
             "plus the request path. Needed behind a TLS-terminating proxy; default: the URL as received."),
@@ -87,8 +97,10 @@ class TelephonyConfig:
     hooks_path: str = "/hooks"
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> "TelephonyConfig":
-        """From the ``[telephony]`` table (with its ``twilio`` and ``vonage`` sub-tables)."""
+    def from_table(cls, table: Mapping[str, Any], environ: Mapping[str, str] = os.environ,
+                   state_dir: Path | None = None) -> "TelephonyConfig":
+        """From the ``[telephony]`` table (with its ``twilio`` and ``vonage`` sub-tables); without
+        ``hooks_path``, the installation's random path kept in ``state_dir`` ("/hooks" without one)."""
         twilio = _subtable(table, "twilio")
         vonage = _subtable(table, "vonage")
         method = str(vonage.get("signature_method", "md5hash")).lower()
@@ -97,7 +109,9 @@ class TelephonyConfig:
         base = table.get("public_base_url")
         if base is not None and (not isinstance(base, str) or not base.startswith(("https://", "http://"))):
             raise ConfigError("telephony.public_base_url must be a URL starting with https://")
-        path = table.get("hooks_path", "/hooks")
+        path = table.get("hooks_path")
+        if path is None:
+            path = hooks_path_for(state_dir) if state_dir is not None else "/hooks"
         if not isinstance(path, str) or not path.startswith("/") or len(path) < 2 or "?" in path:
             raise ConfigError("telephony.hooks_path must be a URL path like \"/hooks\"")
         return cls(
@@ -107,6 +121,32 @@ class TelephonyConfig:
             public_base_url=base.rstrip("/") if base else None,
             hooks_path=path.rstrip("/"),
         )
+
+
+HOOKS_PATH_FILE = "hooks-path"
+
+
+def hooks_path_for(state_dir: Path) -> str:
+    """This installation's webhook path: made at random the first time, then read back.
+    ``state_dir``: the folder of the hit journal, which the listener may write (/etc is
+    read-only under its systemd unit)."""
+    file = state_dir / HOOKS_PATH_FILE
+    try:
+        path = file.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        path = ""
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {file}: {getattr(err, 'strerror', None) or err}") from None
+    if path.startswith("/") and len(path) > 1:
+        return path
+    path = "/" + secrets.token_urlsafe(15)
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(path + "\n")
+    except OSError as err:
+        raise ConfigError(f"cannot write {file}: {err.strerror}; set telephony.hooks_path instead") from None
+    return path
 
 
 def _subtable(table: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -193,17 +233,23 @@ class _Hooks:
     config: TelephonyConfig
     proxies: TrustedProxies
     metrics: "ListenerMetrics | None" = None
+    disguise: "Callable[[], Response] | None" = None  # the portal's own answer to this request
 
     def refused(self, provider: str) -> Response:
-        """403 for a bad signature, counted."""
+        """A bad signature, counted. A GET (what a browser or a scanner sends) gets the portal
+        page like any other URL, as an empty 403 would tell one request what software runs; a
+        POST, what providers send, gets 403 (``canary doctor`` tells a live hook by it)."""
         if self.metrics is not None:
             self.metrics.webhook_rejected(provider, "signature")
+        if self.disguise is not None and request.method == "GET":
+            return self.disguise()
         return _empty(403)
 
 
 def register_hooks(app: Flask, sink: HitSink, config: TelephonyConfig, proxies: TrustedProxies,
-                   *, metrics: "ListenerMetrics | None" = None) -> None:
-    app.extensions[EXTENSION] = _Hooks(sink, config, proxies, metrics)
+                   *, metrics: "ListenerMetrics | None" = None,
+                   disguise: "Callable[[], Response] | None" = None) -> None:
+    app.extensions[EXTENSION] = _Hooks(sink, config, proxies, metrics, disguise)
     # Only the providers set up get routes: any other URL, an unconfigured provider's
     # included, is the portal page like the rest of the site (an empty 404 there would
     # tell a scanner what software answers).
@@ -245,14 +291,18 @@ def _twilio_checked(hooks: _Hooks) -> Response | None:
     return None
 
 
-def _store(hooks: _Hooks, channel: Channel, to: str, evidence: Mapping[str, Any]) -> bool:
-    """Record the hit; False if storage failed (the caller answers 503 so the provider retries)."""
+def _store(hooks: _Hooks, channel: Channel, to: str, evidence: Mapping[str, Any], receipt: str = "") -> bool:
+    """Record the hit; False if storage failed (the caller answers 503 so the provider retries).
+
+    ``receipt``: the provider's id of the message or call stage (MessageSid, CallSid...); a
+    webhook delivered again (a provider retry, a replayed signed request) is stored once."""
     number = normalise(TokenKind.PHONE, to) if to else ""
     if not number:
         return True  # nothing to attribute: acknowledge, record nothing
     remote = hooks.proxies.client_ip(request.remote_addr, request.environ)
     try:
-        hooks.sink.observe(Observation(channel, TokenKind.PHONE, number, remote, cap_evidence(evidence)))
+        hooks.sink.observe(Observation(channel, TokenKind.PHONE, number, remote, cap_evidence(evidence),
+                                       receipt=f"{receipt[:60]}:{number}" if receipt else None))
     except Exception:
         log.exception("could not record a %s webhook hit", channel.value)
         return False
@@ -275,7 +325,8 @@ def _twilio_sms() -> Response:
         "media": [form.get(f"MediaUrl{i}", "") for i in range(num_media)],
         "message_sid": form.get("MessageSid", ""), "from_country": form.get("FromCountry", ""),
     }
-    if not _store(hooks, Channel.SMS, form.get("To", ""), evidence):
+    sid = str(form.get("MessageSid", ""))
+    if not _store(hooks, Channel.SMS, form.get("To", ""), evidence, f"twilio:sms:{sid}" if sid else ""):
         return _empty(503)
     return _twiml(TWIML_EMPTY)
 
@@ -291,7 +342,8 @@ def _twilio_voice() -> Response:
         "call_sid": form.get("CallSid", ""), "call_status": form.get("CallStatus", ""),
         "caller_name": form.get("CallerName", ""), "from_country": form.get("FromCountry", ""),
     }
-    if not _store(hooks, Channel.VOICE, form.get("To", ""), evidence):
+    sid = str(form.get("CallSid", ""))
+    if not _store(hooks, Channel.VOICE, form.get("To", ""), evidence, f"twilio:call:{sid}" if sid else ""):
         return _empty(503)
     base = hooks.config.public_base_url or ""
     return _twiml(voicemail_twiml(base + hooks.config.hooks_path + "/twilio/voice/recorded"))
@@ -309,7 +361,8 @@ def _twilio_recorded() -> Response:
         "call_sid": form.get("CallSid", ""), "recording_url": form.get("RecordingUrl", ""),
         "recording_duration": form.get("RecordingDuration", ""),
     }
-    if not _store(hooks, Channel.VOICE, form.get("To", ""), evidence):
+    sid = str(form.get("CallSid", ""))
+    if not _store(hooks, Channel.VOICE, form.get("To", ""), evidence, f"twilio:rec:{sid}" if sid else ""):
         return _empty(503)
     return _twiml(TWIML_HANGUP)
 
@@ -335,6 +388,8 @@ def _vonage_sms() -> Response:
         "timestamp": params.get("message-timestamp", ""),
         "concat": {k: params[k] for k in ("concat-ref", "concat-total", "concat-part") if k in params},
     }
-    if not _store(hooks, Channel.SMS, "+" + to if to.isdigit() else to, evidence):
+    message_id = str(params.get("messageId", ""))
+    if not _store(hooks, Channel.SMS, "+" + to if to.isdigit() else to, evidence,
+                  f"vonage:sms:{message_id}" if message_id else ""):
         return _empty(503)
     return _empty(200)

@@ -38,6 +38,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listener.http_connection_limit", 500,
             "Open HTTP connections accepted at once; more wait in the listen backlog."),
     Setting("listener.http_timeout", 30, "Seconds an idle HTTP connection is kept open."),
+    Setting("listener.http_request_timeout", 10,
+            "Seconds a client has to send a whole request, headers and body, from its first byte; a "
+            "slower one (slowloris: a byte every few seconds) is disconnected."),
 )
 
 
@@ -56,6 +59,7 @@ class HttpServeConfig:
     threads: int = 8
     connection_limit: int = 500
     timeout: int = 30
+    request_timeout: int = 10
     max_body: int = 65536
 
     @classmethod
@@ -66,7 +70,40 @@ class HttpServeConfig:
                    threads=int_setting(table, "http_threads", 8, 1, 256),
                    connection_limit=int_setting(table, "http_connection_limit", 500, 10, 100000),
                    timeout=int_setting(table, "http_timeout", 30, 1, 3600),
+                   request_timeout=int_setting(table, "http_request_timeout", 10, 1, 3600),
                    max_body=int_setting(table, "http_max_body", 65536, 1024, 2**26))
+
+
+CLEANUP_INTERVAL = 1  # seconds between waitress's sweeps of expired connections (default 30)
+
+
+def _deadline_channel(request_timeout: float) -> type:
+    """Waitress's channel with a deadline on reading each request.
+
+    Waitress closes a connection idle for ``channel_timeout``, and every byte
+    received counts as activity: one byte every 20 s held a connection forever,
+    and 520 of them kept every new client out. Here, while a request is only
+    partly received, its activity time stays at its first byte, moved back so
+    that the sweep closes it ``request_timeout`` seconds after that byte.
+    """
+    from waitress.channel import HTTPChannel
+
+    class DeadlineChannel(HTTPChannel):  # type: ignore[misc,valid-type]
+        _request_started: float | None = None
+
+        def received(self, data: bytes) -> bool:
+            now = self.last_activity
+            if self.request is None and self._request_started is None:
+                self._request_started = now
+            result = super().received(data)
+            if self.request is not None and not self.request.completed:
+                started = self._request_started if self._request_started is not None else now
+                self.last_activity = started - (self.adj.channel_timeout - request_timeout)
+            else:
+                self._request_started = None
+            return result
+
+    return DeadlineChannel
 
 
 class HttpServer:
@@ -98,8 +135,9 @@ class HttpServer:
             connection_limit=cfg.connection_limit, channel_timeout=cfg.timeout,
             max_request_body_size=4 * cfg.max_body, max_request_header_size=32768,
             ident="", expose_tracebacks=False, clear_untrusted_proxy_headers=False,
-            asyncore_use_poll=True,
+            asyncore_use_poll=True, cleanup_interval=CLEANUP_INTERVAL,
         )
+        self._server.channel_class = _deadline_channel(min(cfg.request_timeout, cfg.timeout))
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="canary-http", daemon=True)
         self._thread.start()

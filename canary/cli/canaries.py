@@ -107,7 +107,10 @@ def verify(env: Env, source_name, as_json) -> None:
 @json_option
 @pass_env
 def retire(env: Env, ids, source_name, batch_label, yes, as_json) -> None:
-    """Remove canaries from their target (ID... | --source S | --batch B)."""
+    """Remove canaries from their target (ID... | --source S | --batch B).
+
+    A canary whose row changed since planting (names, NIR, birth date, contact
+    points...) is kept and reported; the command then exits 1."""
     from canary.planting import upkeep
 
     records = upkeep.select_for_retire(env.registry, ids, source_name, batch_label)
@@ -119,6 +122,8 @@ def retire(env: Env, ids, source_name, batch_label, yes, as_json) -> None:
     with progress_bar(len(live), "retiring") as bar:
         report = upkeep.retire(env.registry, records, progress=bar.update)
     render.retire_report(report, as_json)
+    if report.altered:  # kept rows need a person to look at them
+        sys.exit(1)
 
 
 COMMANDS = (generate, plant_cmd, list_cmd, show, verify, retire)

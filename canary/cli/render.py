@@ -7,6 +7,7 @@ never rename or remove them.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime
 from typing import Any, Iterable
@@ -14,20 +15,42 @@ from typing import Any, Iterable
 import click
 
 
+# What a terminal acts on instead of printing: C0/C1 controls (escape sequences
+# retitle the window, move the cursor, hide rows), DEL, line and paragraph
+# separators, bidirectional overrides. Hits carry attacker-written text (an SMTP
+# RCPT, a User-Agent): every one of these is shown escaped.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# The same but C0, which json.dumps already escapes inside strings (its own newlines are layout).
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as \\xNN or \\uNNNN."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                       else f"\\u{ord(m.group()):04x}", text)
+
+
+def _echo(text: Any = "", err: bool = False) -> None:
+    click.echo(escape_controls(str(text)), err=err)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
 def _dump(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    # json.dumps escapes C0 controls but leaves C1 ones, separators and bidi overrides raw:
+    # they can only be inside strings, where \uNNNN is the JSON way to write them.
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    click.echo(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> None:
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    cells = [[("" if c is None else escape_controls(str(c))) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    _echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
     for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        _echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 def display_name(identity) -> str:
@@ -84,7 +107,7 @@ def sources(summaries: list, as_json: bool) -> None:
         _dump([_source_json(s) for s in summaries])
         return
     if not summaries:
-        click.echo("no sources yet: see `canary source add --help`")
+        _echo("no sources yet: see `canary source add --help`")
         return
     rows = []
     for s in summaries:
@@ -104,7 +127,7 @@ def source_detail(summary, as_json: bool) -> None:
     for key, value in data.items():
         if value in (None, [], {}):
             continue
-        click.echo(f"{key:14} {value}")
+        _echo(f"{key:14} {value}")
 
 
 def _short(value: datetime | None) -> str:
@@ -148,7 +171,7 @@ def canaries(records: list, as_json: bool) -> None:
         _dump([_canary_json(r, full=False) for r in records])
         return
     if not records:
-        click.echo("no canaries")
+        _echo("no canaries")
         return
     _table(["ID", "SOURCE", "BATCH", "STATUS", "NAME", "BORN", "EMAIL", "PLANTED"],
            [[r.id, r.source, r.batch, r.status.value, display_name(r.identity),
@@ -184,7 +207,7 @@ def canary_detail(record, as_json: bool) -> None:
     if record.note:
         lines.append(("note", record.note))
     for key, value in lines:
-        click.echo(f"{key:10} {value}")
+        _echo(f"{key:10} {value}")
 
 
 # -- results ----------------------------------------------------------------
@@ -198,20 +221,20 @@ def plant_result(result, as_json: bool) -> None:
             _dump({"source": result.source, "dry_run": True, "count": result.count, "plans": plans})
             return
         for ident, rows in result.plans:
-            click.echo(display_name(ident))
+            _echo(display_name(ident))
             for row in rows:
-                click.echo(f"  {row.table}: " + ", ".join(f"{k}={v!r}" for k, v in row.values.items()))
-        click.echo(f"dry run: {result.count} canaries would be planted into {result.source}; nothing written")
+                _echo(f"  {row.table}: " + ", ".join(f"{k}={v!r}" for k, v in row.values.items()))
+        _echo(f"dry run: {result.count} canaries would be planted into {result.source}; nothing written")
         return
     if as_json:
         _dump({"source": result.source, "batch": result.batch, "count": result.count,
                "canary_ids": result.canary_ids, "redrawn": result.redrawn, "notices": result.notices})
         return
-    click.echo(f"planted {result.count} canaries into {result.source} (batch {result.batch})")
+    _echo(f"planted {result.count} canaries into {result.source} (batch {result.batch})")
     if result.redrawn:
-        click.echo(f"{result.redrawn} drawn identities matched existing patients and were replaced")
+        _echo(f"{result.redrawn} drawn identities matched existing patients and were replaced")
     for notice in result.notices:
-        click.echo(notice)
+        _echo(notice)
 
 
 def verify_report(report, as_json: bool) -> None:
@@ -222,17 +245,20 @@ def verify_report(report, as_json: bool) -> None:
         return
     for f in report.findings:
         if f.state != "ok":
-            click.echo(f"#{f.canary_id} {f.source}: {f.state}" + (f" ({'; '.join(f.details)})" if f.details else ""))
+            _echo(f"#{f.canary_id} {f.source}: {f.state}" + (f" ({'; '.join(f.details)})" if f.details else ""))
     counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts().items())) or "nothing to verify"
-    click.echo(f"verify: {counts}")
+    _echo(f"verify: {counts}")
 
 
 def retire_report(report, as_json: bool) -> None:
     if as_json:
-        _dump({"retired": report.retired, "already_retired": report.already})
+        _dump({"retired": report.retired, "already_retired": report.already,
+               "altered": [{"id": canary_id, "reason": reason} for canary_id, reason in report.altered]})
         return
-    click.echo(f"retired {len(report.retired)} canaries" +
-               (f" ({len(report.already)} were already retired)" if report.already else ""))
+    _echo(f"retired {len(report.retired)} canaries" +
+          (f" ({len(report.already)} were already retired)" if report.already else ""))
+    for canary_id, reason in report.altered:
+        _echo(f"canary #{canary_id} kept: {reason}", err=True)
 
 
 # -- hits and alerts ----------------------------------------------------------
@@ -245,7 +271,7 @@ def hits(records: list, as_json: bool) -> None:
         _dump([hit_to_dict(h) for h in records])
         return
     if not records:
-        click.echo("no hits")
+        _echo("no hits")
         return
     _table(["ID", "AT (UTC)", "SOURCE", "CANARY", "CHANNEL", "KIND", "CLASSIFICATION", "REMOTE", "VALUE"],
            [[h.id, h.at.strftime("%Y-%m-%d %H:%M:%S"), h.source or "-",
@@ -261,28 +287,28 @@ def alerts_overview(overview, as_json: bool) -> None:
                "incidents": [incident_to_dict(i) for i in overview.incidents],
                "sinks": [sink_to_dict(s) for s in overview.sinks]})
         return
-    click.echo("sinks:")
+    _echo("sinks:")
     if not overview.sinks:
-        click.echo("  none configured: add [alerts.email], [alerts.webhook] or [alerts.syslog] to canary.toml")
+        _echo("  none configured: add [alerts.email], [alerts.webhook] or [alerts.syslog] to canary.toml")
     for s in sorted(overview.sinks, key=lambda s: (not s.failing, s.sink)):
         if s.failing:
             state = f"FAILING since {_short(s.failing_since)} ({s.consecutive_failures} failures in a row): {s.last_error}"
         else:
             state = f"ok, last success {_short(s.last_success_at)}"
-        click.echo(f"  {s.sink}: {state}; {s.pending} waiting")
-    click.echo("")
-    click.echo("incidents:")
+        _echo(f"  {s.sink}: {state}; {s.pending} waiting")
+    _echo("")
+    _echo("incidents:")
     if not overview.incidents:
-        click.echo("  none")
+        _echo("  none")
     else:
         _table(["  ID", "SOURCE", "CANARY", "OPENED", "LAST HIT", "HITS", "MESSAGES"],
                [[f"  {i.id}", i.source, f"#{i.canary_id}" if i.canary_id is not None else "-",
                  _short(i.opened_at), _short(i.last_hit_at), i.hit_count, i.alert_count]
                 for i in overview.incidents])
-    click.echo("")
-    click.echo("messages:")
+    _echo("")
+    _echo("messages:")
     if not overview.alerts:
-        click.echo("  none")
+        _echo("  none")
         return
     _table(["  ID", "CREATED", "KIND", "STATE", "DELIVERIES", "SUBJECT"],
            [[f"  {a.id}", _short(a.created_at), a.kind.value, a.delivery_state,
@@ -299,7 +325,7 @@ def _delivery(delivery) -> str:
 
 def alert_test_results(results: list) -> None:
     for r in results:
-        click.echo(f"{r.sink}: ok" if r.ok else f"{r.sink}: FAILED: {r.error}")
+        _echo(f"{r.sink}: ok" if r.ok else f"{r.sink}: FAILED: {r.error}")
 
 
 def _clip(text: str, width: int) -> str:

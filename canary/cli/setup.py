@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from importlib import resources
 from pathlib import Path
 
@@ -26,8 +28,11 @@ def init_workspace(directory: Path) -> Path:
         # Keep the admin's file; still make sure its registry exists.
         config = load_config(path)
     else:
-        try:
-            path.write_text(config_template(), encoding="utf-8")
+        try:  # 0600 from the first byte: it will hold the admin password hash
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(config_template())
         except OSError as err:
             raise ConfigError(f"cannot write {path}: {err.strerror}") from None
         config = load_config(path)

@@ -9,9 +9,10 @@ hostname, opens a portal link, logs in with leaked credentials, emails and
 texts patients; each use raises an alert email naming the database. A
 stolen account then pages through patient records in the EHR, whose IHE ATNA
 audit trail reaches the listener: the canaries it opens raise alerts naming
-the account, the third a critical "bulk access". Then
-someone deletes and edits canaries and verify notices; retire restores the
-table exactly. Everything stays on 127.0.0.1 and in the folder.
+the account, the third a critical "bulk access". Then someone deletes and
+edits canaries and verify notices; retire keeps the edited row (reported),
+which the operator deletes by hand: the table is then exactly as before.
+Everything stays on 127.0.0.1 and in the folder.
 """
 
 from __future__ import annotations
@@ -146,8 +147,14 @@ def _run(workdir: Path, echo: Echo) -> None:
 
         records = upkeep.select_for_retire(registry, source=DEMO_SOURCE)
         retired = upkeep.retire(registry, records)
+        for canary_id, _ in retired.altered:
+            # Retire deletes a row only while every value planted is still there: the edited
+            # row could now be a real patient's. The operator checks it and removes it by hand.
+            echo(f"10. retire keeps canary #{canary_id}: its row was altered since planting (exit code 1); "
+                 "checked by hand, the operator deletes it")
+            _delete_by_hand(ehr_path, registry.get_canary(canary_id).identity.nir)
         restored = table_digest(ehr_path) == before
-        echo(f"10. retired {len(retired.retired)} canaries: the patients table is "
+        echo(f"11. retired {len(retired.retired)} canaries: the patients table is "
              f"{'byte-for-byte as before planting' if restored else 'NOT as before (bug!)'}")
         if not restored:
             raise RuntimeError("demo: retire did not restore the table")
@@ -200,7 +207,7 @@ def _watch_and_attack(workdir: Path, config: Any, registry: Any, ehr_path: Path,
             echo(f"   - emails {email} \"{attack.PHISHING_SUBJECT}\": {attack.phish(email, (host, ports['smtp']))}")
             number = normalise(TokenKind.PHONE, victims[4][1]["tel"])
             echo(f"   - texts {number}; the carrier posts a signed Twilio webhook: "
-                 f"{attack.text_message(number, (host, ports['http']), token)}")
+                 f"{attack.text_message(number, (host, ports['http']), token, service.hooks_path)}")
 
             canary_numbers = [row["ipp"] for _cid, row in victims[5:8]]
             paging = _ordinary_numbers(leak, {row["ipp"] for _cid, row in victims}, 24)
@@ -232,7 +239,8 @@ def _listener_settings(workdir: Path, inbox_port: int) -> dict[str, Any]:
     """canary.toml tables of the demo listener: loopback, free ports, alerts to the local inbox."""
     return {
         "listener": {"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0", "admin": "127.0.0.1:0",
-                     "audit_syslog": "127.0.0.1:0", "smtp_evidence_dir": str(workdir / "smtp-evidence")},
+                     "audit_syslog": "127.0.0.1:0", "smtp_evidence_dir": str(workdir / "smtp-evidence"),
+                     "hit_journal": str(workdir / "hit-journal")},
         "access": {"sources": {"DPI-DEMO": DEMO_SOURCE}},  # the EHR's AuditSourceID is this database
         "alerts": {"poll_interval": "0.2s",
                    "email": {"host": "127.0.0.1", "port": inbox_port, "from": "canary@clinique-demo.example",
@@ -325,6 +333,11 @@ def _ordinary_numbers(leak: Path, canaries: set[str], count: int) -> list[str]:
     with leak.open(encoding="utf-8", newline="") as fh:
         numbers = [row["ipp"] for row in csv.DictReader(fh, delimiter=";") if row["ipp"] not in canaries]
     return numbers[:count]
+
+
+def _delete_by_hand(ehr: Path, nir: str) -> None:
+    with closing(sqlite3.connect(ehr)) as conn, conn:
+        conn.execute("DELETE FROM patients WHERE matricule = ?", (nir,))
 
 
 def _tamper(ehr: Path, delete_nir: str, edit_nir: str) -> None:

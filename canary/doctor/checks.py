@@ -36,7 +36,8 @@ DEFAULT_TIMEOUT = 2.0  # seconds per network question
 SOURCE_DEADLINE = 60.0  # seconds to open one source (FHIR and application seeders read samples)
 VERIFY_HINT = "run canary verify; is the canary-verify.timer enabled?"
 # Check groups in running order (--skip / --only); probes() gives each its function.
-GROUPS = ("config", "registry", "sources", "verify", "dns", "http", "webhooks", "admin", "smtp", "alerts", "audit")
+GROUPS = ("config", "registry", "sources", "verify", "dns", "http", "webhooks", "admin", "smtp", "alerts", "audit",
+          "files", "limits")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("doctor.verify_max_age", "48h",

@@ -166,10 +166,16 @@ def check_http(ctx: Context) -> Iterator[Check]:
 
 
 def check_webhooks(ctx: Context) -> Iterator[Check]:
+    from canary.hits.journal import journal_settings
+    from listener.telephony import hooks_path_for
     from listener.wsgi import DEFAULT_HTTP_BIND
 
     raw = ctx.config.raw.get("telephony") or {}
-    base = str(raw.get("hooks_path", "/hooks")).rstrip("/")
+    if raw.get("hooks_path"):
+        base = str(raw["hooks_path"]).rstrip("/")
+    else:  # the installation's random path, where the listener keeps it (listener/telephony.py)
+        journal = journal_settings(ctx.config.raw.get("listener") or {}, ctx.config.base_dir)[0]
+        base = hooks_path_for(journal.parent)
     hooks = [(provider, f"{base}/{provider}/sms") for provider, key in
              (("twilio", "auth_token_env"), ("vonage", "signature_secret_env"))
              if (raw.get(provider) or {}).get(key)]

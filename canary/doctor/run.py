@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from canary.doctor import install, network
+from canary.doctor import hardening, install, network
 from canary.doctor.checks import FAIL, WARN, Check, Context, Probe, call_with_deadline, error_check, scrub, secret_values
 
 
@@ -32,7 +32,7 @@ def run_probe(probe: Probe, ctx: Context) -> list[Check]:
 
 def probes() -> tuple[Probe, ...]:
     """Every check, in GROUPS order."""
-    return (*install.PROBES[:4], *network.PROBES, *install.PROBES[4:])
+    return (*install.PROBES[:4], *network.PROBES, *install.PROBES[4:], *hardening.PROBES)
 
 
 def run_checks(ctx: Context, *, skip: Iterable[str] = (), only: Iterable[str] = ()) -> list[Check]:

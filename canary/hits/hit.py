@@ -64,6 +64,9 @@ class Observation:
     remote: str | None  # client IP address as seen (after trusted-proxy handling)
     evidence: Mapping[str, Any] = field(default_factory=dict)
     at: datetime | None = None  # default: now (UTC)
+    # Stored once per receipt: the journal entry id, or a provider's message id
+    # (Twilio MessageSid/CallSid) so that a replay or a retried webhook is one hit.
+    receipt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,11 +56,16 @@ class RegistryHitSink:
         """In-memory, no I/O (see TokenIndex)."""
         return self.index.known(kind, value)
 
-    def observe(self, observation: Observation) -> None:
-        self.record(observation)
+    def observe(self, observation: Observation) -> bool:
+        """Store; False when the observation's receipt was already stored (a replay)."""
+        replayed: list[Hit] = []
+        self.record(observation, replayed)
+        return not replayed
 
-    def record(self, observation: Observation, *, classification: Classification | None = None) -> Hit:
-        """``observe`` that returns the stored Hit.
+    def record(self, observation: Observation, replayed: list[Hit] | None = None, *,
+               classification: Classification | None = None) -> Hit:
+        """``observe`` that returns the stored Hit (the earlier one for a stored receipt,
+        which is then also appended to ``replayed``).
 
         ``classification`` is given by callers that decide it themselves (the access channel:
         canary.access.match.BurstPolicy); otherwise ``classify`` decides. An unmatched value
@@ -72,6 +77,12 @@ class RegistryHitSink:
         evidence = _json_safe(cap_evidence(observation.evidence or {}))
         observation = replace(observation, at=at, evidence=evidence)
         with self.registry.alert_transaction() as tx:
+            if observation.receipt:
+                stored = tx.hit_by_receipt(observation.receipt)
+                if stored is not None:  # a replay: stored (and alerted) the first time
+                    if replayed is not None:
+                        replayed.append(stored)
+                    return stored
             match = tx.match(observation.kind, observation.value)
             if match is None or classification is None:
                 recent = tx.recent_hits(match.canary.id, at - self.rules.lookback) if match else []
@@ -80,6 +91,7 @@ class RegistryHitSink:
                 channel=observation.channel, kind=observation.kind, value=observation.value,
                 remote=observation.remote, at=at, recorded_at=datetime.now(timezone.utc),
                 classification=classification, evidence=observation.evidence, match=match,
+                receipt=observation.receipt,
             )
             queued = match is not None and self.alerter is not None and self.alerter.on_hit(tx, hit, match)
         if queued and self.wake is not None:

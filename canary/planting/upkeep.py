@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from canary.errors import CanaryError
+from canary.errors import CanaryAltered, CanaryError
 from canary.model import CanaryStatus, VerifyResult, VerifyState
 
 Progress = Callable[[int], None]
@@ -109,6 +109,8 @@ def _verify_one(registry, seeder, record) -> VerifyFinding:
 class RetireReport:
     retired: list[int] = field(default_factory=list)
     already: list[int] = field(default_factory=list)
+    # (canary id, why): a planted row changed since planting, so nothing of it was deleted.
+    altered: list[tuple[int, str]] = field(default_factory=list)
 
 
 def select_for_retire(registry, ids: Iterable[int] = (), source: str | None = None,
@@ -130,6 +132,9 @@ def retire(registry, records: list, *, progress: Progress | None = None, environ
 
     Its tokens stay in the registry: a retired canary's email or phone must
     still be recognised when an old leak resurfaces, and never be reused.
+    A canary whose planted row was altered since planting (the seeder raises
+    CanaryAltered) keeps its row and its status and is listed in
+    ``report.altered``.
     """
     from canary.planting.planter import open_seeder
 
@@ -142,7 +147,13 @@ def retire(registry, records: list, *, progress: Progress | None = None, environ
             for record in group:
                 placement = record.placement or seeder.locate(record.identity)
                 if placement is not None:
-                    seeder.retire(placement)
+                    try:
+                        seeder.retire(placement)
+                    except CanaryAltered as err:  # kept, reported; the other canaries go on
+                        report.altered.append((record.id, str(err)))
+                        if progress:
+                            progress(1)
+                        continue
                 registry.set_status(record.id, CanaryStatus.RETIRED, "retired")
                 report.retired.append(record.id)
                 if progress:

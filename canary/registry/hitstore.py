@@ -42,6 +42,7 @@ from canary.registry.schema import alerts, canaries, deliveries, hits, incidents
 from canary.registry.schema import tokens as token_table
 
 MAX_REMOTE = 64
+MAX_RECEIPT = 80  # hits.receipt: unique when set (migration 0005)
 RECENT_HITS_LIMIT = 500  # context for classification: the latest hits are enough
 
 
@@ -80,9 +81,14 @@ class AlertTx:
         ).mappings().all()
         return [hit_from_row(row) for row in reversed(rows)]
 
+    def hit_by_receipt(self, receipt: str) -> Hit | None:
+        """The hit already stored under a receipt (a replayed journal entry, a retried webhook)."""
+        row = self._c.execute(hits.select().where(hits.c.receipt == receipt[:MAX_RECEIPT])).mappings().first()
+        return hit_from_row(row) if row is not None else None
+
     def insert_hit(self, *, channel: Channel, kind: TokenKind, value: str, remote: str | None,
                    at: datetime, recorded_at: datetime, classification: Classification,
-                   evidence: Mapping[str, Any], match: TokenMatch | None) -> Hit:
+                   evidence: Mapping[str, Any], match: TokenMatch | None, receipt: str | None = None) -> Hit:
         values = dict(
             at=at, recorded_at=recorded_at, channel=Channel(channel).value,
             kind=token_kind(kind).value, value=value[:320],
@@ -92,6 +98,7 @@ class AlertTx:
             canary_id=match.canary.id if match else None,
             source_id=match.source_id if match else None,
             source_name=match.source.name if match else None,
+            receipt=receipt[:MAX_RECEIPT] if receipt else None,
         )
         hit_id = self._c.execute(hits.insert().values(**values)).inserted_primary_key[0]
         return hit_from_row({**values, "id": hit_id})

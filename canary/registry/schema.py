@@ -21,6 +21,9 @@ Access positions (migration ``0005``)::
 
     sources 1-n access_positions            (last audit row read per source and audit table)
 
+Hit receipts (migration ``0006``): ``hits.receipt``, unique when set, so a
+journal replay or a retried webhook stores its hit once.
+
 * ``hits`` reference ``tokens``, ``canaries``, ``sources`` and ``incidents``
   (all nullable: a hit on a value that matches no token is still recorded) and
   copy the token ``kind``/``value`` and the source name, so a hit stays
@@ -211,12 +214,14 @@ hits = sa.Table(
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id")),
     sa.Column("source_name", sa.String(100)),  # copy: readable after the source is removed
     sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id")),
+    sa.Column("receipt", sa.String(80)),  # 0005: journal entry / webhook message id, stored once
     sa.Index(None, "canary_id", "at"),
     sa.Index(None, "source_name", "at"),
     sa.Index(None, "source_id"),
     sa.Index(None, "token_id"),
     sa.Index(None, "incident_id"),
     sa.Index(None, "at"),
+    sa.Index(None, "receipt", unique=True),
     sqlite_autoincrement=True,
 )
 

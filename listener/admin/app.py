@@ -9,6 +9,8 @@ canaries (counters and "ok"); the address itself is the protection.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import secrets
@@ -99,8 +101,21 @@ def _metrics() -> Response:
     metrics = state().metrics
     if metrics is None:
         return _page_error(404, "Not found", "No metrics are served here.")
-    body, content_type = metrics.exposition()
+    body, content_type = metrics.exposition(full=_metrics_trusted())
     return Response(body, content_type=content_type)
+
+
+def _metrics_trusted() -> bool:
+    """Every metric for the bearer token's holder, or a loopback client (Prometheus on this
+    host, an SSH tunnel); others get the public subset (listener/metrics.py PRIVATE_PREFIXES)."""
+    token = state().config.metrics_token
+    given = request.headers.get("Authorization", "")
+    if token is not None and given.startswith("Bearer "):
+        return hmac.compare_digest(given[7:].strip().encode("utf-8"), token.encode("utf-8"))
+    try:
+        return ipaddress.ip_address((request.remote_addr or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 # -- every response ------------------------------------------------------------------------

@@ -78,6 +78,31 @@ class Lockout:
                 return entry.locked_until
             return None
 
+    def reserve(self, keys: tuple[Hashable, ...], now: datetime) -> list[tuple[Hashable, datetime]] | None:
+        """Count an attempt as a failure before its password is checked, atomically for all
+        ``keys``: None if one is locked (do not check), else the lockouts this attempt
+        starts. Concurrent attempts thus check at most ``failures`` passwords (counting
+        after bcrypt let 40 parallel logins check 7 before the lockout of 5)."""
+        with self._lock:
+            entries = []
+            for key in keys:
+                entry = self._current(key, now)
+                if entry is not None and entry.locked_until is not None:
+                    return None
+                entries.append((key, entry))
+            started = []
+            for key, entry in entries:
+                if entry is None:
+                    if len(self._table) >= self.max_keys:
+                        self._prune(now)
+                    entry = self._table[key] = _Failures(0, now)
+                entry.count += 1
+                entry.last = now
+                if entry.count >= self.failures:
+                    entry.locked_until = now + self.duration
+                    started.append((key, entry.locked_until))
+            return started
+
     def clear(self, key: Hashable) -> None:
         with self._lock:
             self._table.pop(key, None)
@@ -125,7 +150,8 @@ class Authenticator:
         now = _now()
         name_key = ("user", username.strip().lower()[:MAX_NAME_CHARS])
         addr_key = ("addr", client or "?")
-        if self.lockout.locked_until(name_key, now) or self.lockout.locked_until(addr_key, now):
+        started = self.lockout.reserve((name_key, addr_key), now)  # counted now, cleared on success
+        if started is None:
             return LoginResult(ok=False, locked=True)
         known = hmac.compare_digest(username.encode("utf-8"), self.config.username.encode("utf-8"))
         expected = self.config.password_hash if known and self.config.password_hash else self._dummy
@@ -135,13 +161,12 @@ class Authenticator:
             self.lockout.clear(addr_key)
             log.info("admin login", extra={"event": "admin_login", "client": client})
             return LoginResult(ok=True)
-        locks = [self.lockout.fail(key, now) for key in (name_key, addr_key)]
-        if any(locks):
+        if started:
             log.warning("admin logins locked out after repeated failures", extra={
                 "event": "admin_lockout", "client": client,
                 "username": self.config.username if known else None, "known_user": known,
-                "by": [kind for (kind, _), until in zip((name_key, addr_key), locks) if until],
-                "until": max(u for u in locks if u).isoformat(),
+                "by": [kind for (kind, _), _until in started],
+                "until": max(until for _, until in started).isoformat(),
             })
             return LoginResult(ok=False, locked=True)
         return LoginResult(ok=False)

@@ -40,6 +40,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin.lockout_failures", 5,
             "Failed logins, per user name and per client address, that lock logins out."),
     Setting("admin.lockout_minutes", 15, "Minutes a lockout lasts."),
+    Setting("admin.metrics_token_env", None,
+            "Name of an environment variable holding a bearer token for GET /metrics. A scrape with "
+            "`Authorization: Bearer <token>`, or from loopback, gets every metric; any other client gets "
+            "only those that say nothing about canaries or hits (no token count, no live hit, alert or "
+            "outbox figure).", secret_env=True),
     Setting("admin.read_only", True,
             "The dashboard only shows the registry. It has no write action yet (the registry has no "
             "incident acknowledgement): false is refused."),
@@ -57,6 +62,7 @@ class AdminConfig:
     lockout_failures: int = 5
     lockout_minutes: int = 15
     read_only: bool = True
+    metrics_token: str | None = field(default=None, repr=False)  # None: full metrics for loopback only
 
     @property
     def session_lifetime(self) -> timedelta:
@@ -80,6 +86,12 @@ class AdminConfig:
         if key is not None and len(key.encode("utf-8")) < MIN_SESSION_KEY_BYTES:
             raise ConfigError(f"{key_env} (admin.session_key_env) must hold at least "
                               f"{MIN_SESSION_KEY_BYTES} characters: use e.g. `openssl rand -hex 32`")
+        token_env = table.get("metrics_token_env")
+        if token_env is not None and (not isinstance(token_env, str) or not token_env):
+            raise ConfigError("admin.metrics_token_env must name an environment variable")
+        metrics_token = environ.get(token_env) if token_env else None
+        if token_env and not metrics_token:
+            raise ConfigError(f"{token_env} (admin.metrics_token_env) is not set in the environment")
         read_only = _bool(table, "read_only", True)
         if not read_only:
             raise ConfigError("admin.read_only = false: the dashboard has no write action (the registry "
@@ -94,6 +106,7 @@ class AdminConfig:
             lockout_failures=_int(table, "lockout_failures", 5, 1, 1000),
             lockout_minutes=_int(table, "lockout_minutes", 15, 1, 7 * 24 * 60),
             read_only=read_only,
+            metrics_token=metrics_token,
         )
 
 

@@ -18,7 +18,7 @@ OPEN_ENDPOINTS = frozenset({"static", "healthz", "readyz", "metrics", "admin.log
 
 
 class Metrics(Protocol):
-    def exposition(self) -> tuple[bytes, str]: ...
+    def exposition(self, full: bool = True) -> tuple[bytes, str]: ...
 
 
 Readiness = Callable[[], Mapping[str, str]]

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from canary.errors import SourceError
+from canary.errors import CanaryAltered, SourceError
 from canary.model import VerifyResult, VerifyState
 from seeders.sql import rows as r
 from seeders.sql.values import coerce, comparable, describe, kind_problem, to_json, value_problem
@@ -329,9 +329,11 @@ class SqlTarget:
 
         A key that matches more than one row means the key is not unique:
         nothing is deleted rather than risk a real patient's row. So does a row
-        whose recorded values mostly changed: the canary was deleted and its key
-        (MAX(id)+1, a rowid) given to a real patient since; an edited canary
-        keeps most of its values and is deleted.
+        where any value recorded at planting (NIR, names, birth date, contact
+        points...: every compared column) changed: the canary was edited by
+        someone, or deleted and its key (MAX(id)+1, a rowid) given to a real
+        patient since; either way it is not ours to delete any more
+        (CanaryAltered, naming the changed columns, never their values).
         """
         deleted = 0
         try:
@@ -341,11 +343,12 @@ class SqlTarget:
                     if table is None or any(name not in table.c for name in row["key"]):
                         continue  # the table or key column is gone, so is the row
                     current = self._read(conn, row["table"], row["key"])
-                    if current is not None and not _mostly_ours(table, row, current):
-                        raise SourceError(
-                            f"source '{self.source_name}': {row['table']} row {_key_text(row['key'])} no longer "
-                            "holds this canary (most of its values changed: the key may now be another "
-                            "patient's); nothing was deleted, check that row by hand")
+                    changed = _changed_columns(table, row, current) if current is not None else []
+                    if changed:
+                        raise CanaryAltered(
+                            f"source '{self.source_name}': {row['table']} row {_key_text(row['key'])} was altered "
+                            f"since planting ({', '.join(changed)} changed: it may now be a real patient's); "
+                            "nothing of this canary was deleted, check that row by hand")
                     count = conn.execute(table.delete().where(self._where(table, row["key"]))).rowcount
                     if count > 1:
                         raise SourceError(
@@ -357,13 +360,12 @@ class SqlTarget:
         return deleted
 
 
-def _mostly_ours(table: sa.Table, row: dict[str, Any], current: dict[str, Any]) -> bool:
-    """Whether at least half of the row's recorded, compared values are still there."""
+def _changed_columns(table: sa.Table, row: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Recorded, compared columns whose value is no longer the one written at planting."""
     skip = set(row.get("unchecked") or ())
-    compared = [(table.c[name], value) for name, value in row["values"].items()
-                if name not in skip and name in table.c and name not in row["key"]]
-    same = sum(comparable(column, current[column.name]) == comparable(column, value) for column, value in compared)
-    return not compared or 2 * same >= len(compared)
+    return [name for name, value in row["values"].items()
+            if name not in skip and name in table.c and name not in row["key"]
+            and comparable(table.c[name], current[name]) != comparable(table.c[name], value)]
 
 
 def _unique_column_sets(table: sa.Table) -> list[set[str]]:

@@ -90,6 +90,7 @@ class Install:
         self.listener_binds = listener
         self.config_path.write_text(config_text(self.registry_url, self.smtp_port, listener, extra=extra),
                                     encoding="utf-8")
+        self.config_path.chmod(0o640)  # as deployed: closed to other users
 
     def context(self, **changes) -> Context:
         return Context(config_path=self.config_path, environ=changes.pop("environ", self.environ), **changes)
@@ -166,7 +167,7 @@ def test_healthy_install_is_all_ok(running, smtp_auth_server):
     assert [c.line() for c in results if c.status != OK] == []
     names = [c.name for c in results]
     assert names == ["config", "registry", "sources.ehr", "verify.ehr", "dns", "http", "webhooks", "smtp",
-                     "alerts.email", "audit"]
+                     "alerts.email", "audit", "files", "limits"]
     checks = by_name(results)
     assert "CANARY_TEST_DOCTOR_SMTP" in checks["config"].detail
     assert "authoritative for mon-rdv-sante.fr" in checks["dns"].detail
@@ -197,7 +198,7 @@ def test_cli_healthy_exit_0_then_json(running):
                            env=running.environ)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[-1] == "doctor: 10 ok, 0 warn, 0 fail"
+    assert lines[-1] == "doctor: 12 ok, 0 warn, 0 fail"
     assert all(line.startswith("ok   ") for line in lines[:-1])
     result = runner.invoke(cli, ["--config", str(running.config_path), "doctor", "--only", "dns",
                                  "--only", "registry", "--json"], env=running.environ)
@@ -420,7 +421,10 @@ def test_audit_failures_are_fail_lines(install):
 
 def test_webhook_signature_not_checked_is_caught(running):
     """A listener that accepts unsigned webhooks (here: a plain server) must fail, not pass."""
-    server = _serve({"/hooks/twilio/sms": 200, "/acces/": 200})
+    from listener.telephony import hooks_path_for
+
+    hooks = hooks_path_for(running.config_path.parent)  # this installation's random path
+    server = _serve({f"{hooks}/twilio/sms": 200, "/acces/": 200})
     try:
         running.write({**running.listener_binds, "http": f"127.0.0.1:{server.server_port}"})
         line = by_name(running.check(only=("webhooks",)))["webhooks"]
@@ -432,7 +436,10 @@ def test_webhook_signature_not_checked_is_caught(running):
 
 def test_a_listener_without_the_webhook_route_is_caught(running):
     """A listener whose own config has no Twilio token has no webhook route: the portal page answers."""
-    server = _serve({"/hooks/twilio/sms": 200, "/acces/": 200}, pages=True)
+    from listener.telephony import hooks_path_for
+
+    hooks = hooks_path_for(running.config_path.parent)  # this installation's random path
+    server = _serve({f"{hooks}/twilio/sms": 200, "/acces/": 200}, pages=True)
     try:
         running.write({**running.listener_binds, "http": f"127.0.0.1:{server.server_port}"})
         line = by_name(running.check(only=("webhooks",)))["webhooks"]
@@ -675,7 +682,7 @@ def _serve(statuses: dict[str, int], pages: bool = False) -> ThreadingHTTPServer
             body = b"<html></html>" if status == 200 else b""
             self.send_response(status)
             # A webhook answers TwiML; anything else is a page.
-            webhook = self.path.startswith("/hooks/") and not pages
+            webhook = self.path.endswith("/twilio/sms") and not pages
             self.send_header("Content-Type", "text/xml" if webhook else "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -704,3 +711,22 @@ def test_openelis_account_without_schema_usage_is_one_line(postgres_url):
     finally:
         _drop_account(postgres_url, user)
     assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+
+
+def test_a_secret_file_open_to_every_user_fails_and_the_limit_is_checked(tmp_path):
+    from canary.doctor.hardening import check_files, check_limits
+
+    (tmp_path / "canary.toml").write_text(
+        '[registry]\nurl = "sqlite:///registry.db"\n[contacts]\nemail_domains = ["x.fr"]\ndns_zone = "x.fr"\n'
+        'portal_url = "https://p.x.fr/a/"\nphone_pool = ["+33612340001"]\n', encoding="utf-8")
+    (tmp_path / "canary.toml").chmod(0o644)
+    (tmp_path / "registry.db").write_bytes(b"")
+    (tmp_path / "registry.db").chmod(0o600)
+    ctx = Context(config_path=tmp_path / "canary.toml", environ={})
+    [line] = list(check_files(ctx))
+    assert line.status == FAIL and "canary.toml is open to every user (mode 0644)" in line.detail
+    (tmp_path / "canary.toml").chmod(0o640)
+    [line] = list(check_files(ctx))
+    assert line.status == OK and "2 file(s)" in line.detail
+    [limit] = list(check_limits(ctx))
+    assert limit.name == "limits" and limit.status in (OK, FAIL) and "1134" in limit.detail

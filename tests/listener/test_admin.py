@@ -388,7 +388,7 @@ def test_security_headers(app, client):
 
 
 class FakeMetrics:
-    def exposition(self):
+    def exposition(self, full=True):
         return b"# TYPE canary_hits_total counter\ncanary_hits_total 3\n", "text/plain; version=0.0.4; charset=utf-8"
 
 

@@ -589,7 +589,8 @@ def _closed(sock) -> bool:
 
 
 def test_tcp_connection_cap_and_idle_timeout():
-    with make_server(FakeSink(), dns_tcp_max_connections=2, dns_tcp_idle_timeout=0.3) as server:
+    with make_server(FakeSink(), dns_tcp_max_connections=2, dns_tcp_max_per_network=2,
+                     dns_tcp_idle_timeout=0.3) as server:
         port = server.addresses[0][1]
         first = socket.create_connection(("127.0.0.1", port))
         second = socket.create_connection(("127.0.0.1", port))
@@ -602,6 +603,84 @@ def test_tcp_connection_cap_and_idle_timeout():
             sock.close()
         assert wait_for(lambda: server.stats()["tcp_connections"] == 0)
         assert tcp(port, query(f"{OTHER}.{ZONE}")).answer
+
+
+def test_tcp_trickle_is_cut_per_network_and_by_deadline():
+    """A byte every 0.2 s no longer keeps a slot past the idle timeout; a busy connection ends at
+    its absolute deadline; one network holds its share only."""
+    import time
+
+    with make_server(FakeSink(), dns_tcp_max_per_network=2, dns_tcp_idle_timeout=0.6,
+                     dns_tcp_max_duration=1.5) as server:
+        port = server.addresses[0][1]
+        trickler = socket.create_connection(("127.0.0.1", port), timeout=5)
+        busy = socket.create_connection(("127.0.0.1", port), timeout=5)
+        third = socket.create_connection(("127.0.0.1", port), timeout=2)
+        assert _closed(third)  # a third from 127.0.0.0/24
+        trickler.sendall(b"\x02\x00")  # a 512-byte query announced, then sent one byte at a time
+        trickler.setblocking(False)  # its recv only looks whether the server closed it
+        started = time.monotonic()
+        wire = query(f"{OTHER}.{ZONE}").to_wire()
+        trickle_closed = busy_closed = None
+        while time.monotonic() - started < 4 and (trickle_closed is None or busy_closed is None):
+            if trickle_closed is None:
+                try:
+                    trickler.sendall(b"\x00")  # never a whole query
+                    if trickler.recv(16) == b"":
+                        trickle_closed = time.monotonic() - started
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    trickle_closed = time.monotonic() - started
+            if busy_closed is None:
+                try:
+                    busy.sendall(len(wire).to_bytes(2, "big") + wire)
+                    if not busy.recv(4096):
+                        busy_closed = time.monotonic() - started
+                except OSError:
+                    busy_closed = time.monotonic() - started
+            time.sleep(0.2)
+        assert trickle_closed is not None and trickle_closed < 1.3
+        assert busy_closed is not None and 1.3 < busy_closed < 2.5
+        for sock in (trickler, busy, third):
+            sock.close()
+        assert wait_for(lambda: server.stats()["tcp_connections"] == 0)
+
+
+def test_a_client_that_never_reads_is_not_read_from():
+    """Pipelined queries, answers never read: the server stops reading, memory stays bounded."""
+    import threading
+    import time
+
+    with make_server(FakeSink()) as server:
+        port = server.addresses[0][1]
+        wire = query(f"{OTHER}.{ZONE}").to_wire()
+        framed = (len(wire).to_bytes(2, "big") + wire) * 2000
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stop = threading.Event()
+
+        def flood() -> None:
+            sock.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    sock.send(framed)
+                except OSError:  # our send buffer is full too: the server has stopped reading
+                    time.sleep(0.05)
+
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        try:
+            assert wait_for(lambda: server._connections and next(iter(server._connections))._paused, timeout=30)
+            [protocol] = list(server._connections)
+            answered = server.stats()["tcp_queries"]
+            time.sleep(1.0)
+            assert server.stats()["tcp_queries"] == answered  # nothing read while it does not read
+            assert len(protocol._buffer) < 1 << 20
+        finally:
+            stop.set()
+            sender.join(5)
+            sock.close()
 
 
 # -- configuration -----------------------------------------------------------------

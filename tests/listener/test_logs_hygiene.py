@@ -93,27 +93,25 @@ def test_no_token_identity_or_secret_in_any_log_line(logged, monkeypatch):
     wait_for(lambda: "via email failed" in stream.getvalue(), what="a failed alert delivery logged")
 
     # The registry now fails under every front end, with the error a driver gives: it quotes the values.
-    def failing(self, observation):
+    def failing(self, observation, replayed=None):
         raise sa.exc.IntegrityError("INSERT INTO hits (value, evidence) VALUES (?, ?)",
                                     (observation.value, json.dumps(dict(observation.evidence))),
                                     Exception("UNIQUE constraint failed: hits.value"))
 
     monkeypatch.setattr(RegistryHitSink, "record", failing)
-    monkeypatch.setattr("listener.dnshits.RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr("canary.hits.journal.RETRY_FIRST", 0.001)
     seven = make_identity(7)
     dns_query(ports["dns"], seven.hostname)
     http_get(ports["http"], f"/p/{seven.url_code}")
-    with pytest.raises(smtplib.SMTPRecipientsRefused):
-        mail(ports["smtp"], 7)
-    assert twilio_sms(ports["http"], seven.phone, body=SMS_TEXT).status_code == 503
-    wait_for(lambda: "DNS hit LOST" in stream.getvalue(), what="the lost DNS hit logged")
+    mail(ports["smtp"], 7)  # journaled: accepted, then refused by the "registry" and set aside
+    assert twilio_sms(ports["http"], seven.phone, body=SMS_TEXT).status_code == 200
+    wait_for(lambda: service.journal.rejected >= 4, what="four hits set aside by the journal")
 
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     text = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in lines)
     # The paths that log were all taken: hits of each channel, failed deliveries, storage failures.
     for needle in ("via dns", "via http", "via smtp", "via sms", "credential-use", "via email failed",
-                   "http hits: a deferred task failed", "could not record an SMTP RCPT hit",
-                   "could not record a sms webhook hit", "DNS hit LOST", "[parameters: (hidden)]"):
+                   "hit journal: an entry could not be stored", "[parameters: (hidden)]"):
         assert needle in text, needle
     leaks = sorted(value for value in forbidden_values() if value.lower() in text.lower())
     assert leaks == [], leaks
@@ -136,3 +134,35 @@ def test_the_formatter_blanks_values_quoted_by_database_errors():
     from canary.errors import RegistryError
 
     assert error_text(RegistryError("cannot open registry at sqlite:///r.db: locked")).startswith("cannot open")
+
+
+def test_repeated_errors_are_one_line_per_interval_with_a_count():
+    import io
+
+    from listener.logs import RepeatFilter
+
+    now = [100.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RepeatFilter(interval=10, clock=lambda: now[0]))
+    logger = logging.getLogger("test.repeats")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        for n in range(5000):
+            logger.error("SMTP session error: %s from %s", "ValueError", f"198.51.100.{n % 250}")
+        logger.warning("hit #%d: a warning per event", 1)
+        logger.warning("hit #%d: a warning per event", 2)
+        logger.warning("hit #%d: a warning per event", 2)
+        logger.info("info passes %d", 1)
+        logger.info("info passes %d", 2)
+        now[0] += 11
+        logger.error("SMTP session error: %s from %s", "ValueError", "198.51.100.9")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines == ["SMTP session error: ValueError from 198.51.100.0", "hit #1: a warning per event",
+                     "hit #2: a warning per event", "info passes 1",
+                     "info passes 2", "SMTP session error: ValueError from 198.51.100.9 (and 4999 more like it "
+                     "in the last 10 s)"]

@@ -124,7 +124,8 @@ def test_message_for_no_canary_is_recorded_but_not_kept(smtp, sink, tmp_path):
     smtp.rcpt(UNKNOWN)
     assert smtp.data(b"Subject: spam\r\n\r\nbuy\r\n")[0] == 250
     data_hit = sink.observations[-1]
-    assert data_hit.evidence["stage"] == "data" and data_hit.evidence["eml_path"] is None
+    assert data_hit.evidence["stage"] == "data" and "eml_path" not in data_hit.evidence
+    assert "subject" not in data_hit.evidence  # full evidence is for canary recipients only
     assert list((tmp_path / "smtp-evidence").iterdir()) == []
 
 
@@ -242,3 +243,97 @@ def test_starttls(sink, tmp_path):
             client.mail("a@x.example")
             assert client.rcpt(CANARY)[0] == 250
     assert sink.observations[0].evidence["tls"] is True
+
+
+def raw_session(address: tuple[str, int], *commands: bytes) -> list[bytes]:
+    """Send raw command lines (any bytes), return the reply to each."""
+    import socket
+
+    replies = []
+    with socket.create_connection(address, timeout=10) as conn:
+        reader = conn.makefile("rb")
+        reader.readline()  # banner
+        for command in commands:
+            conn.sendall(command + b"\r\n")
+            line = reader.readline()
+            while line[3:4] == b"-":  # multi-line reply (EHLO)
+                line = reader.readline()
+            replies.append(line)
+    return replies
+
+
+def test_invalid_utf8_in_rcpt_is_a_malformed_address_without_traceback(server, sink, caplog):
+    domain = CANARY.rpartition("@")[2].encode()
+    replies = raw_session(server.address, b"EHLO x.example", b"MAIL FROM:<a@b.example> SMTPUTF8",
+                          b"RCPT TO:<\xff\xfe\x80@" + domain + b">", b"RCPT TO:<nobody.at.all@" + domain + b">",
+                          b"RCPT TO:<\xc3(@" + domain + b">")
+    assert replies[2].startswith(b"553 5.1.3") and replies[4].startswith(b"553 5.1.3")
+    assert replies[3].startswith(b"250")  # the session goes on
+    assert [o.value for o in sink.observations] == [f"nobody.at.all@{domain.decode()}"]
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_connections_are_capped_per_network_and_sessions_have_a_deadline(sink, tmp_path):
+    import socket
+    import time
+
+    config = smtp_config(tmp_path, smtp_max_connections=50, smtp_max_per_network=3, smtp_session_limit=5)
+    with SmtpServer(sink, config) as server:
+        held = [socket.create_connection(server.address, timeout=10) for _ in range(3)]
+        try:
+            assert all(conn.makefile("rb").readline().startswith(b"220") for conn in held)
+            extra = socket.create_connection(server.address, timeout=10)
+            assert extra.makefile("rb").readline().startswith(b"421 4.7.0")  # a 4th from 127.0.0.0/24
+            assert extra.recv(10) == b""  # and closed
+            extra.close()
+            started = time.monotonic()
+            reader = held[0].makefile("rb")
+            while time.monotonic() - started < 15:  # a NOOP every second: never idle, still cut
+                held[0].sendall(b"NOOP\r\n")
+                line = reader.readline()
+                if not line or line.startswith(b"421"):
+                    break
+                time.sleep(1)
+            assert line.startswith(b"421 4.4.2") and 4 <= time.monotonic() - started < 10
+        finally:
+            for conn in held:
+                conn.close()
+        time.sleep(0.2)
+        again = socket.create_connection(server.address, timeout=10)  # slots released
+        assert again.makefile("rb").readline().startswith(b"220")
+        again.close()
+
+
+def test_evidence_quotas_truncate_with_a_marker_and_other_recipients_get_no_content(tmp_path):
+    import smtplib
+
+    sink = FakeSink({(TokenKind.EMAIL, CANARY)})
+    config = smtp_config(tmp_path, smtp_evidence_per_canary=30_000, smtp_evidence_max=10**9)
+    body = b"Subject: phishing\r\n\r\n" + (b"x" * 76 + b"\r\n") * 256
+    with SmtpServer(sink, config) as server:
+        for _ in range(3):
+            with smtplib.SMTP(*server.address, timeout=10) as client:
+                client.sendmail("a@evil.example", [CANARY, UNKNOWN], body)
+    data = [o for o in sink.observations if o.evidence.get("stage") == "data"]
+    canary_hits = [o.evidence for o in data if o.value == CANARY.lower()]
+    other_hits = [o.evidence for o in data if o.value != CANARY.lower()]
+    assert len(canary_hits) == len(other_hits) == 3
+    assert "evidence_truncated" not in canary_hits[0]
+    assert canary_hits[1]["evidence_truncated"]["reason"] == "per-canary quota"
+    assert 0 < canary_hits[1]["evidence_truncated"]["kept_bytes"] < canary_hits[1]["size"]
+    assert canary_hits[2]["evidence_truncated"]["kept_bytes"] == 0 and canary_hits[2]["eml_path"] is None
+    kept = sum(p.stat().st_size for p in (tmp_path / "smtp-evidence").iterdir())
+    assert kept == 30_000
+    assert all(set(e) <= {"helo", "mail_from", "tls", "stage", "size", "sha256", "rcpt_count"} for e in other_hits)
+
+
+def test_low_disk_space_keeps_no_evidence_but_records_the_hit(sink, tmp_path):
+    import smtplib
+
+    config = smtp_config(tmp_path, min_free_space=2**43)  # 8 TiB free: never here
+    with SmtpServer(sink, config) as server:
+        with smtplib.SMTP(*server.address, timeout=10) as client:
+            client.sendmail("a@evil.example", [CANARY], b"Subject: x\r\n\r\nbody\r\n")
+    [hit] = [o for o in sink.observations if o.evidence.get("stage") == "data"]
+    assert hit.evidence["evidence_truncated"]["reason"] == "low disk space" and hit.evidence["eml_path"] is None
+    assert list((tmp_path / "smtp-evidence").iterdir()) == []

@@ -262,7 +262,9 @@ def test_vonage_post_form_and_json(client, sink):
 def test_vonage_hmac_method(sink):
     client = make_app(sink, vonage_signature_method="sha256").test_client()
     assert client.get("/hooks/vonage/sms?" + urlencode(vonage_params(method="sha256"))).status_code == 200
-    assert client.get("/hooks/vonage/sms?" + urlencode(vonage_params(method="md5hash"))).status_code == 403
+    refused = client.get("/hooks/vonage/sms?" + urlencode(vonage_params(method="md5hash")))
+    assert refused.status_code == 200 and refused.data == client.get("/anything").data  # the portal page
+    assert client.post("/hooks/vonage/sms", data=vonage_params(method="md5hash")).status_code == 403
     assert len(sink.observations) == 1
 
 
@@ -272,9 +274,12 @@ def test_vonage_hmac_method(sink):
     {**vonage_params(), "text": "forged"},
     {**vonage_params(), "sig": ""},
 ])
-def test_vonage_bad_signature_is_403_and_records_nothing(client, sink, params):
+def test_vonage_bad_signature_records_nothing_and_looks_like_the_portal(client, sink, params):
     response = client.get("/hooks/vonage/sms?" + urlencode(params))
-    assert response.status_code == 403 and response.data == b""
+    portal = client.get("/somewhere/else")
+    assert (response.status_code, response.data, response.content_type) == \
+        (portal.status_code, portal.data, portal.content_type)
+    assert client.post("/hooks/vonage/sms", data=params).status_code == 403  # what providers (and doctor) see
     assert sink.observations == []
 
 
@@ -313,3 +318,23 @@ def test_twilio_url_with_a_query_string_is_checked_as_sent(client, sink):
     path = "/hooks/twilio/sms?site=lyon&x=%C3%A9"
     assert twilio_post(client, path, SMS_PARAMS, url="http://localhost" + path).status_code == 200
     assert len(sink.observations) == 1
+
+
+def test_a_replayed_twilio_webhook_carries_the_same_receipt(client, sink):
+    """The journal stores one hit per receipt (tests/adversarial checks it end to end)."""
+    for _ in range(3):
+        assert twilio_post(client, "/hooks/twilio/sms", SMS_PARAMS).status_code == 200
+    receipts = {o.receipt for o in sink.observations}
+    assert receipts == {f"twilio:sms:{SMS_PARAMS['MessageSid']}:{PHONE}"}
+
+
+def test_the_default_hooks_path_is_random_per_installation_and_kept(tmp_path):
+    from listener.telephony import hooks_path_for
+
+    first = TelephonyConfig.from_table({}, {}, tmp_path).hooks_path
+    assert first == TelephonyConfig.from_table({}, {}, tmp_path).hooks_path == hooks_path_for(tmp_path)
+    assert len(first) >= 16 and first != "/hooks"
+    (tmp_path / "other").mkdir()
+    assert first != hooks_path_for(tmp_path / "other")
+    assert oct((tmp_path / "hooks-path").stat().st_mode & 0o777) == "0o600"
+    assert TelephonyConfig.from_table({"hooks_path": "/x/"}, {}, tmp_path).hooks_path == "/x"

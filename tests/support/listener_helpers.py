@@ -48,6 +48,9 @@ phone_pool = ["+33612349999"]
 [listener]
 smtp_evidence_dir = "evidence"
 
+[telephony]
+hooks_path = "/hooks"
+
 [alerts]
 poll_interval = "0.2s"
 retry_initial = "1s"

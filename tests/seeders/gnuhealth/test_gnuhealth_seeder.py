@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from canary.errors import ConfigError, MappingError, SourceError
+from canary.errors import CanaryAltered, ConfigError, MappingError, SourceError
 from canary.model import Placement, SourceSpec, VerifyState
 from canary.identity.nir import spaced
 from support.gnuhealth_fixture import (
@@ -208,8 +208,14 @@ def test_deleted_row_is_missing_and_edited_row_is_altered(gh_url, seeder):
     assert f"party_contact_mechanism row id={email_id} is gone" in missing.details
     assert altered.state is VerifyState.ALTERED and altered.details == ("party_party.lastname changed",)
     assert seeder.verify(identities[2], placements[2]).state is VerifyState.OK
-    for placement in placements:
+    for placement in (placements[0], placements[2]):
         seeder.retire(placement)
+    with pytest.raises(CanaryAltered):  # edited since planting: kept for a person to check (#13.5)
+        seeder.retire(placements[1])
+    # Checked by hand and put back as planted: now it goes.
+    execute(gh_url, "UPDATE party_party SET lastname = :v WHERE id = :id",
+            v=placements[1].rows[0]["values"]["lastname"], id=party_id)
+    seeder.retire(placements[1])
 
 
 def test_collides_with_a_real_nir_and_with_a_real_name_and_birth_date(gh_url, seeder):

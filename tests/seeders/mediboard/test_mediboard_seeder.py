@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from support.app_seeder_helpers import dispose, execute, load_sql, query, rows_except, snapshot, spec
-from canary.errors import ConfigError, SourceError
+from canary.errors import CanaryAltered, ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from canary.phones import formats
 from support.mediboard_fixture import CLERK, IPP_TAG, MOREAU, TABLES, WORKSTATION, create_site
@@ -138,6 +138,11 @@ def test_verify_reports_missing_and_altered_rows(site, seeder):
     execute(site, "DELETE FROM id_sante400 WHERE object_id = :p AND tag = :t",
             p=pb.rows[0]["key"]["patient_id"], t=IPP_TAG)
     assert seeder.verify(b, pb).state is VerifyState.MISSING
+    with pytest.raises(CanaryAltered):  # edited since planting: kept for a person to check (#13.5)
+        seeder.retire(pa)
+    # Checked by hand and put back as planted: now it goes.
+    execute(site, "UPDATE patients SET tel2 = :v WHERE patient_id = :p", v=pa.rows[0]["values"]["tel2"],
+            p=pa.rows[0]["key"]["patient_id"])
     seeder.retire(pa)
     seeder.retire(pb)
 

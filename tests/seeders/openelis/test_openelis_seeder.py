@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from support.app_databases import OPENELIS_DUMP, load_pgdump, module_database, require_dump, snapshot_tables
-from canary.errors import ConfigError, MappingError, SourceError
+from canary.errors import CanaryAltered, ConfigError, MappingError, SourceError
 from canary.model import Placement, VerifyState
 from support.openelis_support import (
     COMMUNE, NATIONAL_TYPE, REAL_OFFSET, REF_IDENTITY, REF_PATIENT, REF_PERSON, ST_TYPE, VILLAGE, create_schema,
@@ -178,8 +178,14 @@ def test_deleted_row_is_missing_and_edited_row_is_altered(elis_url, seeder):
     altered = seeder.verify(identities[1], placements[1])
     assert altered.state is VerifyState.ALTERED and altered.details == ("person.primary_phone changed",)
     assert seeder.verify(identities[2], placements[2]).state is VerifyState.OK
-    for placement in placements:
+    for placement in (placements[0], placements[2]):
         seeder.retire(placement)
+    with pytest.raises(CanaryAltered):  # edited since planting: kept for a person to check (#13.5)
+        seeder.retire(placements[1])
+    # Checked by hand and put back as planted: now it goes.
+    execute(elis_url, "UPDATE clinlims.person SET primary_phone = :v WHERE id = :id",
+            v=placements[1].rows[0]["values"]["primary_phone"], id=placements[1].rows[0]["key"]["id"])
+    seeder.retire(placements[1])
 
 
 def test_collides_with_existing_nir_and_name_and_birth_date(elis_url, seeder):

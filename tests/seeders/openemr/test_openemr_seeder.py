@@ -18,7 +18,7 @@ import bcrypt
 import pytest
 
 from support.app_seeder_helpers import create_statements, dispose, execute, load_sql, query, rows_except, snapshot, spec
-from canary.errors import ConfigError, SourceError
+from canary.errors import CanaryAltered, ConfigError, SourceError
 from canary.model import Placement, VerifyState
 from canary.phones import formats
 from support.openemr_fixture import ID_GAP, INSTALLED_VERSION, PRIVATE, SCHEMA as FIXTURE_SCHEMA, TABLES, create_site
@@ -152,6 +152,11 @@ def test_verify_reports_missing_and_altered_rows(site, seeder):
     execute(site, "DELETE FROM history_data WHERE pid = :p", p=pb.rows[1]["key"]["pid"])
     assert seeder.verify(b, pb).state is VerifyState.MISSING
     seeder.retire(pb)  # last planted first: their encounter numbers go back to sequences
+    with pytest.raises(CanaryAltered):  # edited since planting: kept for a person to check (#13.5)
+        seeder.retire(pa)
+    # Checked by hand and put back as planted: now it goes.
+    execute(site, "UPDATE patient_data SET phone_cell = :v WHERE pid = :p", v=pa.rows[1]["values"]["phone_cell"],
+            p=pid_a)
     seeder.retire(pa)
 
 

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from support.app_databases import OPENMRS_DUMP, load_mysqldump, module_database, require_dump, snapshot_tables
-from canary.errors import ConfigError, MappingError, SourceError
+from canary.errors import CanaryAltered, ConfigError, MappingError, SourceError
 from canary.model import Placement, VerifyState
 from support.openmrs_support import (
     EMAIL_TYPE, HOSPITAL, IDGEN, LUHN_TYPE, NIR_TYPE, PHONE_TYPE, REAL_OFFSET, create_schema, populate_real,
@@ -195,8 +195,14 @@ def test_deleted_row_is_missing_and_edited_row_is_altered(omrs_url, seeder):
     altered = seeder.verify(identities[1], placements[1])
     assert altered.state is VerifyState.ALTERED and altered.details == ("person_attribute.value changed",)
     assert seeder.verify(identities[2], placements[2]).state is VerifyState.OK
-    for placement in placements:
+    for placement in (placements[0], placements[2]):
         seeder.retire(placement)
+    with pytest.raises(CanaryAltered):  # edited since planting: kept for a person to check (#13.5)
+        seeder.retire(placements[1])
+    # Checked by hand and put back as planted: now it goes.
+    execute(omrs_url, "UPDATE person_attribute SET value = :v WHERE person_attribute_id = :id",
+            v=_by_table(placements[1], "person_attribute")["values"]["value"], id=attribute_id)
+    seeder.retire(placements[1])
     assert seeder.verify(identities[0], placements[0]).state is VerifyState.MISSING
 
 
