@@ -105,6 +105,9 @@ def test_verify_notices_a_deleted_or_altered_footprint_row(clinic_site, seeder):
             i=consult["key"]["consultation_id"])
     altered = seeder.verify(b, pb)
     assert altered.state is VerifyState.ALTERED and "consultation.chrono changed" in altered.details
+    # put back as planted: retire deletes only rows still as written (#13.5)
+    execute(clinic_site, "UPDATE consultation SET chrono = :c WHERE consultation_id = :i",
+            c=consult["values"]["chrono"], i=consult["key"]["consultation_id"])
     seeder.retire(pa)
     seeder.retire(pb)
 

@@ -206,8 +206,11 @@ def test_verify_notices_a_deleted_or_altered_footprint_row(lab_url):
         assert seeder.verify(identities[1], placements[1]).details == ("sample.accession_number changed",)
         missing = seeder.verify(identities[2], placements[2])
         assert missing.state is VerifyState.MISSING and missing.details[0].startswith("history row id=")
+        # put back as planted: retire deletes only rows still as written (#13.5)
         execute(lab_url, "UPDATE clinlims.sample SET accession_number = :n WHERE id = :id",
                 n=sample["values"]["accession_number"], id=sample["key"]["id"])
+        execute(lab_url, "UPDATE clinlims.result SET value = :v WHERE id = :id", v=result["values"]["value"],
+                id=result["key"]["id"])
         engine = sa.create_engine(lab_url)
         with engine.begin() as conn:
             conn.execute(sa.table("history", *(sa.column(c) for c in before), schema="clinlims").insert(), [before])

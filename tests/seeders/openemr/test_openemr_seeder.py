@@ -398,6 +398,8 @@ def test_registration_writes_insurance_blank_fields_and_the_audit_log(site, seed
     # verify notices a deleted insurance row and an altered log row; retire removes them all.
     execute(site, "UPDATE log SET comments = '' WHERE id = :i", i=logs[0]["id"])
     assert "log.comments changed" in seeder.verify(ident, placement).details
+    # put back as planted: retire deletes only rows still as written (#13.5)
+    execute(site, "UPDATE log SET comments = :c WHERE id = :i", c=logs[0]["comments"], i=logs[0]["id"])
     execute(site, "DELETE FROM insurance_data WHERE id = :i", i=insurance[2]["id"])
     assert seeder.verify(ident, placement).state is VerifyState.MISSING
     seeder.retire(placement)
@@ -538,6 +540,9 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
     vitals_id = next(r["key"]["id"] for r in some.rows if r["table"] == "form_vitals")
     execute(site, "UPDATE form_vitals SET bps = '190' WHERE id = :i", i=vitals_id)
     assert seeder.verify(ident, some).details == ("form_vitals.bps changed",)
+    # put back as planted: retire deletes only rows still as written (#13.5)
+    execute(site, "UPDATE form_vitals SET bps = :v WHERE id = :i",
+            v=next(r for r in some.rows if r["table"] == "form_vitals")["values"]["bps"], i=vitals_id)
     form_id = next(r["key"]["id"] for r in some.rows if r["table"] == "forms")
     execute(site, "DELETE FROM forms WHERE id = :i", i=form_id)
     assert seeder.verify(ident, some).state is VerifyState.MISSING

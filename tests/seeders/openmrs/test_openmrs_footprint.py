@@ -77,6 +77,9 @@ def test_canaries_get_the_sites_vitals_footprint_at_its_rate_and_retire_removes_
         assert altered.state is VerifyState.ALTERED and altered.details == ("obs.value_numeric changed",)
         found = seeder.locate(canary)  # an unrecorded canary is found with its footprint
         assert [r["key"] for r in found.rows] == [r["key"] for r in with_footprint[0].rows]
+        # put back as planted: retire deletes only rows still as written (#13.5)
+        execute(url, "UPDATE obs SET value_numeric = :v WHERE obs_id = :id", v=obs[0]["values"]["value_numeric"],
+                id=obs_id)
         for placement in placements:
             seeder.retire(placement)
     finally:
