@@ -336,13 +336,13 @@ def _counted(unit: Unit, data: bytes, limit: int) -> bytes:
     return data
 
 
-def first_line(path: str) -> str:
-    """The first line of a plain file (what ``header_of`` reads of its first slice)."""
+def first_bytes(path: str, size: int = 1 << 16) -> bytes:
+    """The first bytes of a plain file (its header line and a sample of rows)."""
     try:
         with open(path, "rb") as handle:
-            return header_of(handle.read(4096))
+            return handle.read(size)
     except OSError:
-        return ""
+        return b""
 
 
 def header_of(data: bytes) -> str:

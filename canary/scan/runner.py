@@ -127,7 +127,8 @@ class Runner:
             self.on_unit(unit)
             if isinstance(entry, inputs.SlicedFile):
                 unit.bytes = entry.size
-                column = serials.birth_column(inputs.first_line(entry.path))
+                sample = inputs.first_bytes(entry.path)
+                column = serials.holds_serials(sample, serials.birth_column(inputs.header_of(sample)))
                 for seq, start in enumerate(range(0, max(entry.size, 1), self.chunk)):
                     end = min(start + self.chunk, entry.size)
                     submit(unit.id, seq, end - start, _slice_task,
@@ -137,7 +138,7 @@ class Runner:
                 column = None
                 for seq, (data, limit) in enumerate(entry.chunks):
                     if seq == 0:  # the stream's first chunk set the unit's header
-                        column = serials.birth_column(unit.header)
+                        column = serials.holds_serials(data[:1 << 16], serials.birth_column(unit.header))
                     now = entry.progress()
                     submit(unit.id, seq, now - done, _chunk_task, (unit.id, seq, data, limit, column))
                     done = now

@@ -47,6 +47,22 @@ def birth_column(header: str) -> SerialColumn | None:
     return None
 
 
+def holds_serials(sample: bytes, column: SerialColumn | None, lines: int = 200) -> SerialColumn | None:
+    """``column`` if most of its values in the first lines of ``sample`` are day numbers, else None.
+
+    A birth-date column written as dates (the usual case) is then left alone: no
+    per-line rewriting pass over a file that needs none."""
+    if column is None:
+        return None
+    values = []
+    for line in sample.split(b"\n")[1:lines + 1]:
+        fields = line.rstrip(b"\r").split(column.delimiter)
+        if len(fields) > column.index and fields[column.index].strip(b'" '):
+            values.append(fields[column.index].strip(b'" '))
+    serial = sum(1 for v in values if v.split(b".")[0].isdigit() and FIRST <= int(v.split(b".")[0]) <= LAST)
+    return column if values and serial * 2 > len(values) else None
+
+
 def _pattern(column: SerialColumn) -> re.Pattern[bytes]:
     d = re.escape(column.delimiter)
     return re.compile(rb"^((?:[^" + d + rb"\n]*" + d + rb"){" + str(column.index).encode() + rb"})"

@@ -208,3 +208,13 @@ def test_only_the_birth_date_column_is_converted():
     data = b'nom;naissance;cp\nMARTIN;19362;35000\n"X";"19362.0";35000\nY;99999;35000\nZ;;35000\n'
     assert serials.convert(data, column) == (b'nom;naissance;cp\nMARTIN;1953-01-03;35000\n'
                                             b'"X";"1953-01-03";35000\nY;99999;35000\nZ;;35000\n')
+
+
+def test_a_birth_date_column_written_as_dates_is_not_rewritten():
+    from canary.scan import serials
+
+    column = serials.birth_column("nom;naissance;cp")
+    dates = b"nom;naissance;cp\n" + b"".join(b"X%d;03/01/1953;35000\n" % i for i in range(50))
+    serial = b"nom;naissance;cp\n" + b"".join(b"X%d;19362;35000\n" % i for i in range(50))
+    assert serials.holds_serials(dates, column) is None
+    assert serials.holds_serials(serial, column) == column
