@@ -86,7 +86,9 @@ def main(argv: list[str]) -> int:
         with Registry.open(url, create=True) as registry:
             numbers = plant(registry)
             raw = {"listener": {"dns": "127.0.0.1:0", "http": "127.0.0.1:0", "smtp": "127.0.0.1:0",
-                                "admin": "127.0.0.1:0", "audit_syslog": "127.0.0.1:0"},
+                                "admin": "127.0.0.1:0", "audit_syslog": "127.0.0.1:0",
+                                # the journal (and the webhook path file beside it) in the scratch folder
+                                "hit_journal": str(Path(folder) / "hit-journal")},
                    "access": {"sources": {"DPI-DEMO": "dpi"}, "burst_canaries": 1_000_000}}
             config = Config(path=None, registry_url=url, contacts=demo_contacts(), raw=raw)
             stream, reads = messages(args.messages, numbers)
