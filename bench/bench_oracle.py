@@ -274,7 +274,7 @@ def background(ports: dict[str, int], zone: str, stop: threading.Event) -> list[
     return threads
 
 
-def run(probes: int) -> dict[str, dict[str, float]]:
+def run(probes: int, front_ends: tuple[str, ...] = FRONT_ENDS) -> dict[str, dict[str, float]]:
     from canary.contacts import DEMO_DNS_ZONE
 
     results: dict[str, dict[str, float]] = {}
@@ -303,7 +303,7 @@ def run(probes: int) -> dict[str, dict[str, float]]:
                 threads = background(ports, DEMO_DNS_ZONE, stop) if phase == "loaded" else []
                 prober = Prober(ports, DEMO_DNS_ZONE)
                 try:
-                    for front_end in FRONT_ENDS:
+                    for front_end in front_ends:
                         pool = identities[:]  # each phase and front end draws its own canaries
                         accuracy = measure(prober, front_end, pool, probes, rng)
                         results.setdefault(front_end, {})[phase] = accuracy
@@ -333,8 +333,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, default=1000, help="canary probes (and as many unknown) per front end")
     parser.add_argument("--write-docs", action="store_true", help="update the table in docs/listener.md")
+    parser.add_argument("--only", choices=FRONT_ENDS, action="append",
+                        help="measure this front end only (repeatable; not with --write-docs)")
     args = parser.parse_args()
-    results = run(args.probes)
+    if args.only and args.write_docs:
+        parser.error("--write-docs needs every front end")
+    results = run(args.probes, tuple(args.only or FRONT_ENDS))
     text = table(results, args.probes)
     print(text)
     if args.write_docs:

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import html
 import logging
+import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
@@ -67,10 +68,34 @@ PNG_1X1 = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01
            b"\x00\x00IEND\xaeB`\x82")
 
 
-class CredentialChecker(Protocol):
-    """login (normalised) -> the canary's portal password, or None if no canary has it."""
+class PasswordCheck(Protocol):
+    """Whether a POSTed password is the canary's whose login it is: True, False, or None when
+    it cannot be told. Called for every login, canary or not, on the response path: it must
+    cost the same whatever the login (listener/credentials.py's CredentialChecker does)."""
 
-    def __call__(self, login: str) -> str | None: ...
+    def check(self, login: str, password: str) -> bool | None: ...
+
+
+PasswordLookup = Callable[[str], "str | None"]  # login -> the canary's password, or None (tests)
+
+
+class _LookupCheck:
+    """A PasswordCheck over a plain ``login -> password or None`` callable (a dict's ``get`` in
+    tests): both sides hashed and compared in constant time; a lookup that raises is None."""
+
+    def __init__(self, lookup: PasswordLookup) -> None:
+        self._lookup = lookup
+        self._key = secrets.token_bytes(32)
+
+    def check(self, login: str, password: str) -> bool | None:
+        try:
+            expected = self._lookup(login)
+        except Exception:  # the registry is down: still a hit, outcome unknown
+            log.error("could not check a portal password")
+            return None
+        given = hmac.new(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        wanted = hmac.new(self._key, (expected or "").encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        return hmac.compare_digest(wanted, given) if expected is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +134,7 @@ class _Portal:
 
     sink: HitSink
     config: HttpConfig
-    credentials: CredentialChecker | None
+    credentials: PasswordCheck | None
     defer: "Callable[[Callable[[], None]], bool] | None"  # None: record before answering (tests)
     page: _Answer
     failed_login: _Answer
@@ -118,14 +143,16 @@ class _Portal:
     zone_suffix: str
 
 
-def create_app(sink: HitSink, config: HttpConfig, *, credentials: CredentialChecker | None = None,
+def create_app(sink: HitSink, config: HttpConfig, *, credentials: "PasswordCheck | PasswordLookup | None" = None,
                telephony: "TelephonyConfig | None" = None, metrics: "ListenerMetrics | None" = None,
                defer: "Callable[[Callable[[], None]], bool] | None" = None) -> Flask:
     """The public HTTP app; ``telephony`` adds the provider webhooks, ``metrics`` counts requests.
     A health check or /metrics does not belong here: this app is what attackers see (they
-    are on the admin address). ``defer`` (listener.deferred.Deferred.submit) stores the
-    portal's hits and checks canary passwords after answering, so that a canary link does
-    not answer later than any other link (see listener/deferred.py)."""
+    are on the admin address). ``credentials`` checks every POSTed login's password (a
+    PasswordCheck, or a plain ``login -> password`` lookup). With a journaling sink
+    (canary/hits/journal.py) the hit is journaled before answering, and a request without a
+    canary token does the same work written nowhere; ``defer`` (listener.deferred.Deferred.submit)
+    is for a sink that stores before returning: the hit is stored after answering."""
     app = Flask(__name__, static_folder=None, template_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body
@@ -150,7 +177,7 @@ def _portal_answer() -> Response:
 # -- the page -------------------------------------------------------------
 
 
-def _build_portal(sink: HitSink, config: HttpConfig, credentials: CredentialChecker | None,
+def _build_portal(sink: HitSink, config: HttpConfig, credentials: "PasswordCheck | PasswordLookup | None",
                   defer: "Callable[[Callable[[], None]], bool] | None" = None) -> _Portal:
     folder = resources.files("listener") / "templates"
     style = (folder / "portal.css").read_text(encoding="utf-8").strip()
@@ -173,7 +200,9 @@ def _build_portal(sink: HitSink, config: HttpConfig, credentials: CredentialChec
 
     html_type = "text/html; charset=utf-8"
     return _Portal(
-        sink=sink, config=config, credentials=credentials, defer=defer,
+        sink=sink, config=config, defer=defer,
+        credentials=(credentials if credentials is None or hasattr(credentials, "check")
+                     else _LookupCheck(credentials)),
         page=answer(template.substitute(values, message="").encode("utf-8"), html_type),
         failed_login=answer(template.substitute(values, message=ERROR_MESSAGE).encode("utf-8"), html_type),
         gif=answer(GIF_1X1, "image/gif"),
@@ -190,23 +219,27 @@ def _portal_view() -> Response | None:
     portal: _Portal = current_app.extensions[EXTENSION]
     found = _tokens_in_request(portal, req)
     answer = portal.page
-    password: str | None = None
+    decoy: _Found | None = None
     if req.method == "POST":
         answer = portal.failed_login
         login = _login_attempt(portal, req)
         if login is not None:
-            found.append(login[0])
-            password = login[1]
+            if login[1]:
+                found.append(login[0])
+            else:
+                decoy = login[0]
     elif _wants_image(req):
         answer = portal.png if req.path.lower().endswith(".png") else portal.gif
     if found:
-        _record(portal, req, found, password)
+        _record(portal, req, found)
+    elif decoy is not None:
+        _record(portal, req, [decoy], decoy=True)
     elif req.path.startswith(portal.config.portal_path) and len(req.path) > len(portal.config.portal_path):
-        # An unknown code or login under the portal: the same work as for a canary's, its
-        # journal line going to /dev/null, so that the answer time tells nothing.
+        # An unknown code under the portal: the same work as for a canary's, its journal
+        # line going to /dev/null, so that the answer time tells nothing.
         kind = TokenKind.PORTAL_LOGIN if req.method == "POST" else TokenKind.URL_CODE
-        decoy = req.path.rstrip("/").rpartition("/")[2][:MAX_TOKEN_CHARS].lower()
-        _record(portal, req, [(kind, decoy, "path", {})], None, decoy=True)
+        value = req.path.rstrip("/").rpartition("/")[2][:MAX_TOKEN_CHARS].lower()
+        _record(portal, req, [(kind, value, "path", {})], decoy=True)
     return answer.response()
 
 
@@ -287,66 +320,53 @@ def _strip_suffix(segment: str) -> str:
     return stem if dot and "." + suffix in IMAGE_SUFFIXES + (".html", ".htm", ".php") else segment
 
 
-def _login_attempt(portal: _Portal, req: Request) -> tuple[_Found, str] | None:
-    """A POSTed portal login that belongs to a canary, and the password given (checked later)."""
+def _login_attempt(portal: _Portal, req: Request) -> tuple[_Found, bool] | None:
+    """The login POSTed, with whether it is a canary's: (found, canary). Its password is
+    checked here, for every login alike (the same work whether or not it is a canary's, see
+    listener/credentials.py); the password itself is never kept, only whether it matched."""
     try:
         form = req.form
     except Exception:  # too large, bad encoding: a failed login like any other
         return None
     login = next((form[f] for f in LOGIN_FIELDS if form.get(f)), "").strip().lower()
-    if not login or len(login) > MAX_TOKEN_CHARS or not portal.sink.known(TokenKind.PORTAL_LOGIN, login):
+    if not login or len(login) > MAX_TOKEN_CHARS:
         return None
+    canary = portal.sink.known(TokenKind.PORTAL_LOGIN, login)
     password = next((form[f] for f in PASSWORD_FIELDS if form.get(f)), "")
-    return (TokenKind.PORTAL_LOGIN, login, "login", {}), password
+    credential = portal.credentials.check(login, password) if portal.credentials is not None else None
+    return (TokenKind.PORTAL_LOGIN, login, "login", {"credential": credential}), canary
 
 
-def _credential(portal: _Portal, login: str, password: str) -> bool | None:
-    """Whether ``password`` is the canary's; None when it cannot be told. The submitted
-    password itself is never stored: only whether it matched."""
-    if portal.credentials is None:
-        return None
-    try:
-        expected = portal.credentials(login)
-    except Exception:  # the registry is down: still a hit, outcome unknown
-        log.error("could not check a portal password")
-        return None
-    return expected is not None and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
-
-
-def _record(portal: _Portal, req: Request, found: list[_Found], password: str | None,
-            decoy: bool = False) -> None:
-    """Store the hits (and check a canary login's password): after answering when deferred.
-    ``decoy``: the same work for a request without a canary token, stored nowhere."""
+def _record(portal: _Portal, req: Request, found: list[_Found], decoy: bool = False) -> None:
+    """Journal the hits before answering (microseconds: one line appended), or, with a sink
+    that stores before returning and ``defer``, store them after answering.
+    ``decoy``: the same work for a request without a canary token, written nowhere."""
     remote = portal.config.proxies.client_ip(req.remote_addr, req.environ)
     base = request_evidence(req)
-    observations = [(kind, value, cap_evidence({**base, "via": where, **extra})) for kind, value, where, extra in found]
+    observations = [Observation(Channel.HTTP, kind, value, remote, cap_evidence({**base, "via": where, **extra}))
+                    for kind, value, where, extra in found]
+    journal = getattr(portal.sink, "journal", None)
     if decoy:
-        journal = getattr(portal.sink, "journal", None)
-        if journal is not None and portal.defer is not None:
-            def mimic() -> None:
-                for kind, value, evidence in observations:
-                    if kind is TokenKind.PORTAL_LOGIN:  # a canary login's password is checked too
-                        evidence = {**evidence, "credential": _credential(portal, value, "")}
-                    journal.decoy(Observation(Channel.HTTP, kind, value, remote, evidence))
-
-            portal.defer(mimic)
+        if journal is not None:
+            for observation in observations:
+                journal.decoy(observation)
         return
 
     def store() -> None:
-        for kind, value, evidence in observations:
-            if kind is TokenKind.PORTAL_LOGIN and password is not None:
-                evidence = {**evidence, "credential": _credential(portal, value, password)}
-            portal.sink.observe(Observation(Channel.HTTP, kind, value, remote, evidence))
+        for observation in observations:
+            portal.sink.observe(observation)
 
-    if portal.defer is not None:
+    if portal.defer is not None and journal is None:
         portal.defer(store)  # a full queue is logged there; the visitor gets the page either way
         return
     try:
         store()
     except Exception:
-        # The visitor gets the same page either way: a browser does not retry.
+        # The visitor gets the same page either way: a browser does not retry. A journal
+        # that cannot be written has logged why and counted it (append_failed).
         req.environ[FAILED] = True
-        log.exception("could not record an HTTP hit")
+        if journal is None:
+            log.exception("could not record an HTTP hit")
 
 
 def request_evidence(req: Request) -> dict[str, Any]:

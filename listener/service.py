@@ -50,8 +50,8 @@ BINDABLE = (*FRONT_ENDS, "https", "admin", "audit_syslog")
 # Front ends first (stop accepting, store in-flight hits), then the token refresher,
 # the outbox worker last so that it finishes the delivery in progress.
 # The hit journal's writer after every front end (it stores what they journaled until they stopped).
-STOP_ORDER = ("hibp", "dns", "http", "https", "http hits", "smtp", "audit syslog", "admin", "hit journal",
-              "token index", "audit index", "outbox")
+STOP_ORDER = ("hibp", "dns", "http", "https", "smtp", "audit syslog", "admin", "hit journal",
+              "token index", "portal credentials", "audit index", "outbox")
 DEFAULT_INDEX_REFRESH = 5.0  # seconds between token index refreshes
 INDEX_LAG_LIMIT = 30.0  # a token the index still lacks this long after readiness first saw it: not ready
 
@@ -91,7 +91,7 @@ class ListenerService:
         self.http: Any = None
         self.smtp: Any = None
         self.https: Any = None  # only with listener.https (TLS)
-        self.http_hits: Any = None  # the portal's hits, stored after answering
+        self.credentials: Any = None  # the canaries' portal passwords, as keyed digests (listener/credentials.py)
         self.journal: Any = None  # every front end's hits wait here until stored (canary/hits/journal.py)
         self.admin: Any = None  # the dashboard, /metrics, /healthz, /readyz
         self.metrics: Any = None
@@ -127,7 +127,6 @@ class ListenerService:
         from canary.alerts.service import build_alerting, build_hit_sink
         from canary.hits.journal import HitJournal, JournalSink, journal_settings
         from listener.credentials import CredentialChecker
-        from listener.deferred import Deferred
         from listener.dns import DnsConfig, DnsServer
         from listener.http import HttpConfig, create_app
         from listener.admin import AdminConfig, admin_bind, create_admin_app
@@ -193,13 +192,13 @@ class ListenerService:
                              email_domains=contacts.email_domains, metrics=metrics)
         self._bind("DNS", ", ".join(f"{h}:{p}" for h, p in dns_config.binds), self.dns.start)
         self._started.append(("dns", self.dns.stop))
-        # Portal hits are stored after the answer: a canary link must not answer later than another.
-        self.http_hits = Deferred("http hits")
-        self.http_hits.start()
-        self._started.append(("http hits", self.http_hits.stop))
+        # A POSTed login's password is checked against digests loaded ahead: the same work for
+        # every login, no registry read while the client waits (a canary must not answer later).
+        self.credentials = CredentialChecker(self.registry)
+        self.credentials.start(self.index_refresh)
+        self._started.append(("portal credentials", self.credentials.stop))
         self.hooks_path = telephony.hooks_path
-        app = create_app(front, http_config, credentials=CredentialChecker(self.registry),
-                         telephony=telephony, metrics=metrics, defer=self.http_hits.submit)
+        app = create_app(front, http_config, credentials=self.credentials, telephony=telephony, metrics=metrics)
         app = self.audit.wrap(app)  # POST /audit/fhir... when listener.audit_fhir_token_env is set
         self.http = HttpServer(app, serve_config)
         self._bind("HTTP", f"{serve_config.host}:{serve_config.port}", self.http.start)
@@ -297,8 +296,8 @@ class ListenerService:
         checks = {name: "ok" if _alive(getattr(self, name)) else "not running" for name in FRONT_ENDS}
         if self.https is not None:
             checks["https"] = "ok" if _alive(self.https) else "not running"
-        if checks["http"] == "ok" and not _alive(self.http_hits):
-            checks["http"] = "hit recorder not running"
+        if checks["http"] == "ok" and not _alive(self.credentials):
+            checks["http"] = "portal credential refresh not running"
         probe = self.metrics.registry_probe
         _, problem = probe.read()
         checks["registry"] = problem or "ok"

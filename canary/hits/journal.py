@@ -220,8 +220,10 @@ class HitJournal:
                               err.strerror or err, self.append_failed, extra={"event": "journal-write-failed"})
                 raise JournalError(f"cannot write the hit journal: {err.strerror or err}") from None
             self.appended += 1
-        if not self._wake.is_set():
-            self._wake.set()
+        # The writer is NOT woken here: it reads the journal every FSYNC_INTERVAL. Woken at once,
+        # its registry transaction (milliseconds of Python, holding the GIL) ran while this very
+        # answer was being sent, so canary answers left later than others (issue #13.2). On its
+        # own clock, storing lands on whichever request is in flight then, canary or not.
 
     def decoy(self, observation: Observation) -> None:
         """What ``append`` does, written to /dev/null: for a front end answering a query

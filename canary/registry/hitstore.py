@@ -270,6 +270,22 @@ class HitStore:
         return [TokenEntry(token_id=r[0], kind=TokenKind(r[1]), value=r[2], canary_id=r[3],
                            source=r[4]) for r in rows]
 
+    def portal_passwords_since(self, after_id: int = 0, limit: int | None = None) -> list[tuple[int, str, str]]:
+        """(token id, portal login, the canary's portal password) of the portal-login tokens with an
+        id above ``after_id``, in id order: what the listener checks a POSTed login against, loaded
+        ahead so that no login waits for the registry (listener/credentials.py)."""
+        query = (
+            sa.select(token_table.c.id, token_table.c.value, canaries.c.identity)
+            .select_from(token_table.join(canaries, canaries.c.id == token_table.c.canary_id))
+            .where(token_table.c.id > after_id, token_table.c.kind == TokenKind.PORTAL_LOGIN.value)
+            .order_by(token_table.c.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx(write=False) as connection:  # type: ignore[attr-defined]
+            rows = connection.execute(query).all()
+        return [(r[0], r[1], str((r[2] or {}).get("portal_password") or "")) for r in rows]
+
     def list_hits(self, *, source: str | None = None, since: datetime | None = None,
                   canary_id: int | None = None, incident_id: int | None = None,
                   limit: int | None = None, channel: Channel | str | None = None) -> list[Hit]:

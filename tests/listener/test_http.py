@@ -415,9 +415,10 @@ def test_failing_credential_checker_still_records_and_answers_the_same(sink):
     assert sink.observations[0].evidence["credential"] is None
 
 
-def test_with_a_deferred_recorder_the_answer_does_not_wait_for_storage_or_the_password_check():
-    """A canary link must not answer later than another one: the listener stores its hit
-    (and checks a canary login's password) after answering (listener/deferred.py)."""
+def test_with_a_deferred_recorder_the_answer_does_not_wait_for_storage():
+    """A canary link must not answer later than another one: with a sink that stores before
+    returning, the listener stores its hit after answering (listener/deferred.py). The
+    password is checked before the answer, for every login alike (see the next test)."""
     import threading
 
     from listener.deferred import Deferred
@@ -432,7 +433,7 @@ def test_with_a_deferred_recorder_the_answer_does_not_wait_for_storage_or_the_pa
 
     def credentials(login):
         checked.append(login)
-        return PASSWORD
+        return PASSWORD if login == LOGIN else None
 
     sink = BlockedSink({(TokenKind.URL_CODE, CODE), (TokenKind.PORTAL_LOGIN, LOGIN)})
     recorder = Deferred("http hits")
@@ -443,15 +444,51 @@ def test_with_a_deferred_recorder_the_answer_does_not_wait_for_storage_or_the_pa
     answers = []
     requests_done = threading.Thread(target=lambda: answers.extend([
         client.get(f"/acces/{CODE}"), client.get(f"/acces/{OTHER_CODE}"),
-        client.post("/acces/connexion", data={"identifiant": LOGIN, "motdepasse": PASSWORD})]))
+        client.post("/acces/connexion", data={"identifiant": LOGIN, "motdepasse": PASSWORD}),
+        client.post("/acces/connexion", data={"identifiant": "marie.martin", "motdepasse": PASSWORD})]))
     requests_done.start()
     requests_done.join(5)
     try:
         assert not requests_done.is_alive(), "the portal waited for the hit to be stored"
         assert answers[0].data == answers[1].data and answers[0].status_code == 200
-        assert sink.observations == [] and checked == []  # nothing done yet: all after the answers
+        assert answers[2].data == answers[3].data
+        assert sink.observations == []  # nothing stored yet: after the answers
+        assert checked == [LOGIN, "marie.martin"]  # every login's password checked alike
     finally:
         release.set()
         recorder.stop()
     assert [o.value for o in sink.observations] == [CODE, LOGIN]
-    assert sink.observations[1].evidence["credential"] is True and checked == [LOGIN]
+    assert sink.observations[1].evidence["credential"] is True
+
+
+def test_every_login_costs_the_same_password_check_and_a_journal_line(tmp_path):
+    """The response path of a canary login and of an unknown one: one password check each,
+    one journal line each (the unknown one's to /dev/null); only the canary's is stored."""
+    from canary.hits.journal import HitJournal, JournalSink
+
+    calls: list[tuple[str, str]] = []
+
+    class CountingCheck:
+        def check(self, login, password):
+            calls.append((login, password))
+            return password == PASSWORD if login == LOGIN else None
+
+    inner = canary_sink()
+    journal = HitJournal(tmp_path / "journal", inner)
+    journal.open()
+    decoys: list[str] = []
+    real_decoy = journal.decoy
+    journal.decoy = lambda observation: (decoys.append(observation.value), real_decoy(observation))
+    app = create_app(JournalSink(journal, inner), HttpConfig.from_table({}, contacts=demo_contacts()),
+                     credentials=CountingCheck())
+    client = app.test_client()
+    canary = client.post("/acces/", data={"identifiant": LOGIN, "motdepasse": PASSWORD})
+    unknown = client.post("/acces/", data={"identifiant": "marie.martin", "motdepasse": PASSWORD})
+    assert canary.data == unknown.data and _headers(canary) == _headers(unknown)
+    assert calls == [(LOGIN, PASSWORD), ("marie.martin", PASSWORD)]
+    assert journal.appended == 1 and decoys == ["marie.martin"]
+    journal.start()
+    assert journal.wait_idle(5)
+    journal.stop()
+    [hit] = inner.observations
+    assert hit.value == LOGIN and hit.evidence["credential"] is True and PASSWORD not in repr(hit.evidence)

@@ -47,64 +47,65 @@ def planted_registry(tmp_path):
         yield registry
 
 
-def test_credentials_come_from_the_registry_and_are_cached(planted_registry):
-    checker = CredentialChecker(planted_registry)
-    assert checker("cmorel1") == "Tilleul!2024"
-    assert checker(" CMorel1 ") == "Tilleul!2024"  # same login, normalised: from the cache
-    assert checker("nobody") is None
-    assert checker.lookups == 2
-    assert "Tilleul" not in repr(checker)
+def test_credentials_are_loaded_ahead_and_checked_without_the_registry(planted_registry):
+    class Counting:
+        reads = 0
+
+        def portal_passwords_since(self, after_id=0, limit=None):
+            self.reads += 1
+            return planted_registry.portal_passwords_since(after_id, limit)
+
+    feed = Counting()
+    checker = CredentialChecker(feed)
+    assert checker.refresh() == 3 and len(checker) == 3
+    assert checker.check("cmorel1", "Tilleul!2024") is True
+    assert checker.check(" CMorel1 ", "Tilleul!2024") is True  # the login as the token index folds it
+    assert checker.check("cmorel1", "tilleul!2024") is False
+    assert checker.check("nobody", "Tilleul!2024") is None  # no canary's: compared with a dummy
+    assert feed.reads == 1  # checks never read the registry
+    assert checker.refresh() == 0 and feed.reads == 2
+    assert "Tilleul" not in repr(checker) and all("Tilleul" not in repr(v) for v in vars(checker).values())
 
 
-def test_credential_cache_expires_and_is_bounded(planted_registry):
-    with freeze_time(T0) as clock:
-        checker = CredentialChecker(planted_registry, size=2, ttl=60)
-        checker("cmorel1")
-        checker("cmorel1")
-        assert checker.lookups == 1
-        clock.tick(61)
-        checker("cmorel1")
-        assert checker.lookups == 2  # expired: read again
-        checker("cmorel2")
-        checker("cmorel3")  # the cache holds two: cmorel1 goes
-        checker("cmorel1")
-        assert checker.lookups == 5
+def test_credentials_of_canaries_planted_later_are_loaded_by_the_refresh(tmp_path):
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    plant_sources(url, {"lis-rennes": range(1, 3)})
+    with Registry.open(url) as registry:
+        checker = CredentialChecker(registry)
+        checker.start(interval=0.05)
+        try:
+            assert checker.check("cmorel3", "Tilleul!2024") is None
+            plant_sources(url, {"lis-brest": range(3, 4)})
+            deadline = time.monotonic() + 5
+            while checker.check("cmorel3", "Tilleul!2024") is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert checker.check("cmorel3", "Tilleul!2024") is True and checker.alive
+        finally:
+            checker.stop()
+        assert not checker.alive
 
 
-def test_credential_errors_propagate_and_are_not_cached():
+def test_credential_refresh_errors_keep_what_is_loaded(planted_registry):
     class Flaky:
         calls = 0
 
-        def find_token(self, value, kind=None):
+        def portal_passwords_since(self, after_id=0, limit=None):
             self.calls += 1
-            if self.calls == 1:
+            if self.calls > 1:
                 raise RegistryError("registry down")
-            return None
+            return planted_registry.portal_passwords_since(after_id, limit)
 
     flaky = Flaky()
     checker = CredentialChecker(flaky)
-    with pytest.raises(RegistryError):
-        checker("cmorel1")
-    assert checker("cmorel1") is None and flaky.calls == 2
-
-
-def test_credential_checker_is_thread_safe(planted_registry):
-    checker = CredentialChecker(planted_registry, size=2)
-    errors = []
-
-    def work(n):
-        for i in range(60):
-            login = f"cmorel{(n + i) % 4}"  # cmorel0 is no canary
-            expected = None if login == "cmorel0" else "Tilleul!2024"
-            if checker(login) != expected:
-                errors.append(login)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    checker.start(interval=0.02)
+    try:
+        deadline = time.monotonic() + 5
+        while flaky.calls < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert flaky.calls >= 3 and checker.alive
+        assert checker.check("cmorel2", "Tilleul!2024") is True
+    finally:
+        checker.stop()
 
 
 # -- ports file and logs -------------------------------------------------------------------
