@@ -70,6 +70,8 @@ class HttpsServeConfig:
     threads: int = 8
     timeout: int = 30
     max_body: int = 65536
+    request_timeout: float = 10.0  # a whole request, from its first byte (listener/tlsconn.py)
+    connection_limit: int = 500
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], base_dir: Path | None = None) -> "HttpsServeConfig | None":
@@ -83,7 +85,9 @@ class HttpsServeConfig:
         host, port = parse_bind(table["https"], "listener.https")
         shared = HttpServeConfig.from_table(table)  # http_threads, http_timeout, http_max_body: read once, there
         return cls(cert_file=_path(table, "tls_cert_file", base), key_file=_path(table, "tls_key_file", base),
-                   host=host, port=port, threads=shared.threads, timeout=shared.timeout, max_body=shared.max_body)
+                   host=host, port=port, threads=shared.threads, timeout=shared.timeout, max_body=shared.max_body,
+                   request_timeout=float(min(shared.request_timeout, shared.timeout)),
+                   connection_limit=shared.connection_limit)
 
 
 def _readable_pem(path: Path, marker: str, what: str) -> str:
@@ -201,6 +205,18 @@ class HttpsServer:
             if server.socket is not None:
                 server.socket.close()
             raise
+        # Handshakes and request reading off the accepting thread and the workers, within an
+        # absolute deadline per request (slowloris): listener/tlsconn.py.
+        from cheroot import connections as cheroot_connections
+
+        from listener.tlsconn import deadline_manager_class
+
+        stock = server._connections
+        manager = deadline_manager_class(cheroot_connections.ConnectionManager)(server)
+        manager.request_timeout = cfg.request_timeout
+        manager.connection_limit = cfg.connection_limit
+        server._connections = manager
+        stock.close()
         self._server, self._adapter = server, adapter
         self._thread = threading.Thread(target=self._run, name="canary-https", daemon=True)
         self._thread.start()
