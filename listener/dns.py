@@ -43,6 +43,7 @@ UDP_BATCH = 64  # datagrams read per readiness event before TCP gets its turn
 UDP_MAX_QUERY = 4096  # bytes read per datagram; longer ones are cut (and get FORMERR)
 DNS_HEADER = 12  # bytes: a shorter TCP message is not a query
 TCP_WRITE_HIGH = 64 * 1024  # bytes of answers buffered for one TCP client before it is paused
+TCP_BATCH = 64  # pipelined queries answered per turn of one TCP client
 BACKLOG = 16  # datagrams read in one wake-up that mean the loop is saturated ...
 SATURATED_FOR = 0.25  # ... for this many seconds (the hit worker then yields)
 
@@ -342,6 +343,7 @@ class _TcpProtocol(asyncio.Protocol):
         self._peer = "?"
         self._admitted = False
         self._paused = False
+        self._resume_handle: asyncio.Handle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -364,10 +366,16 @@ class _TcpProtocol(asyncio.Protocol):
         self._answer_buffered()
 
     def _answer_buffered(self) -> None:
+        self._resume_handle = None
         buffer = self._buffer
         answered = False
+        budget = TCP_BATCH
         try:
             while len(buffer) >= 2 and not self._paused:
+                if budget == 0:  # the rest after the other clients (UDP too) had their turn
+                    self._yield_turn()
+                    break
+                budget -= 1
                 size = int.from_bytes(buffer[:2], "big")
                 if size < DNS_HEADER:  # not even a header: junk, which must not keep the slot alive
                     self.abort()
@@ -393,11 +401,31 @@ class _TcpProtocol(asyncio.Protocol):
         if answered:
             self._arm()
 
+    def _yield_turn(self) -> None:
+        # A client pipelining thousands of queries got them all answered in one go, while
+        # every other client (UDP queries included) waited: one batch, then back in line.
+        if self._resume_handle is None:
+            self._transport.pause_reading()
+            self._resume_handle = asyncio.get_running_loop().call_soon(self._continue)
+
+    def _continue(self) -> None:
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+        self._answer_buffered()
+
     def _arm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._server.config.tcp_idle_timeout, self._transport.close)
+        self._timer = loop.call_later(self._server.config.tcp_idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        # close() would wait for the answers still buffered to be sent: a client that does
+        # not read them kept its slot (and their memory) until the absolute deadline.
+        if self._transport.get_write_buffer_size():
+            self.abort()
+        else:
+            self._transport.close()
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -413,7 +441,7 @@ class _TcpProtocol(asyncio.Protocol):
         self._answer_buffered()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._timer, self._deadline):
+        for timer in (self._timer, self._deadline, self._resume_handle):
             if timer is not None:
                 timer.cancel()
         if self._admitted:
