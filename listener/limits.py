@@ -25,7 +25,9 @@ def descriptors_needed(table: Mapping[str, Any]) -> int:
         value = table.get(key, default)
         return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
-    return (BASE_DESCRIPTORS + ADMIN_CONNECTIONS + number("http_connection_limit", 500)
+    http = number("http_connection_limit", 500)
+    https = http if table.get("https") else 0  # the HTTPS server has the same cap (listener/tlsconn.py)
+    return (BASE_DESCRIPTORS + ADMIN_CONNECTIONS + http + https
             + number("dns_tcp_max_connections", 256) + number("smtp_max_connections", 200))
 
 
