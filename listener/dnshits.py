@@ -172,7 +172,7 @@ class HitRecorder:
                                       remote=remote, evidence=evidence, at=when))
 
     def _decoy(self, hit: Hit, remote: str, transport: str, at: float) -> None:
-        """What ``_record`` does for one label, the journal line going to /dev/null."""
+        """What ``_record`` does for one label, the journal line going to the decoy file."""
         evidence = {"qname": hit.qname, "qtype": hit.qtype, "resolver": remote, "ecs": hit.ecs,
                     "transport": transport}
         when = datetime.fromtimestamp(at, timezone.utc)

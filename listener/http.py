@@ -236,7 +236,7 @@ def _portal_view() -> Response | None:
         _record(portal, req, [decoy], decoy=True)
     elif req.path.startswith(portal.config.portal_path) and len(req.path) > len(portal.config.portal_path):
         # An unknown code under the portal: the same work as for a canary's, its journal
-        # line going to /dev/null, so that the answer time tells nothing.
+        # line going to the decoy file, so that the answer time tells nothing.
         kind = TokenKind.PORTAL_LOGIN if req.method == "POST" else TokenKind.URL_CODE
         value = req.path.rstrip("/").rpartition("/")[2][:MAX_TOKEN_CHARS].lower()
         _record(portal, req, [(kind, value, "path", {})], decoy=True)

@@ -68,6 +68,7 @@ CURSOR_INTERVAL = 0.5  # seconds between saves of the cursor while draining a ba
 READ_CHUNK = 1 << 20  # bytes read from the journal at a time: memory stays bounded
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # pause after a registry error, doubling up to RETRY_MAX
 REJECT_AFTER = 5  # attempts before an entry refused for a non-registry reason is set aside
+DECOY_MAX = 1 << 22  # bytes of decoy lines kept before the decoy file is emptied
 YIELD_FACTOR = 4.0  # while a front end is saturated, sleep this many times each store's duration
 
 
@@ -123,7 +124,9 @@ class HitJournal:
         self._sink = sink
         self._lock = threading.Lock()  # appends, and emptying the file
         self._fd: int | None = None
-        self._null = -1  # /dev/null, for decoy()
+        self.decoy_path = self.path.with_name(self.path.name + ".decoy")
+        self._decoy_fd = -1  # decoy(): lines written like real ones, kept nowhere for long
+        self._decoy_bytes = 0
         self._prefix = secrets.token_hex(6)  # receipts are unique across restarts
         self._seq = 0
         self._wake = threading.Event()
@@ -153,8 +156,15 @@ class HitJournal:
         except OSError as err:
             raise JournalError(f"cannot open the hit journal {self.path}: {err.strerror}") from None
         self._fd = fd
-        if self._null < 0:
-            self._null = os.open(os.devnull, os.O_WRONLY)
+        if self._decoy_fd < 0:
+            try:
+                decoy = os.open(self.decoy_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+                os.fchmod(decoy, FILE_MODE)
+            except OSError as err:
+                os.close(fd)
+                self._fd = None
+                raise JournalError(f"cannot open {self.decoy_path}: {err.strerror}") from None
+            self._decoy_fd, self._decoy_bytes = decoy, 0
         size = os.fstat(fd).st_size
         self._cursor = min(self._read_cursor(), size)
         if size > self._cursor:
@@ -189,9 +199,13 @@ class HitJournal:
         if fd is not None:
             os.fsync(fd)
             os.close(fd)
-        if self._null >= 0:
-            os.close(self._null)
-            self._null = -1
+        if self._decoy_fd >= 0:
+            try:
+                os.ftruncate(self._decoy_fd, 0)
+            except OSError:
+                pass
+            os.close(self._decoy_fd)
+            self._decoy_fd = -1
         left = self.pending()
         if left:
             log.warning("hit journal: %d hits not stored yet; they stay in %s for the next start",
@@ -226,14 +240,24 @@ class HitJournal:
         # own clock, storing lands on whichever request is in flight then, canary or not.
 
     def decoy(self, observation: Observation) -> None:
-        """What ``append`` does, written to /dev/null: for a front end answering a query
-        that holds no canary, so that it spends the same time (one encode, one write
-        syscall under the same lock) as for a canary's, and timing tells nothing."""
+        """What ``append`` does, for a front end answering a query that holds no canary, so
+        that it spends the same time (one encode, one write under the same lock) as for a
+        canary's, and timing tells nothing. The line goes to ``<journal>.decoy`` (0600, emptied
+        every DECOY_MAX bytes and at stop), not /dev/null: appending to a file on disk costs
+        some microseconds more than writing to /dev/null (4.7 against 0.8 us median, ext4), a
+        difference a thousand probes can measure."""
         with self._lock:
             self._seq += 1
             line = encode(observation, f"j:{self._prefix}:{self._seq}")
-            if self._null >= 0:
-                os.write(self._null, line)
+            if self._decoy_fd >= 0:
+                try:
+                    os.write(self._decoy_fd, line)
+                    self._decoy_bytes += len(line)
+                    if self._decoy_bytes > DECOY_MAX:
+                        os.ftruncate(self._decoy_fd, 0)
+                        self._decoy_bytes = 0
+                except OSError:  # disk full: the answer goes out all the same
+                    pass
 
     def pending(self) -> int:
         """Entries in, not yet out (stored, duplicate or rejected)."""

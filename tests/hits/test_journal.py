@@ -160,3 +160,23 @@ def test_undecodable_input_is_journaled_as_replacement_characters(tmp_path):
     line = encode(Observation(Channel.SMTP, TokenKind.EMAIL, "x@mail-canary.fr", None,
                               {"helo": b"\xff\xfeok".decode("utf-8", "surrogateescape")}, T0), "r1")
     assert decode(line).evidence == {"helo": "\ufffd\ufffdok"} and decode(line).receipt == "r1"
+
+
+def test_decoy_lines_go_to_a_bounded_scratch_file_never_stored(tmp_path, monkeypatch):
+    """An unknown token's answer appends a line like a canary's, to ``<journal>.decoy``
+    (a file on the same disk costs what the journal costs), kept small and emptied at stop."""
+    import canary.hits.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "DECOY_MAX", 4096)
+    journal = HitJournal(tmp_path / "j", Broken())
+    journal.open()
+    decoy = tmp_path / "j.decoy"
+    assert stat.S_IMODE(decoy.stat().st_mode) == 0o600
+    journal.decoy(dns_hit(1))
+    assert b"h4x1" in decoy.read_bytes()
+    for n in range(200):
+        journal.decoy(dns_hit(n))
+    assert 0 < decoy.stat().st_size <= 4096 + 1024  # emptied as it grows
+    assert journal.appended == 0 and journal.pending() == 0 and (tmp_path / "j").stat().st_size == 0
+    journal.stop(drain_timeout=0)
+    assert decoy.stat().st_size == 0
