@@ -5,8 +5,9 @@ it stored the hit (a registry transaction: hit, incident, alert) before
 answering, a canary link would answer measurably later than an unknown one
 (3.2 ms against 0.11 ms, median, SQLite), and anyone could tell them apart
 from outside. So the request only queues the work and answers; one worker
-thread does it. The same goes for checking a canary login's password (a
-registry read).
+thread does it. ``canary listen`` does not use it (its sink journals, which
+takes microseconds, see canary/hits/journal.py); it is for a sink that
+stores before returning (tests, benchmarks).
 
 ``submit(task)`` never blocks; it returns False when the queue is full (the
 task is dropped and the drop counted and logged). ``stop()`` runs what is

@@ -151,7 +151,7 @@ def create_app(sink: HitSink, config: HttpConfig, *, credentials: "PasswordCheck
     are on the admin address). ``credentials`` checks every POSTed login's password (a
     PasswordCheck, or a plain ``login -> password`` lookup). With a journaling sink
     (canary/hits/journal.py) the hit is journaled before answering, and a request without a
-    canary token does the same work written nowhere; ``defer`` (listener.deferred.Deferred.submit)
+    canary token does the same work, its line going to the journal's decoy file; ``defer`` (listener.deferred.Deferred.submit)
     is for a sink that stores before returning: the hit is stored after answering."""
     app = Flask(__name__, static_folder=None, template_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
