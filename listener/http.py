@@ -346,15 +346,14 @@ def _record(portal: _Portal, req: Request, found: list[_Found], decoy: bool = Fa
     observations = [Observation(Channel.HTTP, kind, value, remote, cap_evidence({**base, "via": where, **extra}))
                     for kind, value, where, extra in found]
     journal = getattr(portal.sink, "journal", None)
-    if decoy:
-        if journal is not None:
-            for observation in observations:
-                journal.decoy(observation)
+    if decoy and journal is None:
         return
 
     def store() -> None:
+        # With a journal, a canary's line and a decoy's take the same code path (to the µs).
+        write = portal.sink.observe if journal is None else journal.decoy if decoy else journal.append
         for observation in observations:
-            portal.sink.observe(observation)
+            write(observation)
 
     if portal.defer is not None and journal is None:
         portal.defer(store)  # a full queue is logged there; the visitor gets the page either way

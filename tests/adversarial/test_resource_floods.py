@@ -169,12 +169,16 @@ def dns_answer(port: int, label: str, tcp: bool = False) -> tuple[int, list[str]
     return response.rcode(), sorted(rdata.to_text() for rrset in response.answer for rdata in rrset)
 
 
-def http_get(port: int, path: str, context: ssl.SSLContext | None = None) -> tuple[bytes, float]:
+def http_get(port: int, path: str, context: ssl.SSLContext | None = None, form: str = "") -> tuple[bytes, float]:
+    """GET ``path``, or POST ``form`` to it; the answer without its Date, and how long it took."""
     started = time.monotonic()
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock = context.wrap_socket(raw, server_hostname=HTTP_HOST) if context else raw
+    method = "POST" if form else "GET"
+    body = (f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(form)}\r\n\r\n{form}"
+            if form else "\r\n")
     with sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HTTP_HOST}\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {HTTP_HOST}\r\nConnection: close\r\n{body}".encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -281,6 +285,10 @@ def test_slowloris_does_not_keep_new_clients_out(listener, front_end):
             unknown, unknown_took = http_get(port, "/p/k7q2x9zzzzz4", context)
             assert canary == unknown and canary.startswith(b"HTTP/1.1 200")
             assert canary_took < 1.0 and unknown_took < 1.0
+            # A canary's portal login, with its own password, and an unknown one: the same page.
+            canary_login, _ = http_get(port, "/p/", context, "identifiant=cmorel5&motdepasse=Tilleul%212024")
+            unknown_login, _ = http_get(port, "/p/", context, "identifiant=cmorez5&motdepasse=Tilleul%212024")
+            assert canary_login == unknown_login and b"incorrect" in canary_login
             wait_for(sampler.released, 5, what="the slow clients cut")
         finally:
             stop.set()
@@ -298,6 +306,8 @@ def test_every_hit_is_stored_and_the_log_holds_no_traceback(listener):
         with engine.connect() as connection:
             stored = dict(connection.execute(sa.select(hits_table.c.channel, sa.func.count())
                                              .group_by(hits_table.c.channel)).all())
+            logins = connection.execute(sa.select(hits_table.c.evidence)
+                                        .where(hits_table.c.kind == "portal_login")).scalars().all()
     finally:
         engine.dispose()
     # Counted in = counted out, and all of it in the registry.
@@ -305,8 +315,9 @@ def test_every_hit_is_stored_and_the_log_holds_no_traceback(listener):
     assert counts["appended"] + counts["replayed"] == counts["stored"] == sum(stored.values())
     # Every canary probe that was answered is there: DNS, the two probes and the hogs' canary
     # queries the server read; SMTP, the canary and the unknown address at our domain (both
-    # are stored, the unknown one unmatched); HTTP and HTTPS, one canary link each (the
-    # unknown codes did the same work, written nowhere).
-    assert stored.get("dns", 0) >= 4 and stored.get("smtp") == 2 and stored.get("http") == 2, stored
+    # are stored, the unknown one unmatched); HTTP and HTTPS, one canary link and one canary
+    # login each (the unknown codes and logins did the same work, kept nowhere).
+    assert stored.get("dns", 0) >= 4 and stored.get("smtp") == 2 and stored.get("http") == 4, stored
+    assert [e["credential"] for e in logins] == [True, True]  # its password, checked before the answer
     log = listener.process.stderr()
     assert "Traceback" not in log and '"exc"' not in log
