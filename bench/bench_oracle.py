@@ -3,6 +3,7 @@
     python bench/bench_oracle.py                  # 1,000 + 1,000 probes per front end, idle and loaded
     python bench/bench_oracle.py --probes 300     # quicker
     python bench/bench_oracle.py --write-docs     # also updates the table in docs/listener.md
+    python bench/bench_oracle.py --only dns-tcp   # one front end (repeatable)
 
 A holder of leaked records can probe each record once (every probe is a hit,
 so once is all they get before being noticed) and keep those that answer
