@@ -40,7 +40,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listener.http_timeout", 30, "Seconds an idle HTTP connection is kept open."),
     Setting("listener.http_request_timeout", 10,
             "Seconds a client has to send a whole request, headers and body, from its first byte; a "
-            "slower one (slowloris: a byte every few seconds) is disconnected."),
+            "slower one (slowloris: a byte every few seconds) is disconnected. HTTP and HTTPS (where "
+            "the TLS handshake counts too)."),
 )
 
 
