@@ -3,9 +3,10 @@
 ``AuditReceivers.build(service)`` reads the settings (errors before anything
 binds) and, when a receiver is set up, starts the AccessBook refresh (the
 registry's canaries -> their application identifiers, reloaded like the
-token index) and an AccessRecorder on the listener's hit sink, so access hits
-go through the same transaction, incidents, outbox and metrics as every other
-hit. ``wrap(app)`` puts the FHIR receiver in front of the HTTP app;
+token index) and an AccessRecorder; ``journal_to(front)`` hands its hits to the
+listener's hit journal, so access hits are journaled, stored, replayed and
+counted like every other front end's (same transaction, incidents, outbox and
+metrics). ``wrap(app)`` puts the FHIR receiver in front of the HTTP app;
 ``start(bind, started)`` binds the syslog receiver. See docs/access.md.
 """
 
@@ -50,6 +51,12 @@ class AuditReceivers:
     @property
     def enabled(self) -> bool:
         return self.intake is not None
+
+    def journal_to(self, sink: Any) -> None:
+        """Hand access hits to ``sink`` (the listener's JournalSink) instead of storing them in
+        the receiving thread: on disk at once, stored by the journal's writer, replayed at start."""
+        if self.intake is not None:
+            self.intake.recorder.sink = sink
 
     def wrap(self, app: Callable) -> Callable:
         if self.token is None or self.intake is None:

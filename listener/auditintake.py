@@ -4,9 +4,11 @@ Shared by listener/auditsyslog.py and listener/auditfhir.py. Audit messages
 are hostile input: a message that cannot be read (oversized, malformed,
 entity-laden XML, not an audit message, a broken syslog frame) is counted by
 kind in ``canary_audit_messages{receiver, result}`` and logged by kind and
-sender only (never its content), and is never a hit. A recording failure
-(the registry down) is counted as ``error`` and raised to the receiver, which
-answers accordingly (FHIR 503; syslog has no answer: logged).
+sender only (never its content), and is never a hit. Hits go to the
+recorder's sink: in the listener the hit journal (an append, microseconds; the
+journal's writer stores them). A recording failure (the journal cannot be
+written) is counted as ``error`` and raised to the receiver, which answers
+accordingly (FHIR 503; syslog has no answer: logged).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class AuditIntake:
             self.count(receiver, "hostile", remote, "nesting too deep")
             raise AuditMessageError("nesting too deep") from None
         try:
-            hits = sum(len(self.recorder.record(event)) for event in events)
+            hits = sum(self.recorder.submit(event) for event in events)
         except Exception:
             self.count(receiver, "error", remote, "recording failed")
             raise

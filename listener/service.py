@@ -189,6 +189,7 @@ class ListenerService:
         self._started.append(("hit journal", lambda: self.journal.stop(drain_timeout)))
         metrics.watch_journal(self.journal.stats)
         front = JournalSink(self.journal, self.sink)
+        self.audit.journal_to(front)  # access hits are journaled like the other channels'
         self.dns = DnsServer(dns_config, front, dns_zone=contacts.dns_zone,
                              email_domains=contacts.email_domains, metrics=metrics)
         self._bind("DNS", ", ".join(f"{h}:{p}" for h, p in dns_config.binds), self.dns.start)

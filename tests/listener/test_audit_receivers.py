@@ -242,3 +242,25 @@ def test_bad_audit_settings_are_one_line_before_anything_binds(tmp_path):
             with pytest.raises(ConfigError, match=message):
                 service.start()
             assert not service.running
+
+
+def test_access_hits_go_through_the_hit_journal_counted_in_and_out(tmp_path):
+    plant_sources(f"sqlite:///{tmp_path / 'registry.db'}", {"lis-rennes": range(1, 6)})
+    config = make_config(tmp_path)
+    with Registry.open(config.registry_url) as registry:
+        service = ListenerService(config, registry, binds=LOOPBACK,
+                                  environ={TWILIO_ENV: TWILIO_TOKEN, TOKEN_ENV: TOKEN})
+        with service:
+            before = service.journal.stats()["appended"]
+            port = service.ports()["audit_syslog"]
+            now = datetime.now(timezone.utc).replace(microsecond=0)
+            with socket.create_connection(("127.0.0.1", port)) as tcp:
+                for n, patient in enumerate(("1", "9001", "2")):
+                    tcp.sendall(syslog_line(dicom_message("jmartin", [patient], at=now + timedelta(minutes=n)))
+                                + b"\n")
+            hits = access_hits(registry, 2)
+            assert service.journal.wait_idle(10)
+            stats = service.journal.stats()
+        assert stats["appended"] - before == 2 and stats["pending"] == 0
+        assert sorted(h.evidence["identifier"] for h in hits) == ["1", "2"]
+        assert all(h.channel.value == "access" for h in hits)
