@@ -52,6 +52,24 @@ class AuditReceivers:
     def enabled(self) -> bool:
         return self.intake is not None
 
+    def readiness(self, http_alive: bool) -> dict[str, str]:
+        """Each configured receiver -> "ok" or what stops it (for GET /readyz).
+
+        Syslog: its UDP and TCP threads alive (a receiver that died or never bound is not
+        listening). FHIR: the HTTP listener that serves it alive. Both: the refresh of the
+        canary identifiers they match against alive (without it new canaries go unseen).
+        """
+        checks: dict[str, str] = {}
+        if self.intake is None:
+            return checks
+        index = None if self.book is not None and self.book.alive else "identifier index not refreshing"
+        if self.syslog_config is not None:
+            alive = self.syslog is not None and self.syslog.alive
+            checks["audit_syslog"] = index or ("ok" if alive else "not listening")
+        if self.token is not None:
+            checks["audit_fhir"] = index or ("ok" if http_alive else "not listening (HTTP listener down)")
+        return checks
+
     def journal_to(self, sink: Any) -> None:
         """Hand access hits to ``sink`` (the listener's JournalSink) instead of storing them in
         the receiving thread: on disk at once, stored by the journal's writer, replayed at start."""

@@ -287,7 +287,8 @@ class ListenerService:
     def readiness(self) -> dict[str, str]:
         """Each part -> "ok" or a short problem (GET /readyz answers 503 unless all are ok).
 
-        Front ends and the outbox worker: started and their threads alive.
+        Front ends and the outbox worker: started and their threads alive; the audit
+        receivers too when configured (listener/audit.py, ``readiness``).
         Registry: answered a cheap query (at most one every few seconds, shared
         with the metrics). Token index: its refresh thread alive, and no token
         of the registry missing from it for more than INDEX_LAG_LIMIT seconds.
@@ -307,6 +308,8 @@ class ListenerService:
         checks["outbox"] = "ok" if _alive(self.worker) else "worker not running"
         if not _alive(self.journal):
             checks["registry"] = "hit journal writer not running"
+        if self.audit is not None:  # the audit receivers that are configured (syslog, FHIR)
+            checks.update(self.audit.readiness(http_alive=checks["http"] == "ok"))
         return checks
 
     def _index_problem(self, registry_up: bool) -> str | None:

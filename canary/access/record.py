@@ -78,6 +78,11 @@ class AccessBook:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
