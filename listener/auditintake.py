@@ -49,6 +49,7 @@ class AuditIntake:
         self.counts: Tally[tuple[str, str]] = Tally()
         self._lock = threading.Lock()
         self._counter = None
+        self._children: dict[tuple[str, str], object] = {}  # labelled counters, looked up once (hot path)
         if metrics is not None:
             from prometheus_client import Counter
 
@@ -57,13 +58,14 @@ class AuditIntake:
                                     ("receiver", "result"), registry=metrics.registry)
             for receiver in ("syslog", "fhir"):
                 for result in RESULTS:
-                    self._counter.labels(receiver, result)
+                    self._children[(receiver, result)] = self._counter.labels(receiver, result)
 
     def count(self, receiver: str, result: str, remote: str | None = None, why: str = "") -> None:
         with self._lock:
             self.counts[(receiver, result)] += 1
         if self._counter is not None:
-            self._counter.labels(receiver, result).inc()
+            child = self._children.get((receiver, result)) or self._counter.labels(receiver, result)
+            child.inc()  # type: ignore[attr-defined]
         if result != "accepted":
             log.warning("audit message refused (%s) from %s via %s: %s", result, remote or "-", receiver, why[:160],
                         extra={"event": "audit-refused", "receiver": receiver, "result": result})
