@@ -26,16 +26,16 @@ this is for.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from canary.access import auditdb
-from canary.access.event import AccessEvent
+from canary.access.event import AccessEvent, PatientRef
 from canary.access.record import AccessRecorder
 from canary.errors import ConfigError
 from canary.model import SourceSpec
@@ -94,7 +94,7 @@ def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: Acce
     recorder.book.sources.setdefault(spec.name, spec.name)  # its rows name its own patients
     own_account = sa.engine.make_url(url).username
     moments = registry.own_moments(spec.name)
-    written = _seeded_rows(registry, spec.name)
+    written, objects = _seeded_rows(registry, spec.name)
     result = SourcePoll(spec.name)
     engine = sa.create_engine(url, poolclass=NullPool, **_connect_args(url))
     try:
@@ -105,7 +105,11 @@ def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: Acce
                         continue
                     raise ConfigError(f"source '{spec.name}': audit table {table.name} not found")
                 result.tables.append(_poll_table(registry, spec.name, connection, table, recorder, zone,
-                                                 own_account, moments, written.get(table.name, frozenset())))
+                                                 own_account, moments, written.get(table.name, frozenset()),
+                                                 objects))
+            if tables and not result.tables:
+                raise ConfigError(f"source '{spec.name}': none of its audit tables was found "
+                                  f"({', '.join(t.name for t in tables)}): see docs/access.md")
     except sa.exc.SQLAlchemyError as err:
         reason = type(getattr(err, "orig", None) or err).__name__
         raise ConfigError(f"source '{spec.name}': cannot read its audit tables at {redact(url)} ({reason}): "
@@ -117,17 +121,22 @@ def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: Acce
 
 def _poll_table(registry: "Registry", source: str, connection: sa.Connection, table: auditdb.AuditTable,
                 recorder: AccessRecorder, zone: tzinfo, own_account: str | None,
-                moments: Sequence[datetime], written: frozenset[str] = frozenset()) -> TablePoll:
+                moments: Sequence[datetime], written: frozenset[str] = frozenset(),
+                objects: Mapping[tuple[str, str], str] | None = None) -> TablePoll:
     stored = registry.access_position(source, table.name)
     if stored is not None:
         after = int(stored)
     else:
         first = registry.first_planted(source)
-        after = (auditdb.first_id_since(connection, table, auditdb.naive_local(first - OWN_MARGIN, zone))
-                 if first is not None else auditdb.last_id(connection, table))
+        # A table whose times are rounded down (Mediboard's access log: to the hour by default)
+        # dates a read after the planting up to a rounding earlier.
+        since = first - OWN_MARGIN - table.rounding if first is not None else None
+        after = (auditdb.first_id_since(connection, table, auditdb.naive_local(since, zone))
+                 if since is not None else auditdb.last_id(connection, table))
+    kinds = auditdb.classes(connection, table)
     poll = TablePoll(table.name, after, after)
     while True:
-        rows = auditdb.read_rows(connection, table, after, PAGE)
+        rows = auditdb.read_rows(connection, table, after, PAGE, kinds)
         for row in rows:
             after = int(row[table.id])
             event = auditdb.row_event(table, row, source, zone)
@@ -136,6 +145,9 @@ def _poll_table(registry: "Registry", source: str, connection: sa.Connection, ta
             poll.rows += 1
             if str(row[table.id]) in written or _own(event, own_account, moments):
                 poll.own += 1
+                continue
+            event = _patient_of(event, objects or {})
+            if event is None:  # a stay, consultation or operation of no canary
                 continue
             for hit in recorder.record(event):
                 poll.hits.append(hit.id)
@@ -148,17 +160,39 @@ def _poll_table(registry: "Registry", source: str, connection: sa.Connection, ta
             return poll
 
 
-def _seeded_rows(registry: "Registry", source: str) -> dict[str, frozenset[str]]:
-    """Audit rows a seeder wrote itself (a Mediboard canary's history entries): table -> row ids."""
+def _seeded_rows(registry: "Registry", source: str) -> tuple[dict[str, frozenset[str]], dict[tuple[str, str], str]]:
+    """(audit rows a seeder wrote itself (a Mediboard canary's history entries): table -> row ids,
+    each row a seeder wrote: (table, row id) -> the id of its canary's patient row)."""
     from canary.model import CanaryStatus
 
     found: dict[str, set[str]] = {}
+    objects: dict[tuple[str, str], str] = {}
     for canary in registry.list_canaries(source=source, status=list(CanaryStatus)):
-        for row in (canary.placement.rows if canary.placement else ()):
+        rows = canary.placement.rows if canary.placement else ()
+        patient = next(iter((rows[0].get("key") or {}).values()), None) if rows else None
+        for row in rows:
             key = row.get("key") or {}
             if len(key) == 1:
-                found.setdefault(str(row.get("table")), set()).add(str(next(iter(key.values()))))
-    return {table: frozenset(ids) for table, ids in found.items()}
+                row_id = str(next(iter(key.values())))
+                found.setdefault(str(row.get("table")), set()).add(row_id)
+                if patient is not None:
+                    objects[(str(row.get("table")), row_id)] = str(patient)
+    return {table: frozenset(ids) for table, ids in found.items()}, objects
+
+
+def _patient_of(event: AccessEvent, objects: Mapping[tuple[str, str], str]) -> AccessEvent | None:
+    """A Mediboard row about a stay, consultation or operation names a canary only when a seeder
+    wrote that object for it: the event then names the canary's patient row; otherwise None."""
+    refs = []
+    for ref in event.patients:
+        if ref.authority and ref.authority.startswith(auditdb.OBJECT):
+            table = auditdb.MEDIBOARD_CLASSES.get(ref.authority.removeprefix(auditdb.OBJECT))
+            patient = objects.get((table or "", ref.value))
+            if patient is not None:
+                refs.append(PatientRef(patient))
+        else:
+            refs.append(ref)
+    return replace(event, patients=tuple(refs)) if refs else None
 
 
 def _own(event: AccessEvent, account: str | None, moments: Sequence[datetime]) -> bool:
