@@ -149,7 +149,14 @@ def parse_audit(raw: Any, where: str) -> AuditTable:
 
 
 def exists(connection: sa.Connection, table: AuditTable) -> bool:
-    return sa.inspect(connection).has_table(table.name, schema=table.schema)
+    """The table is there and this account sees it (MariaDB answers DESCRIBE of a table the
+    read-only account has no grant on with "command denied": to it, the table is not there)."""
+    try:
+        return sa.inspect(connection).has_table(table.name, schema=table.schema)
+    except sa.exc.DBAPIError as err:
+        if getattr(err.orig, "args", (None,))[0] in (1142, 1044, 1049):  # table/db access denied, unknown db
+            return False
+        raise
 
 
 def _table(table: AuditTable) -> sa.TableClause:

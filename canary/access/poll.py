@@ -87,12 +87,15 @@ def pollable(registry: "Registry", base_dir: Path | None, name: str | None = Non
 
 
 def poll_source(registry: "Registry", spec: SourceSpec, url: str, recorder: AccessRecorder, zone: tzinfo,
-                base_dir: Path | None = None) -> SourcePoll:
+                base_dir: Path | None = None, own_account: str | None = None) -> SourcePoll:
+    """Poll one source's audit tables through ``url``; ``own_account``: the database account
+    canary's seeder uses there (default: the account of ``url``)."""
     from canary.dsn import redact
 
     tables = auditdb.audit_tables(spec.seeder, spec.mapping, base_dir)
     recorder.book.sources.setdefault(spec.name, spec.name)  # its rows name its own patients
-    own_account = sa.engine.make_url(url).username
+    if own_account is None:
+        own_account = sa.engine.make_url(url).username
     moments = registry.own_moments(spec.name)
     written, objects = _seeded_rows(registry, spec.name)
     result = SourcePoll(spec.name)
@@ -216,20 +219,48 @@ def run_poll(registry: "Registry", config, source: str | None = None, environ=No
     from canary.access.config import AccessConfig
     from canary.access.record import AccessBook
     from canary.alerts.service import build_alerting, build_hit_sink
-    from canary.dsn import resolve_url
 
     environ = os.environ if environ is None else environ
     access = AccessConfig.from_table(config.raw.get("access"))
     specs = pollable(registry, config.base_dir, source)
-    urls = {spec.name: resolve_url(spec, environ) for spec in specs}  # every URL before any work
+    urls = {spec.name: poll_url(spec, access, environ) for spec in specs}  # every URL before any work
     alerting = build_alerting(registry, config.raw, environ)
     sink, _ = build_hit_sink(registry, config.raw, alerting)
     book = AccessBook(registry, dict(access.sources))
     book.reload()
     recorder = AccessRecorder(sink, book, access)
     recorder.prime()
-    results = [poll_source(registry, spec, urls[spec.name], recorder, access.zone, config.base_dir)
-               for spec in specs]
+    results = [poll_source(registry, spec, urls[spec.name][0], recorder, access.zone, config.base_dir,
+                           own_account=urls[spec.name][1]) for spec in specs]
     if any(t.hits for r in results for t in r.tables):
         alerting.worker.run_once()  # deliver now; what fails stays in the outbox for the listener
     return results
+
+
+def poll_url(spec: SourceSpec, access, environ) -> tuple[str, str | None]:
+    """(URL the audit tables are read with, the seeder's own database account there).
+
+    The read-only account named by ``access.audit_url_env`` when there is one; else the
+    source's own URL (the seeder's account, which may write), with a warning.
+    """
+    from canary.dsn import resolve_url
+
+    variable = access.audit_url_env.get(spec.name)
+    if variable is None:
+        log.warning("source '%s': its audit tables are read with the seeder's account; give a read-only "
+                    "one in [access.audit_url_env] (see docs/access.md)", spec.name,
+                    extra={"event": "access-poll-own-account"})
+        url = resolve_url(spec, environ)
+        return url, sa.engine.make_url(url).username
+    url = environ.get(variable)
+    if not url:
+        raise ConfigError(f"source '{spec.name}': environment variable {variable} (access.audit_url_env) is not set")
+    try:
+        sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(f"source '{spec.name}': {variable} does not hold a database URL") from None
+    try:
+        own = sa.engine.make_url(resolve_url(spec, environ)).username
+    except ConfigError:  # the seeder's URL is not in this environment: its account as registered, if any
+        own = sa.engine.make_url(spec.url).username if spec.url else None
+    return url, own

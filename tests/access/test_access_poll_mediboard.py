@@ -81,8 +81,9 @@ def plant(registry_url: str, url: str, count: int, footprint: bool = False):
     return pids, placements, planted_at
 
 
-def poll(workdir: Path, *args: str):
-    return CliRunner().invoke(cli, ["access", "poll", *args], env={"CANARY_CONFIG": str(workdir / "canary.toml")},
+def poll(workdir: Path, *args: str, env: dict | None = None):
+    return CliRunner().invoke(cli, ["access", "poll", *args],
+                              env={"CANARY_CONFIG": str(workdir / "canary.toml"), **(env or {})},
                               catch_exceptions=False)
 
 
@@ -230,3 +231,40 @@ def test_a_mediboard_without_any_audit_table_is_one_line(mariadb_url, tmp_path):
         assert "Traceback" not in result.output
     finally:
         dispose(mariadb_url)
+
+
+def test_the_poll_reads_with_a_read_only_account_and_the_seeders_account_is_still_known(ox):
+    import uuid
+
+    import sqlalchemy as sa
+
+    from support.app_seeder_helpers import execute
+
+    url, workdir, pids, _placements, planted_at = ox
+    database = sa.engine.make_url(url).database
+    reader = f"audit_{uuid.uuid4().hex[:8]}"
+    execute(url, f"CREATE USER '{reader}'@'%' IDENTIFIED BY 'lecture-seule-0'")
+    try:
+        for table in ("log_access_medical_data", "user_action", "user_log", "object_class"):
+            execute(url, f"GRANT SELECT ON `{database}`.`{table}` TO '{reader}'@'%'")
+        audit_url = sa.engine.make_url(url).set(username=reader, password="lecture-seule-0")
+        with (workdir / "canary.toml").open("a", encoding="utf-8") as toml:
+            toml.write('\n[access.audit_url_env]\n"dpi" = "DPI_AUDIT_URL"\n')
+        at = local(planted_at + timedelta(minutes=10))
+        accesses(url, "log_access_medical_data", [(CURIOUS, hour(at), "CPatient", pids[0])])
+        env = {"DPI_AUDIT_URL": audit_url.render_as_string(hide_password=False)}
+        result = poll(workdir, "dpi", "--json", env=env)
+        assert result.exit_code == 0, result.output
+        [report] = json.loads(result.stdout)
+        assert sum(len(t["hits"]) for t in report["tables"]) == 1
+        engine = sa.create_engine(audit_url)
+        try:
+            with pytest.raises(sa.exc.DBAPIError, match="denied"), engine.begin() as conn:
+                conn.execute(sa.text("DELETE FROM log_access_medical_data"))  # it may only read
+        finally:
+            engine.dispose()
+        # Its variable missing: one line, nothing read.
+        missing = poll(workdir, "dpi")
+        assert missing.exit_code == 2 and "DPI_AUDIT_URL (access.audit_url_env) is not set" in missing.stderr
+    finally:
+        execute(url, f"DROP USER '{reader}'@'%'")
