@@ -38,8 +38,6 @@ _EVENT_ACTIONS = {"110106": Action.EXPORT, "110112": Action.QUERY, "110107": Act
 
 def parse(data: bytes) -> AccessEvent:
     """One ``AuditMessage`` (bytes of XML) as an AccessEvent; AuditMessageError if unreadable."""
-    from defusedxml import DefusedXmlException
-
     if len(data) > MAX_MESSAGE_BYTES:
         raise AuditMessageError(f"oversized: {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
     collector = _Collector()
@@ -47,9 +45,13 @@ def parse(data: bytes) -> AccessEvent:
         collector.feed(data)
     except AuditMessageError:
         raise
-    except DefusedXmlException as err:
-        raise AuditMessageError(f"refused XML: {type(err).__name__}") from None
-    except (expat.ExpatError, ValueError) as err:
+    except ValueError as err:  # defusedxml's refusals are ValueErrors: its module is needed only here
+        from defusedxml import DefusedXmlException
+
+        if isinstance(err, DefusedXmlException):
+            raise AuditMessageError(f"refused XML: {type(err).__name__}") from None
+        raise AuditMessageError(f"malformed XML: {str(err)[:120]}") from None
+    except expat.ExpatError as err:
         raise AuditMessageError(f"malformed XML: {str(err)[:120]}") from None
     return _event(collector)
 
@@ -79,25 +81,11 @@ class _Collector:
         self._object_type: dict[str, str] | None = None
 
     def feed(self, data: bytes) -> None:
-        from defusedxml.common import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
-
-        def doctype(name, sysid, pubid, has_internal_subset):
-            raise DTDForbidden(name, sysid, pubid)
-
-        def entity(name, is_parameter_entity, value, base, sysid, pubid, notation_name):
-            raise EntitiesForbidden(name, value, base, sysid, pubid, notation_name)
-
-        def unparsed_entity(name, base, sysid, pubid, notation_name):
-            raise EntitiesForbidden(name, None, base, sysid, pubid, notation_name)
-
-        def external(context, base, sysid, pubid):
-            raise ExternalReferenceForbidden(context, base, sysid, pubid)
-
         parser = expat.ParserCreate(namespace_separator="}")  # "uri}Name", as ElementTree reads it
-        parser.StartDoctypeDeclHandler = doctype
-        parser.EntityDeclHandler = entity
-        parser.UnparsedEntityDeclHandler = unparsed_entity
-        parser.ExternalEntityRefHandler = external
+        parser.StartDoctypeDeclHandler = _forbid_doctype
+        parser.EntityDeclHandler = _forbid_entity
+        parser.UnparsedEntityDeclHandler = _forbid_unparsed_entity
+        parser.ExternalEntityRefHandler = _forbid_external
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.Parse(data, True)
@@ -138,6 +126,32 @@ class _Collector:
         self._depth -= 1
         if self._depth == 1:
             self._top = None
+
+
+# defusedxml's guards (DefusedXMLParser's handlers), as functions: nothing is built per message, and
+# its exception classes are imported only when one is raised.
+def _forbid_doctype(name, sysid, pubid, has_internal_subset):
+    from defusedxml.common import DTDForbidden
+
+    raise DTDForbidden(name, sysid, pubid)
+
+
+def _forbid_entity(name, is_parameter_entity, value, base, sysid, pubid, notation_name):
+    from defusedxml.common import EntitiesForbidden
+
+    raise EntitiesForbidden(name, value, base, sysid, pubid, notation_name)
+
+
+def _forbid_unparsed_entity(name, base, sysid, pubid, notation_name):
+    from defusedxml.common import EntitiesForbidden
+
+    raise EntitiesForbidden(name, None, base, sysid, pubid, notation_name)
+
+
+def _forbid_external(context, base, sysid, pubid):
+    from defusedxml.common import ExternalReferenceForbidden
+
+    raise ExternalReferenceForbidden(context, base, sysid, pubid)
 
 
 def _code(element: Mapping[str, str] | None) -> tuple[str | None, str | None]:
