@@ -18,9 +18,9 @@ text says what was done, and optionally the client address. Built in:
   (``CStoredObject::doLog``: ``type`` create, store, merge, delete) or
   ``user_action`` (system 1.2.66 on, with ``activer_user_action``; the class
   is an ``object_class`` id). Rows are about an object (``object_class``,
-  ``object_id``): a ``CPatient`` row names the patient, a ``CSejour``,
-  ``CConsultation`` or ``COperation`` row names the patient only through a
-  canary's own rows (see canary/access/poll.py);
+  ``object_id``): a ``CPatient``, ``CSejour``, ``CConsultation`` or
+  ``COperation`` row names a canary only when that object is one of the rows
+  its seeder wrote (see canary/access/poll.py);
 * any source of the generic ``sql`` seeder whose mapping file has an
   ``[audit]`` table (``table``, ``id``, ``time``, ``user``, ``patient``,
   ``action`` and optional ``address``, ``schema``).
@@ -226,12 +226,14 @@ def row_event(table: AuditTable, row: Mapping[str, Any], source: str, zone: tzin
         user_name=None, workstation=None,
         address=address_text(row.get(table.address)) if table.address else None,
         audit_source=source, event_code=clean_text(f"{table.name}: {described}", 200), outcome=None,
-        patients=(PatientRef(text[:128], authority=OBJECT + kind if kind and kind != "CPatient" else None),),
+        patients=(PatientRef(text[:128], authority=OBJECT + kind if kind else None),),
         format=table.name,
     )
 
 
-OBJECT = "mediboard-object:"  # authority of a PatientRef that is the id of a Mediboard object, not a patient
+# Authority of a PatientRef that is the id of a Mediboard object (a CPatient's too): resolved by the poll
+# through the rows canary's seeder wrote, so that a number names nothing else (another canary's IPP...).
+OBJECT = "mediboard-object:"
 
 
 def address_text(value: Any) -> str | None:

@@ -184,8 +184,9 @@ def _seeded_rows(registry: "Registry", source: str) -> tuple[dict[str, frozenset
 
 
 def _patient_of(event: AccessEvent, objects: Mapping[tuple[str, str], str]) -> AccessEvent | None:
-    """A Mediboard row about a stay, consultation or operation names a canary only when a seeder
-    wrote that object for it: the event then names the canary's patient row; otherwise None."""
+    """A Mediboard row about a patient, stay, consultation or operation names a canary only when
+    its seeder wrote that object: the event then names the canary's patient row; otherwise None
+    (an ordinary patient's)."""
     refs = []
     for ref in event.patients:
         if ref.authority and ref.authority.startswith(auditdb.OBJECT):
