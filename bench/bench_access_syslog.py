@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +33,11 @@ sys.path.insert(0, str(ROOT))
 DOC = ROOT / "docs" / "access.md"
 START, END = "<!-- bench-access-syslog:start -->", "<!-- bench-access-syslog:end -->"
 CANARIES = 200
+SENDER = """
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as tcp:
+    tcp.sendall(open(sys.argv[2], "rb").read())
+"""
 
 
 def plant(registry) -> list[str]:
@@ -97,13 +102,17 @@ def main(argv: list[str]) -> int:
             with service:
                 intake = service.audit.intake
                 port = service.ports()["audit_syslog"]
+                feed = Path(folder) / "stream"
+                feed.write_bytes(stream)
                 began, cpu_began = time.perf_counter(), time.process_time()
-                with socket.create_connection(("127.0.0.1", port)) as tcp:
-                    tcp.sendall(stream)
-                    sent = time.perf_counter()
-                    deadline = sent + 600
-                    while sum(intake.counts.values()) < args.messages and time.perf_counter() < deadline:
-                        time.sleep(0.01)
+                # The sender is another process, as an application sending its audit trail is: it
+                # does not share this process's CPU time nor its interpreter lock.
+                sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), str(feed)])
+                sender.wait()
+                sent = time.perf_counter()
+                deadline = sent + 600
+                while sum(intake.counts.values()) < args.messages and time.perf_counter() < deadline:
+                    time.sleep(0.01)
                 parsed, cpu_parsed = time.perf_counter(), time.process_time()
                 # Every canary hit stored: the hit journal's writer has caught up.
                 service.journal.wait_idle(max(deadline - time.perf_counter(), 0))
@@ -125,7 +134,7 @@ def main(argv: list[str]) -> int:
         f"- rate: {rate:,.0f} messages/s ({done - began:.2f} s from the first byte to the last hit stored; "
         f"the sender was done after {sent - began:.2f} s, the last message parsed after {parsed - began:.2f} s).",
     ]
-    # CPU time of the whole process (receiver, hit journal, registry; the sender's system calls too):
+    # CPU time of the listener's process (receiver, hit journal, registry; not the sender's):
     # less dependent on other work than the wall clock on a shared machine.
     per_message = (cpu_parsed - cpu_began) / max(accepted, 1) * 1e6
     per_all = (cpu_done - cpu_began) / max(accepted, 1) * 1e6
