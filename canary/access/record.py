@@ -12,8 +12,9 @@ network rules of ``classify``. In the listener (``submit``) the hit goes
 through the hit journal like every other front end's (canary/hits/journal.py:
 on disk before the receiver moves on, stored by the journal's writer, replayed
 after a crash); ``canary access poll`` (``record``) stores at once through the
-same sink (one registry transaction with its incident and alert). The event itself (account, workstation, address, action, time,
-audit source, the identifier that matched) is the hit's evidence.
+same sink (one registry transaction with its incident and alert). The event
+itself (account, workstation, address, action, time, audit source, the
+identifier that matched) is the hit's evidence.
 
 The burst policy's memory is primed from the registry's recent access hits
 (``prime``), so a poll run by a timer, or a restarted listener, still counts
