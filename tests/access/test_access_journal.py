@@ -42,8 +42,8 @@ def test_a_classification_decided_at_receipt_survives_the_journal_line():
     assert plain.classification is None  # other channels: classify() decides when storing
 
 
-def test_access_hits_left_in_the_journal_by_a_killed_listener_are_stored_at_the_next_start(tmp_path,
-                                                                                          sqlite_registry):  # noqa: F811
+def test_access_hits_left_in_the_journal_by_a_killed_listener_are_stored_at_the_next_start(
+        tmp_path, sqlite_registry):  # noqa: F811
     registry = sqlite_registry
     sink, book = world(registry)
     path = tmp_path / "hit-journal"
