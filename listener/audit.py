@@ -3,9 +3,10 @@
 ``AuditReceivers.build(service)`` reads the settings (errors before anything
 binds) and, when a receiver is set up, starts the AccessBook refresh (the
 registry's canaries -> their application identifiers, reloaded like the
-token index) and an AccessRecorder on the listener's hit sink, so access hits
-go through the same transaction, incidents, outbox and metrics as every other
-hit. ``wrap(app)`` puts the FHIR receiver in front of the HTTP app;
+token index) and an AccessRecorder; ``journal_to(front)`` hands its hits to the
+listener's hit journal, so access hits are journaled, stored, replayed and
+counted like every other front end's (same transaction, incidents, outbox and
+metrics). ``wrap(app)`` puts the FHIR receiver in front of the HTTP app;
 ``start(bind, started)`` binds the syslog receiver. See docs/access.md.
 """
 
@@ -50,6 +51,30 @@ class AuditReceivers:
     @property
     def enabled(self) -> bool:
         return self.intake is not None
+
+    def readiness(self, http_alive: bool) -> dict[str, str]:
+        """Each configured receiver -> "ok" or what stops it (for GET /readyz).
+
+        Syslog: its UDP and TCP threads alive (a receiver that died or never bound is not
+        listening). FHIR: the HTTP listener that serves it alive. Both: the refresh of the
+        canary identifiers they match against alive (without it new canaries go unseen).
+        """
+        checks: dict[str, str] = {}
+        if self.intake is None:
+            return checks
+        index = None if self.book is not None and self.book.alive else "identifier index not refreshing"
+        if self.syslog_config is not None:
+            alive = self.syslog is not None and self.syslog.alive
+            checks["audit_syslog"] = index or ("ok" if alive else "not listening")
+        if self.token is not None:
+            checks["audit_fhir"] = index or ("ok" if http_alive else "not listening (HTTP listener down)")
+        return checks
+
+    def journal_to(self, sink: Any) -> None:
+        """Hand access hits to ``sink`` (the listener's JournalSink) instead of storing them in
+        the receiving thread: on disk at once, stored by the journal's writer, replayed at start."""
+        if self.intake is not None:
+            self.intake.recorder.sink = sink
 
     def wrap(self, app: Callable) -> Callable:
         if self.token is None or self.intake is None:

@@ -4,9 +4,11 @@ Shared by listener/auditsyslog.py and listener/auditfhir.py. Audit messages
 are hostile input: a message that cannot be read (oversized, malformed,
 entity-laden XML, not an audit message, a broken syslog frame) is counted by
 kind in ``canary_audit_messages{receiver, result}`` and logged by kind and
-sender only (never its content), and is never a hit. A recording failure
-(the registry down) is counted as ``error`` and raised to the receiver, which
-answers accordingly (FHIR 503; syslog has no answer: logged).
+sender only (never its content), and is never a hit. Hits go to the
+recorder's sink: in the listener the hit journal (an append, microseconds; the
+journal's writer stores them). A recording failure (the journal cannot be
+written) is counted as ``error`` and raised to the receiver, which answers
+accordingly (FHIR 503; syslog has no answer: logged).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class AuditIntake:
         self.counts: Tally[tuple[str, str]] = Tally()
         self._lock = threading.Lock()
         self._counter = None
+        self._children: dict[tuple[str, str], object] = {}  # labelled counters, looked up once (hot path)
         if metrics is not None:
             from prometheus_client import Counter
 
@@ -55,13 +58,14 @@ class AuditIntake:
                                     ("receiver", "result"), registry=metrics.registry)
             for receiver in ("syslog", "fhir"):
                 for result in RESULTS:
-                    self._counter.labels(receiver, result)
+                    self._children[(receiver, result)] = self._counter.labels(receiver, result)
 
     def count(self, receiver: str, result: str, remote: str | None = None, why: str = "") -> None:
         with self._lock:
             self.counts[(receiver, result)] += 1
         if self._counter is not None:
-            self._counter.labels(receiver, result).inc()
+            child = self._children.get((receiver, result)) or self._counter.labels(receiver, result)
+            child.inc()  # type: ignore[attr-defined]
         if result != "accepted":
             log.warning("audit message refused (%s) from %s via %s: %s", result, remote or "-", receiver, why[:160],
                         extra={"event": "audit-refused", "receiver": receiver, "result": result})
@@ -85,7 +89,7 @@ class AuditIntake:
             self.count(receiver, "hostile", remote, "nesting too deep")
             raise AuditMessageError("nesting too deep") from None
         try:
-            hits = sum(len(self.recorder.record(event)) for event in events)
+            hits = sum(self.recorder.submit(event) for event in events)
         except Exception:
             self.count(receiver, "error", remote, "recording failed")
             raise

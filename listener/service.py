@@ -188,6 +188,7 @@ class ListenerService:
         self._started.append(("hit journal", lambda: self.journal.stop(drain_timeout)))
         metrics.watch_journal(self.journal.stats)
         front = JournalSink(self.journal, self.sink)
+        self.audit.journal_to(front)  # access hits are journaled like the other channels'
         self.dns = DnsServer(dns_config, front, dns_zone=contacts.dns_zone,
                              email_domains=contacts.email_domains, metrics=metrics)
         self._bind("DNS", ", ".join(f"{h}:{p}" for h, p in dns_config.binds), self.dns.start)
@@ -285,7 +286,8 @@ class ListenerService:
     def readiness(self) -> dict[str, str]:
         """Each part -> "ok" or a short problem (GET /readyz answers 503 unless all are ok).
 
-        Front ends and the outbox worker: started and their threads alive.
+        Front ends and the outbox worker: started and their threads alive; the audit
+        receivers too when configured (listener/audit.py, ``readiness``).
         Registry: answered a cheap query (at most one every few seconds, shared
         with the metrics). Token index: its refresh thread alive, and no token
         of the registry missing from it for more than INDEX_LAG_LIMIT seconds.
@@ -305,6 +307,8 @@ class ListenerService:
         checks["outbox"] = "ok" if _alive(self.worker) else "worker not running"
         if not _alive(self.journal):
             checks["registry"] = "hit journal writer not running"
+        if self.audit is not None:  # the audit receivers that are configured (syslog, FHIR)
+            checks.update(self.audit.readiness(http_alive=checks["http"] == "ok"))
         return checks
 
     def _index_problem(self, registry_up: bool) -> str | None:

@@ -8,6 +8,19 @@ text says what was done, and optionally the client address. Built in:
   ``patient-record-select``, ``category``, ``user`` the login, ``patient_id``
   the pid) and ``api_log`` (REST/FHIR API calls: ``method``, ``request``,
   ``user_id``, ``patient_id``, ``ip_address``), the latter only where present;
+* mediboard, per version (whichever of these exist; every one is optional):
+  its access log of medical records, ``log_access_medical_data`` (admin
+  module 1.0.77 on, ``CLogAccessMedicalData::logForObject``: one row per user,
+  object and rounded time each time a patient's record, stay, consultation or
+  operation is opened, when ``enable_log_access`` is on) or its predecessor
+  ``log_access_medical_object`` (admin 1.0.35-1.0.76, the same columns
+  without ``context``); and its user log of changes, ``user_log``
+  (``CStoredObject::doLog``: ``type`` create, store, merge, delete) or
+  ``user_action`` (system 1.2.66 on, with ``activer_user_action``; the class
+  is an ``object_class`` id). Rows are about an object (``object_class``,
+  ``object_id``): a ``CPatient``, ``CSejour``, ``CConsultation`` or
+  ``COperation`` row names a canary only when that object is one of the rows
+  its seeder wrote (see canary/access/poll.py);
 * any source of the generic ``sql`` seeder whose mapping file has an
   ``[audit]`` table (``table``, ``id``, ``time``, ``user``, ``patient``,
   ``action`` and optional ``address``, ``schema``).
@@ -19,10 +32,11 @@ query itself.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,7 +54,7 @@ _WORDS: tuple[tuple[Action, tuple[str, ...]], ...] = (
     (Action.QUERY, ("search", "query", "find", "recherche")),
     (Action.DELETE, ("delete", "suppr")),
     (Action.CREATE, ("insert", "create", "post", "new", "ajout")),
-    (Action.UPDATE, ("update", "put", "patch", "edit", "modif")),
+    (Action.UPDATE, ("update", "put", "patch", "edit", "modif", "store", "merge")),
     (Action.READ, ("select", "view", "read", "get", "open", "consult", "lecture", "patient-record")),
 )
 
@@ -56,9 +70,24 @@ class AuditTable:
     address: str | None = None
     schema: str | None = None
     optional: bool = False  # polled only when the table exists (api_log: newer OpenEMR)
+    # Mediboard: the column naming the class of the object the row is about; only MEDIBOARD_CLASSES
+    # are read, and ``patient`` holds that object's id.
+    object_class: str | None = None
+    class_ids: bool = False  # object_class holds an id of the ``object_class`` table (user_action)
+    every_row: Action | None = None  # what every row records when no column says it (access logs: reads)
+    rounding: timedelta = timedelta(0)  # the application rounds its times down by up to this
 
     def columns(self) -> list[str]:
-        return [c for c in (self.id, self.time, self.user, self.patient, *self.action, self.address) if c]
+        return [c for c in (self.id, self.time, self.user, self.patient, *self.action, self.address,
+                            self.object_class) if c]
+
+
+# Mediboard classes whose rows are about one patient -> the table of that object (a canary's rows).
+MEDIBOARD_CLASSES = {"CPatient": "patients", "CSejour": "sejour", "CConsultation": "consultation",
+                     "COperation": "operations"}
+_MEDIBOARD_ACCESS = dict(id="access_id", time="datetime", user="user_id", patient="object_id",
+                         action=("context",), object_class="object_class", every_row=Action.READ,
+                         rounding=timedelta(days=1), optional=True)  # round_datetime: 1m, 10m, 1h or 1d
 
 
 BUILTIN: dict[str, tuple[AuditTable, ...]] = {
@@ -66,6 +95,14 @@ BUILTIN: dict[str, tuple[AuditTable, ...]] = {
         AuditTable("log", "id", "date", "user", "patient_id", ("event", "category")),
         AuditTable("api_log", "id", "created_time", "user_id", "patient_id", ("method", "request"),
                    address="ip_address", optional=True),
+    ),
+    "mediboard": (
+        AuditTable("log_access_medical_data", **_MEDIBOARD_ACCESS),
+        AuditTable("log_access_medical_object", **{**_MEDIBOARD_ACCESS, "action": ()}),
+        AuditTable("user_log", "user_log_id", "date", "user_id", "object_id", ("type",), address="ip_address",
+                   object_class="object_class", optional=True),
+        AuditTable("user_action", "user_action_id", "date", "user_id", "object_id", ("type",),
+                   address="ip_address", object_class="object_class_id", class_ids=True, optional=True),
     ),
 }
 
@@ -112,7 +149,14 @@ def parse_audit(raw: Any, where: str) -> AuditTable:
 
 
 def exists(connection: sa.Connection, table: AuditTable) -> bool:
-    return sa.inspect(connection).has_table(table.name, schema=table.schema)
+    """The table is there and this account sees it (MariaDB answers DESCRIBE of a table the
+    read-only account has no grant on with "command denied": to it, the table is not there)."""
+    try:
+        return sa.inspect(connection).has_table(table.name, schema=table.schema)
+    except sa.exc.DBAPIError as err:
+        if getattr(err.orig, "args", (None,))[0] in (1142, 1044, 1049):  # table/db access denied, unknown db
+            return False
+        raise
 
 
 def _table(table: AuditTable) -> sa.TableClause:
@@ -131,13 +175,37 @@ def first_id_since(connection: sa.Connection, table: AuditTable, since: datetime
     return int(first) - 1 if first is not None else last_id(connection, table)
 
 
-def read_rows(connection: sa.Connection, table: AuditTable, after: int, limit: int) -> list[Mapping[str, Any]]:
-    """Rows with an id above ``after`` that name a patient, in id order, at most ``limit``."""
+def classes(connection: sa.Connection, table: AuditTable) -> dict[Any, str]:
+    """What ``table.object_class`` holds for each MEDIBOARD_CLASSES name (itself, or its
+    ``object_class`` id on user_action sites); empty for tables without a class column."""
+    if table.object_class is None:
+        return {}
+    if not table.class_ids:
+        return {name: name for name in MEDIBOARD_CLASSES}
+    known = sa.table("object_class", sa.column("object_class_id"), sa.column("object_class"))
+    query = sa.select(known.c.object_class_id, known.c.object_class).where(
+        known.c.object_class.in_(list(MEDIBOARD_CLASSES)))
+    return {row[0]: row[1] for row in connection.execute(query)}
+
+
+def read_rows(connection: sa.Connection, table: AuditTable, after: int, limit: int,
+              kinds: Mapping[Any, str] | None = None) -> list[Mapping[str, Any]]:
+    """Rows with an id above ``after`` that name a patient, in id order, at most ``limit``.
+
+    With ``kinds`` (``classes()``), only rows about those classes; each row's class name is
+    put in it under ``"class"``.
+    """
     t = _table(table)
     patient = t.c[table.patient]
     query = (sa.select(*(t.c[c] for c in table.columns())).where(t.c[table.id] > after)
              .where(patient.is_not(None)).order_by(t.c[table.id]).limit(limit))
-    return [dict(row) for row in connection.execute(query).mappings()]
+    if table.object_class is not None:
+        query = query.where(t.c[table.object_class].in_(list(kinds or {}) or [None]))
+    rows = [dict(row) for row in connection.execute(query).mappings()]
+    if table.object_class is not None:
+        for row in rows:
+            row["class"] = (kinds or {}).get(row[table.object_class])
+    return rows
 
 
 def row_event(table: AuditTable, row: Mapping[str, Any], source: str, zone: tzinfo) -> AccessEvent | None:
@@ -147,14 +215,36 @@ def row_event(table: AuditTable, row: Mapping[str, Any], source: str, zone: tzin
     if text in ("", "0"):
         return None
     words = " ".join(str(row.get(c) or "") for c in table.action)
+    action = action_of(words)
+    if action is Action.OTHER and table.every_row is not None:
+        action = table.every_row
+    kind = row.get("class")  # Mediboard: the class of the object; not a patient: resolved by the poll
+    described = " ".join(w for w in (kind, words.strip()) if w)
     return AccessEvent(
-        action=action_of(words), at=row_time(row.get(table.time), zone),
+        action=action, at=row_time(row.get(table.time), zone),
         user=clean_text(str(row[table.user])) if row.get(table.user) not in (None, "") else None,
         user_name=None, workstation=None,
-        address=clean_text(str(row[table.address])) if table.address and row.get(table.address) else None,
-        audit_source=source, event_code=clean_text(f"{table.name}: {words}", 200), outcome=None,
-        patients=(PatientRef(text[:128]),), format=table.name,
+        address=address_text(row.get(table.address)) if table.address else None,
+        audit_source=source, event_code=clean_text(f"{table.name}: {described}", 200), outcome=None,
+        patients=(PatientRef(text[:128], authority=OBJECT + kind if kind else None),),
+        format=table.name,
     )
+
+
+# Authority of a PatientRef that is the id of a Mediboard object (a CPatient's too): resolved by the poll
+# through the rows canary's seeder wrote, so that a number names nothing else (another canary's IPP...).
+OBJECT = "mediboard-object:"
+
+
+def address_text(value: Any) -> str | None:
+    """An address column as text: Mediboard keeps ``inet_pton`` bytes (4 or 16), others text."""
+    if value in (None, b"", ""):
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) in (4, 16):
+            return str(ipaddress.ip_address(bytes(value)))
+        value = bytes(value).decode("utf-8", "replace")
+    return clean_text(str(value))
 
 
 def action_of(words: str) -> Action:

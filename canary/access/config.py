@@ -33,6 +33,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Table AuditSourceID -> source name: which application's audit trail is which "
             "registered source (e.g. \"DPI-PROD\" = \"dpi-brest\"). Needed for patient numbers; "
             "NIR and uuids match without it."),
+    Setting("access.audit_url_env", {},
+            "Table source name -> environment variable holding the URL of a read-only account that "
+            "`canary access poll` reads that source's audit tables with (e.g. \"dpi-quimper\" = "
+            "\"DPI_AUDIT_URL\"); unset for a source: its own URL (the seeder's account) is used, with a "
+            "warning. See docs/access.md for the grants."),
     Setting("access.audit_timezone", "Europe/Paris",
             "Time zone of the times an application writes without one in its audit tables "
             "(OpenEMR's log.date): used by `canary access poll`."),
@@ -45,6 +50,7 @@ class AccessConfig:
     burst_window: timedelta = timedelta(hours=1)
     sources: Mapping[str, str] = field(default_factory=dict)
     audit_timezone: str = "Europe/Paris"
+    audit_url_env: Mapping[str, str] = field(default_factory=dict)  # source -> env var of a read-only URL
 
     @property
     def zone(self) -> tzinfo:
@@ -61,11 +67,17 @@ class AccessConfig:
                 isinstance(k, str) and isinstance(v, str) and k.strip() and v.strip()
                 for k, v in sources.items()):
             raise ConfigError("[access.sources] must map AuditSourceID strings to source names")
+        audit_urls = table.get("audit_url_env", {})
+        if not isinstance(audit_urls, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) and k.strip() and v.strip()
+                for k, v in audit_urls.items()):
+            raise ConfigError("[access.audit_url_env] must map source names to environment variable names")
         zone = table.get("audit_timezone", "Europe/Paris")
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
             raise ConfigError(f"access.audit_timezone: {zone!r} is not a time zone (e.g. \"Europe/Paris\")") from None
         return cls(burst_canaries=burst, audit_timezone=zone,
+                   audit_url_env={k.strip(): v.strip() for k, v in audit_urls.items()},
                    burst_window=parse_duration(table.get("burst_window", "1h"), "access.burst_window"),
                    sources={k.strip(): v.strip() for k, v in sources.items()})

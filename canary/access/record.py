@@ -5,13 +5,16 @@ application identifiers belong to which canary (an ``AccessIndex``), built
 from the registry's planted canaries and rebuilt every few seconds like the
 TokenIndex, so canaries planted while the listener runs are known soon.
 
-``AccessRecorder.record(event)`` turns each canary an event names into one
-hit on channel ``access``. The hit goes through the same sink as every other
-hit (``RegistryHitSink.record``: one registry transaction with its incident
-and alert), matched by the canary's NIR token; its classification comes from
-``BurstPolicy`` (unjustified or bulk access), not from the network rules of
-``classify``. The event itself (account, workstation, address, action, time,
-audit source, the identifier that matched) is the hit's evidence.
+``AccessRecorder`` turns each canary an event names into one hit on channel
+``access``, matched by the canary's NIR token; its classification comes from
+``BurstPolicy`` (unjustified or bulk access), decided at receipt, not from the
+network rules of ``classify``. In the listener (``submit``) the hit goes
+through the hit journal like every other front end's (canary/hits/journal.py:
+on disk before the receiver moves on, stored by the journal's writer, replayed
+after a crash); ``canary access poll`` (``record``) stores at once through the
+same sink (one registry transaction with its incident and alert). The event
+itself (account, workstation, address, action, time, audit source, the
+identifier that matched) is the hit's evidence.
 
 The burst policy's memory is primed from the registry's recent access hits
 (``prime``), so a poll run by a timer, or a restarted listener, still counts
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from canary.access.config import AccessConfig
 from canary.access.event import AccessEvent, Action
 from canary.access.match import AccessIndex, BurstPolicy, Match, Severity, identifiers_of
-from canary.hits.hit import Channel, Classification, Hit, Observation
+from canary.hits.hit import Channel, Classification, Hit, HitSink, Observation
 from canary.model import CanaryStatus, TokenKind
 
 if TYPE_CHECKING:
@@ -76,6 +79,11 @@ class AccessBook:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -93,7 +101,7 @@ class AccessBook:
 class AccessRecorder:
     """Audit events -> access hits through the hit sink (thread-safe)."""
 
-    def __init__(self, sink: "RegistryHitSink", book: AccessBook, config: AccessConfig | None = None) -> None:
+    def __init__(self, sink: "RegistryHitSink | HitSink", book: AccessBook, config: AccessConfig | None = None) -> None:
         config = config or AccessConfig()
         self.sink = sink
         self.book = book
@@ -113,10 +121,14 @@ class AccessRecorder:
                                      action, hit.at)
         return len(hits)
 
-    def record(self, event: AccessEvent, *, at: datetime | None = None) -> list[Hit]:
-        """One hit per canary ``event`` names (none for ordinary patients)."""
+    def observations(self, event: AccessEvent, *, at: datetime | None = None) -> list[Observation]:
+        """One classified observation per canary ``event`` names (none for ordinary patients).
+
+        The burst policy decides at receipt, in memory; the classification travels with the
+        observation (and through the hit journal), so storing it later changes nothing.
+        """
         matches = self.book.index.match(event)
-        stored = []
+        out = []
         for match in matches:
             nir = self.book.nirs.get(match.canary_id)
             if nir is None:
@@ -130,11 +142,22 @@ class AccessRecorder:
                 distinct = self.policy.distinct(match.source, event.user)
             classification = (Classification.BULK_ACCESS if severity is Severity.BULK
                               else Classification.UNJUSTIFIED_ACCESS)
-            observation = Observation(channel=Channel.ACCESS, kind=TokenKind.NIR, value=nir,
-                                      remote=event.address, evidence=evidence(event, match, distinct),
-                                      at=when)
-            stored.append(self.sink.record(observation, classification=classification))
-        return stored
+            out.append(Observation(channel=Channel.ACCESS, kind=TokenKind.NIR, value=nir, remote=event.address,
+                                   evidence=evidence(event, match, distinct), at=when,
+                                   classification=classification))
+        return out
+
+    def record(self, event: AccessEvent, *, at: datetime | None = None) -> list[Hit]:
+        """Store at once (``canary access poll``): the stored hits, one per canary ``event`` names."""
+        return [self.sink.record(observation) for observation in self.observations(event, at=at)]
+
+    def submit(self, event: AccessEvent) -> int:
+        """Hand the hits to the sink's ``observe`` (the listener's: the hit journal, which stores
+        them in its own thread and replays them after a crash); returns how many."""
+        found = self.observations(event)
+        for observation in found:
+            self.sink.observe(observation)
+        return len(found)
 
     def record_all(self, events: Iterable[AccessEvent]) -> list[Hit]:
         return [hit for event in events for hit in self.record(event)]

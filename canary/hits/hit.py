@@ -67,6 +67,9 @@ class Observation:
     # Stored once per receipt: the journal entry id, or a provider's message id
     # (Twilio MessageSid/CallSid) so that a replay or a retried webhook is one hit.
     receipt: str | None = None
+    # Decided by the front end itself (the access channel: canary.access.match.BurstPolicy,
+    # at receipt, so that a hit replayed from the journal keeps it); None: ``classify`` decides.
+    classification: Classification | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,10 @@ the file meanwhile. An entry the sink refuses for another reason (a bug,
 a corrupt line) is retried a few times, then moved to ``<journal>.rejected``
 (0600, for the operator) and counted: never silently dropped.
 
+An entry keeps the classification a front end decided at receipt (the access
+channel's burst rule, canary/access/record.py); the others are classified
+when stored.
+
 Counted in and out (``stats()``, exported by /metrics): appended, stored,
 duplicates (already stored), rejected, append failures, and pending
 (appended, not yet out).
@@ -48,7 +52,7 @@ from typing import Any, Callable, Mapping
 
 from canary.config import Setting
 from canary.errors import CanaryError, ConfigError, RegistryError
-from canary.hits.hit import Channel, HitSink, Observation
+from canary.hits.hit import Channel, Classification, HitSink, Observation
 from canary.model import TokenKind
 
 log = logging.getLogger("canary.hits.journal")
@@ -91,6 +95,8 @@ def encode(observation: Observation, receipt: str) -> bytes:
     at = observation.at or datetime.now(timezone.utc)
     record = [receipt, observation.channel.value, observation.kind.value, observation.value,
               observation.remote, at.timestamp(), observation.evidence]
+    if observation.classification is not None:  # decided at receipt (access hits): kept for the replay
+        record.append(observation.classification.value)
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
     try:
         return text.encode("utf-8") + b"\n"
@@ -111,9 +117,12 @@ def _valid_text(value: Any) -> Any:
 
 
 def decode(line: bytes) -> Observation:
-    receipt, channel, kind, value, remote, at, evidence = json.loads(line)
+    receipt, channel, kind, value, remote, at, evidence, *decided = json.loads(line)
+    if len(decided) > 1:
+        raise ValueError("journal entry with unknown fields")
     return Observation(channel=Channel(channel), kind=TokenKind(kind), value=value, remote=remote,
-                       evidence=evidence, at=datetime.fromtimestamp(at, timezone.utc), receipt=receipt)
+                       evidence=evidence, at=datetime.fromtimestamp(at, timezone.utc), receipt=receipt,
+                       classification=Classification(decided[0]) if decided and decided[0] else None)
 
 
 class HitJournal:

@@ -67,10 +67,11 @@ class RegistryHitSink:
         """``observe`` that returns the stored Hit (the earlier one for a stored receipt,
         which is then also appended to ``replayed``).
 
-        ``classification`` is given by callers that decide it themselves (the access channel:
-        canary.access.match.BurstPolicy); otherwise ``classify`` decides. An unmatched value
+        ``classification`` (or the observation's own) is given by callers that decide it themselves
+        (the access channel: canary.access.match.BurstPolicy); otherwise ``classify`` decides. An unmatched value
         stays UNMATCHED whatever is given.
         """
+        classification = classification or observation.classification
         at = observation.at or datetime.now(timezone.utc)
         if at.tzinfo is None:  # front ends should pass UTC; a naive time is taken as UTC
             at = at.replace(tzinfo=timezone.utc)

@@ -113,11 +113,11 @@ def read_clinic(target: SqlTarget, host: MediboardHost, source_name: str) -> Cli
 
 
 def open_slot(target: SqlTarget, clinic: Clinic, practitioner: int | None, registered: datetime | None,
-              source_name: str) -> Slot:
-    """A consultation range of a practitioner of the site open now, after the patient's registration."""
+              source_name: str, now: datetime) -> Slot:
+    """A consultation range of a practitioner of the site open at ``now`` (the database server's
+    time), after the patient's registration."""
     plage = target.table("plageconsult")
     with target.engine.connect() as conn:
-        now = conn.execute(sa.select(sa.func.now())).scalar().replace(microsecond=0)
         time = now.replace(second=0).time()
         where = [plage.c.date == now.date(), plage.c.debut <= time, plage.c.fin > time]
         if "agenda_praticien_id" in plage.c:

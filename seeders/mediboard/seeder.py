@@ -113,10 +113,14 @@ class MediboardSeeder(ApplicationSqlSeeder):
         return access_problems(self._ready(), wanted)
 
     # -- planting ------------------------------------------------------------
-    def _rows(self, identity: Identity, *, dry_run: bool) -> list:
+    def _now(self) -> datetime:
+        """The database server's time, to the second: Mediboard dates what it writes by its
+        server's clock (CMbDT::dateTime), and so does the seeder (registration, footprint)."""
         with self._ready().engine.connect() as conn:
-            now = conn.execute(sa.select(sa.func.now())).scalar().replace(microsecond=0)
-        plant = Plant(now=now, ipp=self._next_ipp(), medecin_id=self._medecin(identity))
+            return conn.execute(sa.select(sa.func.now())).scalar().replace(microsecond=0)
+
+    def _rows(self, identity: Identity, *, dry_run: bool) -> list:
+        plant = Plant(now=self._now(), ipp=self._next_ipp(), medecin_id=self._medecin(identity))
         return build_rows(identity, self.host, plant, self.tables, self.settings["create_allergies"])
 
     def _next_ipp(self) -> str | None:
@@ -185,7 +189,7 @@ class MediboardSeeder(ApplicationSqlSeeder):
         patient = next(r for r in placement.rows if r["table"] == "patients")
         pid = patient["key"]["patient_id"]
         slot = footprint.open_slot(target, self.clinic, self.settings["footprint_practitioner"],
-                                   _registered(placement), self.source.name)
+                                   _registered(placement), self.source.name, self._now())
         tag = f"fp{sum(r['table'] == 'consultation' for r in placement.rows) + 1}"
         rows = self._fit(footprint.footprint_rows(identity, self.host, self.clinic, slot, pid, self.tables, tag))
         known = {(r["table"], tuple(sorted(r["key"].items()))) for r in placement.rows}

@@ -178,3 +178,32 @@ def test_attacker_text_in_fields_is_cleaned_and_capped():
     fhir["agent"][0]["who"]["identifier"]["value"] = "jm\x1b]0;owned\x07" + "x" * 1000
     (event,) = fhiraudit.parse(json.dumps(fhir).encode())
     assert event.user.startswith("jm]0;ownedx") and len(event.user) == 256
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b'<!DOCTYPE AuditMessage SYSTEM "http://evil.example/a.dtd"><AuditMessage/>', "refused XML: DTDForbidden"),
+    (b'<!DOCTYPE AuditMessage><AuditMessage/>', "refused XML: DTDForbidden"),  # any DTD at all
+    (b'<AuditMessage><EventIdentification EventActionCode="&x;"/></AuditMessage>', "malformed XML"),
+    (b'<?xml version="1.0"?><AuditMessage>' + b"<a>" * 5000 + b"</a>" * 5000 + b"</AuditMessage>",
+     "no EventIdentification"),  # deep nesting: streamed, no recursion
+])
+def test_the_streaming_reader_keeps_defusedxml_s_refusals(data, reason):
+    with pytest.raises(AuditMessageError) as refused:
+        xmlaudit.parse(data)
+    assert str(refused.value).startswith(reason)
+
+
+def test_namespaced_messages_and_nested_look_alikes_are_read_by_position():
+    """Only the root's own children count: an EventIdentification or a patient deeper down is not the event's."""
+    ns = DICOM_READ.replace(b"<AuditMessage>", b'<a:AuditMessage xmlns:a="urn:x">').replace(
+        b"</AuditMessage>", b"</a:AuditMessage>")
+    ns = ns.replace(b"<EventIdentification", b"<a:EventIdentification").replace(
+        b"</EventIdentification>", b"</a:EventIdentification>")
+    assert b"<a:AuditMessage" in ns and b"<a:EventIdentification" in ns
+    assert xmlaudit.parse(ns).patients == xmlaudit.parse(DICOM_READ).patients != ()
+    nested = (b'<AuditMessage><Extra><EventIdentification EventActionCode="D"/>'
+              b'<ParticipantObjectIdentification ParticipantObjectID="666" ParticipantObjectTypeCode="1" '
+              b'ParticipantObjectTypeCodeRole="1"/></Extra>'
+              b'<EventIdentification EventActionCode="R"/></AuditMessage>')
+    event = xmlaudit.parse(nested)
+    assert event.action is Action.READ and event.patients == ()

@@ -242,3 +242,59 @@ def test_bad_audit_settings_are_one_line_before_anything_binds(tmp_path):
             with pytest.raises(ConfigError, match=message):
                 service.start()
             assert not service.running
+
+
+def test_access_hits_go_through_the_hit_journal_counted_in_and_out(tmp_path):
+    plant_sources(f"sqlite:///{tmp_path / 'registry.db'}", {"lis-rennes": range(1, 6)})
+    config = make_config(tmp_path)
+    with Registry.open(config.registry_url) as registry:
+        service = ListenerService(config, registry, binds=LOOPBACK,
+                                  environ={TWILIO_ENV: TWILIO_TOKEN, TOKEN_ENV: TOKEN})
+        with service:
+            before = service.journal.stats()["appended"]
+            port = service.ports()["audit_syslog"]
+            now = datetime.now(timezone.utc).replace(microsecond=0)
+            with socket.create_connection(("127.0.0.1", port)) as tcp:
+                for n, patient in enumerate(("1", "9001", "2")):
+                    tcp.sendall(syslog_line(dicom_message("jmartin", [patient], at=now + timedelta(minutes=n)))
+                                + b"\n")
+            hits = access_hits(registry, 2)
+            assert service.journal.wait_idle(10)
+            stats = service.journal.stats()
+        assert stats["appended"] - before == 2 and stats["pending"] == 0
+        assert sorted(h.evidence["identifier"] for h in hits) == ["1", "2"]
+        assert all(h.channel.value == "access" for h in hits)
+
+
+def test_readyz_covers_the_configured_audit_receivers(service):
+    service, _registry = service
+    admin = f"http://127.0.0.1:{service.ports()['admin']}/readyz"
+    ready = requests.get(admin, timeout=5)
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["audit_syslog"] == "ok" and ready.json()["checks"]["audit_fhir"] == "ok"
+
+    service.audit.syslog.stop()  # the syslog receiver is gone: UDP and TCP no longer listen
+    unready = requests.get(admin, timeout=5)
+    assert unready.status_code == 503
+    assert unready.json()["checks"]["audit_syslog"] == "not listening"
+    assert unready.json()["checks"]["audit_fhir"] == "ok"
+
+    service.audit.book.stop()  # no refresh of the canary identifiers: neither receiver sees new canaries
+    checks = requests.get(admin, timeout=5).json()["checks"]
+    assert checks["audit_syslog"] == checks["audit_fhir"] == "identifier index not refreshing"
+
+    service.http.stop()  # the HTTP listener that serves /audit/fhir
+    service.audit.book.start(60)
+    checks = service.readiness()
+    assert checks["audit_fhir"] == "not listening (HTTP listener down)" and checks["http"] == "not running"
+
+
+def test_readyz_has_no_audit_checks_when_no_receiver_is_configured(tmp_path):
+    plant_sources(f"sqlite:///{tmp_path / 'registry.db'}", {"lis-rennes": range(1, 3)})
+    config = parse_config(tomllib.loads(config_text(f"sqlite:///{tmp_path / 'registry.db'}", 9)),
+                          path=tmp_path / "canary.toml")
+    binds = {k: v for k, v in LOOPBACK.items() if k != "audit_syslog"}
+    with Registry.open(config.registry_url) as registry:
+        with ListenerService(config, registry, binds=binds, environ={TWILIO_ENV: TWILIO_TOKEN}) as service:
+            checks = service.readiness()
+    assert "audit_syslog" not in checks and "audit_fhir" not in checks and checks["http"] == "ok"

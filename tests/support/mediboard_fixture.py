@@ -28,7 +28,7 @@ import random
 import re
 import socket
 import unicodedata
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from support.app_seeder_helpers import execute, insert_rows, load_sql_file, query
@@ -57,8 +57,10 @@ DR_ROUX, DR_KLEIN = 21, 22  # practitioners (plageconsult.chir_id); Dr Roux sees
 PRACTITIONER_DESK = {DR_ROUX: socket.inet_aton("10.12.5.21"), DR_KLEIN: socket.inet_aton("10.12.5.22")}
 
 
-def create_site(url: str, count: int = 300, version: str = "2.37", log_table: str = "user_action") -> None:
-    """The hospital at this dPpatients version (4.94: history in ``log_table``)."""
+def create_site(url: str, count: int = 300, version: str = "2.37", log_table: str = "user_action",
+                today: date | None = None) -> None:
+    """The hospital at this dPpatients version (4.94: history in ``log_table``); its consultation
+    ranges around ``today`` (default: the database server's date), one open all that day."""
     if version == "4.94":
         load_sql_file(url, SCHEMA_OX4)
         insert_rows(url, "object_class", [dict(object_class_id=i, object_class=c) for c, i in CLASSES.items()])
@@ -75,7 +77,7 @@ def create_site(url: str, count: int = 300, version: str = "2.37", log_table: st
             ("MOREAU", "Claire", "f", "33000", "BORDEAUX"), ("LEROY", "Marc", "m", "59000", "LILLE")], start=1)])
     populate(url, count, version, log_table if version == "4.94" else "user_log")
     if version == "4.94":
-        consultations(url, count, log_table)
+        consultations(url, count, log_table, today)
 
 
 def strict(name: str) -> str:
@@ -184,10 +186,10 @@ def populate(url: str, count: int, version: str = "2.37", log_table: str = "user
         insert_rows(url, table, table_rows)
 
 
-def consultations(url: str, count: int, log_table: str) -> None:
-    """Two practitioners' consultation ranges (one open all of today) and the consultations of 60 % of the
+def consultations(url: str, count: int, log_table: str, today: date | None = None) -> None:
+    """Two practitioners' consultation ranges (one open all of ``today``) and the consultations of 60 % of the
     patients, each with vital signs (weight, height, blood pressure in cmHg, pulse) by the practitioner."""
-    today = query(url, "SELECT CURDATE() AS d")[0]["d"]
+    today = today or query(url, "SELECT CURDATE() AS d")[0]["d"]
     plages, consults, measures, actions, logs = [], [], [], [], []
     action_id = (query(url, "SELECT COALESCE(MAX(user_action_id), 999999999) + 1 AS n FROM user_action")[0]["n"])
     rnd = random.Random(5)

@@ -5,12 +5,17 @@ the site's busiest practitioner, as Mediboard's "consultation immédiate"
 writes it, with the vital signs the site usually records; the rows join the
 canary's placement: verify checks them, retire removes them (tables
 byte-for-byte as before), locate finds them again.
+
+The seeder dates what it writes by the database server's clock; here that
+clock runs from a chosen moment (CLINIC_DAY at 10:00, the day the site's
+ranges are open), so the tests do not depend on the wall clock (they used to
+fail across midnight, when "today's" range of the fixture was yesterday's).
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -21,6 +26,21 @@ from support.mediboard_fixture import CLASSES, DR_KLEIN, DR_ROUX, PRACTITIONER_D
 from seeders.mediboard.seeder import MediboardSeeder
 from support.sql_seeder_helpers import make_identity
 
+CLINIC_DAY = date(2025, 6, 12)
+OPENING = datetime.combine(CLINIC_DAY, datetime.min.time()) + timedelta(hours=10)
+
+
+@pytest.fixture(autouse=True)
+def server_clock(monkeypatch):
+    """The database server's clock, as the seeder reads it, runs from OPENING (second by second)."""
+    started = time.monotonic()
+
+    def now(_seeder) -> datetime:
+        return OPENING + timedelta(seconds=int(time.monotonic() - started))
+
+    monkeypatch.setattr(MediboardSeeder, "_now", now)
+    return lambda: now(None)
+
 
 @pytest.fixture(scope="module")
 def clinic_site():
@@ -28,7 +48,7 @@ def clinic_site():
 
     databases = _fresh_database(_server_url("CANARY_TEST_MARIADB_URL", "MariaDB"), "MariaDB")
     url = next(databases)
-    create_site(url, count=80, version="4.94")
+    create_site(url, count=80, version="4.94", today=CLINIC_DAY)
     yield url
     dispose(url)
     databases.close()
@@ -136,9 +156,9 @@ def test_the_practitioner_option_and_no_open_range(clinic_site):
     assert snapshot(clinic_site) == before
 
 
-def test_no_consultation_before_the_registration(seeder):
+def test_no_consultation_before_the_registration(seeder, server_clock):
     ident, planted = _planted(seeder, 10)
-    later = (datetime.now() + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    later = (server_clock() + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
     future = Placement(rows=tuple({**r, "values": {**r["values"], "creation_date": later}}
                                   if r["table"] == "patients" else r for r in planted.rows))
     with pytest.raises(SourceError, match="its consultation must come later"):
