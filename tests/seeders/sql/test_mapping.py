@@ -142,8 +142,14 @@ def test_templates_constants_now_and_generated_columns():
 
 def test_the_test_mapping_file_loads():
     mapping = load_mapping(MAPPING)
-    assert [t.alias for t in mapping.tables] == ["patients", "contact_email", "contact_tel", "portail"]
-    assert [t.name for t in mapping.tables] == ["patients", "contacts", "contacts", "portail"]
+    assert [t.alias for t in mapping.tables] == ["patients", "contact_email", "contact_tel"]
+    assert [t.name for t in mapping.tables] == ["patients", "contacts", "contacts"]
+    analyses, portail = mapping.related
+    assert (analyses.alias, analyses.link, analyses.when, analyses.rows, analyses.share, analyses.at) == (
+        "analyses", "patient_id", "prelevement", None, None, "events")
+    assert (portail.alias, portail.rows, portail.share, portail.at) == ("portail", 1, None, "later")
+    assert analyses.table.column("patient_id").ref == Ref("patients", "id")
+    assert analyses.table.column("resultat").given == ("code",)
     assert set(mapping.match) == {"nir", "last_name", "first_name", "birth_date"}
     assert [(r.alias, r.column) for r in mapping.locate] == [("patients", "nir"), ("contact_email", "valeur")]
 
