@@ -79,14 +79,14 @@ def learn_site(target: SqlTarget, mapping: "Mapping", rnd: random.Random, today:
 
 
 def event_rows(mapping: "Mapping", spec: RelatedSpec, identity: Identity, now: datetime, site: Site,
-               rnd: random.Random, patient: dict[str, Any] | None = None) -> list[RowPlan]:
+               rnd: random.Random, patient: dict[str, Any] | None = None, *, every: bool = False) -> list[RowPlan]:
     """The rows of ``spec`` one event writes for a canary chosen for it (none when it is not).
 
     ``patient`` holds the patient row's values when it was inserted earlier
     (drip events); without it the link refers to the row inserted in the
-    same transaction.
+    same transaction. ``every``: for every canary (checking that values fit).
     """
-    if not spec.chosen(identity, site.share(spec)):
+    if not every and not spec.chosen(identity, site.share(spec)):
         return []
     literal = None
     if patient is not None:

@@ -126,6 +126,16 @@ class SqlSeeder(TargetSeeder):
     def _plan_rows(self, identity: Identity) -> list[RowPlan]:
         return self._checked_rows(identity)
 
+    def check_fits(self, identities) -> None:
+        """Registration rows, and the rows of every related table as if the canary had them, fit."""
+        mapping, _target = self._ready()
+        now = datetime.now().replace(microsecond=0)
+        for identity in identities:
+            self._checked_rows(identity, now)
+            site = self._learnt()
+            self._fit([row for spec in mapping.related if spec.at == "later"
+                       for row in event_rows(mapping, spec, identity, now, site, self._rnd, every=True)])
+
     def plant(self, identity: Identity) -> Placement:
         rows = self._checked_rows(identity)
         return Placement(rows=self._ready()[1].insert(rows))
