@@ -18,7 +18,9 @@ prints the ROC AUC (95 % CI) and the top giveaways of each:
   with enough domains and blocks), catchment learned from the site, drip
   over the period the site's pace needs at 2 %, each canary inserted at its
   moment among the real registrations (ids and times interleaved as drip
-  produces them);
+  produces them), then `canary drip run`'s later events (add_due_events,
+  run weekly up to today with drip.event_every = the site's mean gap between
+  two result dates of a patient): the mapping's [[related]] footprint;
 - the same two, read without the related-table features (what is left once
   a seeder writes a footprint: per-seeder work of #12).
 
@@ -50,6 +52,7 @@ from canary.audit.features import build_features  # noqa: E402
 from canary.audit.separability import giveaways, separability  # noqa: E402
 from canary.audit.site import placed_refs  # noqa: E402
 from canary.model import CanaryStatus  # noqa: E402
+from canary.planting.events import add_due_events  # noqa: E402
 from canary.planting.pace import check_schedule  # noqa: E402
 from canary.planting.planter import open_seeder, plant  # noqa: E402
 from canary.planting.schedule import draw_due_times  # noqa: E402
@@ -165,6 +168,10 @@ def _planted_site(work: Path, patients: int, seed: int, now: datetime, concealed
             plant(registry, config, "lis", 1, seed=seed * 1000 + index, batch_label=f"drip-{index}")
     _insert(engine, md, rows, done, len(rows[0]), shift=len(moments))
     engine.dispose()
+    if moments:
+        every = _site_event_gap(rows[3])
+        written = _drip_events(registry, moments[0], now, every)
+        print(f"concealed: {written} drip events (drip.event_every = {every.days} days, the site's mean gap)")
     if not concealed:
         with freeze_time(now):
             plant(registry, config, "lis", CANARIES, seed=seed, batch_label="naive")
@@ -175,6 +182,25 @@ def _planted_site(work: Path, patients: int, seed: int, now: datetime, concealed
         seeder.close()
     ours = placed_refs(registry.list_canaries(source="lis", status=(CanaryStatus.PLANTED,)))
     return registry, (audited, [(p.ref[0], frozenset(p.ref[1])) in ours for p in audited])
+
+
+def _site_event_gap(analyses) -> timedelta:
+    """The site's mean gap between two successive result dates of one patient."""
+    dates: dict[int, set] = {}
+    for row in analyses:
+        dates.setdefault(row["patient_id"], set()).add(row["prelevement"])
+    gaps = [(b - a).days for days in dates.values() for a, b in zip(sorted(days), sorted(days)[1:])]
+    return timedelta(days=round(sum(gaps) / len(gaps)))
+
+
+def _drip_events(registry, start: datetime, now: datetime, every: timedelta) -> int:
+    """`canary drip run`'s event step, once a week (at the timer's hour) from the first plant to today."""
+    written, moment = 0, start
+    while moment <= now:
+        with freeze_time(moment):
+            written += sum(1 for o in add_due_events(registry, moment, every) if o.error is None)
+        moment += timedelta(days=7)
+    return written
 
 
 def _period_needed(admissions: list[datetime], now: datetime) -> timedelta:
