@@ -101,6 +101,7 @@ class ColumnSpec:
     site: str | None = None  # one of SITE_KINDS
     fill: str | None = None  # one of FILL_KINDS
     given: tuple[str, ...] = ()  # columns of the row the site's values are conditioned on
+    after: str | None = None  # a `now` column written the site's delay after this other `now` column
     verify: bool = True
     kind: str = f.ANY  # kind of the value written (see seeders.sql.fields)
     # Identity fields the value comes from (locate checks it carries a token).
@@ -114,7 +115,7 @@ class ColumnSpec:
     @property
     def learns(self) -> bool:
         """Whether the value is drawn from what the site's own rows hold."""
-        return self.source == "site" or self.fill is not None
+        return self.source == "site" or self.fill is not None or self.after is not None
 
     def value(self, identity: Identity, now: datetime) -> Any:
         """The literal written for this identity; ValueError if it cannot be made."""

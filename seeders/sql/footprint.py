@@ -67,9 +67,10 @@ def learn_site(target: SqlTarget, mapping: "Mapping", rnd: random.Random, today:
                     "once it holds patients, or map those columns from the identity or constants")
             columns: dict[tuple[str, str], ColumnValues] = {}
             for table in (*mapping.tables, *(r.table for r in mapping.related)):
-                learnt = {c.name: c.given for c in table.columns if c.learns}
+                learnt = {c.name: (*c.given, *((c.after,) if c.after else ())) for c in table.columns if c.learns}
+                after = {c.name: c.after for c in table.columns if c.after}
                 if learnt:
-                    found = _recent_values(conn, _table(target, table.name), learnt, today)
+                    found = _recent_values(conn, _table(target, table.name), learnt, today, after)
                     columns.update({(table.name, name): values for name, values in found.items()})
             paces = {spec.alias: _pace(conn, _table(target, spec.table.name), spec, count)
                      for spec in mapping.related}
@@ -104,12 +105,13 @@ def _table(target: SqlTarget, name: str) -> sa.Table:
 
 
 def _recent_values(conn: sa.Connection, table: sa.Table, learnt: dict[str, tuple[str, ...]],
-                   today: date) -> dict[str, ColumnValues]:
+                   today: date, after: dict[str, str]) -> dict[str, ColumnValues]:
     names = sorted({*learnt, *(g for given in learnt.values() for g in given)} & set(table.c.keys()))
     order = [c.desc() for c in table.primary_key.columns]
     query = sa.select(*(table.c[n] for n in names)).order_by(*order).limit(SAMPLE)
     rows = [dict(zip(names, row)) for row in conn.execute(query)]
-    return count_values(rows, learnt, today)
+    given = {name: tuple(g for g in columns if g != after.get(name)) for name, columns in learnt.items()}
+    return count_values(rows, given, today, after)
 
 
 def _pace(conn: sa.Connection, table: sa.Table, spec: RelatedSpec, patients: int) -> RelatedPace:

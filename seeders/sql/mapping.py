@@ -32,7 +32,7 @@ _COLUMN_KEYS = {
     "field": {"index", "join", "format", "phone", "map", "transform", "default", "fill", "given"},
     "template": {"transform", "default", "fill", "given"},
     "const": set(),
-    "now": {"fill", "given"},
+    "now": {"fill", "given", "after"},
     "generate": {"sequence"},
     "ref": set(),
     "site": {"given"},
@@ -123,7 +123,9 @@ class Mapping:
                     values[column.name] = column.value(identity, now)
                 except ValueError as err:
                     raise self.error(table.alias, column.name, str(err)) from None
-                if site is not None and column.learns:
+                if site is not None and column.after is not None:
+                    values[column.name] = column.value(identity, now + site.delay(table.name, column.name))
+                if site is not None and (column.source == "site" or column.fill is not None):
                     given = site.key(values, column.given)
                     values[column.name] = (site.draw(table.name, column.name, given) if column.source == "site"
                                            else site.fill(table.name, column.name, given, values[column.name]))
@@ -218,6 +220,9 @@ def _parse_table(raw: Any, earlier: list[TableSpec], fail, *, section: str = "ta
         col, spec, earlier, lambda m, c=col: fail(m, alias, c)) for col, spec in columns_raw.items())
     for n, column in enumerate(columns):
         above = {c.name for c in columns[:n]}
+        if column.after is not None and (column.after not in above or next(
+                c for c in columns if c.name == column.after).source != "now"):
+            raise fail(f"after '{column.after}' must be a now column mapped above this one", alias, column.name)
         for given in column.given:
             if given not in above:
                 raise fail(f"given '{given}' must be a column mapped above this one in the same table",
@@ -288,6 +293,10 @@ def _learning(raw: dict[str, Any], fail) -> dict[str, Any]:
     if given and "site" not in out and "fill" not in out:
         raise fail("given goes with site = \"values\" or fill = \"site\"")
     out["given"] = tuple(given)
+    if "after" in raw:
+        if not isinstance(raw["after"], str) or not raw["after"]:
+            raise fail("after must name a now column, e.g. after = \"cree_le\"")
+        out["after"] = raw["after"]
     return out
 
 

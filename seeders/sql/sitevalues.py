@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
@@ -58,6 +58,7 @@ class ColumnValues:
 
     overall: Counter = field(default_factory=Counter)
     by_given: dict[tuple, Counter] = field(default_factory=dict)
+    delays: list[float] = field(default_factory=list)  # seconds after the `after` column, where both are set
 
     def add(self, value: Any, given: tuple) -> None:
         value = _plain(value)
@@ -92,6 +93,13 @@ class SiteValues:
             return None
         return self._pick(shared)
 
+    def delay(self, table: str, column: str) -> timedelta:
+        """A delay the site's rows show between the ``after`` column and this one (0 without any)."""
+        values = self._columns.get((table, column))
+        if values is None or not values.delays:
+            return timedelta()
+        return timedelta(seconds=self._rnd.choice(values.delays))
+
     def fill(self, table: str, column: str, given: tuple, value: Any) -> Any:
         """``value``, or the site's empty form (NULL or '') as often as the site leaves the column empty."""
         counts = self._counts(table, column, given)
@@ -118,10 +126,28 @@ class SiteValues:
 
 
 def count_values(rows: Iterable[dict[str, Any]], columns: dict[str, Sequence[str]],
-                 today: date) -> dict[str, ColumnValues]:
-    """Per column (-> its ``given`` columns), the values of ``rows`` counted."""
+                 today: date, after: dict[str, str] | None = None) -> dict[str, ColumnValues]:
+    """Per column (-> its ``given`` columns), the values of ``rows`` counted; ``after``: column -> the
+    column its delays are measured from."""
     out = {name: ColumnValues() for name in columns}
+    after = after or {}
     for row in rows:
         for name, given in columns.items():
             out[name].add(row.get(name), tuple(given_key(row.get(g), today) for g in given))
+            if name in after:
+                start, end = as_moment(row.get(after[name])), as_moment(row.get(name))
+                if start is not None and end is not None and end >= start:
+                    out[name].delays.append((end - start).total_seconds())
     return out
+
+
+def as_moment(value: Any) -> datetime | None:
+    """A timestamp read from the site: a DATETIME, or text such as '2024-03-05 10:12:00'."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, str) and value.strip():
+        try:
+            return datetime.fromisoformat(value.strip()).replace(tzinfo=None)
+        except ValueError:
+            return None
+    return None
