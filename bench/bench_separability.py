@@ -21,8 +21,9 @@ prints the ROC AUC (95 % CI) and the top giveaways of each:
   produces them), then `canary drip run`'s later events (add_due_events,
   run weekly up to today with drip.event_every = the site's mean gap between
   two result dates of a patient): the mapping's [[related]] footprint;
-- the same two, read without the related-table features (what is left once
-  a seeder writes a footprint: per-seeder work of #12).
+- the same two, read without the related-table features, and without the
+  contact-point features (emails and phones: what the contact caps and the
+  owned domains and blocks address), to show what is left for each part.
 
 Numbers are in docs/concealment.md. Not a test: nothing here asserts.
 """
@@ -110,8 +111,10 @@ def compare(patients: int, seed: int) -> None:
         work = Path(tempfile.mkdtemp(prefix=f"bench-sep-{name}-"))
         registry, audited = _planted_site(work, patients, seed, now, concealed)
         tells[name] = _tell_aucs(*audited)
-        for label, strip in (("all features", False), ("without related-table features", True)):
-            rows = [replace(p, related={}, related_first={}) if strip else p for p in audited[0]]
+        for label, strip in (("all features", False), ("without related-table features", True),
+                             ("without contact-point features", "contacts")):
+            rows = [_without_contacts(p) if strip == "contacts" else
+                    replace(p, related={}, related_first={}) if strip else p for p in audited[0]]
             report = separability("lis", rows, audited[1])
             print(f"{name:<10} {label:<32} AUC {report.auc:.2f} [{report.low:.2f}-{report.high:.2f}] "
                   f"({report.model}); best one-line rule at recall 0.5: precision {report.rule_precision:.2f} "
@@ -123,6 +126,13 @@ def compare(patients: int, seed: int) -> None:
     print("\nsingle-feature AUC of the tells the #12 settings address (naive -> concealed):")
     for feature in TELLS:
         print(f"  {feature:<34} {tells['naive'].get(feature, 0.5):.2f} -> {tells['concealed'].get(feature, 0.5):.2f}")
+
+
+def _without_contacts(patient):
+    """The patient as the audit sees it minus emails and phone numbers (what the contact caps address)."""
+    return replace(patient, contacts=(), values={k: v for k, v in patient.values.items() if k != "tel"},
+                   related={t: n for t, n in patient.related.items() if t != "contacts"},
+                   related_first={t: f for t, f in patient.related_first.items() if t != "contacts"})
 
 
 TELLS = ("patients.cree_le:age", "patients.cree_le:hour", "patients.modifie_le:delay", "email domain:patients",
