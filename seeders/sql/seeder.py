@@ -140,6 +140,9 @@ class SqlSeeder(TargetSeeder):
         rows = self._checked_rows(identity)
         return Placement(rows=self._ready()[1].insert(rows))
 
+    def writes_events(self) -> bool:
+        return any(spec.at in ("events", "later") for spec in self._ready()[0].related)
+
     def add_event(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
         """A later event: the rows of the ``events`` related tables, and at the first event the ``later`` ones.
 

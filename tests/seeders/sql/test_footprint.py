@@ -230,3 +230,23 @@ def test_the_classifier_audit_of_the_footprinted_site_passes(footprinted_site, o
     report = separability("lis", audited, flags)
     assert report.auc <= 0.65
     assert report.rule_precision <= 0.2
+
+
+def test_drip_skips_a_mapping_without_event_tables(sqlite_url, tmp_path):
+    create_schema(sqlite_url)
+    populate_real(sqlite_url)
+    text = MAPPING.read_text(encoding="utf-8")
+    plain = tmp_path / "plain.toml"
+    plain.write_text(text[:text.index("\n[[related]]")] + "\n" + text[text.index("\n[match]"):], encoding="utf-8")
+    registry, config = new_registry(tmp_path)
+    add_source(registry, "lis", "sql", url=sqlite_url, mapping=str(plain))
+    plant(registry, config, "lis", 2, seed=1)
+    with open_seeder(registry.get_source("lis")) as seeder:
+        assert not seeder.writes_events()
+        record = registry.list_canaries(source="lis")[0]
+        assert seeder.add_event(record.identity, record.placement, datetime.now(timezone.utc)) is None
+    # Due events for such a source: skipped, not reported as failures at every run.
+    assert add_due_events(registry, datetime.now(timezone.utc) + timedelta(days=3650), timedelta(days=30)) == []
+    with create_seeder(source_spec(), sqlite_url) as seeder:
+        assert seeder.writes_events()
+    registry.close()
