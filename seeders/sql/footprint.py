@@ -14,19 +14,18 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from canary.errors import SourceError
 from canary.model import Identity
+from seeders.sql.mapping import Mapping
 from seeders.sql.related import RelatedSpec
 from seeders.sql.rows import RowPlan
 from seeders.sql.sitevalues import SAMPLE, ColumnValues, SiteValues, count_values
 from seeders.sql.target import SqlTarget
 
-if TYPE_CHECKING:
-    from seeders.sql.mapping import Mapping, TableSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ class Site:
         return rnd.choices([n for n, _ in items], weights=[w for _, w in items])[0]
 
 
-def learn_site(target: SqlTarget, mapping: "Mapping", rnd: random.Random, today: date | None = None) -> Site:
+def learn_site(target: SqlTarget, mapping: Mapping, rnd: random.Random, today: date | None = None) -> Site:
     """What the site holds, read only; SourceError when there are no patients to learn from."""
     today = today or date.today()
     patients = mapping.patients
@@ -79,7 +78,7 @@ def learn_site(target: SqlTarget, mapping: "Mapping", rnd: random.Random, today:
     return Site(SiteValues(columns, rnd, today), paces)
 
 
-def event_rows(mapping: "Mapping", spec: RelatedSpec, identity: Identity, now: datetime, site: Site,
+def event_rows(mapping: Mapping, spec: RelatedSpec, identity: Identity, now: datetime, site: Site,
                rnd: random.Random, patient: dict[str, Any] | None = None, *, every: bool = False) -> list[RowPlan]:
     """The rows of ``spec`` one event writes for a canary chosen for it (none when it is not).
 

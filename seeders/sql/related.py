@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from canary.model import Identity
 from seeders.sql.columns import ColumnSpec
 from seeders.sql.rows import Ref
-
-if TYPE_CHECKING:
-    from seeders.sql.mapping import TableSpec
 
 AT_KINDS = ("registration", "events", "later")
 RELATED_KEYS = frozenset({"link", "when", "rows", "share", "at"})
@@ -36,7 +33,7 @@ RELATED_KEYS = frozenset({"link", "when", "rows", "share", "at"})
 
 @dataclass(frozen=True, slots=True)
 class RelatedSpec:
-    table: "TableSpec"
+    table: Any  # the mapping's TableSpec (parsed by seeders/sql/mapping.py, which imports this module)
     link: str  # column holding the patient key
     patient: Ref  # the patient table's alias and key column
     when: str | None = None  # column dating the rows: rows of one patient on one date are one event
@@ -57,7 +54,7 @@ class RelatedSpec:
         return uniform < share
 
 
-def parse_related(raw: Any, tables: list["TableSpec"], parse_table, fail) -> tuple[RelatedSpec, ...]:
+def parse_related(raw: Any, tables: list, parse_table, fail) -> tuple[RelatedSpec, ...]:
     """The ``[[related]]`` entries, checked against the ``[[table]]`` ones parsed before."""
     if raw is None:
         return ()

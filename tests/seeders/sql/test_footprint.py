@@ -27,7 +27,7 @@ from seeders.sql.sitevalues import ColumnValues, SiteValues
 from support.lis_site import build_site
 from support.plant_helpers import add_source, new_registry, production_config
 from support.sql_seeder_helpers import (
-    MAPPING, create_schema, execute, make_identity, populate_real, snapshot, source_spec,
+    MAPPING, create_schema, execute, make_identity, mapping_without_related, populate_real, snapshot, source_spec,
 )
 
 
@@ -235,9 +235,7 @@ def test_the_classifier_audit_of_the_footprinted_site_passes(footprinted_site, o
 def test_drip_skips_a_mapping_without_event_tables(sqlite_url, tmp_path):
     create_schema(sqlite_url)
     populate_real(sqlite_url)
-    text = MAPPING.read_text(encoding="utf-8")
-    plain = tmp_path / "plain.toml"
-    plain.write_text(text[:text.index("\n[[related]]")] + "\n" + text[text.index("\n[match]"):], encoding="utf-8")
+    plain = mapping_without_related(tmp_path)
     registry, config = new_registry(tmp_path)
     add_source(registry, "lis", "sql", url=sqlite_url, mapping=str(plain))
     plant(registry, config, "lis", 2, seed=1)
