@@ -218,8 +218,9 @@ def test_no_one_line_rule_on_the_footprint_and_drawn_values(footprinted_site):
 
 
 @pytest.mark.xfail(strict=True, reason="a classifier still combines weak tells: contact-point clustering (owned "
-                   "email domains of 3 recent patients), modifie_le written in the registration's second, fewer "
-                   "results for recent patients; see docs/concealment.md, 'Measured on the test site'")
+                   "email domains held by a few recent patients), the canaries' recency (drip shorter than the "
+                   "site's years), small fill differences at 30 canaries; see docs/concealment.md, 'Measured on "
+                   "the test site'")
 @pytest.mark.parametrize("only_footprint", [True, False], ids=["footprint features", "all features"])
 def test_the_classifier_audit_of_the_footprinted_site_passes(footprinted_site, only_footprint):
     audited, flags = footprinted_site
