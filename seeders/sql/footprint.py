@@ -32,6 +32,7 @@ from seeders.sql.target import SqlTarget
 class RelatedPace:
     share: float  # share of the site's patients with rows in the table
     rows: Counter  # rows per event (per patient and date), counted over the site
+    events: tuple[int, ...] = ()  # later events per patient (dates after the first), sorted, over the site
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,15 @@ class Site:
 
     def share(self, spec: RelatedSpec) -> float:
         return spec.share if spec.share is not None else self.related[spec.alias].share
+
+    def events(self, spec: RelatedSpec, identity: Identity) -> int | None:
+        """How many later events this canary gets in ``spec`` (None: no limit known)."""
+        if spec.events is not None:
+            return spec.events
+        counts = self.related[spec.alias].events
+        if not counts:
+            return None
+        return counts[int(spec.uniform(identity, "events") * len(counts))]
 
     def rows(self, spec: RelatedSpec, rnd: random.Random) -> int:
         if spec.rows is not None:
@@ -118,4 +128,8 @@ def _pace(conn: sa.Connection, table: sa.Table, spec: RelatedSpec, patients: int
     holders = conn.execute(sa.select(sa.func.count(sa.distinct(link)))).scalar() or 0
     groups = [link] + ([table.c[spec.when]] if spec.when else [])
     per_event = conn.execute(sa.select(sa.func.count()).select_from(table).group_by(*groups)).scalars()
-    return RelatedPace(share=min(1.0, holders / patients), rows=Counter(per_event))
+    events: tuple[int, ...] = ()
+    if spec.when:
+        dates = sa.select(sa.func.count(sa.distinct(table.c[spec.when]))).group_by(link)
+        events = tuple(sorted(max(0, n - 1) for n in conn.execute(dates).scalars()))
+    return RelatedPace(share=min(1.0, holders / patients), rows=Counter(per_event), events=events)

@@ -28,7 +28,7 @@ from seeders.sql.columns import ColumnSpec
 from seeders.sql.rows import Ref
 
 AT_KINDS = ("registration", "events", "later")
-RELATED_KEYS = frozenset({"link", "when", "rows", "share", "at"})
+RELATED_KEYS = frozenset({"link", "when", "rows", "share", "at", "events"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class RelatedSpec:
     rows: int | None = None  # rows per event; None: drawn from the site
     share: float | None = None  # share of canaries with such rows; None: the site's
     at: str = "registration"  # one of AT_KINDS
+    events: int | None = None  # drip events a canary gets here at most; None: drawn from the site's patients
 
     @property
     def alias(self) -> str:
@@ -47,11 +48,12 @@ class RelatedSpec:
 
     def chosen(self, identity: Identity, share: float) -> bool:
         """Whether this canary is among the ``share`` that have rows here (stable across runs)."""
-        if share >= 1:
-            return True
-        seed = f"{self.alias}:{identity.nir}:{identity.portal_login}:{identity.birth_date}".encode()
-        uniform = int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") / 2 ** 64
-        return uniform < share
+        return share >= 1 or self.uniform(identity, "share") < share
+
+    def uniform(self, identity: Identity, purpose: str) -> float:
+        """A number in [0, 1) drawn for this canary, table and purpose, the same at every run."""
+        seed = f"{self.alias}:{purpose}:{identity.nir}:{identity.portal_login}:{identity.birth_date}".encode()
+        return int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") / 2 ** 64
 
 
 def parse_related(raw: Any, tables: list, parse_table, fail) -> tuple[RelatedSpec, ...]:
@@ -85,7 +87,8 @@ def parse_related(raw: Any, tables: list, parse_table, fail) -> tuple[RelatedSpe
             raise fail(f"unknown at {at!r} (known: {', '.join(AT_KINDS)})", table.alias)
         out.append(RelatedSpec(table=table, link=link, patient=Ref(patient.alias, key.name), when=when,
                                rows=_rows(entry.get("rows", "site"), table.alias, fail),
-                               share=_share(entry.get("share", "site"), table.alias, fail), at=at))
+                               share=_share(entry.get("share", "site"), table.alias, fail), at=at,
+                               events=_events(entry.get("events", "site"), when, table.alias, fail)))
     return tuple(out)
 
 
@@ -95,6 +98,15 @@ def _rows(value: Any, alias: str, fail) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     raise fail("rows must be \"site\" (the site's rows per event) or a whole number >= 1", alias)
+
+
+def _events(value: Any, when: str | None, alias: str, fail) -> int | None:
+    if value == "site":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise fail("events must be \"site\" (as many later events as the site's patients have) or a whole number",
+               alias)
 
 
 def _share(value: Any, alias: str, fail) -> float | None:

@@ -163,6 +163,7 @@ class SqlSeeder(TargetSeeder):
         when = when.replace(microsecond=0)
         site = self._learnt()
         known = {**patient.get("values", {}), **patient.get("key", {})}
+        specs = [s for s in specs if s.at == "later" or not self._events_done(s, placement, identity, site)]
         rows = [row for spec in specs for row in event_rows(mapping, spec, identity, when, site, self._rnd, known)]
         if not rows:
             return placement
@@ -207,6 +208,15 @@ class SqlSeeder(TargetSeeder):
                           for t in mapping.tables if t.alias in rows]
                 return Placement(rows=tuple(placed + self._related_found(mapping, target, rows)))
         return None
+
+    @staticmethod
+    def _events_done(spec, placement: Placement, identity: Identity, site: Site) -> bool:
+        """Whether the canary had as many later events in ``spec`` as it draws from the site's patients."""
+        allowed = site.events(spec, identity)
+        if allowed is None or spec.when is None:
+            return False
+        dates = {str(r["values"].get(spec.when)) for r in placement.rows if r["table"] == spec.table.name}
+        return len(dates) - 1 >= allowed
 
     def _related_found(self, mapping: Mapping, target: SqlTarget, found: dict[str, dict[str, Any]]
                        ) -> list[dict[str, Any]]:

@@ -43,10 +43,20 @@ def lis_url(any_db_url):
     return any_db_url
 
 
-def test_events_add_results_and_a_later_portal_account_verify_sees_them_retire_removes_them(lis_url):
+def test_events_add_results_and_a_later_portal_account_verify_sees_them_retire_removes_them(lis_url, tmp_path):
     before = _checksums(lis_url)
     identity = make_identity(3)
+    # The 300 real patients have one result each: by default a canary would get no later one (events = "site").
     with create_seeder(source_spec(), lis_url) as seeder:
+        placement = seeder.plant(identity)
+        grown = seeder.add_event(identity, placement, datetime(2031, 3, 4, 9, 30, tzinfo=timezone.utc))
+        assert [r["table"] for r in grown.rows[len(placement.rows):]] == ["portail"]
+        seeder.retire(grown)
+    assert _checksums(lis_url) == before
+    three = tmp_path / "three.toml"
+    three.write_text(MAPPING.read_text(encoding="utf-8").replace('when = "prelevement"', 'events = 3\nwhen = "prelevement"'),
+                     encoding="utf-8")
+    with create_seeder(source_spec(three), lis_url) as seeder:
         placement = seeder.plant(identity)
         assert [r["table"] for r in placement.rows] == ["patients", "contacts", "contacts", "analyses"]
         when = datetime(2031, 3, 4, 9, 30, tzinfo=timezone.utc)
