@@ -18,9 +18,12 @@ prints the ROC AUC (95 % CI) and the top giveaways of each:
   with enough domains and blocks), catchment learned from the site, drip
   over the period the site's pace needs at 2 %, each canary inserted at its
   moment among the real registrations (ids and times interleaved as drip
-  produces them);
-- the same two, read without the related-table features (what is left once
-  a seeder writes a footprint: per-seeder work of #12).
+  produces them), then `canary drip run`'s later events (add_due_events,
+  run weekly up to today with drip.event_every = the site's mean gap between
+  two result dates of a patient): the mapping's [[related]] footprint;
+- the same two, read without the related-table features, and without the
+  contact-point features (emails and phones: what the contact caps and the
+  owned domains and blocks address), to show what is left for each part.
 
 Numbers are in docs/concealment.md. Not a test: nothing here asserts.
 """
@@ -50,6 +53,7 @@ from canary.audit.features import build_features  # noqa: E402
 from canary.audit.separability import giveaways, separability  # noqa: E402
 from canary.audit.site import placed_refs  # noqa: E402
 from canary.model import CanaryStatus  # noqa: E402
+from canary.planting.events import add_due_events  # noqa: E402
 from canary.planting.pace import check_schedule  # noqa: E402
 from canary.planting.planter import open_seeder, plant  # noqa: E402
 from canary.planting.schedule import draw_due_times  # noqa: E402
@@ -107,8 +111,10 @@ def compare(patients: int, seed: int) -> None:
         work = Path(tempfile.mkdtemp(prefix=f"bench-sep-{name}-"))
         registry, audited = _planted_site(work, patients, seed, now, concealed)
         tells[name] = _tell_aucs(*audited)
-        for label, strip in (("all features", False), ("without related-table features", True)):
-            rows = [replace(p, related={}, related_first={}) if strip else p for p in audited[0]]
+        for label, strip in (("all features", False), ("without related-table features", True),
+                             ("without contact-point features", "contacts")):
+            rows = [_without_contacts(p) if strip == "contacts" else
+                    replace(p, related={}, related_first={}) if strip else p for p in audited[0]]
             report = separability("lis", rows, audited[1])
             print(f"{name:<10} {label:<32} AUC {report.auc:.2f} [{report.low:.2f}-{report.high:.2f}] "
                   f"({report.model}); best one-line rule at recall 0.5: precision {report.rule_precision:.2f} "
@@ -120,6 +126,13 @@ def compare(patients: int, seed: int) -> None:
     print("\nsingle-feature AUC of the tells the #12 settings address (naive -> concealed):")
     for feature in TELLS:
         print(f"  {feature:<34} {tells['naive'].get(feature, 0.5):.2f} -> {tells['concealed'].get(feature, 0.5):.2f}")
+
+
+def _without_contacts(patient):
+    """The patient as the audit sees it minus emails and phone numbers (what the contact caps address)."""
+    return replace(patient, contacts=(), values={k: v for k, v in patient.values.items() if k != "tel"},
+                   related={t: n for t, n in patient.related.items() if t != "contacts"},
+                   related_first={t: f for t, f in patient.related_first.items() if t != "contacts"})
 
 
 TELLS = ("patients.cree_le:age", "patients.cree_le:hour", "patients.modifie_le:delay", "email domain:patients",
@@ -165,6 +178,10 @@ def _planted_site(work: Path, patients: int, seed: int, now: datetime, concealed
             plant(registry, config, "lis", 1, seed=seed * 1000 + index, batch_label=f"drip-{index}")
     _insert(engine, md, rows, done, len(rows[0]), shift=len(moments))
     engine.dispose()
+    if moments:
+        every = _site_event_gap(rows[3])
+        written = _drip_events(registry, moments[0], now, every)
+        print(f"concealed: {written} drip events (drip.event_every = {every.days} days, the site's mean gap)")
     if not concealed:
         with freeze_time(now):
             plant(registry, config, "lis", CANARIES, seed=seed, batch_label="naive")
@@ -175,6 +192,25 @@ def _planted_site(work: Path, patients: int, seed: int, now: datetime, concealed
         seeder.close()
     ours = placed_refs(registry.list_canaries(source="lis", status=(CanaryStatus.PLANTED,)))
     return registry, (audited, [(p.ref[0], frozenset(p.ref[1])) in ours for p in audited])
+
+
+def _site_event_gap(analyses) -> timedelta:
+    """The site's mean gap between two successive result dates of one patient."""
+    dates: dict[int, set] = {}
+    for row in analyses:
+        dates.setdefault(row["patient_id"], set()).add(row["prelevement"])
+    gaps = [(b - a).days for days in dates.values() for a, b in zip(sorted(days), sorted(days)[1:])]
+    return timedelta(days=round(sum(gaps) / len(gaps)))
+
+
+def _drip_events(registry, start: datetime, now: datetime, every: timedelta) -> int:
+    """`canary drip run`'s event step, once a week (at the timer's hour) from the first plant to today."""
+    written, moment = 0, start
+    while moment <= now:
+        with freeze_time(moment):
+            written += sum(1 for o in add_due_events(registry, moment, every) if o.error is None)
+        moment += timedelta(days=7)
+    return written
 
 
 def _period_needed(admissions: list[datetime], now: datetime) -> timedelta:

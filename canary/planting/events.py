@@ -80,6 +80,8 @@ def add_due_events(registry, now: datetime, every: timedelta, environ=os.environ
             outcomes += [EventOutcome(r.id, source, error=str(err)) for r in records[:MAX_PER_RUN]]
             continue
         try:
+            if not seeder.writes_events():
+                continue  # e.g. a sql mapping without [[related]] event tables
             for record in records[:MAX_PER_RUN]:
                 outcomes.append(_one_event(registry, seeder, record, now))
         finally:

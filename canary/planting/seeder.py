@@ -196,3 +196,7 @@ class Seeder(ABC):
         with the rest), or None when this seeder writes no events.
         """
         return None
+
+    def writes_events(self) -> bool:
+        """Whether ``add_event`` writes anything for this source, once open (a mapping may name no event table)."""
+        return type(self).add_event is not Seeder.add_event

@@ -19,21 +19,26 @@ from typing import Any
 from canary.errors import MappingError
 from canary.model import Identity
 from seeders.sql import fields as f
-from seeders.sql.columns import GENERATE_KINDS, NOW_KINDS, SOURCES, UNSET, ColumnSpec, split_index, template_fields
+from seeders.sql.columns import (
+    FILL_KINDS, GENERATE_KINDS, NOW_KINDS, SITE_KINDS, SOURCES, UNSET, ColumnSpec, split_index, template_fields,
+)
+from seeders.sql.related import RelatedSpec, parse_related
 from seeders.sql.rows import DB_GENERATED_KINDS, Generated, Ref, RowPlan
+from seeders.sql.sitevalues import SiteValues
 from seeders.common.transforms import PHONE_FORMATS, TRANSFORMS
 
 # Keys allowed next to each value source in a column.
 _COLUMN_KEYS = {
-    "field": {"index", "join", "format", "phone", "map", "transform", "default"},
-    "template": {"transform", "default"},
+    "field": {"index", "join", "format", "phone", "map", "transform", "default", "fill", "given"},
+    "template": {"transform", "default", "fill", "given"},
     "const": set(),
-    "now": set(),
+    "now": {"fill", "given", "after"},
     "generate": {"sequence"},
     "ref": set(),
+    "site": {"given"},
 }
 _TABLE_KEYS = {"name", "alias", "key", "columns"}
-_TOP_KEYS = {"schema", "table", "match", "locate", "audit"}  # [audit]: read by canary/access/auditdb.py
+_TOP_KEYS = {"schema", "table", "related", "match", "locate", "audit"}  # [audit]: read by canary/access/auditdb.py
 MATCH_KEYS = ("nir", "last_name", "first_name", "birth_date")
 # What [locate] may search by: identity fields unique to one canary.
 LOCATE_KEYS = ("nir", "email", "phone", "phone2", "portal_login", "url_code", "portal_url", "dns_label", "hostname")
@@ -72,35 +77,61 @@ class Mapping:
     schema: str | None = None
     match: dict[str, ColumnRef] = field(default_factory=dict)  # keys from MATCH_KEYS
     locate: tuple[ColumnRef, ...] = ()  # tried in order
+    related: tuple[RelatedSpec, ...] = ()  # one-to-many footprint tables ([[related]])
 
     def error(self, table: str | None, column: str | None, message: str) -> MappingError:
         return MappingError(_where(self.path, table, column) + message)
 
     def table(self, alias: str) -> TableSpec:
-        return next(t for t in self.tables if t.alias == alias)
+        return next(t for t in (*self.tables, *(r.table for r in self.related)) if t.alias == alias)
+
+    @property
+    def patients(self) -> TableSpec:
+        """The patient table: the first mapped table that refers to no other."""
+        return next(t for t in self.tables if not any(c.source == "ref" for c in t.columns))
+
+    def learns(self) -> bool:
+        """Whether planting needs to read the site first (values, rows or shares drawn from it)."""
+        return any(c.learns for t in (*self.tables, *(r.table for r in self.related)) for c in t.columns) \
+            or any(r.rows is None or r.share is None for r in self.related)
 
     def spec(self, ref: ColumnRef) -> ColumnSpec:
         return self.table(ref.alias).column(ref.column)
 
-    def rows(self, identity: Identity, now: datetime | None = None) -> list[RowPlan]:
-        """The rows to insert for ``identity``; MappingError if a value cannot be made."""
+    def rows(self, identity: Identity, now: datetime | None = None,
+             site: SiteValues | None = None) -> list[RowPlan]:
+        """The rows to insert for ``identity``; MappingError if a value cannot be made.
+
+        Without ``site`` (collision checks, locate), columns drawn from the
+        site are NULL and ``fill`` columns keep the identity's value.
+        """
         now = (now or datetime.now()).replace(microsecond=0)
-        plans = []
-        for table in self.tables:
-            values: dict[str, Any] = {}
-            refs: dict[str, Ref] = {}
-            for column in table.columns:
-                if column.source == "ref":
-                    refs[column.name] = column.ref
-                elif column.source != "generate" or column.generate not in DB_GENERATED_KINDS:
-                    try:
-                        values[column.name] = column.value(identity, now)
-                    except ValueError as err:
-                        raise self.error(table.alias, column.name, str(err)) from None
-            unchecked = frozenset(c.name for c in table.columns if not c.verify or c.source == "now")
-            plans.append(RowPlan(table=table.name, key=table.key, values=values, generated=table.generated(),
-                                 refs=refs, alias=table.alias, unchecked=unchecked))
-        return plans
+        return [self.row(table, identity, now, site) for table in self.tables]
+
+    def row(self, table: TableSpec, identity: Identity, now: datetime, site: SiteValues | None,
+            literal_refs: dict[str, Any] | None = None) -> RowPlan:
+        """One row of ``table``; ``literal_refs`` gives refs a known value (a row inserted earlier)."""
+        values: dict[str, Any] = {}
+        refs: dict[str, Ref] = {}
+        for column in table.columns:
+            if column.source == "ref" and literal_refs is not None and column.name in literal_refs:
+                values[column.name] = literal_refs[column.name]
+            elif column.source == "ref":
+                refs[column.name] = column.ref
+            elif column.source != "generate" or column.generate not in DB_GENERATED_KINDS:
+                try:
+                    values[column.name] = column.value(identity, now)
+                except ValueError as err:
+                    raise self.error(table.alias, column.name, str(err)) from None
+                if site is not None and column.after is not None:
+                    values[column.name] = column.value(identity, now + site.delay(table.name, column.name))
+                if site is not None and (column.source == "site" or column.fill is not None):
+                    given = site.key(values, column.given)
+                    values[column.name] = (site.draw(table.name, column.name, given) if column.source == "site"
+                                           else site.fill(table.name, column.name, given, values[column.name]))
+        unchecked = frozenset(c.name for c in table.columns if not c.verify or c.source == "now")
+        return RowPlan(table=table.name, key=table.key, values=values, generated=table.generated(),
+                       refs=refs, alias=table.alias, unchecked=unchecked)
 
 
 def _where(path: str, table: str | None, column: str | None) -> str:
@@ -148,6 +179,7 @@ def parse_mapping(data: dict[str, Any], path: str = "<mapping>") -> Mapping:
     tables: list[TableSpec] = []
     for raw in raw_tables:
         tables.append(_parse_table(raw, tables, fail))
+    related = parse_related(data.get("related"), tables, _parse_table, fail)
     aliases = {t.alias: t for t in tables}
     match = _parse_refs(data.get("match"), "match", MATCH_KEYS, aliases, fail)
     _check_match(match, fail)
@@ -160,16 +192,18 @@ def parse_mapping(data: dict[str, Any], path: str = "<mapping>") -> Mapping:
         if name not in aliases[ref.alias].column(ref.column).sources:
             raise fail(f"[locate] {name} must be a column mapped from the field '{name}'", ref.alias, ref.column)
     return Mapping(path=path, tables=tuple(tables), schema=schema, match=match,
-                   locate=tuple(locate.values()))
+                   locate=tuple(locate.values()), related=related)
 
 
-def _parse_table(raw: Any, earlier: list[TableSpec], fail) -> TableSpec:
+def _parse_table(raw: Any, earlier: list[TableSpec], fail, *, section: str = "table",
+                 more_keys: frozenset[str] = frozenset(), link: ColumnSpec | None = None) -> TableSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
-        raise fail("every [[table]] needs name = \"TABLE\"")
+        raise fail(f"every [[{section}]] needs name = \"TABLE\"")
     name = raw["name"]
-    unknown = sorted(set(raw) - _TABLE_KEYS)
+    allowed = _TABLE_KEYS | more_keys
+    unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise fail(f"unknown key '{unknown[0]}'{_suggest(unknown[0], _TABLE_KEYS)}", name)
+        raise fail(f"unknown key '{unknown[0]}'{_suggest(unknown[0], allowed)}", name)
     alias = raw.get("alias", name)
     if not isinstance(alias, str) or not alias or "." in alias:
         raise fail("alias must be a name without dots", name)
@@ -177,9 +211,22 @@ def _parse_table(raw: Any, earlier: list[TableSpec], fail) -> TableSpec:
         raise fail("is mapped twice: give the second one alias = \"OTHER_NAME\"", alias)
     columns_raw = raw.get("columns")
     if not isinstance(columns_raw, dict) or not columns_raw:
-        raise fail("no [table.columns]: map at least one column", alias)
-    columns = tuple(_parse_column(col, spec, earlier, lambda m, c=col: fail(m, alias, c))
-                    for col, spec in columns_raw.items())
+        raise fail(f"no [{section}.columns]: map at least one column", alias)
+    if link is not None:
+        if link.name in columns_raw:
+            raise fail("is the link column: link = ... writes it, remove it from the columns", alias, link.name)
+        columns_raw = {link.name: link, **columns_raw}
+    columns = tuple(spec if isinstance(spec, ColumnSpec) else _parse_column(
+        col, spec, earlier, lambda m, c=col: fail(m, alias, c)) for col, spec in columns_raw.items())
+    for n, column in enumerate(columns):
+        above = {c.name for c in columns[:n]}
+        if column.after is not None and (column.after not in above or next(
+                c for c in columns if c.name == column.after).source != "now"):
+            raise fail(f"after '{column.after}' must be a now column mapped above this one", alias, column.name)
+        for given in column.given:
+            if given not in above:
+                raise fail(f"given '{given}' must be a column mapped above this one in the same table",
+                           alias, column.name)
     key = raw.get("key")
     key = (key,) if isinstance(key, str) else key
     if not key or not isinstance(key, (list, tuple)) or not all(isinstance(k, str) for k in key):
@@ -208,7 +255,7 @@ def _parse_column(name: str, raw: Any, earlier: list[TableSpec], fail) -> Column
     verify = raw.get("verify", True)
     if not isinstance(verify, bool):
         raise fail("verify must be true or false")
-    common = {"name": name, "source": source, "verify": verify}
+    common = {"name": name, "source": source, "verify": verify, **_learning(raw, fail)}
     if source == "field":
         return _parse_field(raw, common, fail)
     if source == "template":
@@ -223,7 +270,34 @@ def _parse_column(name: str, raw: Any, earlier: list[TableSpec], fail) -> Column
         return ColumnSpec(**common, now=now, kind=kind)
     if source == "generate":
         return _parse_generate(raw, common, fail)
+    if source == "site":
+        if raw["site"] not in SITE_KINDS:
+            raise fail(f"unknown site {raw['site']!r} (known: {', '.join(SITE_KINDS)})")
+        return ColumnSpec(**common, kind=f.ANY)
     return _parse_ref(raw["ref"], common, earlier, fail)
+
+
+def _learning(raw: dict[str, Any], fail) -> dict[str, Any]:
+    """The site / fill / given keys of a column, checked."""
+    out: dict[str, Any] = {}
+    if "site" in raw:
+        out["site"] = raw["site"]
+    if "fill" in raw:
+        if raw["fill"] not in FILL_KINDS:
+            raise fail(f"unknown fill {raw['fill']!r} (known: {', '.join(FILL_KINDS)})")
+        out["fill"] = raw["fill"]
+    given = raw.get("given", [])
+    given = [given] if isinstance(given, str) else given
+    if not isinstance(given, list) or not all(isinstance(g, str) and g for g in given):
+        raise fail("given must be a column name or a list of column names, e.g. given = [\"sexe\"]")
+    if given and "site" not in out and "fill" not in out:
+        raise fail("given goes with site = \"values\" or fill = \"site\"")
+    out["given"] = tuple(given)
+    if "after" in raw:
+        if not isinstance(raw["after"], str) or not raw["after"]:
+            raise fail("after must name a now column, e.g. after = \"cree_le\"")
+        out["after"] = raw["after"]
+    return out
 
 
 def _parse_field(raw: dict[str, Any], common: dict[str, Any], fail) -> ColumnSpec:

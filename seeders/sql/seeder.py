@@ -9,6 +9,8 @@ written for a given application.
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 from canary.errors import MappingError
 from canary.model import Identity, Placement, SourceSpec
 from seeders.sql.appseeder import TargetSeeder
+from seeders.sql.footprint import Site, event_rows, learn_site
 from seeders.sql.mapping import Mapping, load_mapping
 from seeders.sql.rows import SEQUENCE, RowPlan
 from seeders.sql.access import access_problems, needs
@@ -33,6 +36,8 @@ class SqlSeeder(TargetSeeder):
     def __init__(self, source: SourceSpec, url: str) -> None:
         super().__init__(source, url)
         self.mapping: Mapping | None = None
+        self._site: Site | None = None  # learnt at the first write, once per open()
+        self._rnd = random.Random()
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:
@@ -43,7 +48,7 @@ class SqlSeeder(TargetSeeder):
         target = SqlTarget(self.source.name, self.url, schema=mapping.schema)
         target.connect()
         try:
-            problems = [(table.alias, p) for table in mapping.tables
+            problems = [(table.alias, p) for table in _every_table(mapping)
                         for p in target.structure_problems(
                             table.name, table.key, table.kinds(), table.generated(),
                             unique_by_construction=[c.name for c in table.columns if c.source == "generate"])]
@@ -51,13 +56,13 @@ class SqlSeeder(TargetSeeder):
         except BaseException:
             target.close()
             raise
-        self.mapping, self.target = mapping, target
+        self.mapping, self.target, self._site = mapping, target, None
 
     def check_access(self) -> list[str]:
         mapping, target = self._ready()
-        sequences = [gen.sequence for table in mapping.tables for gen in table.generated().values()
+        sequences = [gen.sequence for table in _every_table(mapping) for gen in table.generated().values()
                      if gen.kind == SEQUENCE and gen.sequence]
-        return access_problems(target, needs(table.name for table in mapping.tables), sequences=sequences)
+        return access_problems(target, needs(table.name for table in _every_table(mapping)), sequences=sequences)
 
     def _ready(self) -> tuple[Mapping, SqlTarget]:
         if self.mapping is None or self.target is None:
@@ -84,7 +89,7 @@ class SqlSeeder(TargetSeeder):
                  and isinstance(table.c[n].type, (sa.DateTime, sa.Date))]
         postcode = next((c.name for c in patients.columns if c.field == "address.postcode"), None)
         related = []
-        for spec in mapping.tables:
+        for spec in _every_table(mapping):
             for column in spec.columns:
                 link = (spec.name, column.name)
                 if (column.source == "ref" and column.ref.alias == patients.alias
@@ -94,9 +99,26 @@ class SqlSeeder(TargetSeeder):
                              postcode=postcode, related=tuple(related))
 
     # -- planting --------------------------------------------------------
-    def _checked_rows(self, identity: Identity, now: datetime | None = None) -> list[RowPlan]:
+    def _learnt(self) -> Site | None:
+        """The site's values and paces, read once per open() and only when the mapping draws from them."""
         mapping, target = self._ready()
-        rows = mapping.rows(identity, now)
+        if self._site is None and (mapping.learns() or mapping.related):
+            self._site = learn_site(target, mapping, self._rnd)
+        return self._site
+
+    def _checked_rows(self, identity: Identity, now: datetime | None = None) -> list[RowPlan]:
+        """The registration's rows: the [[table]] rows, then the related rows written with the patient."""
+        mapping, _target = self._ready()
+        now = (now or datetime.now()).replace(microsecond=0)
+        site = self._learnt()
+        rows = mapping.rows(identity, now, site.values if site else None)
+        for spec in mapping.related:
+            if spec.at in ("registration", "events"):
+                rows += event_rows(mapping, spec, identity, now, site, self._rnd)
+        return self._fit(rows)
+
+    def _fit(self, rows: list[RowPlan]) -> list[RowPlan]:
+        mapping, target = self._ready()
         problems = [(row.name, p) for row in rows for p in target.value_problems(row)]
         self._raise_first(mapping, problems)
         return rows
@@ -104,9 +126,48 @@ class SqlSeeder(TargetSeeder):
     def _plan_rows(self, identity: Identity) -> list[RowPlan]:
         return self._checked_rows(identity)
 
+    def check_fits(self, identities) -> None:
+        """Registration rows, and the rows of every related table as if the canary had them, fit."""
+        mapping, _target = self._ready()
+        now = datetime.now().replace(microsecond=0)
+        for identity in identities:
+            self._checked_rows(identity, now)
+            site = self._learnt()
+            self._fit([row for spec in mapping.related if spec.at == "later"
+                       for row in event_rows(mapping, spec, identity, now, site, self._rnd, every=True)])
+
     def plant(self, identity: Identity) -> Placement:
         rows = self._checked_rows(identity)
         return Placement(rows=self._ready()[1].insert(rows))
+
+    def writes_events(self) -> bool:
+        return any(spec.at in ("events", "later") for spec in self._ready()[0].related)
+
+    def add_event(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
+        """A later event: the rows of the ``events`` related tables, and at the first event the ``later`` ones.
+
+        Dated ``when`` in local time, as the mapping's ``now`` columns are.
+        None when the mapping names no such table; the placement unchanged
+        when this canary has none of them (it is not among their share).
+        """
+        mapping, target = self._ready()
+        first = not placement.extra.get("drip_events")
+        specs = [s for s in mapping.related if s.at == "events" or (s.at == "later" and first)]
+        if not any(s.at in ("events", "later") for s in mapping.related):
+            return None
+        patient = next((r for r in placement.rows if r["table"] == mapping.patients.name), None)
+        if patient is None:
+            return None
+        if when.tzinfo is not None:
+            when = when.astimezone().replace(tzinfo=None)
+        when = when.replace(microsecond=0)
+        site = self._learnt()
+        known = {**patient.get("values", {}), **patient.get("key", {})}
+        specs = [s for s in specs if s.at == "later" or not self._events_done(s, placement, identity, site)]
+        rows = [row for spec in specs for row in event_rows(mapping, spec, identity, when, site, self._rnd, known)]
+        if not rows:
+            return placement
+        return replace(placement, rows=tuple(placement.rows) + target.insert(self._fit(rows)))
 
     def collides(self, identity: Identity) -> bool:
         mapping, target = self._ready()
@@ -143,9 +204,39 @@ class SqlSeeder(TargetSeeder):
             found = target.find(mapping.table(anchor.alias).name, {anchor.column: value}, limit=2)
             if len(found) == 1:
                 rows = self._follow_refs(mapping, target, plans, {anchor.alias: found[0]})
-                return Placement(rows=tuple(self._placement_row(mapping, plans[t.alias], rows[t.alias])
-                                            for t in mapping.tables if t.alias in rows))
+                placed = [self._placement_row(mapping, plans[t.alias], rows[t.alias])
+                          for t in mapping.tables if t.alias in rows]
+                return Placement(rows=tuple(placed + self._related_found(mapping, target, rows)))
         return None
+
+    @staticmethod
+    def _events_done(spec, placement: Placement, identity: Identity, site: Site) -> bool:
+        """Whether the canary had as many later events in ``spec`` as it draws from the site's patients."""
+        allowed = site.events(spec, identity)
+        if allowed is None or spec.when is None:
+            return False
+        dates = {str(r["values"].get(spec.when)) for r in placement.rows if r["table"] == spec.table.name}
+        return len(dates) - 1 >= allowed
+
+    def _related_found(self, mapping: Mapping, target: SqlTarget, found: dict[str, dict[str, Any]]
+                       ) -> list[dict[str, Any]]:
+        """Every related row linked to the canary's patient row: all of them are the canary's own."""
+        patient = found.get(mapping.patients.alias)
+        if patient is None:
+            return []
+        placed = []
+        for spec in mapping.related:
+            for row in target.find(spec.table.name, {spec.link: patient[spec.patient.column]}):
+                written = [c.name for c in spec.table.columns
+                           if not (c.source == "generate" and c.generate == "autoincrement")]
+                entry: dict[str, Any] = {"table": spec.table.name,
+                                         "key": {k: to_json(row[k]) for k in spec.table.key},
+                                         "values": {c: to_json(row[c]) for c in written}}
+                unchecked = sorted(c.name for c in spec.table.columns if not c.verify or c.source == "now")
+                if unchecked:
+                    entry["unchecked"] = unchecked
+                placed.append(entry)
+        return placed
 
     def _follow_refs(self, mapping: Mapping, target: SqlTarget, plans: dict[str, RowPlan],
                      found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -203,3 +294,8 @@ class SqlSeeder(TargetSeeder):
 def _key(plan: RowPlan, row: dict[str, Any]) -> tuple:
     return tuple(row[k] for k in plan.key)
 
+
+
+def _every_table(mapping: Mapping) -> list:
+    """The [[table]] and [[related]] tables, in insertion order."""
+    return [*mapping.tables, *(spec.table for spec in mapping.related)]

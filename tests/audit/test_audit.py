@@ -90,7 +90,7 @@ def lis_target(tmp_path, name: str) -> str:
 
 
 def admit_real_patient(url: str, n: int) -> None:
-    """What the hospital application does between two drips: a patient and a contact."""
+    """What the laboratory application does between two drips: a patient, a contact and a first result."""
     execute(url, "INSERT INTO patients (ipp, nom, prenom, sexe, date_naissance, adresse1, code_postal, "
                  "ville, origine, cree_le) SELECT MAX(ipp) + 1, 'REEL', 'Paul', 'H', :born, '1 rue Haute', "
                  "'35000', 'RENNES', 'ADM', :now FROM patients",
@@ -98,6 +98,8 @@ def admit_real_patient(url: str, n: int) -> None:
     execute(url, "INSERT INTO contacts (patient_id, type, valeur, uuid) "
                  "SELECT MAX(id), 'EMAIL', :mail, :uuid FROM patients",
             mail=f"reel{n}@orange.fr", uuid=f"00000000-0000-4000-9000-{n:012d}")
+    execute(url, "INSERT INTO analyses (patient_id, code, resultat, prelevement) "
+                 "SELECT MAX(id), 'NFS', '4.2', :day FROM patients", day=date(2025, 3, 26))
 
 
 @pytest.fixture
@@ -134,15 +136,24 @@ def test_a_burst_is_clustered_and_a_drip_is_not(tmp_path, registry_and_config):
 
 def test_columns_filled_unlike_the_neighbouring_rows(tmp_path, registry_and_config):
     registry, config = registry_and_config
-    add_source(registry, "lis", "sql", url=lis_target(tmp_path, "lis"), mapping=str(MAPPING))
+    # The test mapping without fill = "site": it fills every column it maps.
+    filling = tmp_path / "filling.toml"
+    filling.write_text(MAPPING.read_text(encoding="utf-8").replace(', fill = "site"', ""), encoding="utf-8")
+    add_source(registry, "lis", "sql", url=lis_target(tmp_path, "lis"), mapping=str(filling))
+    add_source(registry, "site", "sql", url=lis_target(tmp_path, "site"), mapping=str(MAPPING))
     with freeze_time(datetime(2025, 3, 26, 10, 30, tzinfo=PARIS)):
         plant(registry, config, "lis", 3)
+        plant(registry, config, "site", 3)
     report = audit_source(registry, config, "lis")
     extra = {f.values[0] for f in report.findings if f.check == "fill-extra"}
     # The application leaves these empty at admission; the mapping fills them.
     assert {"patients.modifie_le", "patients.lieu_naissance"} <= extra
     assert report.skipped == []
     assert audit_source(registry, config, "lis", compare_target=False).skipped[0].startswith("fill pattern")
+    # fill = "site" leaves them empty as the site does (here: always).
+    fitted = audit_source(registry, config, "site")
+    assert not {"patients.modifie_le", "patients.lieu_naissance"} & {
+        f.values[0] for f in fitted.findings if f.check == "fill-extra"}
 
 
 def _record(registry, batch, identity):

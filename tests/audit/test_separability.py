@@ -21,11 +21,12 @@ from canary.audit.separability import _auc, separability
 from canary.audit.site import audit_separability, placed_refs
 from canary.cli.main import cli
 from canary.errors import CanaryError
+from canary.model import CanaryStatus
 from canary.planting.planter import open_seeder, plant
 from canary.planting.seeder import AuditPatient
 from support.lis_site import build_site
 from support.plant_helpers import POOL, add_source, new_registry
-from support.sql_seeder_helpers import MAPPING, source_spec
+from support.sql_seeder_helpers import MAPPING, mapping_without_related, source_spec
 
 SITE_PATIENTS = 1500
 
@@ -69,13 +70,11 @@ def test_a_naive_plant_is_detected_and_the_tells_are_named(site):
     assert report.low <= report.auc <= report.high and report.low > 0.65
     named = {g.feature for g in report.giveaways}
     assert len(report.giveaways) == 5
-    # The footprint and the contact points give a naive plant away whatever the hour of the test.
-    assert "analyses:none" in named
-    assert named & {"phone block:patients", "patients.cree_le:age", "patients.medecin:share",
+    # The mapping writes a footprint (results on the registration day): no "no result" tell any more;
+    # the contact points and the all-at-once plant give a naive plant away whatever the hour of the test.
+    assert "analyses:none" not in named
+    assert named & {"phone block:patients", "patients.cree_le:age", "email domain:recent_share",
                     "patients.code_postal:share", "email domain:patients"}
-    none = next(g for g in report.giveaways if g.feature == "analyses:none")
-    assert none.canaries == "100 % with no row" and none.others == "0 % with no row"
-    assert "footprint" in none.fix
     assert report.rule_precision == 1.0 and report.rule_feature  # one column finds them with no false positive
 
 
@@ -129,14 +128,29 @@ separability_threshold = 0.99
     assert alone.exit_code == 2 and "--separability needs a SOURCE" in alone.output
 
 
+def _identity_only(folder):
+    """The test mapping with no column, row or share drawn from the site (it can plant into an empty one)."""
+    lines = mapping_without_related(folder).read_text(encoding="utf-8").splitlines()
+    kept = [line.replace(', fill = "site"', "").replace(', after = "cree_le"', "") for line in lines
+            if "site = \"values\"" not in line]
+    path = folder / "identity_only.toml"
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return path
+
+
 def test_a_site_with_only_canaries_is_one_clear_error(tmp_path):
     url = f"sqlite:///{tmp_path / 'lis.db'}"
     build_site(url, 0)
     registry, config = new_registry(tmp_path)
     add_source(registry, "lis", "sql", url=url, mapping=str(MAPPING))
-    plant(registry, config, "lis", 6, seed=2)
+    # A mapping that draws from the site cannot plant into an empty one: one line, nothing written.
+    with pytest.raises(CanaryError, match="table patients has no patients to learn from"):
+        plant(registry, config, "lis", 6, seed=2)
+    assert registry.list_canaries(source="lis", status=(CanaryStatus.PLANTED,)) == []
+    add_source(registry, "plain", "sql", url=url, mapping=str(_identity_only(tmp_path)))
+    plant(registry, config, "plain", 6, seed=2)
     with pytest.raises(CanaryError, match="holds 0 patients besides the canaries, at least 20"):
-        audit_separability(registry, config, "lis")
+        audit_separability(registry, config, "plain")
     bad = dataclasses.replace(config, raw={"audit": {"separability_threshold": 2}})
     with pytest.raises(CanaryError, match="between 0.5 and 1"):
         audit_separability(registry, bad, "lis")

@@ -31,7 +31,7 @@ from canary.planting.planter import plant
 from canary.registry import Registry
 from listener.service import ListenerService
 from support.plant_helpers import POOL
-from support.sql_seeder_helpers import MAPPING, create_schema
+from support.sql_seeder_helpers import MAPPING, create_schema, populate_real
 
 SMTP_USER = "alerts@soc.example"
 SMTP_PASSWORD = "s3cret-smtp-pw"
@@ -123,6 +123,7 @@ def smtp_auth_server():
 def install(tmp_path, smtp_auth_server):
     setup = Install(tmp_path, smtp_auth_server.port)
     create_schema(f"sqlite:///{setup.target_path}")
+    populate_real(f"sqlite:///{setup.target_path}", 30)  # the mapping draws values from the site's patients
     config = load_config(setup.config_path, setup.environ)
     with Registry.open(setup.registry_url, create=True) as registry:
         registry.add_source(SourceSpec(name="ehr", seeder="sql", url=f"sqlite:///{setup.target_path}",
@@ -539,7 +540,7 @@ def _assert_rights(lines: list[doctor.Check], missing: list[str], password: str)
     assert [c.detail.partition(": ")[2] for c in lines] == missing
 
 
-MAPPED = ("patients", "contacts", "portail")  # the tables lis_mapping.toml writes
+MAPPED = ("patients", "contacts", "analyses", "portail")  # the tables lis_mapping.toml writes
 
 
 @pytest.mark.parametrize("grants,missing", [
@@ -562,6 +563,7 @@ def test_mariadb_source_rights(install, mariadb_url, grants, missing):
     (["GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {user}"],
      ["missing DELETE, USAGE on sequence public.patients_id_seq on patients",
       "missing DELETE, USAGE on sequence public.contacts_id_seq on contacts",
+      "missing DELETE, USAGE on sequence public.analyses_id_seq on analyses",
       "missing DELETE on portail"]),  # its key is a token, not a serial
     (["GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA public TO {user}",
       "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {user}"], []),

@@ -160,3 +160,11 @@ def count_rows(url: str, table: str) -> int:
 
 def source_spec(mapping: Path | str = MAPPING, name: str = "lis") -> SourceSpec:
     return SourceSpec(name=name, seeder="sql", mapping=str(mapping))
+
+
+def mapping_without_related(folder: Path) -> Path:
+    """The test mapping without its [[related]] footprint tables: registration rows only, no drip events."""
+    text = MAPPING.read_text(encoding="utf-8")
+    path = folder / "lis_mapping_plain.toml"
+    path.write_text(text[:text.index("\n[[related]]")] + "\n" + text[text.index("\n[match]"):], encoding="utf-8")
+    return path

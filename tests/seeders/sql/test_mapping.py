@@ -142,8 +142,14 @@ def test_templates_constants_now_and_generated_columns():
 
 def test_the_test_mapping_file_loads():
     mapping = load_mapping(MAPPING)
-    assert [t.alias for t in mapping.tables] == ["patients", "contact_email", "contact_tel", "portail"]
-    assert [t.name for t in mapping.tables] == ["patients", "contacts", "contacts", "portail"]
+    assert [t.alias for t in mapping.tables] == ["patients", "contact_email", "contact_tel"]
+    assert [t.name for t in mapping.tables] == ["patients", "contacts", "contacts"]
+    analyses, portail = mapping.related
+    assert (analyses.alias, analyses.link, analyses.when, analyses.rows, analyses.share, analyses.at) == (
+        "analyses", "patient_id", "prelevement", None, None, "events")
+    assert (portail.alias, portail.rows, portail.share, portail.at) == ("portail", 1, None, "later")
+    assert analyses.table.column("patient_id").ref == Ref("patients", "id")
+    assert analyses.table.column("resultat").given == ("code",)
     assert set(mapping.match) == {"nir", "last_name", "first_name", "birth_date"}
     assert [(r.alias, r.column) for r in mapping.locate] == [("patients", "nir"), ("contact_email", "valeur")]
 
@@ -247,3 +253,19 @@ def test_the_documented_full_example_parses():
     patients, email, tel = mapping.rows(make_identity(1, phone="+33612345678"), NOW)
     assert patients.values["tel"] == "06 12 34 56 78" and tel.values["valeur"] == "06.12.34.56.78"
     assert email.refs["patient_id"] == Ref("patients", "id")
+
+
+def test_every_mapping_key_is_documented():
+    from pathlib import Path
+
+    from seeders.sql.columns import FILL_KINDS, SITE_KINDS
+    from seeders.sql.mapping import _COLUMN_KEYS, _TABLE_KEYS, _TOP_KEYS
+    from seeders.sql.related import AT_KINDS, RELATED_KEYS
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "seeders.md").read_text(encoding="utf-8")
+    keys = set(_TOP_KEYS) - {"table", "related"} | _TABLE_KEYS - {"columns"} | RELATED_KEYS
+    keys |= {k for ks in _COLUMN_KEYS.values() for k in ks} | set(_COLUMN_KEYS)
+    missing = sorted(k for k in keys if f"`{k}" not in text and f"`[{k}]`" not in text)
+    missing += [f"[[{t}]]" for t in ("table", "related") if f"`[[{t}]]`" not in text]
+    missing += [k for k in (*SITE_KINDS, *FILL_KINDS, *AT_KINDS) if f'"{k}"' not in text]
+    assert missing == []

@@ -7,6 +7,7 @@ results). Every test checks that the real rows are untouched, byte for byte.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -64,7 +65,8 @@ def test_plant_200_verify_retire_leaves_every_other_row_untouched(lis_url, seede
     assert _without(during, placements) == before  # no real row changed
     assert len(during["patients"]) == 300 + 200
     assert len(during["contacts"]) == 300 + 400
-    assert len(during["portail"]) == 300 + 200
+    assert len(during["portail"]) == 300  # portal accounts come later (at = "later"), never at registration
+    assert len(during["analyses"]) == 300 + 200  # the site has one result per patient and date
     # Placements survive the registry's JSON round trip, and verify from it.
     stored = [Placement.from_dict(json.loads(json.dumps(p.to_dict()))) for p in placements]
     states = {seeder.verify(i, p).state for i, p in zip(identities, stored)}
@@ -73,7 +75,7 @@ def test_plant_200_verify_retire_leaves_every_other_row_untouched(lis_url, seede
     # Planted rows look like the application's: no marker, values as mapped.
     ident, first = identities[1], placements[1].rows
     patient = first[0]["values"]
-    assert [r["table"] for r in first] == ["patients", "contacts", "contacts", "portail"]
+    assert [r["table"] for r in first] == ["patients", "contacts", "contacts", "analyses"]
     assert patient["nom"] == strip_accents(ident.last_name).upper()
     assert patient["nom_naissance"] == strip_accents(ident.birth_name).upper() != patient["nom"]
     assert patient["prenoms"] == " ".join(ident.first_names)
@@ -84,7 +86,10 @@ def test_plant_200_verify_retire_leaves_every_other_row_untouched(lis_url, seede
     assert patient["ipp"] > 5000 + 300 * 3  # max+1 continues the real numbering
     assert first[1]["values"]["patient_id"] == first[0]["key"]["id"] == first[3]["values"]["patient_id"]
     assert first[2]["values"]["valeur"] == "06.10.00.00.01"
-    assert len(first[3]["key"]["jeton"]) == 32
+    assert first[3]["values"]["prelevement"] == patient["cree_le"][:10]  # a result on the registration day
+    assert first[3]["values"]["code"] == "NFS"  # the only code the site uses
+    # Drawn from the site, not from the canary's GP: every real patient has this doctor.
+    assert patient["medecin"] == "DR MOREAU CLAIRE" and patient["traitements"] == ""
 
     for placement in stored:
         seeder.retire(placement)
@@ -117,7 +122,11 @@ def test_deleted_row_is_missing_and_edited_row_is_altered(lis_url, seeder):
 
 # (text in lis_mapping.toml, replacement, expected in the one-line error)
 MISFITS = [
-    ('rpps = { field = "gp.rpps" }', 'rpps_x = { field = "gp.rpps" }', "table 'patients', column 'rpps_x', no such column"),
+    ('rpps = { field = "gp.rpps", fill = "site" }', 'rpps_x = { field = "gp.rpps" }',
+     "table 'patients', column 'rpps_x', no such column"),
+    ('resultat = { site', 'resultats = { site', "table 'analyses', column 'resultats', no such column"),
+    ('link = "patient_id"\nwhen', 'link = "patient"\nwhen', "table 'analyses', column 'patient', no such column"),
+    ('name = "analyses"', 'name = "analyse"', "table 'analyse', no such table"),
     ('adresse1 = { field = "address.line1" }\n', "", "column 'adresse1', is NOT NULL without a default"),
     ('name = "portail"', 'name = "portails"', "table 'portails', no such table"),
     ('date_naissance = { field = "birth_date" }', 'date_naissance = { field = "birth_date", format = "%d/%m/%Y" }',
@@ -157,10 +166,14 @@ def test_mapping_that_does_not_fit_is_refused_before_any_write(lis_url, tmp_path
 
 def test_failure_in_a_later_table_leaves_nothing(lis_url, seeder):
     before = snapshot(lis_url)
-    # portail.login is UNIQUE: the third insert of this patient fails.
+    # portail.login is UNIQUE: the portal account of the first drip event fails.
     clash = make_identity(1, portal_login="real00042")
+    placement = seeder.plant(clash)
+    planted = snapshot(lis_url)
     with pytest.raises(SourceError, match="source 'lis': insert into portail failed"):
-        seeder.plant(clash)
+        seeder.add_event(clash, placement, datetime.now(timezone.utc))
+    assert snapshot(lis_url) == planted  # neither the portal account nor the event's results
+    seeder.retire(placement)
     assert snapshot(lis_url) == before
     # And the seeder is still usable.
     placement = seeder.plant(make_identity(2))
@@ -198,7 +211,7 @@ def test_locate_finds_an_unrecorded_plant_and_only_its_rows(lis_url, seeder):
 def test_plan_and_a_bogus_retire_write_nothing(lis_url, seeder):
     before = snapshot(lis_url)
     planned = seeder.plan(make_identity(9))
-    assert [p.table for p in planned] == ["patients", "contacts", "contacts", "portail"]
+    assert [p.table for p in planned] == ["patients", "contacts", "contacts", "analyses"]
     assert planned[0].values["id"] is None and planned[0].values["ipp"] is None
     assert planned[1].values["patient_id"] is None
     assert planned[0].values["nom"] == strip_accents(make_identity(9).last_name).upper()
