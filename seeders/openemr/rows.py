@@ -49,10 +49,10 @@ _ID = {"id": Generated(AUTOINCREMENT)}
 # its duplicate-management report recomputes: verify does not compare them.
 UNCHECKED = {
     "uuid_registry": frozenset({"created"}),
-    "patient_data": frozenset({"date", "regdate", "dupscore"}),
+    "patient_data": frozenset({"date", "regdate", "dupscore", "last_updated"}),
     "employer_data": frozenset({"date"}),
     "history_data": frozenset({"date"}),
-    "lists": frozenset({"date"}),
+    "lists": frozenset({"date", "modifydate"}),
     "lists_touch": frozenset({"date"}),
 }
 # What PatientService::databaseInsert adds after the layout fields, in its order.
@@ -140,7 +140,8 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
 
     plan = numbers.schedule
     if plan is not None and clinic is not None:
-        rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status)
+        rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status,
+                               log_views=not setup.on("enable_auditlog_encryption"))
     if plan is not None and plan.portal is not None:
         portal = _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
                                 hash_password)
@@ -202,6 +203,9 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "language": choices.language,
         "regdate": numbers.now,
         "date": numbers.now,
+        # DEFAULT CURRENT_TIMESTAMP: the insert's moment, written out so it is the registration's
+        # (the database's own clock would stamp the moment the seeder ran).
+        "last_updated": numbers.now,
     }
     values.update(_phones(identity, habits))
     if married or habits.filled("birth_lname"):
@@ -271,7 +275,7 @@ def _allergy_values(host: OpenEmrHost, title: str, pid: int, now: datetime, tabl
     }
     keep = {"date", "pid", "type", "title", "list_option_id", "user", "uuid", "id", "modifydate"}
     filled = neighbour_fill(host.allergies, table, skip=keep)
-    return _only(table, {**form, **filled})
+    return _only(table, {**form, **filled, "modifydate": now})
 
 
 def _portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
