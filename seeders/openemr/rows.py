@@ -26,6 +26,7 @@ appointments, billing and messages are never written here.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -86,6 +87,7 @@ class Choices:
     facility_id: int | None  # None: like the neighbours
     language: str
     country_code: str
+    explicit: frozenset[str] = frozenset()  # patient_data columns an option sets (else drawn from the site)
 
 
 def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choices: Choices, numbers: Numbers,
@@ -107,7 +109,8 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
         }), alias=alias, unchecked=UNCHECKED["uuid_registry"]))
         return raw
 
-    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns)
+    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns,
+                              rnd or random.Random())
     patient["uuid"] = registry("uuid_patient", "patient_data")
     if "dupscore" in tables["patient_data"].c:
         patient["dupscore"] = dupscore(patient)
@@ -178,7 +181,7 @@ def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers
 
 
 def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
-                    table: sa.Table, posted: tuple[str, ...]) -> dict[str, Any]:
+                    table: sa.Table, posted: tuple[str, ...], rnd: Any) -> dict[str, Any]:
     habits = host.patients
     sex = "Male" if identity.sex is Sex.MALE else "Female"
     lname = _cased(habits, "lname", identity.last_name)
@@ -192,15 +195,12 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "mname": " ".join(identity.first_names[1:]) if habits.filled("mname", threshold=0.3) else "",
         "DOB": identity.birth_date,
         "sex": sex,
-        "title": habits.modal_where("title", {"sex": sex}, "") if habits.filled("title") else "",
         "ss": nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir,
         "street": identity.address.line1,
         "street_line_2": identity.address.line2 or habits.empty_value("street_line_2", None),
         "postal_code": identity.address.postcode,
         "city": _cased(habits, "city", identity.address.city),
-        "country_code": choices.country_code,
         "email": identity.email,
-        "language": choices.language,
         "regdate": numbers.now,
         "date": numbers.now,
         # DEFAULT CURRENT_TIMESTAMP: the insert's moment, written out so it is the registration's
@@ -220,15 +220,78 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
             values[column] = choice
     if choices.facility_id is not None:
         values["care_team_facility"] = str(choices.facility_id)  # a multi-select: "3" or "3|5"
-    if numbers.schedule is not None and numbers.schedule.portal is not None:
+    portal = numbers.schedule is not None and numbers.schedule.portal is not None
+    if portal:
         values["allow_patient_portal"] = "YES"
+    for column in choices.explicit:
+        values[column] = getattr(choices, column)
     # Identity-bound columns the patient may leave empty are never copied from the neighbours.
     written = set(values) | {"id", "uuid", "dupscore", "last_updated", "birth_fname", "birth_lname", "birth_mname",
                              "phone_home", "phone_cell", "created_by", "updated_by", "allow_patient_portal"}
     filled = neighbour_fill(habits, table, skip=written)
     # Every text field of the form is posted, '' when left blank (BaseService::buildInsertColumns).
     blank = {c: "" for c in posted if isinstance(table.c[c].type, sa.String)}
-    return _only(table, {**blank, **filled, **values})
+    drawn = drawn_from_site(habits, table, written | _PERSONAL, rnd,
+                            given={"sex": sex}, filled={"email": bool(identity.email)})
+    for column in ("language", "country_code"):  # an empty site: the defaults
+        drawn.setdefault(column, getattr(choices, column))
+    if not portal and drawn.get("allow_patient_portal") == "YES":
+        # Portal allowed goes with an account: another choice of the site's patients without one.
+        others = [r.get("allow_patient_portal") for r in habits.rows if r.get("allow_patient_portal") != "YES"]
+        drawn["allow_patient_portal"] = rnd.choice(others) if others else ""
+    return _only(table, {**blank, **filled, **drawn, **values})
+
+
+# Columns about the person (relatives, other contact points, death): never taken from another patient.
+_PERSONAL = frozenset({"mothersname", "guardiansname", "guardianrelationship", "guardiansex", "guardianaddress",
+                       "guardiancity", "guardianstate", "guardianpostalcode", "guardiancountry", "guardianphone",
+                       "guardianworkphone", "guardianemail", "phone_biz", "phone_contact", "contact_relationship",
+                       "drivers_license", "email_direct", "suffix", "preferred_name", "street_line_2", "county",
+                       "deceased_date", "deceased_reason", "name_history", "billing_note", "genericname1",
+                       "genericval1", "genericname2", "genericval2", "cmsportal_login", "pubpid", "regdate", "date",
+                       "financial_review", "ad_reviewed", "contrastart", "imm_reg_stat_effdate",
+                       "publ_code_eff_date", "prot_indi_effdate", "provider_since_date"})
+# A value at least this many of the sampled patients share is a pick-list choice, not someone's own text.
+_COMMON = 3
+
+
+def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str], rnd: Any, *, given: dict[str, Any],
+                    filled: dict[str, bool]) -> dict[str, Any]:
+    """The choices staff made for one of the site's recent patients like this one, drawn at random.
+
+    A recent row of the same sex (and with an e-mail if the canary has one: the e-mail consent goes
+    with it) lends every column the seeder does not decide: the site's distribution, column by column
+    and jointly, not its modal value. A value fewer than ``_COMMON`` sampled patients share is that
+    patient's own text: the column gets that row's empty writing ('' or NULL) instead. Keys, binary
+    and timestamp columns are never drawn.
+    """
+    rows = habits.rows
+    for wanted in ({**given, **filled}, given, {}):
+        like = [r for r in rows if all(_has(r.get(k)) == v if k in filled else r.get(k) == v
+                                      for k, v in wanted.items())]
+        if like:
+            break
+    else:
+        return {}
+    row = rnd.choice(like)
+    out: dict[str, Any] = {}
+    for column in table.c:
+        name = column.name
+        if name in skip or name not in row or column.primary_key or column.autoincrement is True or isinstance(
+                column.type, (sa.LargeBinary, sa.types._Binary, sa.Date, sa.DateTime, sa.Time)):
+            continue
+        value = row[name]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            out[name] = value
+        elif habits[name].values.get(value if not isinstance(value, str) or len(value) <= 64 else None, 0) >= _COMMON:
+            out[name] = value
+        else:
+            out[name] = "" if isinstance(value, str) else None
+    return out
+
+
+def _has(value: Any) -> bool:
+    return value is not None and str(value).strip() != ""
 
 
 def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:
@@ -304,6 +367,8 @@ def resolve_choices(host: OpenEmrHost, settings: dict[str, Any]) -> Choices:
         facility_id=settings["facility_id"],
         language=settings["language"] or habitual(host.patients, "language", "french"),
         country_code=settings["country_code"] or habitual(host.patients, "country_code", "FR"),
+        explicit=frozenset(column for column, option in (("language", "language"), ("country_code", "country_code"))
+                           if settings[option]),
     )
 
 
