@@ -27,7 +27,7 @@ appointments, billing and messages are never written here.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
@@ -96,6 +96,9 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
                clinic: ClinicHabits | None = None, rnd: Any = None) -> list[RowPlan]:
     """Every row of one patient, in OpenEMR's order; ``tables`` are the reflected tables."""
     pid, now = numbers.pid, numbers.now
+    rnd = rnd or random.Random()
+    if host.creators:  # registered by one of the site's front-desk users, as often as each registers
+        host = replace(host, user=rnd.choice(host.creators))
     user_id = host.user.id if host.user else None
     rows: list[RowPlan] = []
 
@@ -109,8 +112,7 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
         }), alias=alias, unchecked=UNCHECKED["uuid_registry"]))
         return raw
 
-    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns,
-                              rnd or random.Random())
+    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns, rnd)
     patient["uuid"] = registry("uuid_patient", "patient_data")
     if "dupscore" in tables["patient_data"].c:
         patient["dupscore"] = dupscore(patient)

@@ -19,7 +19,8 @@ import pytest
 
 from canary.audit.site import audit_separability
 from canary.model import CanaryStatus, VerifyState
-from support.app_seeder_helpers import dispose, execute, query
+from canary.planting.upkeep import retire, verify
+from support.app_seeder_helpers import dispose, execute, query, rows_except
 from support.needs import missing
 from support.openemr_site import (CANARIES, REAL_SCHEMA, concealed_config, create_schema, drip_plant, make_site,
                                   posted_text_columns)
@@ -61,3 +62,47 @@ def test_drip_planted_canaries_are_not_separable_and_retire_to_the_byte(planted)
     assert report.canaries == CANARIES and report.patients == 3000 + CANARIES
     assert report.auc <= 0.65, details
     assert report.rule_precision <= 0.2, details
+
+    # verify notices a deleted or an altered footprint row (a visit's vitals, a visit's forms row).
+    with_vitals = [c for c in canaries if any(r["table"] == "form_vitals" for r in c.placement.rows)]
+    assert len(with_vitals) >= 2
+    assert {f.state for f in verify(registry, "emr").findings} == {"ok"}
+    vitals = next(r for r in with_vitals[0].placement.rows if r["table"] == "form_vitals")
+    execute(url, "UPDATE form_vitals SET bps = '190' WHERE id = :i", i=vitals["key"]["id"])
+    form = next(r for r in with_vitals[1].placement.rows if r["table"] == "forms")
+    execute(url, "DELETE FROM forms WHERE id = :i", i=form["key"]["id"])
+    states = {f.canary_id: (f.state, f.details) for f in verify(registry, "emr").findings}
+    assert states[with_vitals[0].id] == ("altered", ("form_vitals.bps changed",))
+    assert states[with_vitals[1].id][0] == "missing"
+    execute(url, "UPDATE form_vitals SET bps = :v WHERE id = :i", v=vitals["values"]["bps"], i=vitals["key"]["id"])
+    restored = {k: v for k, v in form["values"].items()}
+    execute(url, f"INSERT INTO forms ({', '.join(['id', *restored])}) VALUES "
+                 f"({', '.join([':id', *(':' + k for k in restored)])})", id=form["key"]["id"], **restored)
+
+    # retire removes every row planted, footprint and later visits included: every other row of every
+    # table the seeder writes stays byte for byte, and MariaDB's checksums then match a copy of them.
+    planted_rows = [row for c in registry.list_canaries(source="emr") for row in c.placement.rows]
+    others = rows_except(url, WRITTEN, planted_rows)
+    retire(registry, registry.list_canaries(source="emr", status=(CanaryStatus.PLANTED, CanaryStatus.MISSING)))
+    assert rows_except(url, WRITTEN, []) == others
+    assert _checksums(url) == _copied_checksums(url, others)
+
+
+def _copied_checksums(url: str, rows: dict[str, list[tuple]]) -> dict[str, int]:
+    """CHECKSUM TABLE of copies of the tables holding exactly ``rows`` (the site as if never planted)."""
+    for table, content in rows.items():
+        execute(url, f"CREATE TABLE copy_{table} LIKE {table}")
+        if content:
+            columns = [r["COLUMN_NAME"] for r in query(
+                url, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
+                     "TABLE_NAME = :t ORDER BY ORDINAL_POSITION", t=table)]
+            marks = ", ".join(f":c{i}" for i in range(len(columns)))
+            from support.app_seeder_helpers import _engine
+            import sqlalchemy as sa
+
+            with _engine(url).begin() as conn:
+                conn.execute(sa.text(f"INSERT INTO copy_{table} VALUES ({marks})"),
+                             [{f"c{i}": v for i, v in enumerate(row)} for row in content])
+    sums = {r["Table"].split(".")[-1].removeprefix("copy_"): r["Checksum"]
+            for r in query(url, f"CHECKSUM TABLE {', '.join('copy_' + t for t in WRITTEN)} EXTENDED")}
+    return sums

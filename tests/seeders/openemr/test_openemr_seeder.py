@@ -101,7 +101,8 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
         assert row["phone_cell"] == formats(ident.phone)["spaced"]  # the site's phone style
         assert row["phone_home"] == (formats(ident.phone2)["spaced"] if ident.phone2 else "")
         assert row["country_code"] == "FR" and row["language"] == "french" and row["hipaa_allowsms"] == "NO"
-        assert row["providerID"] == 2 and row["created_by"] == row["updated_by"] == 3
+        # Drawn from a recent patient of the site (90 % have Dr Moreau, 10 % no provider), not its mode.
+        assert row["providerID"] in (2, None) and row["created_by"] == row["updated_by"] == 3
         assert row["title"] == ("Mr." if ident.sex.value == "M" else "Mrs.")
         assert row["occupation"] == "" and row["pricelevel"] == "standard" and row["email"] == ident.email
         assert registry[row["uuid"]]["table_name"] == "patient_data" and registry[row["uuid"]]["table_id"] == "id"
@@ -109,6 +110,7 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
         assert row["uuid"] > max(u for u, r in registry.items() if r["created"].year < 2025)
         assert employers[row["pid"]] == histories[row["pid"]] == 1
 
+    assert sum(p["providerID"] == 2 for p in patients) >= 35
     # Ids run ahead of pids on this site: the portal account name carries the real id.
     portal = query(site, "SELECT a.*, p.id AS patient_id, p.fname, p.lname, p.email, p.regdate, "
                          "p.allow_patient_portal FROM patient_access_onsite a "
