@@ -215,6 +215,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         values["birth_fname"] = fname
     if host.user is not None:
         values["created_by"] = values["updated_by"] = host.user.id
+    values.update(_edited(habits, numbers, rnd))
     for column, choice in (("providerID", choices.provider_id), ("ref_providerID", choices.ref_provider_id)):
         if choice == "none":
             values[column] = None
@@ -294,6 +295,24 @@ def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str], rnd: A
 
 def _has(value: Any) -> bool:
     return value is not None and str(value).strip() != ""
+
+
+def _edited(habits: TableHabits, numbers: Numbers, rnd: Any) -> dict[str, Any]:
+    """The demographics saved again after registering, as often and as long after as the site's patients
+    (``date``, ``last_updated`` and ``updated_by`` change when staff save the form again), never after now:
+    a later edit than the clock allows is made at the clock."""
+    edits = [(r["date"] - r["regdate"], r.get("updated_by")) for r in habits.rows
+             if isinstance(r.get("date"), datetime) and isinstance(r.get("regdate"), datetime)]
+    if not edits or numbers.clock is None:
+        return {}
+    delay, user = rnd.choice(edits)
+    if delay.total_seconds() < 1 or numbers.clock <= numbers.now:
+        return {}
+    when = min(numbers.now + delay, numbers.clock)
+    out: dict[str, Any] = {"date": when, "last_updated": when}
+    if user is not None:
+        out["updated_by"] = user
+    return out
 
 
 def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:

@@ -103,6 +103,21 @@ ALLERGIES = ("penicillin", "sulfa", "iodine", "codeine", "latex", "aspirin")
 REASONS = ("Consultation", "Renouvellement", "Bilan", "Certificat", "Fièvre", "Douleur", "Suivi")
 
 
+# Most French surnames are rare: beyond the common ones, names built from syllables, so that two patients
+# share a surname (and its SOUNDEX, which updateDupScore weighs) as seldom as in a real practice.
+_HEADS = ("BER", "MAR", "DU", "LE ", "FON", "GAR", "ROU", "VIL", "CHA", "BOU", "PEL", "TAR", "GUIL", "MOU",
+          "SAL", "COR", "BAR", "DES", "LAF", "JOU", "KER", "POI", "QUE", "HU", "ZAM")
+_MIDS = ("", "", "", "AN", "ON", "ER", "IL", "OU", "AR", "EL")
+_TAILS = ("NARD", "TIN", "MONT", "ROUX", "LIN", "CHET", "BERT", "GEON", "LOT", "RAND", "VAL", "LEC", "DEC",
+          "QUIN", "PIN", "TEL", "GNY", "VET", "ZEL", "HAUD", "NIER", "RIOT", "MAS", "SSON")
+
+
+def _surname(rng: random.Random) -> str:
+    if rng.random() < 0.35:
+        return rng.choice(SURNAMES)
+    return (rng.choice(_HEADS) + rng.choice(_MIDS) + rng.choice(_TAILS)).replace("  ", " ")
+
+
 def _weighted(rng: random.Random, pairs: list[tuple]) -> tuple:
     return rng.choices(pairs, weights=[p[-1] for p in pairs])[0]
 
@@ -220,7 +235,7 @@ def make_site(now: datetime, count: int = 3000, *, seed: int = 1, years: int = 5
     for pid, registered in enumerate(moments, 1):
         female = rng.random() < 0.53
         first = rng.choice(WOMEN if female else MEN)
-        surname = rng.choice(SURNAMES)
+        surname = _surname(rng)
         age = min(100, max(0, int(rng.gauss(44, 22))))
         born = date(now.year - age, 1, 1) + timedelta(days=rng.randrange(365))
         postcode, city, _w = _weighted(rng, CATCHMENT)
@@ -242,7 +257,7 @@ def make_site(now: datetime, count: int = 3000, *, seed: int = 1, years: int = 5
         site.add(registered, "uuid_registry", uuid=patient_uuid, table_name="patient_data", table_id="id",
                  table_vertical="", couchdb="", document_drive=0, mapped=0, created=registered)
         portal = rng.random() < 0.18
-        birth_name = rng.choice(SURNAMES) if female and age > 25 and rng.random() < 0.45 else ""
+        birth_name = _surname(rng) if female and age > 25 and rng.random() < 0.45 else ""
         site.add(registered, "patient_data", **{
             **blank, "id": pid, "uuid": patient_uuid, "pid": pid, "pubpid": str(pid),
             "title": (rng.choice(["Mrs.", "Mrs.", "Ms."]) if female else "Mr.") if rng.random() < 0.8 else "",
