@@ -75,17 +75,17 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     }
     options = (
         SeederOption("user_id", "users.id of the OpenEMR user recorded as creator (created_by, lists.user); "
-                     "auto: who creates this site's recent patients, else admin", default="auto"),
-        SeederOption("provider_id", "users.id written as the patient's provider (providerID); auto: as the "
-                     "recent patients have it; none: NULL", default="auto"),
+                     "auto: drawn among the users who created the site's recent patients, else admin", default="auto"),
+        SeederOption("provider_id", "users.id written as the patient's provider (providerID); auto: drawn "
+                     "from a recent patient of the site; none: NULL", default="auto"),
         SeederOption("ref_provider_id", "users.id written as referring provider (ref_providerID); auto: as the "
                      "recent patients; none: NULL", default="auto"),
         SeederOption("facility_id", "facility.id written as the patient's care team facility "
                      "(care_team_facility); auto: as the recent patients have it (usually empty)", default="auto"),
-        SeederOption("country_code", "patient_data.country_code; empty: the recent patients' usual value, else FR",
+        SeederOption("country_code", "patient_data.country_code; empty: drawn from a recent patient, else FR",
                      default=""),
-        SeederOption("language", "patient_data.language (a list_options 'language' option_id); empty: the recent "
-                     "patients' usual value, else french", default=""),
+        SeederOption("language", "patient_data.language (a list_options 'language' option_id); empty: drawn "
+                     "from a recent patient, else french", default=""),
         SeederOption("create_allergies", "write the identity's allergies as 'allergy' issues in lists",
                      default="yes"),
         SeederOption("create_portal_account", "create patient portal credentials in patient_access_onsite: "
