@@ -194,7 +194,8 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "pubpid": _pubpid(habits, numbers.pid),
         "fname": fname,
         "lname": lname,
-        "mname": " ".join(identity.first_names[1:]) if habits.filled("mname", threshold=0.3) else "",
+        # Second first names: written as often as the site's staff write them.
+        "mname": " ".join(identity.first_names[1:]) if rnd.random() < habits["mname"].filled_share else "",
         "DOB": identity.birth_date,
         "sex": sex,
         "ss": nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir,
@@ -230,7 +231,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         values[column] = getattr(choices, column)
     # Identity-bound columns the patient may leave empty are never copied from the neighbours.
     written = set(values) | {"id", "uuid", "dupscore", "last_updated", "birth_fname", "birth_lname", "birth_mname",
-                             "phone_home", "phone_cell", "created_by", "updated_by", "allow_patient_portal"}
+                             "phone_home", "phone_cell", "created_by", "updated_by"}
     filled = neighbour_fill(habits, table, skip=written)
     # Every text field of the form is posted, '' when left blank (BaseService::buildInsertColumns).
     blank = {c: "" for c in posted if isinstance(table.c[c].type, sa.String)}
