@@ -13,14 +13,13 @@ the seeder writes byte for byte as it was.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
+import sqlalchemy as sa
 
 from canary.audit.site import audit_separability
-from canary.model import CanaryStatus, VerifyState
+from canary.model import CanaryStatus
 from canary.planting.upkeep import retire, verify
-from support.app_seeder_helpers import dispose, execute, query, rows_except
+from support.app_seeder_helpers import _engine, dispose, execute, query, rows_except
 from support.needs import missing
 from support.openemr_site import (CANARIES, REAL_SCHEMA, concealed_config, create_schema, drip_plant, make_site,
                                   posted_text_columns)
@@ -121,9 +120,6 @@ def _copied_checksums(url: str, rows: dict[str, list[tuple]]) -> dict[str, int]:
                 url, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
                      "TABLE_NAME = :t ORDER BY ORDINAL_POSITION", t=table)]
             marks = ", ".join(f":c{i}" for i in range(len(columns)))
-            from support.app_seeder_helpers import _engine
-            import sqlalchemy as sa
-
             with _engine(url).begin() as conn:
                 conn.execute(sa.text(f"INSERT INTO copy_{table} VALUES ({marks})"),
                              [{f"c{i}": v for i, v in enumerate(row)} for row in content])
