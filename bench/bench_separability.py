@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_separability.py speed [--patients 100000]
     .venv/bin/python bench/bench_separability.py compare [--patients 3000] [--seed 1]
+    .venv/bin/python bench/bench_separability.py openemr --mariadb URL [--patients 3000] [--seed 1]
 
 ``speed`` builds a realistic LIS site (tests/support/lis_site.py: its own
 population generator, not canary/identity) of N patients in SQLite, plants 30
@@ -24,6 +25,13 @@ prints the ROC AUC (95 % CI) and the top giveaways of each:
 - the same two, read without the related-table features, and without the
   contact-point features (emails and phones: what the contact caps and the
   owned domains and blocks address), to show what is left for each part.
+
+``openemr`` does the same on OpenEMR's real schema in MariaDB (URL: a server,
+e.g. mysql+pymysql://root@127.0.0.1:3306/ ; a scratch database is created and
+dropped): the site of tests/support/openemr_site.py, 30 canaries through the
+openemr seeder, naive (one burst today, `canary plant --count 30`) and
+concealed (drip over the period the site's pace needs, with the later visits
+of `canary drip run`, as tests/seeders/openemr/test_openemr_concealment.py).
 
 Numbers are in docs/concealment.md. Not a test: nothing here asserts.
 """
@@ -239,15 +247,68 @@ def _insert(engine, md, rows, start: int, end: int, shift: int) -> None:
                 conn.execute(md.tables[table].insert(), chosen)
 
 
+def openemr(server: str, patients: int, seed: int) -> None:
+    import uuid
+
+    from canary.audit.site import audit_separability
+    from support.openemr_site import concealed_config, create_schema, drip_plant, make_site, posted_text_columns
+    from support.openemr_site import SiteLoader
+
+    for name in ("naive", "concealed"):
+        database = f"bench_emr_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(server)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {database}")
+        url = server.rstrip("/") + "/" + database
+        try:
+            started = time.perf_counter()
+            create_schema(url)
+            engine = sa.create_engine(url)
+            with engine.connect() as conn:
+                now = conn.execute(sa.text("SELECT NOW()")).scalar().replace(microsecond=0)
+            engine.dispose()
+            site = make_site(now, patients, seed=seed, posted=posted_text_columns(url))
+            work = Path(tempfile.mkdtemp(prefix=f"bench-emr-{name}-"))
+            registry, _ = new_registry(work)
+            config = concealed_config(f"sqlite:///{work / 'registry.db'}")
+            add_source(registry, "emr", "openemr", url=url)
+            if name == "naive":
+                loader = SiteLoader(url, site)
+                loader.load_until(None)
+                loader.close()
+                plant(registry, config, "emr", CANARIES, seed=seed, batch_label="naive")
+            else:
+                period = drip_plant(url, site, registry, config, "emr", seed=seed)
+                print(f"concealed: drip over {period.days} days")
+            report = audit_separability(registry, config, "emr")
+            print(f"{name:<10} AUC {report.auc:.2f} [{report.low:.2f}-{report.high:.2f}] ({report.model}), "
+                  f"{report.features} features; best one-line rule at recall 0.5: precision "
+                  f"{report.rule_precision:.2f} ({report.rule_feature}); {time.perf_counter() - started:.0f} s, "
+                  f"load average {os.getloadavg()[0]:.1f}")
+            for give in report.giveaways:
+                print(f"{'':>12}{give.feature:<40} alone {give.auc:.2f}: canaries {give.canaries}; "
+                      f"others {give.others}")
+            registry.close()
+        finally:
+            sa.create_engine(url).dispose()
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database}")
+            admin.dispose()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("speed", "compare"))
+    parser.add_argument("mode", choices=("speed", "compare", "openemr"))
+    parser.add_argument("--mariadb", default="mysql+pymysql://root@127.0.0.1:3306/",
+                        help="openemr mode: the MariaDB server (a scratch database is made there)")
     parser.add_argument("--patients", type=int)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     os.environ.setdefault("CANARY_OPERATOR", "bench")
     if args.mode == "speed":
         speed(args.patients or 100_000)
+    elif args.mode == "openemr":
+        openemr(args.mariadb, args.patients or 3000, args.seed)
     else:
         compare(args.patients or 3000, args.seed)
     return 0

@@ -140,11 +140,14 @@ def _related_features(patients: Sequence[Any], created: list[datetime | None], p
 def _contact_features(patients: Sequence[Any], created: list[datetime | None], put,
                       population: Sequence[Any] | None) -> None:
     """Patients per email domain and per 10,000-number block, and how many of them are recent."""
-    domains, blocks = _contact_keys(patients)
+    # The contact columns are chosen once, on the whole site: chosen on the sample they could differ,
+    # and a sample's key would then be missing from the site's counts.
+    columns = _contact_columns(population if population is not None else patients)
+    domains, blocks = _contact_keys(patients, columns)
     if population is None or population is patients:
         all_domains, all_blocks, all_created = domains, blocks, created
     else:
-        all_domains, all_blocks = _contact_keys(population)
+        all_domains, all_blocks = _contact_keys(population, columns)
         all_created = [_stamp(p.created) for p in population]
     known = [c for c in all_created if c is not None]
     recent_from = max(known) if known else None
@@ -163,11 +166,10 @@ def _contact_features(patients: Sequence[Any], created: list[datetime | None], p
             [0.0 if k else 1.0 for k in keys])
 
 
-def _contact_keys(patients: Sequence[Any]) -> tuple[list[str | None], list[str | None]]:
+def _contact_keys(patients: Sequence[Any], columns: list[str]) -> tuple[list[str | None], list[str | None]]:
     """Per patient: the first email domain and the first phone block found (None: none)."""
     domains: list[str | None] = []
     blocks: list[str | None] = []
-    columns = _contact_columns(patients)
     for patient in patients:
         found_domain = found_block = None
         for value in _contact_values(patient, columns):

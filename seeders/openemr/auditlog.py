@@ -84,7 +84,7 @@ def checksum(entry: list[Any]) -> str:
     return hashlib.sha3_512(b"".join(php_text(v) for v in entry)).hexdigest()
 
 
-def log_rows(n: int, when: datetime, event: str, category: str, context: LogContext, comment: bytes,
+def log_rows(n: int | str, when: datetime, event: str, category: str, context: LogContext, comment: bytes,
              patient_id: int) -> list[RowPlan]:
     """One ``log`` row and its ``log_comment_encrypt`` row, as recordLogItem inserts them."""
     date = when.strftime("%Y-%m-%d %H:%M:%S")

@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
+from seeders.openemr import auditlog
 from seeders.openemr.clinic import Clinician, ClinicHabits
 from seeders.sql.rows import AUTOINCREMENT, Generated, Ref, RowPlan
 
@@ -157,14 +158,22 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
 
 def footprint_rows(plan: Schedule, pid: int, encounter_number: int, clinic: ClinicHabits,
                    tables: dict[str, sa.Table], registry: Callable[..., bytes],
-                   rnd: random.Random, appointment_status: str) -> list[RowPlan]:
-    """The rows of the day's events, in the order OpenEMR writes them (each uuid registered just before)."""
+                   rnd: random.Random, appointment_status: str, *, log_views: bool = True) -> list[RowPlan]:
+    """The rows of the day's events, in the order OpenEMR writes them (each uuid registered just before).
+
+    ``log_views``: write the 'view' log row of the chart opened for the visit (not where OpenEMR
+    encrypts its log with a key the seeder does not have)."""
     rows: list[RowPlan] = []
     outer = registry
 
     def registry(alias: str, table_name: str, when: datetime) -> bytes:  # noqa: F811 - same, into rows
         return outer(alias, table_name, when, rows)
     if plan.encounter is not None and plan.clinician is not None:
+        if log_views and "log" in tables and "log_comment_encrypt" in tables:
+            # The clinician opens the chart to start the visit: setpid logs its ungated 'view' row
+            # (PatientSessionUtil::setPid), as it does for every patient seen.
+            rows += auditlog.log_rows("encounter_view", plan.encounter, "view", "view",
+                                      auditlog.LogContext(plan.clinician.username, clinic.groupname, pid), b"", pid)
         rows += _encounter(plan, pid, encounter_number, clinic, tables, registry)
         if plan.vitals is not None:
             rows += _vitals(plan, pid, encounter_number, clinic, tables, registry, rnd)
@@ -183,12 +192,12 @@ def _encounter(plan: Schedule, pid: int, number: int, clinic: ClinicHabits, tabl
     values.update({name: _blank(template.get(name)) for name in _ENCOUNTER_BLANKED if name in template})
     values.update(dict.fromkeys(_ENCOUNTER_NULLED))  # a new encounter: not billed, no parent, no end yet
     values.update({"date": day, "onset_date": None if template.get("onset_date") is None else day, "pid": pid,
-                   "encounter": number, "provider_id": plan.clinician.id})
+                   "encounter": number, "provider_id": plan.clinician.id, "last_update": when})
     if template.get("uuid") is not None:
         values["uuid"] = registry("uuid_encounter", "form_encounter", when)
     form = _form(day, number, "New Patient Encounter", "newpatient", pid, plan.clinician, clinic, "encounter")
     return [RowPlan("form_encounter", ("id",), _only(tables["form_encounter"], values), generated=dict(_ID),
-                    alias="encounter"), RowPlan("forms", ("id",), _only(tables["forms"], form.values),
+                    alias="encounter", unchecked=frozenset({"last_update"})), RowPlan("forms", ("id",), _only(tables["forms"], form.values),
                                                 generated=dict(_ID), refs=form.refs, alias="encounter_form")]
 
 
@@ -216,11 +225,13 @@ def _vitals(plan: Schedule, pid: int, encounter: int, clinic: ClinicHabits, tabl
     if template.get("BMI") and weight and height:
         values["BMI"] = round(703.0 * weight / (height * height), 1)  # lb and inches, as OpenEMR computes it
         values["BMI_status"] = _bmi_status(values["BMI"], clinic.vitals, template.get("BMI_status"))
-    values.update({"date": when, "pid": pid, "user": plan.clinician.username, "groupname": clinic.groupname})
+    values.update({"date": when, "pid": pid, "user": plan.clinician.username, "groupname": clinic.groupname,
+                   "last_updated": when})
     if template.get("uuid") is not None:
         values["uuid"] = registry("uuid_vitals", "form_vitals", when)
     form = _form(when, encounter, "Vitals", "vitals", pid, plan.clinician, clinic, "vitals")
-    return [RowPlan("form_vitals", ("id",), _only(tables["form_vitals"], values), generated=dict(_ID), alias="vitals"),
+    return [RowPlan("form_vitals", ("id",), _only(tables["form_vitals"], values), generated=dict(_ID), alias="vitals",
+                    unchecked=frozenset({"last_updated"})),
             RowPlan("forms", ("id",), _only(tables["forms"], form.values), generated=dict(_ID), refs=form.refs,
                     alias="vitals_form")]
 
@@ -244,7 +255,7 @@ def _issue(template: dict[str, Any], when: datetime, pid: int, clinician: Clinic
     values = {k: template.get(k) for k in _ISSUE_COPIED if k in template}
     values.update({k: _blank(template.get(k)) for k in _ISSUE_BLANKED if k in template})
     values.update(dict.fromkeys(_ISSUE_NULLED))
-    values.update({"date": when, "pid": pid, "activity": 1, "enddate": None,
+    values.update({"date": when, "modifydate": when, "pid": pid, "activity": 1, "enddate": None,
                    "begdate": None if template.get("begdate") is None else datetime.combine(when.date(),
                                                                                             datetime.min.time()),
                    "user": clinician.username if clinician else template.get("user"), "groupname": clinic.groupname})

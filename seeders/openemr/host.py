@@ -46,6 +46,8 @@ class OpenEmrHost:
     bcrypt_cost: int
     allergy_option_ids: dict[str, str] = field(default_factory=dict)  # lower-case title -> option_id
     tables: frozenset[str] = frozenset()
+    # The users who created the recent patients, one per patient (drawn per canary), unless user_id is set.
+    creators: tuple[OpenEmrUser, ...] = ()
 
 
 def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str) -> OpenEmrHost:
@@ -79,6 +81,7 @@ def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str) -> 
         bcrypt_cost=bcrypt_cost([str(r.get("portal_pwd") or "") for r in portal.rows]),
         allergy_option_ids=_allergy_options(target) if "list_options" in tables else {},
         tables=tables,
+        creators=() if settings.get("user_id") is not None else _creators(target, patients),
     )
 
 
@@ -116,6 +119,18 @@ def _creator(target: SqlTarget, user_id: int | None, patients: TableHabits, sour
         row = conn.execute(query.where(users.c.username.is_not(None), users.c.username != "")
                            .order_by(users.c.id).limit(1)).first()
     return OpenEmrUser(row.id, row.username or "") if row is not None else None
+
+
+def _creators(target: SqlTarget, patients: TableHabits) -> tuple[OpenEmrUser, ...]:
+    """Who created each recent patient (the front desk shares the work): drawn from, not the usual one."""
+    users = target.table("users")
+    ids = [r.get("created_by") for r in patients.rows if r.get("created_by") is not None]
+    if users is None or not ids:
+        return ()
+    with target.engine.connect() as conn:
+        names = {r.id: r.username for r in conn.execute(sa.select(users.c.id, users.c.username)
+                                                        .where(users.c.id.in_(set(ids))))}
+    return tuple(OpenEmrUser(i, names[i]) for i in ids if names.get(i))
 
 
 def _allergy_options(target: SqlTarget) -> dict[str, str]:

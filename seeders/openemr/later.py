@@ -38,7 +38,7 @@ def later_visit(clinic: ClinicHabits, rnd: random.Random, when: datetime, sex: s
 
 
 def visit_rows(plan: Schedule, pid: int, number: int, clinic: ClinicHabits, tables: dict[str, sa.Table],
-               rnd: random.Random, clock: datetime) -> list[RowPlan]:
+               rnd: random.Random, clock: datetime, *, log_views: bool = True) -> list[RowPlan]:
     def registry(alias: str, table_name: str, at: datetime, into: list[RowPlan]) -> bytes:
         raw = comb_uuid(time.time() - (clock - at).total_seconds())
         values: dict[str, Any] = {"uuid": raw, "table_name": table_name, "table_id": "id", "table_vertical": "",
@@ -48,4 +48,5 @@ def visit_rows(plan: Schedule, pid: int, number: int, clinic: ClinicHabits, tabl
                             alias=alias, unchecked=UNCHECKED["uuid_registry"]))
         return raw
 
-    return footprint_rows(plan, pid, number, clinic, tables, registry, rnd, appointment_status="site")
+    return footprint_rows(plan, pid, number, clinic, tables, registry, rnd, appointment_status="site",
+                          log_views=log_views)

@@ -73,8 +73,12 @@ def rows_of(patient: dict[str, Any], tables: dict[str, sa.Table], read_rows: Rea
                 add("lists_touch", touch, ("pid", "type"))
     # The day's footprint, in the order footprint_rows writes it.
     forms = {row["formdir"]: row for row in of_patient("forms")}
+    views = _visit_views(patient, tables, read_rows)
     for name, formdir in (("form_encounter", "newpatient"), ("form_vitals", "vitals")):
         for row in of_patient(name):
+            if name == "form_encounter" and views:  # the chart opened for the visit, logged just before
+                logs[:0] = [views.pop(0)]
+                logged(1)
             add(name, row, ("id",))
             if formdir in forms:
                 add("forms", forms[formdir], ("id",))
@@ -108,6 +112,14 @@ def _log_rows_of(patient: dict[str, Any], tables: dict[str, sa.Table], read_rows
               if _decoded(row["comments"]).startswith(b"INSERT INTO patient_data SET") and marker in
               _decoded(row["comments"])]
     return insert[:1] + mine
+
+
+def _visit_views(patient: dict[str, Any], tables: dict[str, sa.Table], read_rows: ReadRows
+                 ) -> list[dict[str, Any]]:
+    """The 'view' rows of the chart opened for each visit (after the registration's second), in id order."""
+    log = tables["log"]
+    return read_rows(sa.select(log).where(log.c.patient_id == patient["pid"], log.c.event == "view",
+                                          log.c.date > patient["regdate"]).order_by(log.c.id))
 
 
 def _decoded(comments: str | None) -> bytes:

@@ -26,7 +26,8 @@ appointments, billing and messages are never written here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
@@ -49,10 +50,10 @@ _ID = {"id": Generated(AUTOINCREMENT)}
 # its duplicate-management report recomputes: verify does not compare them.
 UNCHECKED = {
     "uuid_registry": frozenset({"created"}),
-    "patient_data": frozenset({"date", "regdate", "dupscore"}),
+    "patient_data": frozenset({"date", "regdate", "dupscore", "last_updated"}),
     "employer_data": frozenset({"date"}),
     "history_data": frozenset({"date"}),
-    "lists": frozenset({"date"}),
+    "lists": frozenset({"date", "modifydate"}),
     "lists_touch": frozenset({"date"}),
 }
 # What PatientService::databaseInsert adds after the layout fields, in its order.
@@ -86,6 +87,7 @@ class Choices:
     facility_id: int | None  # None: like the neighbours
     language: str
     country_code: str
+    explicit: frozenset[str] = frozenset()  # patient_data columns an option sets (else drawn from the site)
 
 
 def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choices: Choices, numbers: Numbers,
@@ -94,6 +96,9 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
                clinic: ClinicHabits | None = None, rnd: Any = None) -> list[RowPlan]:
     """Every row of one patient, in OpenEMR's order; ``tables`` are the reflected tables."""
     pid, now = numbers.pid, numbers.now
+    rnd = rnd or random.Random()
+    if host.creators:  # registered by one of the site's front-desk users, as often as each registers
+        host = replace(host, user=rnd.choice(host.creators))
     user_id = host.user.id if host.user else None
     rows: list[RowPlan] = []
 
@@ -107,7 +112,7 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
         }), alias=alias, unchecked=UNCHECKED["uuid_registry"]))
         return raw
 
-    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns)
+    patient = _patient_values(identity, host, choices, numbers, tables["patient_data"], setup.posted_columns, rnd)
     patient["uuid"] = registry("uuid_patient", "patient_data")
     if "dupscore" in tables["patient_data"].c:
         patient["dupscore"] = dupscore(patient)
@@ -140,7 +145,8 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
 
     plan = numbers.schedule
     if plan is not None and clinic is not None:
-        rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status)
+        rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status,
+                               log_views=not setup.on("enable_auditlog_encryption"))
     if plan is not None and plan.portal is not None:
         portal = _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
                                 hash_password)
@@ -177,7 +183,7 @@ def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers
 
 
 def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, numbers: Numbers,
-                    table: sa.Table, posted: tuple[str, ...]) -> dict[str, Any]:
+                    table: sa.Table, posted: tuple[str, ...], rnd: Any) -> dict[str, Any]:
     habits = host.patients
     sex = "Male" if identity.sex is Sex.MALE else "Female"
     lname = _cased(habits, "lname", identity.last_name)
@@ -188,20 +194,21 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "pubpid": _pubpid(habits, numbers.pid),
         "fname": fname,
         "lname": lname,
-        "mname": " ".join(identity.first_names[1:]) if habits.filled("mname", threshold=0.3) else "",
+        # Second first names: written as often as the site's staff write them.
+        "mname": " ".join(identity.first_names[1:]) if rnd.random() < habits["mname"].filled_share else "",
         "DOB": identity.birth_date,
         "sex": sex,
-        "title": habits.modal_where("title", {"sex": sex}, "") if habits.filled("title") else "",
         "ss": nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir,
         "street": identity.address.line1,
         "street_line_2": identity.address.line2 or habits.empty_value("street_line_2", None),
         "postal_code": identity.address.postcode,
         "city": _cased(habits, "city", identity.address.city),
-        "country_code": choices.country_code,
         "email": identity.email,
-        "language": choices.language,
         "regdate": numbers.now,
         "date": numbers.now,
+        # DEFAULT CURRENT_TIMESTAMP: the insert's moment, written out so it is the registration's
+        # (the database's own clock would stamp the moment the seeder ran).
+        "last_updated": numbers.now,
     }
     values.update(_phones(identity, habits))
     if married or habits.filled("birth_lname"):
@@ -209,6 +216,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         values["birth_fname"] = fname
     if host.user is not None:
         values["created_by"] = values["updated_by"] = host.user.id
+    values.update(_edited(habits, numbers, rnd))
     for column, choice in (("providerID", choices.provider_id), ("ref_providerID", choices.ref_provider_id)):
         if choice == "none":
             values[column] = None
@@ -216,15 +224,96 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
             values[column] = choice
     if choices.facility_id is not None:
         values["care_team_facility"] = str(choices.facility_id)  # a multi-select: "3" or "3|5"
-    if numbers.schedule is not None and numbers.schedule.portal is not None:
+    portal = numbers.schedule is not None and numbers.schedule.portal is not None
+    if portal:
         values["allow_patient_portal"] = "YES"
+    for column in choices.explicit:
+        values[column] = getattr(choices, column)
     # Identity-bound columns the patient may leave empty are never copied from the neighbours.
     written = set(values) | {"id", "uuid", "dupscore", "last_updated", "birth_fname", "birth_lname", "birth_mname",
-                             "phone_home", "phone_cell", "created_by", "updated_by", "allow_patient_portal"}
+                             "phone_home", "phone_cell", "created_by", "updated_by"}
     filled = neighbour_fill(habits, table, skip=written)
     # Every text field of the form is posted, '' when left blank (BaseService::buildInsertColumns).
     blank = {c: "" for c in posted if isinstance(table.c[c].type, sa.String)}
-    return _only(table, {**blank, **filled, **values})
+    drawn = drawn_from_site(habits, table, written | _PERSONAL, rnd,
+                            given={"sex": sex}, filled={"email": bool(identity.email)})
+    for column in ("language", "country_code"):  # an empty site: the defaults
+        drawn.setdefault(column, getattr(choices, column))
+    if not portal and drawn.get("allow_patient_portal") == "YES":
+        # Portal allowed goes with an account: another choice of the site's patients without one.
+        others = [r.get("allow_patient_portal") for r in habits.rows if r.get("allow_patient_portal") != "YES"]
+        drawn["allow_patient_portal"] = rnd.choice(others) if others else ""
+    return _only(table, {**blank, **filled, **drawn, **values})
+
+
+# Columns about the person (relatives, other contact points, death): never taken from another patient.
+_PERSONAL = frozenset({"mothersname", "guardiansname", "guardianrelationship", "guardiansex", "guardianaddress",
+                       "guardiancity", "guardianstate", "guardianpostalcode", "guardiancountry", "guardianphone",
+                       "guardianworkphone", "guardianemail", "phone_biz", "phone_contact", "contact_relationship",
+                       "drivers_license", "email_direct", "suffix", "preferred_name", "street_line_2", "county",
+                       "deceased_date", "deceased_reason", "name_history", "billing_note", "genericname1",
+                       "genericval1", "genericname2", "genericval2", "cmsportal_login", "pubpid", "regdate", "date",
+                       "financial_review", "ad_reviewed", "contrastart", "imm_reg_stat_effdate",
+                       "publ_code_eff_date", "prot_indi_effdate", "provider_since_date"})
+# A value at least this many of the sampled patients share is a pick-list choice, not someone's own text.
+_COMMON = 3
+
+
+def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str], rnd: Any, *, given: dict[str, Any],
+                    filled: dict[str, bool]) -> dict[str, Any]:
+    """The choices staff made for one of the site's recent patients like this one, drawn at random.
+
+    A recent row of the same sex (and with an e-mail if the canary has one: the e-mail consent goes
+    with it) lends every column the seeder does not decide: the site's distribution, column by column
+    and jointly, not its modal value. A value fewer than ``_COMMON`` sampled patients share is that
+    patient's own text: the column gets that row's empty writing ('' or NULL) instead. Keys, binary
+    and timestamp columns are never drawn.
+    """
+    rows = habits.rows
+    for wanted in ({**given, **filled}, given, {}):
+        like = [r for r in rows if all(_has(r.get(k)) == v if k in filled else r.get(k) == v
+                                      for k, v in wanted.items())]
+        if like:
+            break
+    else:
+        return {}
+    row = rnd.choice(like)
+    out: dict[str, Any] = {}
+    for column in table.c:
+        name = column.name
+        if name in skip or name not in row or column.primary_key or column.autoincrement is True or isinstance(
+                column.type, (sa.LargeBinary, sa.types._Binary, sa.Date, sa.DateTime, sa.Time)):
+            continue
+        value = row[name]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            out[name] = value
+        elif habits[name].values.get(value if not isinstance(value, str) or len(value) <= 64 else None, 0) >= _COMMON:
+            out[name] = value
+        else:
+            out[name] = "" if isinstance(value, str) else None
+    return out
+
+
+def _has(value: Any) -> bool:
+    return value is not None and str(value).strip() != ""
+
+
+def _edited(habits: TableHabits, numbers: Numbers, rnd: Any) -> dict[str, Any]:
+    """The demographics saved again after registering, as often and as long after as the site's patients
+    (``date``, ``last_updated`` and ``updated_by`` change when staff save the form again), never after now:
+    a later edit than the clock allows is made at the clock."""
+    edits = [(r["date"] - r["regdate"], r.get("updated_by")) for r in habits.rows
+             if isinstance(r.get("date"), datetime) and isinstance(r.get("regdate"), datetime)]
+    if not edits or numbers.clock is None:
+        return {}
+    delay, user = rnd.choice(edits)
+    if delay.total_seconds() < 1 or numbers.clock <= numbers.now:
+        return {}
+    when = min(numbers.now + delay, numbers.clock)
+    out: dict[str, Any] = {"date": when, "last_updated": when}
+    if user is not None:
+        out["updated_by"] = user
+    return out
 
 
 def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:
@@ -271,7 +360,7 @@ def _allergy_values(host: OpenEmrHost, title: str, pid: int, now: datetime, tabl
     }
     keep = {"date", "pid", "type", "title", "list_option_id", "user", "uuid", "id", "modifydate"}
     filled = neighbour_fill(host.allergies, table, skip=keep)
-    return _only(table, {**form, **filled})
+    return _only(table, {**form, **filled, "modifydate": now})
 
 
 def _portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
@@ -300,6 +389,8 @@ def resolve_choices(host: OpenEmrHost, settings: dict[str, Any]) -> Choices:
         facility_id=settings["facility_id"],
         language=settings["language"] or habitual(host.patients, "language", "french"),
         country_code=settings["country_code"] or habitual(host.patients, "country_code", "FR"),
+        explicit=frozenset(column for column, option in (("language", "language"), ("country_code", "country_code"))
+                           if settings[option]),
     )
 
 

@@ -22,6 +22,7 @@ from canary.model import Identity, Placement, Sex
 from seeders.sql import appsql
 from seeders.sql.access import access_problems, needs
 from seeders.sql.appsql import ApplicationSqlSeeder
+from seeders.sql.siteread import PatientLayout
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
 from seeders.openemr.rows import Numbers, build_rows, resolve_choices
@@ -37,6 +38,18 @@ _WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "i
             "lists_touch", "form_encounter", "forms", "form_vitals", "openemr_postcalendar_events",
             "patient_access_onsite", "log", "log_comment_encrypt")
 _ATTEMPTS = 3
+# Where OpenEMR keeps its patients, for `canary audit --separability`, drip pace and catchment (read only).
+# OpenEMR's schema declares no foreign keys: every table that holds a patient's pid is listed here
+# (OpenEMR's sql/database.sql; the log keys it as patient_id, documents as foreign_id, the calendar as pc_pid).
+PATIENT_LAYOUT = PatientLayout(
+    table="patient_data", key=("pid",), created="regdate", postcode="postal_code",
+    related=(("form_encounter", "pid"), ("forms", "pid"), ("form_vitals", "pid"), ("lists", "pid"),
+             ("insurance_data", "pid"), ("history_data", "pid"), ("employer_data", "pid"),
+             ("openemr_postcalendar_events", "pc_pid"), ("patient_access_onsite", "pid"), ("log", "patient_id"),
+             ("documents", "foreign_id"), ("pnotes", "pid"), ("billing", "pid"), ("prescriptions", "patient_id"),
+             ("immunizations", "patient_id"), ("transactions", "pid"), ("amendments", "pid"),
+             ("procedure_order", "patient_id"), ("patient_tracker", "pid"), ("onsite_portal_activity", "patient_id"),
+             ("patient_reminders", "pid"), ("issue_encounter", "pid"), ("lists_touch", "pid")))
 
 
 class OpenEmrSeeder(ApplicationSqlSeeder):
@@ -44,6 +57,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     summary = "OpenEMR (MariaDB/MySQL): patients written as OpenEMR's new-patient screen writes them."
     application = "OpenEMR"
     written_tables = _WRITTEN
+    patient_layout = PATIENT_LAYOUT
     required_columns = {
         "patient_data": ("id", "uuid", "pid", "pubpid", "fname", "lname", "mname", "DOB", "sex", "street",
                          "postal_code", "city", "country_code", "ss", "phone_home", "phone_cell", "email",
@@ -61,17 +75,17 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     }
     options = (
         SeederOption("user_id", "users.id of the OpenEMR user recorded as creator (created_by, lists.user); "
-                     "auto: who creates this site's recent patients, else admin", default="auto"),
-        SeederOption("provider_id", "users.id written as the patient's provider (providerID); auto: as the "
-                     "recent patients have it; none: NULL", default="auto"),
+                     "auto: drawn among the users who created the site's recent patients, else admin", default="auto"),
+        SeederOption("provider_id", "users.id written as the patient's provider (providerID); auto: drawn "
+                     "from a recent patient of the site; none: NULL", default="auto"),
         SeederOption("ref_provider_id", "users.id written as referring provider (ref_providerID); auto: as the "
                      "recent patients; none: NULL", default="auto"),
         SeederOption("facility_id", "facility.id written as the patient's care team facility "
                      "(care_team_facility); auto: as the recent patients have it (usually empty)", default="auto"),
-        SeederOption("country_code", "patient_data.country_code; empty: the recent patients' usual value, else FR",
+        SeederOption("country_code", "patient_data.country_code; empty: drawn from a recent patient, else FR",
                      default=""),
-        SeederOption("language", "patient_data.language (a list_options 'language' option_id); empty: the recent "
-                     "patients' usual value, else french", default=""),
+        SeederOption("language", "patient_data.language (a list_options 'language' option_id); empty: drawn "
+                     "from a recent patient, else french", default=""),
         SeederOption("create_allergies", "write the identity's allergies as 'allergy' issues in lists",
                      default="yes"),
         SeederOption("create_portal_account", "create patient portal credentials in patient_access_onsite: "
@@ -144,8 +158,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         target = self._ready()
         patient_data = self.tables["patient_data"]
         with target.engine.connect() as conn:
-            top, now, latest = conn.execute(sa.select(sa.func.max(patient_data.c.pid), sa.func.now(),
-                                                      sa.func.max(patient_data.c.regdate))).one()
+            top, latest = conn.execute(sa.select(sa.func.max(patient_data.c.pid),
+                                                 sa.func.max(patient_data.c.regdate))).one()
             # Only the portal account name needs the next id.
             next_id = _next_auto_increment(conn, patient_data) if self.choices.portal != "no" else 0
             log = self.tables["log"]
@@ -153,7 +167,9 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
                 log.c.user == (self.host.user.username if self.host.user else ""), log.c.patient_id.is_not(None))
                 .order_by(log.c.id.desc()).limit(1)).scalar()
             encounter = _next_encounter(conn) if "form_encounter" in self.tables else 0
-        now = now.replace(microsecond=0)
+        # This machine's clock in the database's time zone, as OpenEMR's PHP date() stamps rows (the
+        # web server's clock, not the database's); drip decides the moment, and tests can freeze it.
+        now = self._database_time(datetime.now(timezone.utc))
         return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now, previous_pid=int(previous or 0), clock=now,
                        latest=latest, encounter=encounter)
 
@@ -202,7 +218,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         if pid is None or plan is None or not self.settings["footprint"]:
             return None
         number = self._take_encounter_number()
-        rows = self._fit(visit_rows(plan, int(pid), number, self.clinic, self.tables, self._rnd, when))
+        rows = self._fit(visit_rows(plan, int(pid), number, self.clinic, self.tables, self._rnd, when,
+                                    log_views=not self.setup.on("enable_auditlog_encryption")))
         try:
             placed = self._ready().insert(rows)
         except SourceError:

@@ -101,7 +101,8 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
         assert row["phone_cell"] == formats(ident.phone)["spaced"]  # the site's phone style
         assert row["phone_home"] == (formats(ident.phone2)["spaced"] if ident.phone2 else "")
         assert row["country_code"] == "FR" and row["language"] == "french" and row["hipaa_allowsms"] == "NO"
-        assert row["providerID"] == 2 and row["created_by"] == row["updated_by"] == 3
+        # Drawn from a recent patient of the site (90 % have Dr Moreau, 10 % no provider), not its mode.
+        assert row["providerID"] in (2, None) and row["created_by"] == row["updated_by"] == 3
         assert row["title"] == ("Mr." if ident.sex.value == "M" else "Mrs.")
         assert row["occupation"] == "" and row["pricelevel"] == "standard" and row["email"] == ident.email
         assert registry[row["uuid"]]["table_name"] == "patient_data" and registry[row["uuid"]]["table_id"] == "id"
@@ -109,6 +110,7 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
         assert row["uuid"] > max(u for u, r in registry.items() if r["created"].year < 2025)
         assert employers[row["pid"]] == histories[row["pid"]] == 1
 
+    assert sum(p["providerID"] == 2 for p in patients) >= 35
     # Ids run ahead of pids on this site: the portal account name carries the real id.
     portal = query(site, "SELECT a.*, p.id AS patient_id, p.fname, p.lname, p.email, p.regdate, "
                          "p.allow_patient_portal FROM patient_access_onsite a "
@@ -207,7 +209,8 @@ def test_locate_finds_a_canary_whose_placement_was_lost(site, seeder):
     planted = full.plant(ident)
     full.close()
     assert wanted <= {r["table"] for r in planted.rows}
-    assert sum(r["table"] == "log" for r in planted.rows) == 8
+    # 7 for the registration, the chart opened for the visit, the credentials.
+    assert sum(r["table"] == "log" for r in planted.rows) == 9
     found = seeder.locate(ident)
     assert found is not None
     assert [(r["table"], r["key"]) for r in found.rows] == [(r["table"], r["key"]) for r in planted.rows]
@@ -365,7 +368,8 @@ def test_registration_writes_insurance_blank_fields_and_the_audit_log(site, seed
     patient = query(site, "SELECT * FROM patient_data WHERE pid = :p", p=pid)[0]
     # The form posts every text field of the DEM layout; blank ones are '' (the site fills birth_lname).
     assert patient["birth_mname"] == patient["suffix"] == patient["email_direct"] == ""
-    assert patient["date"] == patient["regdate"]
+    # Equal at creation; saved again later as often as the site's own records are (never after now).
+    assert patient["regdate"] <= patient["date"] == patient["last_updated"]
 
     insurance = query(site, "SELECT * FROM insurance_data WHERE pid = :p ORDER BY id", p=pid)
     assert [r["type"] for r in insurance] == ["primary", "secondary", "tertiary"]
@@ -379,7 +383,8 @@ def test_registration_writes_insurance_blank_fields_and_the_audit_log(site, seed
     portal = [r for r in logs if r["event"] == "patient-access"]
     has_account = query(site, "SELECT COUNT(*) AS n FROM patient_access_onsite WHERE pid = :p", p=pid)[0]["n"]
     assert len(portal) == has_account and all(r["patient_id"] == pid for r in portal)
-    registration = [r for r in logs if r["event"] != "patient-access"]
+    # (a visit the same day adds the 'view' of the chart the clinician opens, later than the registration)
+    registration = [r for r in logs if r["event"] != "patient-access" and r["date"] == patient["regdate"]]
     assert [(r["event"], r["category"], r["patient_id"]) for r in registration] == [
         ("patient-record-insert", "Patient Demographics", 300),  # setpid runs after the insert
         ("view", "view", pid),
@@ -425,7 +430,7 @@ def test_the_site_globals_decide_insurance_and_log_rows(site, settings, insuranc
         execute(site, "INSERT INTO globals (gl_name, gl_index, gl_value) VALUES (:n, 0, :v)", n=name, v=value)
     try:
         # (no portal credentials: their own log row is drawn at the site's rate)
-        with OpenEmrSeeder(spec("emr", "openemr", create_portal_account="no"), site) as seeder:
+        with OpenEmrSeeder(spec("emr", "openemr", create_portal_account="no", footprint="no"), site) as seeder:
             planned = seeder.plan(make_identity(22))
         assert [p.values["type"] for p in planned if p.table == "insurance_data"] == insurance
         assert sum(p.table == "log" for p in planned) == events

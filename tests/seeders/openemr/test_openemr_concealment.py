@@ -1,0 +1,128 @@
+"""Issue #12 on OpenEMR: drip-planted canaries cannot be told from a real practice's patients.
+
+The site (tests/support/openemr_site.py) is built by its own population
+generator on OpenEMR's real schema (sql/database.sql) in MariaDB: 3,000
+patients over five years with the rows OpenEMR writes for them. Thirty
+canaries are drip planted through `canary drip run`'s own code
+(canary.planting.drip.run_due: pace, planting, later visits), each at its
+moment among the site's registrations. The separability audit, the attacker,
+must then find them no better than chance allows: ROC AUC <= 0.65 and no
+one-line rule above 0.2 precision at recall 0.5. Retire leaves every table
+the seeder writes byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from canary.audit.site import audit_separability
+from canary.model import CanaryStatus
+from canary.planting.upkeep import retire, verify
+from support.app_seeder_helpers import _engine, dispose, execute, query, rows_except
+from support.needs import missing
+from support.openemr_site import (CANARIES, REAL_SCHEMA, concealed_config, create_schema, drip_plant, make_site,
+                                  posted_text_columns)
+from support.plant_helpers import add_source, new_registry
+from seeders.openemr.seeder import OpenEmrSeeder
+
+WRITTEN = OpenEmrSeeder.written_tables + ("sequences",)
+KEPT = OpenEmrSeeder.written_tables  # byte for byte after retire
+
+
+def _checksums(url: str) -> dict[str, int]:
+    return {r["Table"].split(".")[-1]: r["Checksum"]
+            for r in query(url, f"CHECKSUM TABLE {', '.join(KEPT)} EXTENDED")}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """The site with 30 canaries dripped into it, once for the module (it is the slow part)."""
+    if not REAL_SCHEMA.is_file():
+        missing("schemas", f"OpenEMR's real schema is not at {REAL_SCHEMA} (set CANARY_REAL_SCHEMAS; CI does)")
+    from conftest import _fresh_database, _server_url
+
+    databases = _fresh_database(_server_url("CANARY_TEST_MARIADB_URL", "MariaDB"), "MariaDB")
+    url = next(databases)
+    tmp_path = tmp_path_factory.mktemp("emr-concealment")
+    create_schema(url)
+    now = query(url, "SELECT NOW() AS n")[0]["n"].replace(microsecond=0)
+    site = make_site(now, 3000, seed=7, posted=posted_text_columns(url))
+    registry, _ = new_registry(tmp_path)
+    config = concealed_config(f"sqlite:///{tmp_path / 'registry.db'}")
+    add_source(registry, "emr", "openemr", url=url)
+    drip_plant(url, site, registry, config, "emr", seed=3)
+    report = audit_separability(registry, config, "emr")
+    print(f"\nOpenEMR test site, 30 canaries dripped: {_details(report)}")  # the figures, with -s
+    yield url, registry, report
+    registry.close()
+    dispose(url)
+    databases.close()
+
+
+def _details(report) -> str:
+    return f"AUC {report.auc:.2f} ({report.model}), best rule {report.rule_precision} ({report.rule_feature}); " + \
+        "; ".join(f"{g.feature} alone {g.auc}" for g in report.giveaways)
+
+
+def test_no_one_line_rule_finds_half_the_canaries_with_precision_above_0_2(planted):
+    _url, registry, report = planted
+    assert len(registry.list_canaries(source="emr", status=(CanaryStatus.PLANTED,))) == CANARIES
+    assert report.canaries == CANARIES and report.patients == 3000 + CANARIES
+    assert report.rule_precision <= 0.2, _details(report)
+
+
+@pytest.mark.xfail(strict=True, reason="issue #12 not met yet on OpenEMR: no single feature separates above "
+                                       "0.82, but gradient-boosted trees combine them; see docs/concealment.md")
+def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
+    _url, _registry, report = planted
+    assert report.auc <= 0.65, _details(report)
+
+
+def test_verify_notices_footprint_changes_and_retire_leaves_the_site_byte_for_byte(planted):
+    url, registry, _report = planted
+    canaries = registry.list_canaries(source="emr", status=(CanaryStatus.PLANTED,))
+    # verify notices a deleted or an altered footprint row (a visit's vitals, a visit's forms row).
+    with_vitals = [c for c in canaries if any(r["table"] == "form_vitals" for r in c.placement.rows)]
+    assert len(with_vitals) >= 2
+    assert {f.state for f in verify(registry, "emr").findings} == {"ok"}
+    vitals = next(r for r in with_vitals[0].placement.rows if r["table"] == "form_vitals")
+    execute(url, "UPDATE form_vitals SET bps = '190' WHERE id = :i", i=vitals["key"]["id"])
+    form = next(r for r in with_vitals[1].placement.rows if r["table"] == "forms")
+    execute(url, "DELETE FROM forms WHERE id = :i", i=form["key"]["id"])
+    states = {f.canary_id: (f.state, f.details) for f in verify(registry, "emr").findings}
+    assert states[with_vitals[0].id] == ("altered", ("form_vitals.bps changed",))
+    assert states[with_vitals[1].id][0] == "missing"
+    execute(url, "UPDATE form_vitals SET bps = :v WHERE id = :i", v=vitals["values"]["bps"], i=vitals["key"]["id"])
+    restored = {k: v for k, v in form["values"].items()}
+    execute(url, f"INSERT INTO forms ({', '.join(['id', *restored])}) VALUES "
+                 f"({', '.join([':id', *(':' + k for k in restored)])})", id=form["key"]["id"], **restored)
+
+    # retire removes every row planted, footprint and later visits included: every other row of every
+    # table the seeder writes stays byte for byte, and MariaDB's checksums then match a copy of them.
+    planted_rows = [row for c in registry.list_canaries(source="emr") for row in c.placement.rows]
+    others = rows_except(url, WRITTEN, planted_rows)
+    retire(registry, registry.list_canaries(source="emr", status=(CanaryStatus.PLANTED, CanaryStatus.MISSING)))
+    # sequences: the encounter counter; retire gives a canary's number back when none was taken after it.
+    counter = others.pop("sequences")[0][0]
+    assert rows_except(url, KEPT, []) == others
+    assert _checksums(url) == _copied_checksums(url, others)
+    top = query(url, "SELECT MAX(encounter) AS n FROM form_encounter")[0]["n"]
+    assert top <= query(url, "SELECT id FROM sequences")[0]["id"] <= counter
+
+
+def _copied_checksums(url: str, rows: dict[str, list[tuple]]) -> dict[str, int]:
+    """CHECKSUM TABLE of copies of the tables holding exactly ``rows`` (the site as if never planted)."""
+    for table, content in rows.items():
+        execute(url, f"CREATE TABLE copy_{table} LIKE {table}")
+        if content:
+            columns = [r["COLUMN_NAME"] for r in query(
+                url, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
+                     "TABLE_NAME = :t ORDER BY ORDINAL_POSITION", t=table)]
+            marks = ", ".join(f":c{i}" for i in range(len(columns)))
+            with _engine(url).begin() as conn:
+                conn.execute(sa.text(f"INSERT INTO copy_{table} VALUES ({marks})"),
+                             [{f"c{i}": v for i, v in enumerate(row)} for row in content])
+    sums = {r["Table"].split(".")[-1].removeprefix("copy_"): r["Checksum"]
+            for r in query(url, f"CHECKSUM TABLE {', '.join('copy_' + t for t in KEPT)} EXTENDED")}
+    return sums
