@@ -39,7 +39,7 @@ from typing import Any
 from canary.model import Identity
 from seeders.openelis.clock import SaveClock, millis
 from seeders.openelis.labsite import ANALYSIS_FINALIZED, DEFAULT_PACE, ITEM_ENTERED, SAMPLE_FINISHED, LabSite, Test
-from seeders.openelis.panels import interval, panel_of
+from seeders.common.lab_panels import interval, panel_of
 from seeders.openelis.planner import Planner
 from seeders.openelis.updates import source_changes
 from seeders.sql.rows import Ref, RowPlan

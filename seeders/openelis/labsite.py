@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from seeders.openelis.panels import panel_of
+from seeders.common.lab_panels import panel_of
 from seeders.openelis.setup import SAMPLE_SIZE
 from seeders.openelis.updates import UpdateHabit, read_update_habits
 from seeders.sql.target import SqlTarget
