@@ -29,6 +29,7 @@ registration is that much earlier.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections import Counter
@@ -107,6 +108,22 @@ class Footprint:
         ordered = resulted - result
         return Episode(ordered - order, ordered, resulted, validated)
 
+    def comes_back(self, patient_id: int, last: datetime, when: datetime) -> bool:
+        """Whether the patient has a new request by ``when``, at the pace of a patient of the site.
+
+        Each canary follows one of the site's patients (chosen from its id): that patient's
+        requests per day since its first one, over the days since the canary's last request.
+        Most of a lab's patients come once, a few every few months; a canary that came back
+        at every drip event would stand out by its number of requests.
+        """
+        rates = self.site.return_rates
+        if not rates:
+            return False
+        digest = hashlib.sha256(f"openelis-pace:{patient_id}".encode()).digest()
+        rate = rates[int.from_bytes(digest[:8], "big") % len(rates)]
+        days = max(0.0, (when - last).total_seconds() / 86400)
+        return self.rnd.random() < min(1.0, rate * days)
+
     def _user(self, role: str, fallback: int) -> int:
         """A user of the site for this role, as often as each appears in its audit rows."""
         habit = self.site.updates.get(("analysis", role))
@@ -168,7 +185,10 @@ class Footprint:
         return f"{number:.{decimals}f}", limits
 
     # -- rows --------------------------------------------------------------
-    def rows(self, identity: Identity, episode: Episode, accession: str) -> list[RowPlan]:
+    def rows(self, identity: Identity, episode: Episode, accession: str, patient_id: int | None = None
+             ) -> list[RowPlan]:
+        """The request's rows; ``patient_id`` for a later request of a patient already written (else the
+        ``patient`` row of the same insert)."""
         tests = self.choose_tests()
         if not tests:
             return []
@@ -204,8 +224,13 @@ class Footprint:
                 rows += plan.inserted("analysis", alias, self._analysis(test, sample_type, episode, received),
                                       refs={"sampitem_id": Ref(item_alias, "id")}, user=enter, at=order.reading())
                 analyses.append((alias, test))
-        rows += plan.inserted("sample_human", "sample_human", {"provider_id": None, "lastupdated": order.reading()},
-                              refs={"samp_id": Ref("sample", "id"), "patient_id": Ref("patient", "id")})
+        human = {"provider_id": None, "lastupdated": order.reading()}
+        refs = {"samp_id": Ref("sample", "id")}
+        if patient_id is None:
+            refs["patient_id"] = Ref("patient", "id")
+        else:
+            human["patient_id"] = patient_id
+        rows += plan.inserted("sample_human", "sample_human", human, refs=refs)
         for alias, test in analyses:
             rows += plan.inserted("result", f"result_{test.id}", self._result(test, identity, episode),
                                   refs={"analysis_id": Ref(alias, "id")}, user=resulter, at=result_clock.reading())
