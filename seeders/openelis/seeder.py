@@ -17,6 +17,7 @@ a gap in the numbering, as any deleted or rolled-back patient does.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator
@@ -33,11 +34,11 @@ from seeders.openelis.accession import next_accession
 from seeders.openelis.clock import SaveClock
 from seeders.openelis.fhirstore import fhir_store_note
 from seeders.openelis.footprint import Footprint
-from seeders.openelis.labsite import ANALYSIS_FINALIZED, ITEM_ENTERED, SAMPLE_FINISHED, missing_tables, read_lab_site
+from seeders.openelis.labsite import FOOTPRINT_TABLES, ANALYSIS_FINALIZED, ITEM_ENTERED, SAMPLE_FINISHED, missing_tables, read_lab_site
 from seeders.openelis.locate import locate_patient
 from seeders.openelis.planner import SEQUENCES
 from seeders.openelis.rows import RowBuilder, new_fhir_uuid, sample_habits
-from seeders.openelis.siteview import PATIENT_LAYOUT, audit_patients
+from seeders.openelis.siteview import PATIENT_LAYOUT, audit_patients, site_postcodes
 from seeders.openelis.setup import AUDITED, GUID, SCHEMA, ST, SUBJECT, OpenElisSetup, read_setup
 from seeders.openelis.version import detect_version
 from seeders.sql.identity_match import name_spellings, nir_writings
@@ -55,9 +56,10 @@ REQUIRED = {
 }
 
 
-# Every table the seeder reads or writes.
+# Every table the seeder reads or writes, reflected in one pass at open() (one by one, each table's
+# foreign keys are followed table after table: seconds on a loaded server, at every drip run).
 TABLES = (*REQUIRED, "history", "system_user", "reference_tables", "address_part", "patient_identity_type",
-          "patient_contact")
+          "patient_contact", *FOOTPRINT_TABLES, "site_information", "accession_number_info", "databasechangelog")
 
 
 def _server_clock() -> datetime:
@@ -232,6 +234,9 @@ class OpenElisSeeder(AppSeeder):
     # -- reading the site (read only) ---------------------------------------
     def patients_for_audit(self, limit: int | None = None) -> Iterator[AuditPatient] | None:
         return audit_patients(self._target(), limit)
+
+    def site_postcodes(self, limit: int = 5000) -> Counter[str] | None:
+        return site_postcodes(self._target(), limit)
 
     def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
         result = super().verify(identity, placement)

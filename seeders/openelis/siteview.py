@@ -10,17 +10,22 @@ points at ``patient`` (``sample_human``, ``patient_identity``,
 samples, analyses and results reached through ``sample_human`` (counted, with
 the first one's time). Whole-table queries only (a GROUP BY per chain), so a
 large site is read in seconds.
+
+``site_postcodes`` gives the drip its catchment: where the site's patients live.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterator
 
 import sqlalchemy as sa
 
+from canary.identity import refdata
 from seeders.base import AuditPatient
+from seeders.common.transforms import strip_accents
 from seeders.sql.siteread import PatientLayout, layout_with_links, read_patients
 from seeders.sql.target import SqlTarget
 
@@ -38,13 +43,15 @@ def audit_patients(target: SqlTarget, limit: int | None = None) -> Iterator[Audi
     chains = _laboratory_counts(target)
     for patient in patients:
         values = dict(patient.values)
+        # patient.id is numeric(10): the registry keeps the placement's key as a number, so does the ref
+        ref = (patient.ref[0], tuple((k, _number(v)) for k, v in patient.ref[1]))
         person = people.get(values.get("person_id"), {})
         values.update({PERSON_PREFIX + name: value for name, value in person.items() if name != "id"})
         related, first = dict(patient.related), dict(patient.related_first)
         for name, per_patient in chains.items():
             count, earliest = per_patient.get(values.get("id"), (0, None))
             related[name], first[name] = count, earliest
-        yield replace(patient, values=values, related=related, related_first=first)
+        yield replace(patient, ref=ref, values=values, related=related, related_first=first)
 
 
 def _people(target: SqlTarget) -> dict[Any, dict[str, Any]]:
@@ -82,6 +89,47 @@ def _laboratory_counts(target: SqlTarget) -> dict[str, dict[Any, tuple[int, date
                 .select_from(joined).group_by(human.c.patient_id)
             out[name] = {patient: (count, _naive(first)) for patient, count, first in conn.execute(query)}
     return out
+
+
+def _number(value: Any) -> Any:
+    text = str(value)
+    return int(text) if text.isdigit() else value
+
+
+def site_postcodes(target: SqlTarget, limit: int = 5000) -> Counter[str] | None:
+    """Postcodes of the ``limit`` newest patients: ``person.zip_code`` where filled, else the postcodes of
+    the commune named in ``person.city`` (the React form has no postcode field); None: neither is known."""
+    patient, person = target.table("patient"), target.table("person")
+    if patient is None or person is None:
+        return None
+    query = (sa.select(person.c.zip_code, person.c.city).join(patient, patient.c.person_id == person.c.id)
+             .order_by(patient.c.lastupdated.desc(), patient.c.id.desc()).limit(limit))
+    with target.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    by_name = _postcodes_by_commune_name()
+    found: Counter[str] = Counter()
+    for zip_code, city in rows:
+        if isinstance(zip_code, str) and zip_code.strip():
+            found[zip_code.strip()] += 1
+            continue
+        codes = by_name.get(_folded(city), ())
+        for code in codes:  # a commune with several postcodes: its patients shared among them
+            found[code] += 1 / len(codes)
+    return Counter({code: n for code, n in found.items() if n >= 1}) or None
+
+
+def _folded(name: Any) -> str:
+    return strip_accents(str(name or "")).upper().replace("-", " ").replace("'", " ").strip()
+
+
+def _postcodes_by_commune_name() -> dict[str, tuple[str, ...]]:
+    """Commune name (folded) -> its postcodes, for names the site wrote without a postcode."""
+    names: dict[str, set[str]] = {}
+    for code, communes in refdata.communes_by_postcode().items():
+        for commune in communes:
+            if len(commune.departement) == 2:
+                names.setdefault(_folded(commune.name), set()).add(code)
+    return {name: tuple(sorted(codes)) for name, codes in names.items()}
 
 
 def _naive(value: Any) -> datetime | None:

@@ -1,0 +1,113 @@
+"""30 canaries drip-planted into the OpenELIS test site over its life, as `canary drip run` would have.
+
+The site (``support.openelis_site``) is written save by save in time order;
+between two saves, at each moment a drip timer run falls, the real drip code
+runs with the clock frozen at that moment (``canary.planting.drip.run_due``:
+pace check against the site's admissions, one planting per due slot, then the
+later events due to planted canaries through ``OpenElisSeeder.add_event``).
+Canaries thus get the ids, accession numbers and times of their moment among
+the real patients, as on a site where the drip ran all along.
+
+``naive``: the 30 canaries planted in one batch at the end instead (what a
+first install did), for the "before" figure of docs/concealment.md.
+
+Used by tests/seeders/openelis/test_openelis_concealment.py and
+bench/bench_openelis_separability.py.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from freezegun import freeze_time
+
+from canary.audit.site import audit_separability
+from canary.planting.drip import run_due, schedule_drip
+from canary.planting.planter import plant
+from canary.planting.schedule import in_working_hours
+from support.openelis_site import SiteWriter, create_current_schema, make_lab
+from support.plant_helpers import add_source, new_registry
+
+PARIS = ZoneInfo("Europe/Paris")
+CANARIES = 30
+SOURCE = "lis"
+RUN_EVERY = timedelta(days=7)  # how often the replay lets the drip timer run between plantings (events)
+
+
+@dataclass
+class Planted:
+    registry: object
+    config: object
+    url: str
+    planted: int
+    events: int  # later requests written by drip runs
+    runs: int
+
+
+def local(moment: datetime) -> datetime:
+    """A UTC moment on the lab server's clock (Europe/Paris, naive), as the application stamps it."""
+    return moment.astimezone(PARIS).replace(tzinfo=None)
+
+
+def _frozen(moment: datetime):
+    """The clock at ``moment``, the server's local time in Europe/Paris (what datetime.now() returns there)."""
+    offset = moment.astimezone(PARIS).utcoffset()
+    return freeze_time(moment.astimezone(timezone.utc).replace(tzinfo=None), tz_offset=offset)
+
+
+def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now: datetime, seed: int = 3,
+               naive: bool = False) -> Planted:
+    """Build the site at ``url`` (an empty database) with 30 canaries drip-planted over its last ``over`` days."""
+    create_current_schema(url)
+    saves = make_lab(patients, now=local(now), seed=seed, days=days)
+    writer = SiteWriter(url)
+    registry, config = new_registry(work)
+    add_source(registry, SOURCE, "openelis", url=url)
+    runs = events = 0
+    try:
+        if naive:
+            writer.write(saves)
+            with _frozen(now):
+                plant(registry, config, SOURCE, CANARIES, seed=seed, batch_label="naive")
+        else:
+            start = now - timedelta(days=over)
+            schedule_drip(registry, SOURCE, CANARIES, timedelta(days=over - 1), start, random.Random(seed))
+            done = 0
+            for moment in _run_moments(registry, start, now):
+                cut = local(moment)
+                upto = next((i for i in range(done, len(saves)) if saves[i].moment >= cut), len(saves))
+                writer.write(saves[done:upto])
+                done = upto
+                with _frozen(moment):
+                    report = run_due(registry, config, moment, rng=random.Random(runs))
+                runs += 1
+                events += sum(1 for e in report.events if e.rows)
+            writer.write(saves[done:])
+    finally:
+        writer.close()
+    planted = len(registry.list_canaries(source=SOURCE))
+    return Planted(registry, config, url, planted, events, runs)
+
+
+def _run_moments(registry, start: datetime, end: datetime) -> list[datetime]:
+    """The drip timer's runs worth replaying: each slot's due moment, and a working-hours run every week."""
+    due = [slot.due_at if slot.due_at.tzinfo else slot.due_at.replace(tzinfo=timezone.utc)
+           for slot in registry.list_drip_slots()]
+    weekly, moment = [], start
+    rnd = random.Random(11)
+    while moment < end - timedelta(hours=2):
+        candidate = moment.astimezone(PARIS).replace(hour=rnd.randint(9, 16), minute=rnd.randint(0, 59))
+        candidate = candidate.astimezone(timezone.utc)
+        if in_working_hours(candidate) and candidate < end:
+            weekly.append(candidate)
+        moment += RUN_EVERY
+    return sorted(set(due + weekly))
+
+
+def audit(planted: Planted):
+    """`canary audit lis --separability`, through the library the command calls."""
+    return audit_separability(planted.registry, planted.config, SOURCE)
