@@ -35,7 +35,7 @@ from support.plant_helpers import add_source, new_registry
 PARIS = ZoneInfo("Europe/Paris")
 CANARIES = 30
 SOURCE = "lis"
-RUN_EVERY = timedelta(days=7)  # how often the replay lets the drip timer run between plantings (events)
+RUN_EVERY = timedelta(days=28)  # how often the replay lets the drip timer run between plantings (events)
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _frozen(moment: datetime):
 
 
 def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now: datetime, seed: int = 3,
-               naive: bool = False) -> Planted:
+               naive: bool = False, progress=None) -> Planted:  # noqa: ANN001 (progress: a print-like callable)
     """Build the site at ``url`` (an empty database) with 30 canaries drip-planted over its last ``over`` days."""
     create_current_schema(url)
     saves = make_lab(patients, now=local(now), seed=seed, days=days)
@@ -86,6 +86,9 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
                     report = run_due(registry, config, moment, rng=random.Random(runs))
                 runs += 1
                 events += sum(1 for e in report.events if e.rows)
+                if progress:
+                    progress(f"run {runs} at {local(moment):%Y-%m-%d %H:%M}: {len(report.planted)} planted, "
+                             f"{report.paced} paced, {len(report.events)} events due")
             writer.write(saves[done:])
     finally:
         writer.close()
@@ -111,3 +114,40 @@ def _run_moments(registry, start: datetime, end: datetime) -> list[datetime]:
 def audit(planted: Planted):
     """`canary audit lis --separability`, through the library the command calls."""
     return audit_separability(planted.registry, planted.config, SOURCE)
+
+
+# What an attacker holding a copy of clinlims runs: every patient with a validated result in the last 12 months.
+RESULT_EXPORT = """
+SELECT DISTINCT p.id
+FROM clinlims.patient p JOIN clinlims.person pr ON pr.id = p.person_id
+JOIN clinlims.sample_human sh ON sh.patient_id = p.id JOIN clinlims.sample s ON s.id = sh.samp_id
+JOIN clinlims.sample_item si ON si.samp_id = s.id JOIN clinlims.analysis a ON a.sampitem_id = si.id
+JOIN clinlims.result r ON r.analysis_id = a.id
+JOIN clinlims.status_of_sample st ON st.id = a.status_id AND st.name = 'Finalized'
+WHERE a.released_date >= :since AND r.value <> ''
+"""
+
+
+def exported_canaries(planted: Planted, now: datetime) -> tuple[int, int]:
+    """(canaries planted a month to a year before ``now``, how many of them the 12-month export holds).
+
+    Older canaries are in it when they came back within the year, as the site's own patients are.
+    """
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(planted.url)
+    try:
+        with engine.connect() as conn:
+            exported = {int(row[0]) for row in conn.execute(
+                sa.text(RESULT_EXPORT), {"since": local(now) - timedelta(days=365)})}
+    finally:
+        engine.dispose()
+    month_old = [c for c in planted.registry.list_canaries(source=SOURCE)
+                 if c.planted_at is not None
+                 and now - timedelta(days=365) <= _aware(c.planted_at) <= now - timedelta(days=30)]
+    ids = [next(int(r["key"]["id"]) for r in c.placement.rows if r["table"] == "patient") for c in month_old]
+    return len(ids), sum(1 for i in ids if i in exported)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
