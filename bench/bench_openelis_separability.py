@@ -1,8 +1,8 @@
 """Benchmark: can `canary audit --separability` tell drip-planted canaries from an OpenELIS lab's patients?
 
     CANARY_REAL_SCHEMAS=/work/shared/schemas .venv/bin/python bench/bench_openelis_separability.py \
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--patients 3000] [--days 1095] \
-        [--over 1000] [--seed 3]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--patients 2400] [--days 1000] \
+        [--over 990] [--share 0.03] [--seed 3] [--only naive|drip] [--verbose]
 
 Builds the OpenELIS test site twice on the current schema in PostgreSQL
 (tests/support/openelis_site.py: its own population generator, requests and
@@ -53,7 +53,7 @@ def run(server: str, name: str, naive: bool, args) -> None:
         started = time.perf_counter()
         planted = plant_site(url, Path(tempfile.mkdtemp(prefix="bench-elis-")), patients=args.patients,
                              days=args.days, over=args.over, now=now.astimezone(timezone.utc), seed=args.seed,
-                             naive=naive)
+                             naive=naive, max_share=args.share, progress=print if args.verbose else None)
         built = time.perf_counter() - started
         started = time.perf_counter()
         report = audit(planted)
@@ -79,11 +79,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default=os.environ.get(
         "CANARY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--patients", type=int, default=3000)
-    parser.add_argument("--days", type=int, default=1095)
-    parser.add_argument("--over", type=int, default=1000)
+    parser.add_argument("--patients", type=int, default=2400)
+    parser.add_argument("--days", type=int, default=1000)
+    parser.add_argument("--over", type=int, default=990)
+    parser.add_argument("--share", type=float, default=0.03, help="drip.max_share")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--only", choices=("naive", "drip"))
+    parser.add_argument("--verbose", action="store_true", help="print each drip run")
     args = parser.parse_args(argv)
     os.environ.setdefault("CANARY_OPERATOR", "bench")
     print(f"load average {os.getloadavg()[0]:.1f}")

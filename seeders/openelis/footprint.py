@@ -104,6 +104,15 @@ class Footprint:
         pace = self.site.pace if len(self.site.pace) >= 3 else list(DEFAULT_PACE)
         order, result, validation = (delay * self.rnd.uniform(0.8, 1.2) for delay in self.rnd.choice(pace))
         validated = now - timedelta(seconds=self.rnd.uniform(1, 60))
+        opening = self.site.opening
+        if opening is not None:
+            # The registration at the hours the site registers patients, not at night: on a morning
+            # planting, a quicker request of the same day (the site has quick ones too).
+            earliest = datetime.combine(validated.date(), opening)
+            total = order + result + validation
+            if validated - total < earliest < validated:
+                scale = (validated - earliest) / total * self.rnd.uniform(0.5, 0.95)
+                order, result, validation = order * scale, result * scale, validation * scale
         resulted = validated - validation
         ordered = resulted - result
         return Episode(ordered - order, ordered, resulted, validated)

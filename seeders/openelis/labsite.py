@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,6 +63,7 @@ class LabSite:
     updates: dict[tuple[str, str], UpdateHabit]  # (table, step) -> the site's U rows of that save
     # Later requests per day of the site's patients followed for a while (0.0: came once), sorted.
     return_rates: list[float] = field(default_factory=list)
+    opening: time | None = None  # the time of day before which the site registers almost no one
 
 
 def missing_tables(target: SqlTarget) -> list[str]:
@@ -95,8 +96,21 @@ def read_lab_site(target: SqlTarget, history_tables: dict[str, int]) -> LabSite:
             "analysis": [r["id"] for r in analyses if r["status_id"] == statuses.get(ANALYSIS_FINALIZED)],
             "sample": [r["id"] for r in samples if r["status_id"] == statuses.get(SAMPLE_FINISHED)]})
         rates = _return_rates(conn, t["sample"], t["sample_human"])
+        opening = _opening(conn, target.table("patient"))
     return LabSite(statuses, tests, ordered, dict(results), samples, items, analyses, result_rows, users, pace,
-                   [str(row["accession_number"]) for row in samples], updates, rates)
+                   [str(row["accession_number"]) for row in samples], updates, rates, opening)
+
+
+def _opening(conn: sa.Connection, patient: sa.Table | None) -> time | None:
+    """The 2nd percentile of the newest patients' registration times of day (None: too few to tell)."""
+    if patient is None or "lastupdated" not in patient.c:
+        return None
+    stamps = [s for s in conn.execute(sa.select(patient.c.lastupdated).order_by(patient.c.id.desc())
+                                      .limit(SAMPLE_SIZE)).scalars() if s is not None]
+    if len(stamps) < 20:
+        return None
+    times = sorted(s.time() for s in stamps)
+    return times[len(times) // 50]
 
 
 def _return_rates(conn: sa.Connection, sample: sa.Table, human: sa.Table) -> list[float]:

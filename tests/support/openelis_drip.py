@@ -18,7 +18,7 @@ bench/bench_openelis_separability.py.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,13 +29,18 @@ from canary.audit.site import audit_separability
 from canary.planting.drip import run_due, schedule_drip
 from canary.planting.planter import plant
 from canary.planting.schedule import in_working_hours
+from canary.registry.dripstore import DripStatus
 from support.openelis_site import SiteWriter, create_current_schema, make_lab
-from support.plant_helpers import add_source, new_registry
+from support.plant_helpers import add_source, new_registry, production_config
 
 PARIS = ZoneInfo("Europe/Paris")
+# A pool as a careful operator buys it (docs/setup.md): mobiles of several operators spread over 48 blocks,
+# so that with contacts.max_per_phone_block = 1 no two canaries share a 10,000-number block.
+SPREAD_POOL = tuple(f"+33{prefix}{n:02d}{tail:04d}" for prefix in ("607", "650", "651", "601", "766", "782")
+                    for n in range(10, 18) for tail in (1123, 4756))
 CANARIES = 30
 SOURCE = "lis"
-RUN_EVERY = timedelta(days=28)  # how often the replay lets the drip timer run between plantings (events)
+RUN_EVERY = timedelta(days=14)  # after the last slot: runs replayed until every held-back slot is planted
 
 
 @dataclass
@@ -46,6 +51,10 @@ class Planted:
     planted: int
     events: int  # later requests written by drip runs
     runs: int
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def local(moment: datetime) -> datetime:
@@ -60,12 +69,17 @@ def _frozen(moment: datetime):
 
 
 def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now: datetime, seed: int = 3,
-               naive: bool = False, progress=None) -> Planted:  # noqa: ANN001 (progress: a print-like callable)
-    """Build the site at ``url`` (an empty database) with 30 canaries drip-planted over its last ``over`` days."""
+               naive: bool = False, max_share: float = 0.02, progress=None  # noqa: ANN001 (a print-like callable)
+               ) -> Planted:
+    """Build the site at ``url`` (an empty database) with 30 canaries drip-planted over its last ``over`` days,
+    at most ``max_share`` of the admissions of any 30 days (``drip.max_share``)."""
     create_current_schema(url)
     saves = make_lab(patients, now=local(now), seed=seed, days=days)
     writer = SiteWriter(url)
     registry, config = new_registry(work)
+    config = production_config(config.registry_url, pool=SPREAD_POOL)
+    config = replace(config, raw={**config.raw, "drip": {"max_share": max_share}},
+                     contacts=replace(config.contacts, max_per_phone_block=1))
     add_source(registry, SOURCE, "openelis", url=url)
     runs = events = 0
     try:
@@ -77,7 +91,11 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
             start = now - timedelta(days=over)
             schedule_drip(registry, SOURCE, CANARIES, timedelta(days=over - 1), start, random.Random(seed))
             done = 0
+            last_due = max(slot.due_at for slot in registry.list_drip_slots())
             for moment in _run_moments(registry, start, now):
+                if _naive_utc(moment) > _naive_utc(last_due) and not registry.list_drip_slots(
+                        status=DripStatus.PENDING):
+                    break  # every slot planted: the rest of the site's life needs no replay
                 cut = local(moment)
                 upto = next((i for i in range(done, len(saves)) if saves[i].moment >= cut), len(saves))
                 writer.write(saves[done:upto])
@@ -97,18 +115,19 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
 
 
 def _run_moments(registry, start: datetime, end: datetime) -> list[datetime]:
-    """The drip timer's runs worth replaying: each slot's due moment, and a working-hours run every week."""
+    """The drip timer's runs worth replaying: each slot's due moment, then a run every ``RUN_EVERY`` after
+    the last one until ``end`` (slots held back by the pace are planted by a later run)."""
     due = [slot.due_at if slot.due_at.tzinfo else slot.due_at.replace(tzinfo=timezone.utc)
            for slot in registry.list_drip_slots()]
-    weekly, moment = [], start
+    later, moment = [], max(due, default=start) + RUN_EVERY
     rnd = random.Random(11)
     while moment < end - timedelta(hours=2):
         candidate = moment.astimezone(PARIS).replace(hour=rnd.randint(9, 16), minute=rnd.randint(0, 59))
         candidate = candidate.astimezone(timezone.utc)
         if in_working_hours(candidate) and candidate < end:
-            weekly.append(candidate)
+            later.append(candidate)
         moment += RUN_EVERY
-    return sorted(set(due + weekly))
+    return sorted(set(due + later))
 
 
 def audit(planted: Planted):

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta, timezone
 
 from support.openelis_drip import CANARIES, PARIS, audit, exported_canaries, plant_site
 
-# Small enough for a test, large enough for the drip to hide 30 canaries at 2 % of the admissions.
-PATIENTS, DAYS, OVER = 2600, 1000, 950
+# Small enough for a test; the drip runs over the site's whole life (72 admissions a month: at 3 %, two canaries
+# a month at most; at 2 % only one, and 30 slots drawn at random would wait for years).
+PATIENTS, DAYS, OVER, SHARE = 2400, 1000, 990, 0.03
 
 
 def _now() -> datetime:
@@ -29,7 +30,7 @@ def _now() -> datetime:
 
 
 def test_drip_planted_canaries_cannot_be_told_from_the_lab_patients(postgres_url, tmp_path):
-    planted = plant_site(postgres_url, tmp_path, patients=PATIENTS, days=DAYS, over=OVER, now=_now())
+    planted = plant_site(postgres_url, tmp_path, patients=PATIENTS, days=DAYS, over=OVER, now=_now(), max_share=SHARE)
     try:
         assert planted.planted == CANARIES
         assert planted.events > 0  # some canaries came back for a later request, as some patients do
