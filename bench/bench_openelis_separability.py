@@ -2,7 +2,7 @@
 
     CANARY_REAL_SCHEMAS=/work/shared/schemas .venv/bin/python bench/bench_openelis_separability.py \
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--patients 2400] [--days 1000] \
-        [--over 990] [--share 0.03] [--seed 3] [--only naive|drip] [--verbose]
+        [--over 900] [--share 0.03] [--seed 3] [--only naive|drip] [--verbose]
 
 Builds the OpenELIS test site twice on the current schema in PostgreSQL
 (tests/support/openelis_site.py: its own population generator, requests and
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
         "CANARY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--patients", type=int, default=2400)
     parser.add_argument("--days", type=int, default=1000)
-    parser.add_argument("--over", type=int, default=990)
+    parser.add_argument("--over", type=int, default=900)
     parser.add_argument("--share", type=float, default=0.03, help="drip.max_share")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--only", choices=("naive", "drip"))

@@ -101,21 +101,33 @@ class Footprint:
 
     # -- when and who ------------------------------------------------------
     def episode(self, now: datetime) -> Episode:
+        """When the patient registers, its order is entered, resulted and validated, all before ``now``.
+
+        The registration's time of day is one of the site's own (its newest patients', ±30 min), on the
+        latest working day that lets the whole request end before ``now``: the planting moment of a
+        timer is not the hour a desk registers patients.
+        """
         pace = self.site.pace if len(self.site.pace) >= 3 else list(DEFAULT_PACE)
         order, result, validation = (delay * self.rnd.uniform(0.8, 1.2) for delay in self.rnd.choice(pace))
-        validated = now - timedelta(seconds=self.rnd.uniform(1, 60))
-        opening = self.site.opening
-        if opening is not None:
-            # The registration at the hours the site registers patients, not at night: on a morning
-            # planting, a quicker request of the same day (the site has quick ones too).
-            earliest = datetime.combine(validated.date(), opening)
-            total = order + result + validation
-            if validated - total < earliest < validated:
-                scale = (validated - earliest) / total * self.rnd.uniform(0.5, 0.95)
-                order, result, validation = order * scale, result * scale, validation * scale
-        resulted = validated - validation
-        ordered = resulted - result
-        return Episode(ordered - order, ordered, resulted, validated)
+        total = order + result + validation
+        latest = now - timedelta(seconds=self.rnd.uniform(1, 60))
+        registered = self._registration(latest - total)
+        return Episode(registered, registered + order, registered + order + result, registered + total)
+
+    def _registration(self, latest: datetime) -> datetime:
+        times = self.site.registration_times
+        if not times:
+            return latest
+        chosen = datetime.combine(latest.date(), self.rnd.choice(times)) + timedelta(
+            seconds=self.rnd.uniform(-1800, 1800))
+        at = chosen.time()
+        day = latest.date() if chosen.date() == latest.date() else chosen.date()
+        for _ in range(14):
+            moment = datetime.combine(day, at)
+            if moment <= latest and (self.site.weekends or day.weekday() < 5):
+                return moment
+            day -= timedelta(days=1)
+        return latest
 
     def comes_back(self, patient_id: int, last: datetime, when: datetime) -> bool:
         """Whether the patient has a new request by ``when``, at the pace of a patient of the site.

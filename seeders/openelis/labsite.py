@@ -63,7 +63,8 @@ class LabSite:
     updates: dict[tuple[str, str], UpdateHabit]  # (table, step) -> the site's U rows of that save
     # Later requests per day of the site's patients followed for a while (0.0: came once), sorted.
     return_rates: list[float] = field(default_factory=list)
-    opening: time | None = None  # the time of day before which the site registers almost no one
+    registration_times: list[time] = field(default_factory=list)  # of its newest patients
+    weekends: bool = True  # whether the site registers patients on Saturdays and Sundays (5 % of them or more)
 
 
 def missing_tables(target: SqlTarget) -> list[str]:
@@ -96,21 +97,21 @@ def read_lab_site(target: SqlTarget, history_tables: dict[str, int]) -> LabSite:
             "analysis": [r["id"] for r in analyses if r["status_id"] == statuses.get(ANALYSIS_FINALIZED)],
             "sample": [r["id"] for r in samples if r["status_id"] == statuses.get(SAMPLE_FINISHED)]})
         rates = _return_rates(conn, t["sample"], t["sample_human"])
-        opening = _opening(conn, target.table("patient"))
+        times, weekends = _registrations(conn, target.table("patient"))
     return LabSite(statuses, tests, ordered, dict(results), samples, items, analyses, result_rows, users, pace,
-                   [str(row["accession_number"]) for row in samples], updates, rates, opening)
+                   [str(row["accession_number"]) for row in samples], updates, rates, times, weekends)
 
 
-def _opening(conn: sa.Connection, patient: sa.Table | None) -> time | None:
-    """The 2nd percentile of the newest patients' registration times of day (None: too few to tell)."""
+def _registrations(conn: sa.Connection, patient: sa.Table | None) -> tuple[list[time], bool]:
+    """The newest patients' registration times of day, and whether the site registers on weekends."""
     if patient is None or "lastupdated" not in patient.c:
-        return None
+        return [], True
     stamps = [s for s in conn.execute(sa.select(patient.c.lastupdated).order_by(patient.c.id.desc())
                                       .limit(SAMPLE_SIZE)).scalars() if s is not None]
     if len(stamps) < 20:
-        return None
-    times = sorted(s.time() for s in stamps)
-    return times[len(times) // 50]
+        return [], True
+    weekend = sum(1 for s in stamps if s.weekday() >= 5)
+    return sorted(s.time() for s in stamps), weekend >= 0.05 * len(stamps)
 
 
 def _return_rates(conn: sa.Connection, sample: sa.Table, human: sa.Table) -> list[float]:
