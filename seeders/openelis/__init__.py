@@ -11,6 +11,7 @@
     rows.py       The rows of one OpenELIS patient, as the "Add patient" form's save writes them
     seeder.py     The OpenELIS seeder: canary patients written straight into an OpenELIS Global database
     setup.py      The OpenELIS metadata a canary patient refers to, read once at ``open()``
+    siteview.py   The site as a copy of clinlims shows it, for the separability audit (and its postcodes)
     updates.py    The ``history`` ``U`` rows of the result entry and validation saves
     version.py    Which OpenELIS schema the database holds, read from the schema itself
 

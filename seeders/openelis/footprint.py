@@ -22,9 +22,11 @@ leave it:
 Rows carry their final state; ``lastupdated`` is the reading of the last save
 that touched them, each ``history`` ``I`` row the reading of its insert, each
 ``U`` row (``seeders.openelis.updates``) the reading of its later save. The
-three saves are spaced at the site's own pace and the last one ends at the
-planting moment (so no row is dated in the future): the patient's
-registration is that much earlier.
+three saves are spaced at the site's own pace, the registration at one of the
+site's times of day, and the last save ends before the planting moment (so no
+row is dated in the future). ``comes_back`` decides whether a planted canary
+has a later request (``canary drip run``), at the pace of one of the site's
+patients.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Episode:
     registered: datetime  # the patient's save
     ordered: datetime  # order entry
     resulted: datetime  # result entry
-    validated: datetime  # biologist validation, at the planting moment
+    validated: datetime  # biologist validation, before the planting moment
 
 
 def habits(table: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, Any]:
