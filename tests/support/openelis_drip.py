@@ -89,7 +89,8 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
                 plant(registry, config, SOURCE, CANARIES, seed=seed, batch_label="naive")
         else:
             start = now - timedelta(days=over)
-            schedule_drip(registry, SOURCE, CANARIES, timedelta(days=over - 1), start, random.Random(seed))
+            # Slots over all but the last two months: a slot the pace holds back waits for a later run.
+            schedule_drip(registry, SOURCE, CANARIES, timedelta(days=over - 60), start, random.Random(seed))
             done = 0
             last_due = max(slot.due_at for slot in registry.list_drip_slots())
             for moment in _run_moments(registry, start, now):
