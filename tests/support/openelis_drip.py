@@ -40,7 +40,7 @@ SPREAD_POOL = tuple(f"+33{prefix}{n:02d}{tail:04d}" for prefix in ("607", "650",
                     for n in range(10, 18) for tail in (1123, 4756))
 CANARIES = 30
 SOURCE = "lis"
-RUN_EVERY = timedelta(days=14)  # after the last slot: runs replayed until every held-back slot is planted
+RUN_EVERY = timedelta(days=7)  # after the last slot: runs replayed until every held-back slot is planted
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Planted:
     planted: int
     events: int  # later requests written by drip runs
     runs: int
+    errors: tuple[str, ...] = ()  # plantings that failed (the slot is tried again by a later run)
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -82,6 +83,7 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
                      contacts=replace(config.contacts, max_per_phone_block=1))
     add_source(registry, SOURCE, "openelis", url=url)
     runs = events = 0
+    errors: list[str] = []
     try:
         if naive:
             writer.write(saves)
@@ -89,8 +91,8 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
                 plant(registry, config, SOURCE, CANARIES, seed=seed, batch_label="naive")
         else:
             start = now - timedelta(days=over)
-            # Slots over all but the last two months: a slot the pace holds back waits for a later run.
-            schedule_drip(registry, SOURCE, CANARIES, timedelta(days=over - 60), start, random.Random(seed))
+            # Slots over all but the last five months: a slot the pace holds back waits for a later run.
+            schedule_drip(registry, SOURCE, CANARIES, timedelta(days=over - 150), start, random.Random(seed))
             done = 0
             last_due = max(slot.due_at for slot in registry.list_drip_slots())
             for moment in _run_moments(registry, start, now):
@@ -105,6 +107,7 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
                     report = run_due(registry, config, moment, rng=random.Random(runs))
                 runs += 1
                 events += sum(1 for e in report.events if e.rows)
+                errors += [o.error for o in report.failed]
                 if progress:
                     progress(f"run {runs} at {local(moment):%Y-%m-%d %H:%M}: {len(report.planted)} planted, "
                              f"{report.paced} paced, {len(report.events)} events due")
@@ -112,7 +115,7 @@ def plant_site(url: str, work: Path, *, patients: int, days: int, over: int, now
     finally:
         writer.close()
     planted = len(registry.list_canaries(source=SOURCE))
-    return Planted(registry, config, url, planted, events, runs)
+    return Planted(registry, config, url, planted, events, runs, tuple(errors))
 
 
 def _run_moments(registry, start: datetime, end: datetime) -> list[datetime]:

@@ -32,7 +32,7 @@ def _now() -> datetime:
 def test_drip_planted_canaries_cannot_be_told_from_the_lab_patients(postgres_url, tmp_path):
     planted = plant_site(postgres_url, tmp_path, patients=PATIENTS, days=DAYS, over=OVER, now=_now(), max_share=SHARE)
     try:
-        assert planted.planted == CANARIES
+        assert planted.planted == CANARIES, planted.errors
         assert planted.events > 0  # some canaries came back for a later request, as some patients do
         report = audit(planted)
         shown = "; ".join(f"{g.feature} {g.auc}: {g.canaries} vs {g.others}" for g in report.giveaways)
