@@ -168,11 +168,26 @@ class Footprint:
         if not panels:
             return []
         names = sorted(panels)
-        weights = [sum(site.ordered.get(t.id, 0) for t in panels[n]) or 1 for n in names]
+        # How often the site orders each panel: its analyses divided by its tests (a panel of five tests
+        # ordered once counts once, not five times).
+        weights = [sum(site.ordered.get(t.id, 0) for t in panels[n]) / len(panels[n]) or 1 for n in names]
         chosen = {self.rnd.choices(names, weights=weights)[0]}
-        if len(names) > 1 and self.rnd.random() < 0.4:
+        if len(names) > 1 and self.rnd.random() < self._several_panels():
             chosen.add(self.rnd.choices(names, weights=weights)[0])
         return [test for name in names if name in chosen for test in panels[name]]
+
+    def _several_panels(self) -> float:
+        """The share of the site's samples holding tests of two panels or more (0.4 without any)."""
+        sample_of = {row["id"]: row["samp_id"] for row in self.site.items}
+        tests = self.site.tests
+        per_sample: dict[Any, set[str]] = {}
+        for row in self.site.analyses:
+            test = tests.get(row.get("test_id"))
+            if test is not None and row.get("sampitem_id") in sample_of:
+                per_sample.setdefault(sample_of[row["sampitem_id"]], set()).add(panel_of(test.name))
+        if len(per_sample) < 20:
+            return 0.4
+        return sum(1 for panels in per_sample.values() if len(panels) > 1) / len(per_sample)
 
     def _has_values(self, test: Test) -> bool:
         return (len(self.site.results.get(test.id, [])) >= _MIN_SITE_VALUES or bool(self._limits(test, None, None))
