@@ -22,13 +22,16 @@ leave it:
 Rows carry their final state; ``lastupdated`` is the reading of the last save
 that touched them, each ``history`` ``I`` row the reading of its insert, each
 ``U`` row (``seeders.openelis.updates``) the reading of its later save. The
-three saves are spaced at the site's own pace and the last one ends at the
-planting moment (so no row is dated in the future): the patient's
-registration is that much earlier.
+three saves are spaced at the site's own pace, the registration at one of the
+site's times of day, and the last save ends before the planting moment (so no
+row is dated in the future). ``comes_back`` decides whether a planted canary
+has a later request (``canary drip run``), at the pace of one of the site's
+patients.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections import Counter
@@ -39,7 +42,7 @@ from typing import Any
 from canary.model import Identity
 from seeders.openelis.clock import SaveClock, millis
 from seeders.openelis.labsite import ANALYSIS_FINALIZED, DEFAULT_PACE, ITEM_ENTERED, SAMPLE_FINISHED, LabSite, Test
-from seeders.openelis.panels import interval, panel_of
+from seeders.common.lab_panels import interval, panel_of
 from seeders.openelis.planner import Planner
 from seeders.openelis.updates import source_changes
 from seeders.sql.rows import Ref, RowPlan
@@ -68,7 +71,7 @@ class Episode:
     registered: datetime  # the patient's save
     ordered: datetime  # order entry
     resulted: datetime  # result entry
-    validated: datetime  # biologist validation, at the planting moment
+    validated: datetime  # biologist validation, before the planting moment
 
 
 def habits(table: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, Any]:
@@ -100,12 +103,49 @@ class Footprint:
 
     # -- when and who ------------------------------------------------------
     def episode(self, now: datetime) -> Episode:
+        """When the patient registers, its order is entered, resulted and validated, all before ``now``.
+
+        The registration's time of day is one of the site's own (its newest patients', ±30 min), on the
+        latest working day that lets the whole request end before ``now``: the planting moment of a
+        timer is not the hour a desk registers patients.
+        """
         pace = self.site.pace if len(self.site.pace) >= 3 else list(DEFAULT_PACE)
         order, result, validation = (delay * self.rnd.uniform(0.8, 1.2) for delay in self.rnd.choice(pace))
-        validated = now - timedelta(seconds=self.rnd.uniform(1, 60))
-        resulted = validated - validation
-        ordered = resulted - result
-        return Episode(ordered - order, ordered, resulted, validated)
+        total = order + result + validation
+        latest = now - timedelta(seconds=self.rnd.uniform(1, 60))
+        registered = self._registration(latest - total)
+        return Episode(registered, registered + order, registered + order + result, registered + total)
+
+    def _registration(self, latest: datetime) -> datetime:
+        times = self.site.registration_times
+        if not times:
+            return latest
+        chosen = datetime.combine(latest.date(), self.rnd.choice(times)) + timedelta(
+            seconds=self.rnd.uniform(-1800, 1800))
+        at = chosen.time()
+        day = latest.date() if chosen.date() == latest.date() else chosen.date()
+        for _ in range(14):
+            moment = datetime.combine(day, at)
+            if moment <= latest and (self.site.weekends or day.weekday() < 5):
+                return moment
+            day -= timedelta(days=1)
+        return latest
+
+    def comes_back(self, patient_id: int, last: datetime, when: datetime) -> bool:
+        """Whether the patient has a new request by ``when``, at the pace of a patient of the site.
+
+        Each canary follows one of the site's patients (chosen from its id): that patient's
+        requests per day since its first one, over the days since the canary's last request.
+        Most of a lab's patients come once, a few every few months; a canary that came back
+        at every drip event would stand out by its number of requests.
+        """
+        rates = self.site.return_rates
+        if not rates:
+            return False
+        digest = hashlib.sha256(f"openelis-pace:{patient_id}".encode()).digest()
+        rate = rates[int.from_bytes(digest[:8], "big") % len(rates)]
+        days = max(0.0, (when - last).total_seconds() / 86400)
+        return self.rnd.random() < min(1.0, rate * days)
 
     def _user(self, role: str, fallback: int) -> int:
         """A user of the site for this role, as often as each appears in its audit rows."""
@@ -128,11 +168,26 @@ class Footprint:
         if not panels:
             return []
         names = sorted(panels)
-        weights = [sum(site.ordered.get(t.id, 0) for t in panels[n]) or 1 for n in names]
+        # How often the site orders each panel: its analyses divided by its tests (a panel of five tests
+        # ordered once counts once, not five times).
+        weights = [sum(site.ordered.get(t.id, 0) for t in panels[n]) / len(panels[n]) or 1 for n in names]
         chosen = {self.rnd.choices(names, weights=weights)[0]}
-        if len(names) > 1 and self.rnd.random() < 0.4:
+        if len(names) > 1 and self.rnd.random() < self._several_panels():
             chosen.add(self.rnd.choices(names, weights=weights)[0])
         return [test for name in names if name in chosen for test in panels[name]]
+
+    def _several_panels(self) -> float:
+        """The share of the site's samples holding tests of two panels or more (0.4 without any)."""
+        sample_of = {row["id"]: row["samp_id"] for row in self.site.items}
+        tests = self.site.tests
+        per_sample: dict[Any, set[str]] = {}
+        for row in self.site.analyses:
+            test = tests.get(row.get("test_id"))
+            if test is not None and row.get("sampitem_id") in sample_of:
+                per_sample.setdefault(sample_of[row["sampitem_id"]], set()).add(panel_of(test.name))
+        if len(per_sample) < 20:
+            return 0.4
+        return sum(1 for panels in per_sample.values() if len(panels) > 1) / len(per_sample)
 
     def _has_values(self, test: Test) -> bool:
         return (len(self.site.results.get(test.id, [])) >= _MIN_SITE_VALUES or bool(self._limits(test, None, None))
@@ -168,7 +223,10 @@ class Footprint:
         return f"{number:.{decimals}f}", limits
 
     # -- rows --------------------------------------------------------------
-    def rows(self, identity: Identity, episode: Episode, accession: str) -> list[RowPlan]:
+    def rows(self, identity: Identity, episode: Episode, accession: str, patient_id: int | None = None
+             ) -> list[RowPlan]:
+        """The request's rows; ``patient_id`` for a later request of a patient already written (else the
+        ``patient`` row of the same insert)."""
         tests = self.choose_tests()
         if not tests:
             return []
@@ -204,8 +262,13 @@ class Footprint:
                 rows += plan.inserted("analysis", alias, self._analysis(test, sample_type, episode, received),
                                       refs={"sampitem_id": Ref(item_alias, "id")}, user=enter, at=order.reading())
                 analyses.append((alias, test))
-        rows += plan.inserted("sample_human", "sample_human", {"provider_id": None, "lastupdated": order.reading()},
-                              refs={"samp_id": Ref("sample", "id"), "patient_id": Ref("patient", "id")})
+        human = {"provider_id": None, "lastupdated": order.reading()}
+        refs = {"samp_id": Ref("sample", "id")}
+        if patient_id is None:
+            refs["patient_id"] = Ref("patient", "id")
+        else:
+            human["patient_id"] = patient_id
+        rows += plan.inserted("sample_human", "sample_human", human, refs=refs)
         for alias, test in analyses:
             rows += plan.inserted("result", f"result_{test.id}", self._result(test, identity, episode),
                                   refs={"analysis_id": Ref(alias, "id")}, user=resulter, at=result_clock.reading())

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from seeders.openelis.panels import panel_of
+from seeders.common.lab_panels import panel_of
 from seeders.openelis.setup import SAMPLE_SIZE
 from seeders.openelis.updates import UpdateHabit, read_update_habits
 from seeders.sql.target import SqlTarget
@@ -29,6 +29,8 @@ SAMPLE_FINISHED, ITEM_ENTERED, ANALYSIS_FINALIZED = ("ORDER", "Testing finished"
 FOOTPRINT_TABLES = ("sample", "sample_human", "sample_item", "analysis", "result", "status_of_sample", "test",
                     "test_result", "sampletype_test", "type_of_sample", "unit_of_measure", "result_limits")
 # (order, results, validation) delays of a stock site with nothing to learn from.
+# How long a patient must have been followed for its pace of return to count (shorter: too early to tell).
+FOLLOWED = timedelta(days=180)
 DEFAULT_PACE = ((timedelta(minutes=4), timedelta(hours=2), timedelta(minutes=50)),
                 (timedelta(minutes=12), timedelta(hours=4), timedelta(hours=2)),
                 (timedelta(minutes=25), timedelta(hours=6), timedelta(hours=3)))
@@ -59,6 +61,10 @@ class LabSite:
     pace: list[tuple[timedelta, timedelta, timedelta]]
     accession_numbers: list[str]  # newest first
     updates: dict[tuple[str, str], UpdateHabit]  # (table, step) -> the site's U rows of that save
+    # Later requests per day of the site's patients followed for a while (0.0: came once), sorted.
+    return_rates: list[float] = field(default_factory=list)
+    registration_times: list[time] = field(default_factory=list)  # of its newest patients
+    weekends: bool = True  # whether the site registers patients on Saturdays and Sundays (5 % of them or more)
 
 
 def missing_tables(target: SqlTarget) -> list[str]:
@@ -90,8 +96,41 @@ def read_lab_site(target: SqlTarget, history_tables: dict[str, int]) -> LabSite:
         updates = read_update_habits(conn, target, history_tables, {
             "analysis": [r["id"] for r in analyses if r["status_id"] == statuses.get(ANALYSIS_FINALIZED)],
             "sample": [r["id"] for r in samples if r["status_id"] == statuses.get(SAMPLE_FINISHED)]})
+        rates = _return_rates(conn, t["sample"], t["sample_human"])
+        times, weekends = _registrations(conn, target.table("patient"))
     return LabSite(statuses, tests, ordered, dict(results), samples, items, analyses, result_rows, users, pace,
-                   [str(row["accession_number"]) for row in samples], updates)
+                   [str(row["accession_number"]) for row in samples], updates, rates, times, weekends)
+
+
+def _registrations(conn: sa.Connection, patient: sa.Table | None) -> tuple[list[time], bool]:
+    """The newest patients' registration times of day, and whether the site registers on weekends."""
+    if patient is None or "lastupdated" not in patient.c:
+        return [], True
+    stamps = [s for s in conn.execute(sa.select(patient.c.lastupdated).order_by(patient.c.id.desc())
+                                      .limit(SAMPLE_SIZE)).scalars() if s is not None]
+    if len(stamps) < 20:
+        return [], True
+    weekend = sum(1 for s in stamps if s.weekday() >= 5)
+    return sorted(s.time() for s in stamps), weekend >= 0.05 * len(stamps)
+
+
+def _return_rates(conn: sa.Connection, sample: sa.Table, human: sa.Table) -> list[float]:
+    """Per patient followed at least ``FOLLOWED`` days: its later requests per day since its first one.
+
+    One GROUP BY over sample_human and sample (their dates), so a large site is read in one query.
+    """
+    newest = conn.execute(sa.select(sa.func.max(sample.c.entered_date))).scalar()
+    if newest is None:
+        return []
+    query = (sa.select(sa.func.count(), sa.func.min(sample.c.entered_date))
+             .select_from(human.join(sample, sample.c.id == human.c.samp_id))
+             .group_by(human.c.patient_id)
+             .having(sa.func.min(sample.c.entered_date) <= newest - FOLLOWED))
+    rates = []
+    for count, first in conn.execute(query):
+        days = max(1.0, (newest - first).total_seconds() / 86400)
+        rates.append((count - 1) / days)
+    return sorted(rates)
 
 
 def _tests(rows, t) -> dict[int, Test]:  # noqa: ANN001 (the local row reader)

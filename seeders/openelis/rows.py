@@ -21,6 +21,7 @@ reading (``seeders.openelis.clock``).
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ def birth_date_format(patients: Neighbours) -> str:
 class RowBuilder:
     def __init__(self, target: SqlTarget, setup: OpenElisSetup, habits: Habits) -> None:
         self.target, self.setup, self.habits = target, setup, habits
+        self.rnd = random.SystemRandom()
         self.planner = Planner(target, setup.history_tables, setup.sys_user_id)
         self.contact = ContactBuilder(target, self.planner, habits.contacts) if setup.version.has_contact else None
 
@@ -137,23 +139,30 @@ class RowBuilder:
         values.update({
             "last_name": persons.name_writing("last_name", identity.last_name),
             "first_name": persons.name_writing("first_name", identity.first_name),
-            # Fields of the form: '' when blank (CreatePatientFormValues.js).
-            "street_address": address.line1 or "",
+            # Fields of the form: '' when blank (CreatePatientFormValues.js), as often as the site leaves it so.
+            "street_address": self._drawn(persons, "street_address", address.line1, default_fill=True) or "",
             "city": persons.name_writing("city", address.city) or "",
             # The phone is the contact point we watch: always written, in the host's writing.
             "primary_phone": _phone(identity.phone, style),
             # No form field (PatientManagementInfo has none): NULL, unless the site's patients have them.
-            "middle_name": persons.optional("middle_name", persons.name_writing("first_name", middle), default_fill=False),
-            "multiple_unit": persons.optional("multiple_unit", address.line2, default_fill=False),
-            "state": persons.optional("state", self._fits("person", "state", address.departement), default_fill=False),
-            "zip_code": persons.optional("zip_code", address.postcode, default_fill=False),
-            "country": persons.optional("country", self._country(), default_fill=False),
+            "middle_name": self._drawn(persons, "middle_name", persons.name_writing("first_name", middle), default_fill=False),
+            "multiple_unit": self._drawn(persons, "multiple_unit", address.line2, default_fill=False),
+            "state": self._drawn(persons, "state", self._fits("person", "state", address.departement), default_fill=False),
+            "zip_code": self._drawn(persons, "zip_code", address.postcode, default_fill=False),
+            "country": self._drawn(persons, "country", self._country(), default_fill=False),
             "email": identity.email if email_on_person else persons.empty_value("email"),
-            "cell_phone": persons.optional("cell_phone", mobile and _phone(mobile, style), default_fill=False),
-            "home_phone": persons.optional("home_phone", landline and _phone(landline, style), default_fill=False),
+            "cell_phone": self._drawn(persons, "cell_phone", mobile and _phone(mobile, style), default_fill=False),
+            "home_phone": self._drawn(persons, "home_phone", landline and _phone(landline, style), default_fill=False),
             "lastupdated": now,
         })
         return values
+
+    def _drawn(self, rows: Neighbours, column: str, value: Any, *, default_fill: bool) -> Any:
+        """``value`` as often as the site's rows fill ``column`` (its distribution, not its mode), else the
+        site's empty value ('' or NULL)."""
+        share = rows.filled_share(column)
+        fill = default_fill if share is None else self.rnd.random() < share
+        return value if fill and value not in (None, "") else rows.empty_value(column, "" if default_fill else None)
 
     def _fits(self, table: str, column: str, value: str | None) -> str | None:
         """``value`` if the column is long enough (``person.state`` was char(2) before 2.7), else None."""

@@ -17,24 +17,28 @@ a gap in the numbering, as any deleted or rolled-back patient does.
 from __future__ import annotations
 
 import random
-from datetime import datetime
-from collections.abc import Callable
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
-from canary.errors import ConfigError
+from canary.errors import ConfigError, MappingError
 from canary.model import Identity, Placement, VerifyResult
+from seeders.base import AuditPatient
 from seeders.sql.appseeder import AppSeeder
 from seeders.base import SeederOption
 from seeders.openelis.accession import next_accession
 from seeders.openelis.clock import SaveClock
 from seeders.openelis.fhirstore import fhir_store_note
 from seeders.openelis.footprint import Footprint
-from seeders.openelis.labsite import ANALYSIS_FINALIZED, ITEM_ENTERED, SAMPLE_FINISHED, missing_tables, read_lab_site
+from seeders.openelis.labsite import FOOTPRINT_TABLES, ANALYSIS_FINALIZED, ITEM_ENTERED, SAMPLE_FINISHED, missing_tables, read_lab_site
 from seeders.openelis.locate import locate_patient
 from seeders.openelis.planner import SEQUENCES
 from seeders.openelis.rows import RowBuilder, new_fhir_uuid, sample_habits
+from seeders.openelis.siteview import PATIENT_LAYOUT, audit_patients, site_postcodes
 from seeders.openelis.setup import AUDITED, GUID, SCHEMA, ST, SUBJECT, OpenElisSetup, read_setup
 from seeders.openelis.version import detect_version
 from seeders.sql.identity_match import name_spellings, nir_writings
@@ -52,9 +56,14 @@ REQUIRED = {
 }
 
 
-# Every table the seeder reads or writes.
+# Every table the seeder reads or writes, reflected in one pass at open() (one by one, each table's
+# foreign keys are followed table after table: seconds on a loaded server, at every drip run).
 TABLES = (*REQUIRED, "history", "system_user", "reference_tables", "address_part", "patient_identity_type",
-          "patient_contact")
+          "patient_contact", *FOOTPRINT_TABLES, "site_information", "accession_number_info", "databasechangelog")
+
+
+def _server_clock() -> datetime:
+    return datetime.now()  # looked up at each call, so a clock frozen by a test or a drip replay applies
 
 
 class OpenElisSeeder(AppSeeder):
@@ -71,7 +80,8 @@ class OpenElisSeeder(AppSeeder):
     builder: RowBuilder | None
     footprint: Footprint | None
     #: The wall clock of the application server (Java ``System.currentTimeMillis()``, local time); tests move it.
-    now: Callable[[], datetime] = staticmethod(datetime.now)
+    now: Callable[[], datetime] = staticmethod(_server_clock)
+    patient_layout = PATIENT_LAYOUT
     rnd: random.Random = random.SystemRandom()
     options = (
         SeederOption("identity_types", "patient_identity types written: 'auto' (those most recent patients have), "
@@ -188,6 +198,45 @@ class OpenElisSeeder(AppSeeder):
                 if name in builder.habits.series and values.get(name):
                     builder.habits.series[name].forget(values[name])
             raise
+
+    # -- a life over time --------------------------------------------------
+    def add_event(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
+        """A later request with validated results, dated ``when``, when the patient comes back by then.
+
+        Whether it comes back follows the pace of one of the site's patients
+        (``Footprint.comes_back``); when it does not, the placement is returned
+        as it was (no new row: the patient did not come back this time).
+        """
+        if self.footprint is None:
+            return None
+        target = self._ready()[0]
+        patient_id = next((row["key"]["id"] for row in placement.rows if row["table"] == "patient"), None)
+        if patient_id is None:
+            return None
+        local = self._server_time(when)
+        last = max((datetime.fromisoformat(str(row["values"]["entered_date"])) for row in placement.rows
+                    if row["table"] == "sample" and row["values"].get("entered_date")), default=None)
+        if last is not None and not self.footprint.comes_back(int(patient_id), last, local):
+            return placement
+        episode = self.footprint.episode(local)
+        accession = next_accession(target, episode.ordered, self.footprint.site.accession_numbers)
+        rows = self._checked(self.footprint.rows(identity, episode, accession, patient_id=int(patient_id)))
+        return replace(placement, rows=tuple(placement.rows) + target.insert(rows))
+
+    def _server_time(self, when: datetime) -> datetime:
+        """``when`` on the application server's clock (naive local time, as ``datetime.now()`` reads it)."""
+        if when.tzinfo is None:
+            return when
+        offset = datetime.now() - datetime.now(timezone.utc).replace(tzinfo=None)
+        offset = timedelta(minutes=round(offset.total_seconds() / 60))
+        return when.astimezone(timezone.utc).replace(tzinfo=None) + offset
+
+    # -- reading the site (read only) ---------------------------------------
+    def patients_for_audit(self, limit: int | None = None) -> Iterator[AuditPatient] | None:
+        return audit_patients(self._target(), limit)
+
+    def site_postcodes(self, limit: int = 5000) -> Counter[str] | None:
+        return site_postcodes(self._target(), limit)
 
     def verify(self, identity: Identity, placement: Placement) -> VerifyResult:
         result = super().verify(identity, placement)

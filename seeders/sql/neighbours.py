@@ -66,6 +66,11 @@ class Neighbours:
             return default
         return 2 * len(self._filled(column)) >= len(values)
 
+    def filled_share(self, column: str) -> float | None:
+        """The share of rows with a value in ``column`` (None without rows): a canary fills it as often."""
+        values = self._values(column)
+        return len(self._filled(column)) / len(values) if values else None
+
     def empty_value(self, column: str, default: str | None = None) -> str | None:
         """What an empty ``column`` holds: '' or None (NULL), as most empty rows do."""
         empties = [v for v in self._values(column) if _empty(v)]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from seeders.openelis.clock import SaveClock, millis
 from seeders.openelis.contact import ContactBuilder
-from seeders.openelis.panels import interval, panel_of
+from seeders.common.lab_panels import interval, panel_of
 from seeders.sql.neighbours import Neighbours
 from support.sql_seeder_helpers import make_identity
 
