@@ -16,7 +16,9 @@ spread through it in varied writings. Then, for each canary count:
   the token writings only; and rg with one writing per token (what a user
   might try first: the values as the registry holds them);
 * `canary scan` again, whole process (start, registry, cached patterns, two
-  worker processes, attribution, JSON output), with its peak memory.
+  worker processes, attribution, JSON output), with its peak memory;
+* at the smallest canary count, `canary scan` of the file's first fifth too:
+  peak memory must not grow with the file's size.
 
 The figures go in docs/scan.md. The machine's load is printed: on a shared
 machine, compare the columns of one run, not runs of different days.
@@ -216,9 +218,7 @@ def main() -> None:
         cache = workdir / f"cache-{count}"
         env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(cache),
                    PYTHONPATH=str(ROOT))
-        scan_cmd = [sys.executable, "-c", "from canary.cli.main import cli; from canary.cli.scan import scan; "
-                    "cli.add_command(scan) if 'scan' not in cli.commands else None; cli()",
-                    "scan", str(leak), "--json", "--jobs", str(args.jobs)]
+        scan_cmd = scan_command(leak, args.jobs)
         shutil.rmtree(cache, ignore_errors=True)
         cold, cold_mem, _ = timed(scan_cmd, env)
         rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)])
@@ -230,6 +230,12 @@ def main() -> None:
         results.append((count, n_literals, rg_all, rg_tok, rg_one, warm, warm_mem, cold, cold_mem, found))
         print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, rg one {rg_one:.1f} s, "
               f"scan {warm:.1f} s (cold {cold:.1f} s, {cold_mem:,.0f} MB), found {found}")
+    small = prefix(workdir, leak, size // 5)
+    count = min(args.canaries)
+    url = registry(workdir, people, count)
+    env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(workdir / f"cache-{count}"),
+               PYTHONPATH=str(ROOT))
+    small_wall, small_mem, _ = timed(scan_command(small, args.jobs), env)
     load = os.getloadavg()[0]
     print(f"\n{size / 1e6:,.0f} MB CSV, {spread:,} canary rows, {args.jobs} scan processes, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}\n")
@@ -243,6 +249,25 @@ def main() -> None:
         print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(rg_one)} | {rate(warm)} "
               f"| {rg_all / warm:.1f}x | {rg_tok / warm:.1f}x | {rg_one / warm:.1f}x | {mem:,.0f} MB "
               f"| {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
+    big_mem = next(r[6] for r in results if r[0] == count)
+    print(f"\nmemory against file size ({count:,} canaries): {small.stat().st_size / 1e6:,.0f} MB in "
+          f"{small_wall:.1f} s, peak RSS {small_mem:,.0f} MB; {size / 1e6:,.0f} MB, peak RSS {big_mem:,.0f} MB")
+
+
+def prefix(workdir: Path, leak: Path, size: int) -> Path:
+    """The first ``size`` bytes of ``leak`` or so, cut after a line end."""
+    path = workdir / f"{leak.stem}-first-{size // 1_000_000}mb.csv"
+    if not path.exists():
+        with open(leak, "rb") as source, open(path, "wb") as out:
+            data = source.read(size)
+            out.write(data[:data.rfind(b"\n") + 1])
+    return path
+
+
+def scan_command(path: Path, jobs: int) -> list[str]:
+    return [sys.executable, "-c", "from canary.cli.main import cli; from canary.cli.scan import scan; "
+            "cli.add_command(scan) if 'scan' not in cli.commands else None; cli()",
+            "scan", str(path), "--json", "--jobs", str(jobs)]
 
 
 if __name__ == "__main__":
