@@ -28,40 +28,44 @@ class HyperscanEngine:
     Each database costs one pass over the data, and a pass costs more than
     its literals do: with 1,000 canaries (38,000 literals) six databases, one
     per family, took 0.163 s of CPU per 33 MB, all literals in one 0.128 s.
-    So families (emails, phones, dates...: ``patterns.FAMILY``) are packed
-    together, in order, as long as they fit. Hyperscan's compiler needs about
-    2.4 KB per literal and grows faster than linearly: 1.46 million literals
-    (100,000 canaries) took 270 s and 4.5 GB in one database; so a database
-    holds at most ``MAX_LITERALS`` (a bigger family is cut in equal parts),
-    and families that do not fit together stay apart (unlike literals slow a
-    database down when there are hundreds of thousands of them: emails and
-    random codes together scanned 5x slower than apart). Hits are reported
-    database after database, each in offset order.
+    So small families (emails, phones, dates...: ``patterns.FAMILY``) are
+    packed together, in order, up to ``PACK_LITERALS``. Big ones stay apart:
+    with hundreds of thousands of literals, unlike ones slow a database down
+    (emails and random codes together scanned 5x slower than apart; packing
+    families up to 200,000 literals made the 100,000-canary scan 8x slower).
+    Hyperscan's compiler needs about 2.4 KB per literal and grows faster than
+    linearly: 1.46 million literals (100,000 canaries) took 270 s and 4.5 GB
+    in one database; so a database holds at most ``MAX_LITERALS`` (a bigger
+    family is cut in equal parts). Hits are reported database after
+    database, each in offset order.
     """
 
     name = "hyperscan"
     MAX_LITERALS = 200_000
+    PACK_LITERALS = 50_000  # families packed together up to this many literals
 
     def __init__(self, databases: list) -> None:
         self._dbs = databases
 
     @classmethod
     def groups(cls, families: Sequence[int]) -> list[list[int]]:
-        """Literal indexes per database: whole families packed in order while they fit,
-        a family of more than ``MAX_LITERALS`` cut in equal parts of its own."""
+        """Literal indexes per database: families of at most ``PACK_LITERALS`` packed in
+        order while they fit in that many; a bigger family alone, cut in equal parts of at
+        most ``MAX_LITERALS``."""
         grouped: dict[int, list[int]] = {}
         for index, family in enumerate(families):
             grouped.setdefault(family, []).append(index)
         out: list[list[int]] = []
         packing: list[int] = []
+        pack = min(cls.PACK_LITERALS, cls.MAX_LITERALS)
         for family in sorted(grouped):
             ids = grouped[family]
-            if len(ids) > cls.MAX_LITERALS:
+            if len(ids) > pack:  # big: alone (cut in parts when too big for one)
                 parts = -(-len(ids) // cls.MAX_LITERALS)
                 step = -(-len(ids) // parts)
                 out.extend(ids[at:at + step] for at in range(0, len(ids), step))
                 continue
-            if len(packing) + len(ids) > cls.MAX_LITERALS:
+            if len(packing) + len(ids) > pack:
                 out.append(packing)
                 packing = []
             packing = packing + ids
