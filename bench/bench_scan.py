@@ -231,9 +231,9 @@ def main() -> None:
         print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, rg one {rg_one:.1f} s, "
               f"scan {warm:.1f} s (cold {cold:.1f} s, {cold_mem:,.0f} MB), found {found}")
     small = prefix(workdir, leak, size // 5)
-    count = min(args.canaries)
-    url = registry(workdir, people, count)
-    env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(workdir / f"cache-{count}"),
+    fewest = min(args.canaries)
+    url = registry(workdir, people, fewest)
+    env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(workdir / f"cache-{fewest}"),
                PYTHONPATH=str(ROOT))
     small_wall, small_mem, _ = timed(scan_command(small, args.jobs), env)
     load = os.getloadavg()[0]
@@ -249,8 +249,8 @@ def main() -> None:
         print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(rg_one)} | {rate(warm)} "
               f"| {rg_all / warm:.1f}x | {rg_tok / warm:.1f}x | {rg_one / warm:.1f}x | {mem:,.0f} MB "
               f"| {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
-    big_mem = next(r[6] for r in results if r[0] == count)
-    print(f"\nmemory against file size ({count:,} canaries): {small.stat().st_size / 1e6:,.0f} MB in "
+    big_mem = next(r[6] for r in results if r[0] == fewest)
+    print(f"\nmemory against file size ({fewest:,} canaries): {small.stat().st_size / 1e6:,.0f} MB in "
           f"{small_wall:.1f} s, peak RSS {small_mem:,.0f} MB; {size / 1e6:,.0f} MB, peak RSS {big_mem:,.0f} MB")
 
 
