@@ -180,13 +180,27 @@ def literals(url: str, workdir: Path, count: int) -> tuple[Path, Path, Path, int
     return paths[0], paths[1], paths[2], len(built.literals)
 
 
-def timed(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB of its largest process, stdout), through GNU time."""
+RG_MEMORY = 12 << 30  # ripgrep given millions of literals took 21 GB and was killed by the kernel
+
+
+def _cap_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (RG_MEMORY, RG_MEMORY))
+
+
+def timed(args: list[str], env: dict | None = None, capped: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB of its largest process, stdout), through GNU time;
+    with ``capped``, address space limited to RG_MEMORY and a failure timed as NaN."""
     report = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-time-{os.getpid()}.txt"
     started = time.perf_counter()
     done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *args], capture_output=True, text=True,
-                          env=env)
+                          env=env, preexec_fn=_cap_memory if capped else None)
     wall = time.perf_counter() - started
+    if capped and done.returncode not in (0, 1):
+        print(f"  {args[0]} failed ({done.returncode}, memory capped at {RG_MEMORY >> 30} GB): "
+              f"{done.stderr.strip()[-200:]}")
+        return float("nan"), float("nan"), ""
     if done.returncode not in (0, 1):
         raise SystemExit(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
     peak = int(report.read_text().split()[-1]) / 1024
@@ -200,6 +214,8 @@ def main() -> None:
     parser.add_argument("--spread", type=int, default=1000, help="canary rows in the CSV")
     parser.add_argument("--dir", default="/tmp/canary-bench")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--reuse-cache", action="store_true",
+                        help="keep the compiled patterns of an earlier run (the first scan is then not a compile)")
     args = parser.parse_args()
     workdir = Path(args.dir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -219,11 +235,12 @@ def main() -> None:
         env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(cache),
                    PYTHONPATH=str(ROOT))
         scan_cmd = scan_command(leak, args.jobs)
-        shutil.rmtree(cache, ignore_errors=True)
+        if not args.reuse_cache:
+            shutil.rmtree(cache, ignore_errors=True)
         cold, cold_mem, _ = timed(scan_cmd, env)
-        rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)])
-        rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)])
-        rg_one, _, _ = timed([rg, "-F", "-c", "-f", str(one), str(leak)])
+        rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)], capped=True)
+        rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)], capped=True)
+        rg_one, _, _ = timed([rg, "-F", "-c", "-f", str(one), str(leak)], capped=True)
         warm, warm_mem, out = timed(scan_cmd, env)
         data = json.loads(out)
         found = sum(s["found"] for s in data["sources"])
@@ -245,6 +262,8 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for count, n_lit, rg_all, rg_tok, rg_one, warm, mem, cold, cold_mem, found in results:
         def rate(seconds):
+            if seconds != seconds:  # NaN: ripgrep failed
+                return f"failed (over {RG_MEMORY >> 30} GB)"
             return f"{seconds:.1f} s ({size / seconds / 1e6:,.0f} MB/s)"
         print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(rg_one)} | {rate(warm)} "
               f"| {rg_all / warm:.1f}x | {rg_tok / warm:.1f}x | {rg_one / warm:.1f}x | {mem:,.0f} MB "
