@@ -16,7 +16,9 @@ spread through it in varied writings. Then, for each canary count:
   the token writings only; and rg with one writing per token (what a user
   might try first: the values as the registry holds them);
 * `canary scan` again, whole process (start, registry, cached patterns, two
-  worker processes, attribution, JSON output), with its peak memory.
+  worker processes, attribution, JSON output), with its peak memory;
+* at the smallest canary count, `canary scan` of the file's first fifth too:
+  peak memory must not grow with the file's size.
 
 The figures go in docs/scan.md. The machine's load is printed: on a shared
 machine, compare the columns of one run, not runs of different days.
@@ -178,13 +180,27 @@ def literals(url: str, workdir: Path, count: int) -> tuple[Path, Path, Path, int
     return paths[0], paths[1], paths[2], len(built.literals)
 
 
-def timed(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB of its largest process, stdout), through GNU time."""
+RG_MEMORY = 12 << 30  # ripgrep given millions of literals took 21 GB and was killed by the kernel
+
+
+def _cap_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (RG_MEMORY, RG_MEMORY))
+
+
+def timed(args: list[str], env: dict | None = None, capped: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB of its largest process, stdout), through GNU time;
+    with ``capped``, address space limited to RG_MEMORY and a failure timed as NaN."""
     report = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-time-{os.getpid()}.txt"
     started = time.perf_counter()
     done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *args], capture_output=True, text=True,
-                          env=env)
+                          env=env, preexec_fn=_cap_memory if capped else None)
     wall = time.perf_counter() - started
+    if capped and done.returncode not in (0, 1):
+        print(f"  {args[0]} failed ({done.returncode}, memory capped at {RG_MEMORY >> 30} GB): "
+              f"{done.stderr.strip()[-200:]}")
+        return float("nan"), float("nan"), ""
     if done.returncode not in (0, 1):
         raise SystemExit(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
     peak = int(report.read_text().split()[-1]) / 1024
@@ -198,6 +214,8 @@ def main() -> None:
     parser.add_argument("--spread", type=int, default=1000, help="canary rows in the CSV")
     parser.add_argument("--dir", default="/tmp/canary-bench")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--reuse-cache", action="store_true",
+                        help="keep the compiled patterns of an earlier run (the first scan is then not a compile)")
     args = parser.parse_args()
     workdir = Path(args.dir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -216,20 +234,25 @@ def main() -> None:
         cache = workdir / f"cache-{count}"
         env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(cache),
                    PYTHONPATH=str(ROOT))
-        scan_cmd = [sys.executable, "-c", "from canary.cli.main import cli; from canary.cli.scan import scan; "
-                    "cli.add_command(scan) if 'scan' not in cli.commands else None; cli()",
-                    "scan", str(leak), "--json", "--jobs", str(args.jobs)]
-        shutil.rmtree(cache, ignore_errors=True)
+        scan_cmd = scan_command(leak, args.jobs)
+        if not args.reuse_cache:
+            shutil.rmtree(cache, ignore_errors=True)
         cold, cold_mem, _ = timed(scan_cmd, env)
-        rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)])
-        rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)])
-        rg_one, _, _ = timed([rg, "-F", "-c", "-f", str(one), str(leak)])
+        rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)], capped=True)
+        rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)], capped=True)
+        rg_one, _, _ = timed([rg, "-F", "-c", "-f", str(one), str(leak)], capped=True)
         warm, warm_mem, out = timed(scan_cmd, env)
         data = json.loads(out)
         found = sum(s["found"] for s in data["sources"])
         results.append((count, n_literals, rg_all, rg_tok, rg_one, warm, warm_mem, cold, cold_mem, found))
         print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, rg one {rg_one:.1f} s, "
               f"scan {warm:.1f} s (cold {cold:.1f} s, {cold_mem:,.0f} MB), found {found}")
+    small = prefix(workdir, leak, size // 5)
+    fewest = min(args.canaries)
+    url = registry(workdir, people, fewest)
+    env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(workdir / f"cache-{fewest}"),
+               PYTHONPATH=str(ROOT))
+    small_wall, small_mem, _ = timed(scan_command(small, args.jobs), env)
     load = os.getloadavg()[0]
     print(f"\n{size / 1e6:,.0f} MB CSV, {spread:,} canary rows, {args.jobs} scan processes, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}\n")
@@ -239,10 +262,31 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for count, n_lit, rg_all, rg_tok, rg_one, warm, mem, cold, cold_mem, found in results:
         def rate(seconds):
+            if seconds != seconds:  # NaN: ripgrep failed
+                return f"failed (over {RG_MEMORY >> 30} GB)"
             return f"{seconds:.1f} s ({size / seconds / 1e6:,.0f} MB/s)"
         print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(rg_one)} | {rate(warm)} "
               f"| {rg_all / warm:.1f}x | {rg_tok / warm:.1f}x | {rg_one / warm:.1f}x | {mem:,.0f} MB "
               f"| {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
+    big_mem = next(r[6] for r in results if r[0] == fewest)
+    print(f"\nmemory against file size ({fewest:,} canaries): {small.stat().st_size / 1e6:,.0f} MB in "
+          f"{small_wall:.1f} s, peak RSS {small_mem:,.0f} MB; {size / 1e6:,.0f} MB, peak RSS {big_mem:,.0f} MB")
+
+
+def prefix(workdir: Path, leak: Path, size: int) -> Path:
+    """The first ``size`` bytes of ``leak`` or so, cut after a line end."""
+    path = workdir / f"{leak.stem}-first-{size // 1_000_000}mb.csv"
+    if not path.exists():
+        with open(leak, "rb") as source, open(path, "wb") as out:
+            data = source.read(size)
+            out.write(data[:data.rfind(b"\n") + 1])
+    return path
+
+
+def scan_command(path: Path, jobs: int) -> list[str]:
+    return [sys.executable, "-c", "from canary.cli.main import cli; from canary.cli.scan import scan; "
+            "cli.add_command(scan) if 'scan' not in cli.commands else None; cli()",
+            "scan", str(path), "--json", "--jobs", str(jobs)]
 
 
 if __name__ == "__main__":

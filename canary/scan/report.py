@@ -140,7 +140,23 @@ def summary_table(report: ScanReport) -> list[str]:
 
 
 def to_json(report: ScanReport) -> str:
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return _indented(report.to_dict(), "") + "\n"
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode  # C speed
+
+
+def _indented(value: object, margin: str) -> str:
+    """JSON indented by two spaces down to lists of objects, whose items (a match, a
+    file...) are written one per line: ``json.dumps(indent=2)`` runs in pure Python
+    and took longer than the scan of a 500 MB file with 1,000 matches."""
+    inner = margin + "  "
+    if isinstance(value, dict) and value:
+        items = ",\n".join(f"{inner}{_compact(str(k))}: {_indented(v, inner)}" for k, v in value.items())
+        return "{\n" + items + "\n" + margin + "}"
+    if isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
+        return "[\n" + ",\n".join(inner + _compact(v) for v in value) + "\n" + margin + "]"
+    return _compact(value)
 
 
 # -- HTML --------------------------------------------------------------------------------

@@ -44,12 +44,15 @@ def shape_of(unit, matches: Sequence, identities: dict[int, Identity]) -> Shape:
     identity = identities.get(next((m.canary_id for m in matches if m.record == record), -1))
     columns = _columns(layout, delimiter, unit.header, record, identity)
     dates: Counter = Counter()
+    read: dict[str, list] = {}  # a record holds several tokens of its canary: its dates are read once
     for m in matches:
         if m.kind == "fingerprint":
             dates[m.form] += 1
         who = identities.get(m.canary_id)
         if who is not None and m.record and m.kind != "fingerprint":
-            for day, fmt in forms.dates_in(forms.plain(m.record)):
+            if m.record not in read:
+                read[m.record] = forms.dates_in(forms.plain(m.record))
+            for day, fmt in read[m.record]:
                 if day == who.birth_date:
                     dates[fmt] += 1
                     break

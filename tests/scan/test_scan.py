@@ -226,6 +226,20 @@ def test_cache_is_used_then_invalidated_by_a_new_canary(world, tmp_path, monkeyp
     assert fresh.key != first.key and len(fresh.canaries) == len(first.canaries) + 1
 
 
+def test_families_are_packed_into_as_few_databases_as_fit(monkeypatch):
+    """Each database is one pass over the data: whole families share one while they fit,
+    a family too big for one is cut in equal parts of its own."""
+    monkeypatch.setattr(engines.HyperscanEngine, "MAX_LITERALS", 6)
+    monkeypatch.setattr(engines.HyperscanEngine, "PACK_LITERALS", 5)
+    groups = engines.HyperscanEngine.groups([0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4])
+    assert sorted(map(sorted, groups)) == [[0, 1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15],
+                                           [16, 17]]
+    monkeypatch.setattr(engines.HyperscanEngine, "MAX_LITERALS", 200_000)
+    monkeypatch.setattr(engines.HyperscanEngine, "PACK_LITERALS", 50_000)
+    one = engines.HyperscanEngine.groups(bytes([0, 1, 2, 3, 4, 5] * 1000))
+    assert len(one) == 1 and sorted(one[0]) == list(range(6000))
+
+
 def test_patterns_split_over_several_databases_find_the_same(world, leaks, report, tmp_path, monkeypatch):
     """100,000 canaries' literals are compiled in parts (engines.HyperscanEngine); here
     parts of 40 literals: the scan, compiled then loaded back from the cache, is unchanged."""
