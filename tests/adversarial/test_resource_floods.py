@@ -230,7 +230,7 @@ def test_dns_tcp_clients_that_pipeline_and_never_read(listener):
 
 def test_smtp_idle_sessions_over_the_cap(listener):
     port = listener.ports["smtp"]
-    log_lines = listener.process.stderr().count("\n")
+    log_lines = _session_log_lines(listener)
     idle: list[socket.socket] = []
     with Sampler(listener.pid) as sampler:
         greetings = []
@@ -249,7 +249,12 @@ def test_smtp_idle_sessions_over_the_cap(listener):
     sampler.assert_bounded(SMTP_CAP)
     assert smtp_rcpt(port, f"camille.morel3@{EMAIL_DOMAIN}") == smtp_rcpt(port, f"camille.morel99@{EMAIL_DOMAIN}")
     # Refusals and cut sessions are summarised, not logged one line each.
-    assert listener.process.stderr().count("\n") - log_lines < 15
+    assert _session_log_lines(listener) - log_lines < 15
+
+
+def _session_log_lines(listener) -> int:
+    """Log lines other than stored hits (hits of earlier floods are still being logged as they drain)."""
+    return sum(1 for line in listener.process.stderr().splitlines() if '"canary.hits.sink"' not in line)
 
 
 @pytest.mark.parametrize("front_end", ["http", "https"])
