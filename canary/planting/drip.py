@@ -122,20 +122,6 @@ def run_due(registry, config: Config, now: datetime, *, working_hours: tuple[int
     moments = planting_moments(slots, now, spread, rng or random.SystemRandom())
     report = DripReport()
     clock = now
-    seeders = _OpenSeeders(registry, environ)  # one connection per source for the whole run
-    try:
-        clock = _plant_moments(registry, config, moments, worker, settings, report, seeders, clock, tz, sleep)
-    finally:
-        seeders.close()
-    if in_working_hours(clock, working_hours, tz):
-        from canary.planting.events import add_due_events
-
-        report.events = add_due_events(registry, clock, settings.event_every, environ)
-    return report
-
-
-def _plant_moments(registry, config: Config, moments, worker: str, settings: DripSettings, report: DripReport,
-                   seeders: "_OpenSeeders", clock: datetime, tz: str, sleep) -> datetime:
     for index, (slot, moment) in enumerate(moments):
         try:
             if moment > clock:
@@ -143,13 +129,12 @@ def _plant_moments(registry, config: Config, moments, worker: str, settings: Dri
                     registry.release_drip_slots([s.id for s, _ in moments[index:]], worker)
                     break
                 clock = moment
-            if not _pace_allows(registry, slot.source, clock, settings, report, seeders):
+            if not _pace_allows(registry, slot.source, clock, settings, report, environ):
                 registry.release_drip_slots([slot.id], worker)
                 report.paced += 1
                 continue
-            label, canary_id = _plant_slot(registry, config, slot, tz, seeders)
+            label, canary_id = _plant_slot(registry, config, slot, tz, environ)
         except CanaryError as err:
-            seeders.drop(slot.source)  # a failed insert may leave it in a state not worth reusing
             give_up = slot.attempts >= MAX_ATTEMPTS
             registry.fail_drip_slot(slot.id, worker, clock, str(err), give_up)
             report.failed.append(DripOutcome(slot.id, slot.source, error=str(err)))
@@ -162,32 +147,11 @@ def _plant_moments(registry, config: Config, moments, worker: str, settings: Dri
         registry.finish_drip_slot(slot.id, clock, label, canary_id)
         report.planted.append(DripOutcome(slot.id, slot.source, label, canary_id))
         log.info("drip: planted canary #%s into %s (batch %s)", canary_id, slot.source, label)
-    return clock
+    if in_working_hours(clock, working_hours, tz):
+        from canary.planting.events import add_due_events
 
-
-class _OpenSeeders:
-    """The sources' seeders opened once per drip run: opening one reads the site's habits (seconds)."""
-
-    def __init__(self, registry, environ) -> None:
-        self.registry = registry
-        self.environ = environ
-        self._open: dict[str, Any] = {}
-
-    def get(self, source: str):
-        if source not in self._open:
-            from canary.planting.planter import open_seeder
-
-            self._open[source] = open_seeder(self.registry.get_source(source), self.environ)
-        return self._open[source]
-
-    def drop(self, source: str) -> None:
-        seeder = self._open.pop(source, None)
-        if seeder is not None:
-            seeder.close()
-
-    def close(self) -> None:
-        for source in list(self._open):
-            self.drop(source)
+        report.events = add_due_events(registry, clock, settings.event_every, environ)
+    return report
 
 
 def planting_moments(slots: list[DripSlot], now: datetime, spread: timedelta,
@@ -204,13 +168,19 @@ def planting_moments(slots: list[DripSlot], now: datetime, spread: timedelta,
 
 
 def _pace_allows(registry, source: str, now: datetime, settings: DripSettings, report: DripReport,
-                 seeders: _OpenSeeders) -> bool:
+                 environ) -> bool:
     """Whether planting into ``source`` now keeps canaries within drip.max_share of new patients."""
     if settings.max_share <= 0 or source in report.unpaced:
         return True
+    from canary.planting.planter import open_seeder
+
     since = now - settings.pace_window
-    # Applications store local wall-clock time: ask in the drip time zone.
-    admissions = seeders.get(source).admissions_since(since.astimezone(ZoneInfo(TIMEZONE)))
+    seeder = open_seeder(registry.get_source(source), environ)
+    try:
+        # Applications store local wall-clock time: ask in the drip time zone.
+        admissions = seeder.admissions_since(since.astimezone(ZoneInfo(TIMEZONE)))
+    finally:
+        seeder.close()
     if admissions is None:
         report.unpaced.append(source)
         log.warning("drip: seeder of %s cannot count admissions: not paced", source)
@@ -224,8 +194,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, seeders: _OpenSeeders
-                ) -> tuple[str, int | None]:
+def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, environ) -> tuple[str, int | None]:
     from canary.planting.planter import plant
 
     base = batch_label(slot.source, slot.due_at, tz)
@@ -240,7 +209,7 @@ def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, seeders: _Ope
         n += 1
         label = f"{base}-{n}"
     result = plant(registry, config, slot.source, 1, batch_label=label, batch_kind=DRIP_KIND,
-                   seeder=seeders.get(slot.source))
+                   environ=environ)
     return label, result.canary_ids[0]
 
 
