@@ -29,6 +29,7 @@ import threading
 from typing import Protocol
 
 from canary.model import TokenKind
+from canary.periodic import PeriodicRefresh
 from canary.registry.records import fold
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,7 @@ class CredentialChecker:
         self._digests: dict[str, bytes] = {}
         self._last_id = 0
         self._lock = threading.Lock()  # one refresh at a time; checks never wait
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = PeriodicRefresh(self.refresh, name="canary-credentials", on_error=self._refresh_failed)
 
     def __repr__(self) -> str:  # never show the digests
         return f"CredentialChecker({len(self._digests)} canary logins)"
@@ -91,29 +91,15 @@ class CredentialChecker:
 
     def start(self, interval: float = DEFAULT_REFRESH_SECONDS) -> None:
         """Load now (errors raise), then refresh every ``interval`` seconds in a thread."""
-        if self._thread is not None:
-            raise RuntimeError("credential refresh already running")
-        self.refresh()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(interval,), name="canary-credentials",
-                                        daemon=True)
-        self._thread.start()
+        self._refresher.start(interval)
 
     @property
     def alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """Started and its thread still running (the listener's /readyz)."""
+        return self._refresher.alive
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._refresher.stop()
 
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                self.refresh()
-            except Exception as err:  # registry briefly unreachable: keep what is loaded
-                log.warning("portal credential refresh failed, keeping %d logins (%s)", len(self),
-                            type(err).__name__)
+    def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep what is loaded
+        log.warning("portal credential refresh failed, keeping %d logins (%s)", len(self), type(err).__name__)

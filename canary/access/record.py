@@ -33,6 +33,7 @@ from canary.access.event import AccessEvent, Action
 from canary.access.match import AccessIndex, BurstPolicy, Match, Severity, identifiers_of
 from canary.hits.hit import Channel, Classification, Hit, HitSink, Observation
 from canary.model import CanaryStatus, TokenKind
+from canary.periodic import PeriodicRefresh
 
 if TYPE_CHECKING:
     from canary.hits.sink import RegistryHitSink
@@ -55,8 +56,7 @@ class AccessBook:
         self.sources = dict(sources or {})
         self.index = AccessIndex(sources=self.sources)
         self.nirs: dict[int, str] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = PeriodicRefresh(self.reload, name="canary-access-index", on_error=self._refresh_failed)
 
     def reload(self) -> int:
         """Rebuild from the registry; returns how many canaries are watched."""
@@ -71,31 +71,18 @@ class AccessBook:
 
     def start(self, interval: float = DEFAULT_REFRESH_SECONDS) -> None:
         """Load now (errors raise), then reload every ``interval`` seconds in a thread."""
-        if self._thread is not None:
-            raise RuntimeError("access index refresh already running")
-        self.reload()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(interval,), name="canary-access-index",
-                                        daemon=True)
-        self._thread.start()
+        self._refresher.start(interval)
 
     @property
     def alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """Started and its thread still running (the listener's /readyz)."""
+        return self._refresher.alive
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._refresher.stop()
 
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                self.reload()
-            except Exception as err:  # registry briefly unreachable: keep the old index
-                log.warning("access index refresh failed, keeping %d canaries: %s", len(self.nirs), err)
+    def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep the old index
+        log.warning("access index refresh failed, keeping %d canaries: %s", len(self.nirs), err)
 
 
 class AccessRecorder:

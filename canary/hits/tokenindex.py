@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from canary.model import TokenKind
+from canary.periodic import PeriodicRefresh
 from canary.registry.hitrecords import TokenEntry
 from canary.registry.records import fold, fold_any, token_kind
 
@@ -47,8 +48,8 @@ class TokenIndex:
         self._by_value: dict[str, tuple[IndexEntry, ...]] = {}
         self._last_id = 0
         self._lock = threading.Lock()  # one refresh at a time; readers never wait
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = PeriodicRefresh(self.refresh, name="canary-token-index",
+                                          on_error=self._refresh_failed, on_result=self._refreshed)
 
     # -- lookups (no I/O) ----------------------------------------------------
     def known(self, kind: TokenKind | str, value: str) -> bool:
@@ -119,31 +120,19 @@ class TokenIndex:
     # -- background refresh ----------------------------------------------------
     def start(self, interval: float = DEFAULT_REFRESH_SECONDS) -> None:
         """Load now (errors raise), then refresh every ``interval`` seconds in a thread."""
-        if self._thread is not None:
-            raise RuntimeError("token index refresh already running")
-        self.refresh()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(interval,),
-                                        name="canary-token-index", daemon=True)
-        self._thread.start()
+        self._refresher.start(interval)
 
     @property
     def alive(self) -> bool:
-        """Started and its thread still running (for the listener's /readyz: refreshing)."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """Started and its thread still running (the listener's /readyz)."""
+        return self._refresher.alive
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._refresher.stop()
 
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                added = self.refresh()
-                if added:
-                    log.info("token index: %d new tokens (%d known)", added, len(self))
-            except Exception as err:  # registry briefly unreachable: keep the old index
-                log.warning("token index refresh failed, keeping %d tokens: %s", len(self), err)
+    def _refreshed(self, added: int) -> None:
+        if added:
+            log.info("token index: %d new tokens (%d known)", added, len(self))
+
+    def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep the old index
+        log.warning("token index refresh failed, keeping %d tokens: %s", len(self), err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -98,7 +99,7 @@ def test_background_refresh_thread(sqlite_registry):
         plant(registry, "lis-rennes", [1])
         deadline = datetime.now() + timedelta(seconds=10)
         while not index.known(TokenKind.EMAIL, make_identity(1).email) and datetime.now() < deadline:
-            index._stop.wait(0.02)
+            threading.Event().wait(0.02)
         assert index.known(TokenKind.EMAIL, make_identity(1).email)
     finally:
         index.stop()

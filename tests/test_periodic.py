@@ -1,0 +1,53 @@
+"""canary/periodic.py: load now, reload on a thread, survive a failing load, stop cleanly."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from canary.periodic import PeriodicRefresh
+
+
+def test_loads_at_start_then_every_interval_and_keeps_going_after_a_failure():
+    calls, errors, results = [], [], []
+    done = threading.Event()
+
+    def load():
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("registry unreachable")
+        if len(calls) >= 4:
+            done.set()
+        return len(calls)
+
+    refresh = PeriodicRefresh(load, name="test-refresh", on_error=errors.append, on_result=results.append)
+    assert not refresh.alive
+    refresh.start(0.01)
+    assert calls  # the first load ran before start returned
+    assert refresh.alive
+    assert done.wait(5)
+    refresh.stop()
+    assert not refresh.alive
+    assert [type(e) for e in errors] == [OSError]
+    assert results[:2] == [3, 4]  # the start's own load is not reported: the caller saw it
+    stopped_at = len(calls)
+    threading.Event().wait(0.05)
+    assert len(calls) == stopped_at  # nothing runs after stop
+
+
+def test_a_failing_first_load_raises_and_starts_no_thread():
+    def load():
+        raise OSError("no registry")
+
+    refresh = PeriodicRefresh(load, name="test-refresh", on_error=lambda err: None)
+    with pytest.raises(OSError):
+        refresh.start(0.01)
+    assert not refresh.alive
+    with pytest.raises(RuntimeError, match="already running"):
+        ok = PeriodicRefresh(lambda: 0, name="twice", on_error=lambda err: None)
+        ok.start(10)
+        try:
+            ok.start(10)
+        finally:
+            ok.stop()
