@@ -217,6 +217,11 @@ def phone_block(text: str) -> str | None:
     return digits[:6]
 
 
+def registration_stamp(value: Any) -> datetime | None:
+    """A patient's registration moment as the features compare it (naive, or None)."""
+    return _stamp(value)
+
+
 def _stamp(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value.replace(tzinfo=None) if value.tzinfo else value

@@ -15,6 +15,22 @@ comes with a fix.
 with no false positive. ``audit.separability_threshold`` (default 0.65)
 is where `canary audit` starts failing.
 
+Whom canaries are compared with. Canaries are new patients by
+construction: they are planted at the drip's pace (at most
+``drip.max_share`` of the site's new patients), so "registered lately" is
+true of every canary and of fifty times as many real patients. An attacker
+cannot drop recent patients to drop canaries without dropping the real
+ones; the question is whether a canary can be told from *the patients
+registered in the same period*. So the classifiers (the AUC and its bar)
+compare canaries with the site's patients registered between the first
+and the last canary's registration (widened to the nearest registrations
+when that period holds fewer than ``MIN_MATCHED_PER_CANARY`` per canary),
+and the report also gives the AUC against a random sample of the whole
+site, recency included, for what it is. The one-line rule bar is measured
+on the whole site: "registered in the last months" is such a rule, and its
+precision is what the drip pace bounds. When the seeder cannot date its
+patients, both comparisons are the random sample.
+
 Speed: real patients are subsampled to at most ``MAX_OTHERS`` (and at least
 ``OTHERS_PER_CANARY`` per canary): a few thousand comparisons say as much
 as a hundred thousand, and a site of 100,000 patients is audited in seconds
@@ -25,11 +41,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Sequence
 
 import numpy as np
 
-from canary.audit.features import Feature, FeatureMatrix, build_features
+from canary.audit.features import Feature, FeatureMatrix, build_features, registration_stamp
 from canary.audit.settings import DEFAULT_THRESHOLD
 from canary.errors import CanaryError
 
@@ -37,6 +54,7 @@ MIN_CANARIES = 5  # fewer cannot be cross-validated meaningfully
 MIN_OTHERS = 20
 MAX_OTHERS = 5000
 OTHERS_PER_CANARY = 50
+MIN_MATCHED_PER_CANARY = 10  # the registration period is widened until it holds this many others per canary
 FOLDS = 5
 BOOTSTRAP = 500
 TOP = 5
@@ -57,7 +75,7 @@ class SeparabilityReport:
     source: str
     patients: int  # patients read
     canaries: int  # of which canaries
-    compared: int  # other patients compared (a sample)
+    compared: int  # other patients compared by the classifiers (registered in the canaries' period)
     auc: float
     low: float  # 95 % confidence interval
     high: float
@@ -69,6 +87,17 @@ class SeparabilityReport:
     # its precision on the whole site (the issue's bar: at most 0.2), and the feature.
     rule_precision: float = 0.0
     rule_feature: str = ""
+    # Whom the classifiers compared canaries with: the site's patients registered from
+    # `period_start` to `period_end` ("period"), or a random sample of the site ("site": the
+    # seeder could not date its patients). `canary_share`: canaries among the patients
+    # registered in that period (what the drip pace caps).
+    comparison: str = "site"
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    canary_share: float = 0.0
+    # The best classifier against a random sample of the whole site, recency included.
+    auc_site: float = 0.5
+    model_site: str = "none"
 
     @property
     def failed(self) -> bool:
@@ -89,22 +118,76 @@ def separability(source: str, patients: Sequence[Any], is_canary: Sequence[bool]
                           f"at least {MIN_OTHERS} are needed to learn what the site's patients look like")
     rng = np.random.default_rng(seed)
     keep = max(MIN_OTHERS, min(MAX_OTHERS, OTHERS_PER_CANARY * canaries))
-    other_index = np.flatnonzero(~labels)
-    if len(other_index) > keep:
-        other_index = rng.choice(other_index, keep, replace=False)
-    chosen = np.concatenate([np.flatnonzero(labels), np.sort(other_index)])
-    matrix = build_features([patients[i] for i in chosen], population=patients)
-    y = labels[chosen]
-    report = SeparabilityReport(source, len(labels), canaries, len(other_index), 0.5, 0.5, 0.5,
-                                "none", threshold, features=len(matrix.features))
-    if not matrix.features:
-        return report
-    scores, model = _best_scores(matrix.values, y, seed)
-    report.auc, report.model = _auc(y, scores), model
+    canary_index = np.flatnonzero(labels)
+    site_index = _sample(np.flatnonzero(~labels), keep, rng)
+    stamps = [registration_stamp(p.created) for p in patients]
+    matched = _same_period(labels, stamps, keep, rng)
+    report = SeparabilityReport(source, len(labels), canaries, len(site_index), 0.5, 0.5, 0.5,
+                                "none", threshold)
+    site = _matrix(patients, canary_index, site_index)
+    report.features = len(site[0].features)
+    if site[0].features:
+        report.rule_precision, report.rule_feature = best_rule(site[0], site[1], others / max(1, len(site_index)))
+        scores, report.model_site = _best_scores(site[0].values, site[1], seed)
+        report.auc_site = _auc(site[1], scores)
+    if matched is None:
+        matrix, y, report.compared = site[0], site[1], len(site_index)
+        report.auc, report.model = report.auc_site, report.model_site
+        if not matrix.features:
+            return report
+    else:
+        other_index, report.period_start, report.period_end, in_period = matched
+        report.comparison, report.compared = "period", len(other_index)
+        report.canary_share = canaries / max(1, canaries + in_period)
+        matrix, y = _matrix(patients, canary_index, other_index)
+        report.features = len(matrix.features)
+        if not matrix.features:
+            return report
+        scores, report.model = _best_scores(matrix.values, y, seed)
+        report.auc = _auc(y, scores)
     report.low, report.high = _bootstrap(y, scores, rng)
     report.giveaways = giveaways(matrix, y)
-    report.rule_precision, report.rule_feature = best_rule(matrix, y, others / max(1, len(other_index)))
     return report
+
+
+def _sample(index: np.ndarray, keep: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(index, keep, replace=False)) if len(index) > keep else index
+
+
+def _matrix(patients: Sequence[Any], canary_index: np.ndarray,
+            other_index: np.ndarray) -> tuple[FeatureMatrix, np.ndarray]:
+    chosen = np.concatenate([canary_index, other_index])
+    y = np.zeros(len(chosen), dtype=bool)
+    y[:len(canary_index)] = True
+    return build_features([patients[i] for i in chosen], population=patients), y
+
+
+def _same_period(labels: np.ndarray, stamps: list[datetime | None], keep: int, rng: np.random.Generator):
+    """The other patients registered in the canaries' period, or None when they cannot be dated.
+
+    Returns (sampled indexes, period start, period end, how many others registered in it). A
+    period holding too few (a burst planted in one second) is widened to the registrations
+    nearest to it, as many as ``MIN_MATCHED_PER_CANARY`` per canary.
+    """
+    ours = [s for s, canary in zip(stamps, labels) if canary and s is not None]
+    dated = [(i, s) for i, (s, canary) in enumerate(zip(stamps, labels)) if not canary and s is not None]
+    if len(ours) * 2 < int(labels.sum()) or len(dated) < MIN_OTHERS:
+        return None
+    start, end = min(ours), max(ours)
+    inside = [i for i, s in dated if start <= s <= end]
+    wanted = min(len(dated), max(MIN_OTHERS, MIN_MATCHED_PER_CANARY * int(labels.sum())))
+    if len(inside) < wanted:
+        def distance(item):
+            stamp = item[1]
+            return 0.0 if start <= stamp <= end else min(abs((stamp - start).total_seconds()),
+                                                         abs((stamp - end).total_seconds()))
+        nearest = sorted(dated, key=distance)[:wanted]
+        chosen = np.array(sorted(i for i, _ in nearest))
+        start = min(start, min(s for _, s in nearest))
+        end = max(end, max(s for _, s in nearest))
+    else:
+        chosen = np.array(inside)
+    return _sample(chosen, keep, rng), start, end, len(inside)
 
 
 def best_rule(matrix: FeatureMatrix, y: np.ndarray, others_scale: float) -> tuple[float, str]:
@@ -296,6 +379,11 @@ def report_to_dict(report: SeparabilityReport) -> dict[str, Any]:
         "compared": report.compared, "features": report.features, "model": report.model,
         "auc": round(report.auc, 4), "auc_low": round(report.low, 4), "auc_high": round(report.high, 4),
         "threshold": report.threshold, "failed": report.failed,
+        "comparison": report.comparison,
+        "period_start": report.period_start.isoformat() if report.period_start else None,
+        "period_end": report.period_end.isoformat() if report.period_end else None,
+        "canary_share": round(report.canary_share, 4),
+        "auc_site": round(report.auc_site, 4), "model_site": report.model_site,
         "rule_precision": report.rule_precision, "rule_feature": report.rule_feature,
         "giveaways": [{"feature": g.feature, "kind": g.kind, "auc": g.auc, "canaries": g.canaries,
                        "others": g.others, "fix": g.fix} for g in report.giveaways],

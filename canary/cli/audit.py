@@ -59,8 +59,17 @@ def _separability(env, source_name: str, as_json: bool) -> None:
         click.echo(f"separability of {report.source}: ROC AUC {report.auc:.2f} "
                    f"(95 % CI {report.low:.2f}-{report.high:.2f}, {report.model}), threshold "
                    f"{report.threshold:.2f}: {verdict}")
-        click.echo(f"        {report.canaries} canaries against {report.compared} of the site's "
-                   f"{report.patients - report.canaries} other patients, {report.features} features")
+        if report.comparison == "period":
+            click.echo(f"        {report.canaries} canaries against {report.compared} of the site's patients "
+                       f"registered in the same period ({report.period_start:%Y-%m-%d} to "
+                       f"{report.period_end:%Y-%m-%d}, where canaries are {100 * report.canary_share:.1f} % "
+                       f"of registrations), {report.features} features")
+            click.echo(f"        against a sample of the whole site, recency included: ROC AUC "
+                       f"{report.auc_site:.2f} ({report.model_site})")
+        else:
+            click.echo(f"        {report.canaries} canaries against {report.compared} of the site's "
+                       f"{report.patients - report.canaries} other patients (registration dates unknown), "
+                       f"{report.features} features")
         if report.rule_feature:
             click.echo(f"        best one-line rule finding half the canaries: {report.rule_feature}, "
                        f"precision {report.rule_precision:.2f} on the whole site")

@@ -91,6 +91,50 @@ def test_patients_of_the_site_marked_at_random_are_not_separable(site):
     assert report.rule_precision < 0.2  # the issue's bar for one-line rules, met by real patients
 
 
+def test_recent_patients_are_compared_with_the_patients_registered_in_their_period(site):
+    """Real patients of the site's last months, marked as if they were canaries: recency alone tells them
+    from the whole site, not from the patients registered when they were."""
+    registry, _config, _url, _ = site
+    seeder = open_seeder(registry.get_source("lis"))
+    try:
+        real = [p for p in seeder.patients_for_audit() if p.values["id"] <= SITE_PATIENTS]
+    finally:
+        seeder.close()
+    order = sorted(range(len(real)), key=lambda i: real[i].created)
+    recent = order[-450:]  # the site's last 450 registrations: 30 % of its patients
+    chosen = set(random.Random(5).sample(recent, 30))
+    report = separability("lis", real, [i in chosen for i in range(len(real))])
+    assert report.comparison == "period"
+    first, last = min(real[i].created for i in chosen), max(real[i].created for i in chosen)
+    assert (report.period_start, report.period_end) == (first, last)
+    in_period = sum(1 for p in real if first <= p.created <= last) - 30
+    assert report.compared == in_period and report.canary_share == pytest.approx(30 / (30 + in_period))
+    assert report.auc_site > 0.75  # against the whole site, recency finds them (0.85 in theory)
+    assert report.auc <= 0.65 and not report.failed, report.giveaways  # not against their own period
+    assert report.rule_precision < 0.2  # "registered lately" as a one-line rule, on the whole site
+
+
+def test_a_burst_is_compared_with_the_registrations_nearest_to_it():
+    base = datetime(2024, 1, 1, 9)
+    patients = [_patient(n, created=base.replace(day=1 + n % 28, month=1 + n % 12), note=str(n % 5))
+                for n in range(400)]
+    burst = datetime(2025, 6, 1, 9, 30)
+    patients += [_patient(400 + n, created=burst, note=str(n % 5)) for n in range(10)]
+    flags = [p.values["id"] >= 400 for p in patients]
+    report = separability("lis", patients, flags)
+    assert report.comparison == "period" and report.compared == 100  # ten per canary, the nearest
+    assert report.canary_share == 1.0  # nobody else registered in the burst's second
+    # widened down to the hundred nearest registrations, no further
+    assert report.period_end == burst and report.period_start == sorted(p.created for p in patients[:400])[-100]
+
+
+def test_patients_that_cannot_be_dated_are_compared_with_a_sample_of_the_site():
+    patients = [_patient(n, note=str(n % 5)) for n in range(200)]
+    report = separability("lis", patients, [n < 10 for n in range(200)])
+    assert report.comparison == "site" and report.period_start is None and report.compared == 190
+    assert report.auc == report.auc_site
+
+
 def test_the_command_exits_1_with_json_and_2_on_bad_input(site, tmp_path):
     registry, _config, url, where = site
     config_file = tmp_path / "canary.toml"
@@ -111,12 +155,15 @@ separability_threshold = 0.99
     assert result.exit_code == 1, result.output
     data = json.loads(result.output)
     assert data["threshold"] == 0.99 and data["failed"] is True and data["canaries"] == 30
+    assert data["comparison"] == "period" and data["period_start"] <= data["period_end"]
+    assert 0 < data["canary_share"] <= 1 and 0.5 <= data["auc_site"] <= 1 and data["model_site"]
     assert data["auc_low"] <= data["auc"] <= data["auc_high"]
     assert data["rule_precision"] == 1.0 and data["rule_feature"]
     assert len(data["giveaways"]) == 5 and {"feature", "kind", "auc", "canaries", "others", "fix"} == set(
         data["giveaways"][0])
     text = run(cli, ["--config", str(config_file), "audit", "lis", "--separability"]).output
     assert text.startswith("separability of lis: ROC AUC ") and "fix: " in text
+    assert "registered in the same period" in text and "recency included: ROC AUC" in text
 
     add_source(registry, "fresh", "sql", url=url, mapping=str(MAPPING))
     empty = run(cli, ["--config", str(config_file), "audit", "fresh", "--separability"])
