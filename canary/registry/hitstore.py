@@ -288,6 +288,23 @@ class AlertTx:
             )
         ).scalar_one()
 
+    def queued_times_since(self, source: str, since: datetime) -> list[datetime]:
+        """When the messages ``queued_since`` counts were made, oldest first."""
+        return list(self._c.execute(
+            sa.select(alerts.c.created_at).where(
+                alerts.c.source_name == source, alerts.c.created_at > since,
+                alerts.c.status == AlertStatus.QUEUED.value,
+                alerts.c.kind.not_in([AlertKind.NOTICE.value, AlertKind.TEST.value]),
+            ).order_by(alerts.c.created_at)
+        ).scalars())
+
+    def held_count(self, source: str) -> int:
+        """How many messages about a source are held (``held`` without reading them)."""
+        return self._c.execute(
+            sa.select(sa.func.count()).select_from(alerts).where(
+                alerts.c.source_name == source, alerts.c.status == AlertStatus.HELD.value)
+        ).scalar_one()
+
     def held(self, source: str) -> list[AlertRecord]:
         rows = self._c.execute(
             alerts.select().where(alerts.c.source_name == source,
