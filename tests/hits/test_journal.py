@@ -294,3 +294,29 @@ def test_one_receipt_twice_in_a_batch_is_stored_once(tmp_path, planted):
     journal = _drain(_journal_of(tmp_path / "j", sink, [twice, dns_hit(2), twice]))
     assert journal.stored == 2 and journal.duplicates == 1
     assert sorted(h.value for h in registry.list_hits()) == ["h4x1", "h4x2"]
+
+
+@pytest.mark.postgres
+def test_a_batch_on_postgresql_locks_stores_and_replays_once(tmp_path, postgres_url):
+    """The batch path on PostgreSQL (row locks FOR UPDATE, taken once per transaction): the
+    cap holds, and a replay of the whole journal after a crash stores nothing twice."""
+    from canary.alerts.config import AlertsConfig
+    from canary.registry import Registry
+
+    with Registry.open(postgres_url, create=True) as registry:
+        add_source(registry, "lis-rennes", alert_to=())
+        plant(registry, "lis-rennes", range(1, 7))
+        sink, _, _ = pipeline(registry, AlertsConfig(max_per_hour=3))
+        hits = [dns_hit(n) for n in (1, 2, 1, 3, 4, 5, 2, 6)]
+        journal = _journal_of(tmp_path / "j", sink, hits)
+        kept = (tmp_path / "j").read_bytes()
+        _drain(journal)
+        assert journal.stored == 8
+        statuses = [a.status.value for a in registry.list_alerts(limit=None)]
+        assert statuses.count("queued") == 3 and statuses.count("held") == 3
+        assert sorted(i.hit_count for i in registry.list_incidents(limit=None)) == [1, 1, 1, 1, 2, 2]
+        (tmp_path / "j").write_bytes(kept)
+        (tmp_path / "j.cursor").write_text("0")
+        again = _drain(HitJournal(tmp_path / "j", sink))
+        assert again.duplicates == 8 and again.stored == 0
+        assert len(registry.list_hits()) == 8
