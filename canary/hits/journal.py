@@ -285,6 +285,15 @@ class HitJournal:
             time.sleep(0.01)
         return True
 
+    def writer_cpu(self) -> float | None:
+        """CPU seconds the writer thread has used so far (storing hits is most of it); None when
+        it is not running or the platform cannot tell (bench/bench_access_syslog.py reports it)."""
+        thread = self._thread
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))  # type: ignore[union-attr,arg-type]
+        except (AttributeError, OSError, TypeError):
+            return None
+
     def stats(self) -> dict[str, int]:
         return {"appended": self.appended, "replayed": self.replayed, "stored": self.stored,
                 "duplicates": self.duplicates, "rejected": self.rejected, "append_failed": self.append_failed,
