@@ -13,7 +13,9 @@
   any hour. A message over the cap is recorded as held (never dropped); when
   the hour has room again one summary carries everything held and every hit
   not yet told for that source. While a source has held messages, new ones are
-  held too, so the summary keeps the order.
+  held too, so the summary keeps the order. The source's held count and its
+  messages of the hour are read once per transaction and kept up to date in
+  memory while it lasts (a batch of journaled hits is one transaction).
 
 ``on_hit`` runs inside the hit's transaction (storage and alert enqueue are
 atomic); ``tick`` runs in the delivery worker for digests and summaries.
@@ -22,6 +24,8 @@ atomic); ``tick`` runs in the delivery worker for digests and summaries.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
@@ -99,8 +103,22 @@ class Alerter:
 
     # -- pieces -----------------------------------------------------------------------
     def _flooded(self, tx: AlertTx, source: str, now: datetime) -> bool:
-        return bool(tx.held(source)) or \
-            tx.queued_since(source, now - HOUR) >= self.config.max_per_hour
+        flood = self._flood(tx, source, now)
+        while flood.queued and flood.queued[0] <= now - HOUR:  # out of the hour (queued_since: ">")
+            flood.queued.popleft()
+        return flood.held > 0 or len(flood.queued) >= self.config.max_per_hour
+
+    @staticmethod
+    def _flood(tx: AlertTx, source: str, now: datetime) -> "_Flood":
+        """The source's flood-control state for this transaction: read from the registry once
+        (its held messages, the times of its messages of the last hour), then kept up to date
+        by ``_emit`` as it holds or queues messages, instead of read again for every hit of a
+        batch. It dies with the transaction: the next one reads what other processes wrote."""
+        flood = tx.memo.get((_Flood, source))
+        if flood is None:
+            flood = tx.memo[(_Flood, source)] = _Flood(
+                held=tx.held_count(source), queued=deque(tx.queued_times_since(source, now - HOUR)))
+        return flood
 
     def _emit(self, tx: AlertTx, incident: Incident, kind: AlertKind, now: datetime) -> None:
         view = tx.incident_view(incident)
@@ -110,6 +128,7 @@ class Alerter:
                       f"{len(view.new_hits)} new hit(s)"
             tx.add_alert(kind=kind, status=AlertStatus.HELD, subject=subject, now=now, payload=None,
                          sinks=(), incident_id=incident.id, source=incident.source)
+            self._flood(tx, incident.source, now).held += 1
             # Hits stay untold (alerted_hit_id unchanged): the summary carries them.
             tx.update_incident(incident.id, alert_count=incident.alert_count + 1,
                                alerted_severity=max(incident.alerted_severity, told),
@@ -125,6 +144,7 @@ class Alerter:
         tx.add_alert(kind=kind, status=AlertStatus.QUEUED, subject=alert.subject, now=now,
                      payload=alert.to_payload(), sinks=self.sinks, incident_id=incident.id,
                      source=incident.source)
+        self._flood(tx, incident.source, now).queued.append(now)
         tx.update_incident(
             incident.id, alert_count=incident.alert_count + 1, last_alert_at=now,
             alerted_severity=max(incident.alerted_severity, told),
@@ -144,6 +164,7 @@ class Alerter:
                                   subject=alert.subject, now=now, payload=alert.to_payload(),
                                   sinks=self.sinks, source=source_name)
         tx.mark_summarised([a.id for a in held], summary_id)
+        tx.memo.pop((_Flood, source_name), None)  # read again if needed: the held are summarised
         for view in views:
             incident = view.incident
             tx.update_incident(
@@ -153,3 +174,11 @@ class Alerter:
                                       *(severity(h.classification) for h in view.hits)]),
             )
         return 1
+
+
+@dataclass
+class _Flood:
+    """Flood control of one source within one transaction (``Alerter._flood``)."""
+
+    held: int  # messages held, waiting for the summary
+    queued: deque[datetime]  # creation times of the messages counted against the hourly cap, oldest first

@@ -9,8 +9,9 @@ Storing a hit is a registry transaction (milliseconds, and SQLite writers
 wait for each other); a flood of canary queries arrives faster than that.
 So a front end only appends the hit to this journal (one ``write`` of one
 JSON line to an append-only file, 0600: microseconds, never waiting for the
-registry) and answers; one writer thread reads the journal and stores each
-entry through the sink. The queue is the file, not memory: it is bounded by
+registry) and answers; one writer thread reads the journal and stores the
+entries through the sink, up to BATCH_MAX of them in one registry
+transaction (``observe_many``: a transaction costs more than a hit). The queue is the file, not memory: it is bounded by
 the disk, not by a count that an attacker can fill (a full in-memory queue
 used to leave canary queries unanswered while other queries were answered,
 which told the canaries apart).
@@ -74,6 +75,7 @@ RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # pause after a registry error, doubling up 
 REJECT_AFTER = 5  # attempts before an entry refused for a non-registry reason is set aside
 DECOY_MAX = 1 << 22  # bytes of decoy lines kept before the decoy file is emptied
 YIELD_FACTOR = 4.0  # while a front end is saturated, sleep this many times each store's duration
+BATCH_MAX = 100  # entries stored in one registry transaction (holds SQLite's write lock ~50 ms at most)
 
 
 def journal_settings(table: Mapping[str, Any], base_dir: Path) -> tuple[Path, float]:
@@ -283,6 +285,15 @@ class HitJournal:
             time.sleep(0.01)
         return True
 
+    def writer_cpu(self) -> float | None:
+        """CPU seconds the writer thread has used so far (storing hits is most of it); None when
+        it is not running or the platform cannot tell (bench/bench_access_syslog.py reports it)."""
+        thread = self._thread
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))  # type: ignore[union-attr,arg-type]
+        except (AttributeError, OSError, TypeError):
+            return None
+
     def stats(self) -> dict[str, int]:
         return {"appended": self.appended, "replayed": self.replayed, "stored": self.stored,
                 "duplicates": self.duplicates, "rejected": self.rejected, "append_failed": self.append_failed,
@@ -314,11 +325,15 @@ class HitJournal:
                         break
                     lines = (rest + chunk).split(b"\n")
                     rest = lines.pop()  # an incomplete last line: its end is still being written
-                    for line in lines:
-                        if self._out_of_time() or not self._store_line(line):
+                    for start in range(0, len(lines), BATCH_MAX):
+                        batch = lines[start:start + BATCH_MAX]
+                        done = 0 if self._out_of_time() else self._store_batch(batch)
+                        # The cursor moves over what is committed, never further: a crash
+                        # before it is saved stores those again, recognised by their receipts.
+                        self._cursor += sum(len(line) + 1 for line in batch[:done])
+                        if done < len(batch):
                             self._save_cursor()
                             return
-                        self._cursor += len(line) + 1
                         self._maybe_save_cursor()
                 caught_up = not rest and self._caught_up(reader)
                 if self._stop_at is not None and (caught_up or self._out_of_time()):
@@ -341,13 +356,63 @@ class HitJournal:
                 self._save_cursor()
         return True
 
-    def _store_line(self, line: bytes) -> bool:
+    def _store_batch(self, lines: list[bytes]) -> int:
+        """Store entries in ONE registry transaction (``observe_many``); returns how many of
+        ``lines``, from the first, are out (stored, duplicates or set aside): all of them, or
+        fewer when stopping ran out of time.
+
+        A registry error rolls the whole batch back; it is retried like a single entry. Any
+        other error (a bug, an entry the sink refuses) sends the batch through ``_store_line``
+        one entry at a time, so that only the bad entry is retried and set aside.
+        """
+        entries: dict[int, Observation] = {}  # position in ``lines`` -> entry (the readable ones)
+        for n, line in enumerate(lines):
+            try:
+                entries[n] = decode(line)
+            except (ValueError, TypeError, KeyError) as err:
+                self._reject(line, f"unreadable entry ({type(err).__name__})")
+        store_many = getattr(self._sink, "observe_many", None)
+        if store_many is None or len(entries) < 2:
+            return self._store_each(lines, entries)
+        delay = RETRY_FIRST
+        while True:
+            started = time.monotonic()
+            try:
+                outcomes = store_many(list(entries.values()))
+            except RegistryError as err:
+                self.retries += 1
+                self._retry_warning(err, delay)
+            except Exception as err:  # not the registry: find the entry, one at a time
+                log.error("hit journal: storing %d hits together failed (%s); storing them one by one",
+                          len(entries), type(err).__name__)
+                return self._store_each(lines, entries)
+            else:
+                replays = sum(1 for outcome in outcomes if outcome is False)
+                self.duplicates += replays
+                self.stored += len(outcomes) - replays
+                self._yield(time.monotonic() - started)
+                return len(lines)
+            if self._stop_at is not None and time.monotonic() + delay > self._stop_at:
+                return 0
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _store_each(self, lines: list[bytes], entries: dict[int, Observation]) -> int:
+        """The entries one transaction each; how many of ``lines`` are out (see _store_batch)."""
+        for n, line in enumerate(lines):
+            observation = entries.get(n)
+            if observation is not None and not self._store_line(line, observation):
+                return n
+        return len(lines)
+
+    def _store_line(self, line: bytes, observation: Observation | None = None) -> bool:
         """Store one entry, retrying registry errors; False when stopping ran out of time."""
-        try:
-            observation = decode(line)
-        except (ValueError, TypeError, KeyError) as err:
-            self._reject(line, f"unreadable entry ({type(err).__name__})")
-            return True
+        if observation is None:
+            try:
+                observation = decode(line)
+            except (ValueError, TypeError, KeyError) as err:
+                self._reject(line, f"unreadable entry ({type(err).__name__})")
+                return True
         delay, failures = RETRY_FIRST, 0
         while True:
             started = time.monotonic()

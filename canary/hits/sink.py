@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from canary.hits.classify import ClassifyRules, classify
 from canary.hits.hit import Classification, Hit, Observation, cap_evidence
@@ -30,6 +30,8 @@ from canary.hits.tokenindex import TokenIndex
 if TYPE_CHECKING:
     from canary.alerts.policy import Alerter
     from canary.registry import Registry
+    from canary.registry.hitrecords import TokenMatch
+    from canary.registry.hitstore import AlertTx
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,25 @@ class RegistryHitSink:
         self.record(observation, replayed)
         return not replayed
 
+    def observe_many(self, observations: Sequence[Observation]) -> list[bool]:
+        """Store several observations in ONE registry transaction (the hit journal's writer
+        hands it a batch); for each, False when its receipt was already stored (a replay).
+
+        Each is stored exactly as ``observe`` would store it alone, in order (a later one sees
+        the hits, incidents and alerts of the earlier ones), but the transaction is paid once:
+        all are committed together, or none (a registry error rolls the whole batch back and
+        the caller retries it; the journal's cursor moves only after the commit).
+        """
+        prepared = [self._prepare(observation, None) for observation in observations]
+        done: list[_Stored] = []
+        with self.registry.alert_transaction() as tx:
+            stored = tx.hits_by_receipts([o.receipt for o, _ in prepared if o.receipt])
+            for observation, classification in prepared:
+                done.append(self._store(tx, observation, classification, stored))
+        for one in done:  # committed: wake, count and log, as ``record`` does after its commit
+            self._after(one)
+        return [not one.replayed for one in done]
+
     def record(self, observation: Observation, replayed: list[Hit] | None = None, *,
                classification: Classification | None = None) -> Hit:
         """``observe`` that returns the stored Hit (the earlier one for a stored receipt,
@@ -71,43 +92,77 @@ class RegistryHitSink:
         (the access channel: canary.access.match.BurstPolicy); otherwise ``classify`` decides. An unmatched value
         stays UNMATCHED whatever is given.
         """
+        observation, classification = self._prepare(observation, classification)
+        with self.registry.alert_transaction() as tx:
+            stored = tx.hits_by_receipts([observation.receipt] if observation.receipt else [])
+            one = self._store(tx, observation, classification, stored)
+        if one.replayed:
+            if replayed is not None:
+                replayed.append(one.hit)
+            return one.hit
+        self._after(one)
+        return one.hit
+
+    @staticmethod
+    def _prepare(observation: Observation, classification: Classification | None
+                 ) -> tuple[Observation, Classification | None]:
         classification = classification or observation.classification
         at = observation.at or datetime.now(timezone.utc)
         if at.tzinfo is None:  # front ends should pass UTC; a naive time is taken as UTC
             at = at.replace(tzinfo=timezone.utc)
         evidence = _json_safe(cap_evidence(observation.evidence or {}))
-        observation = replace(observation, at=at, evidence=evidence)
-        with self.registry.alert_transaction() as tx:
-            if observation.receipt:
-                stored = tx.hit_by_receipt(observation.receipt)
-                if stored is not None:  # a replay: stored (and alerted) the first time
-                    if replayed is not None:
-                        replayed.append(stored)
-                    return stored
-            match = tx.match(observation.kind, observation.value)
-            if match is None or classification is None:
-                recent = tx.recent_hits(match.canary.id, at - self.rules.lookback) if match else []
-                classification = classify(observation, recent, self.rules, matched=match is not None)
-            hit = tx.insert_hit(
-                channel=observation.channel, kind=observation.kind, value=observation.value,
-                remote=observation.remote, at=at, recorded_at=datetime.now(timezone.utc),
-                classification=classification, evidence=observation.evidence, match=match,
-                receipt=observation.receipt,
-            )
-            queued = match is not None and self.alerter is not None and self.alerter.on_hit(tx, hit, match)
-        if queued and self.wake is not None:
+        return replace(observation, at=at, evidence=evidence), classification
+
+    def _store(self, tx: "AlertTx", observation: Observation, classification: Classification | None,
+               stored: dict[str, Hit]) -> "_Stored":
+        """One observation inside ``tx``; ``stored`` maps the receipts already stored to their hit
+        (this transaction's new hits are added to it: a receipt twice in a batch is stored once)."""
+        at = observation.at
+        assert at is not None  # _prepare dated it
+        if observation.receipt:
+            earlier = stored.get(observation.receipt)
+            if earlier is not None:  # a replay: stored (and alerted) the first time
+                return _Stored(earlier, None, earlier.classification, False, True, observation)
+        match = tx.match(observation.kind, observation.value)
+        if match is None or classification is None:
+            recent = tx.recent_hits(match.canary.id, at - self.rules.lookback) if match else []
+            classification = classify(observation, recent, self.rules, matched=match is not None)
+        hit = tx.insert_hit(
+            channel=observation.channel, kind=observation.kind, value=observation.value,
+            remote=observation.remote, at=at, recorded_at=datetime.now(timezone.utc),
+            classification=classification, evidence=observation.evidence, match=match,
+            receipt=observation.receipt,
+        )
+        if observation.receipt:
+            stored[observation.receipt] = hit
+        queued = match is not None and self.alerter is not None and self.alerter.on_hit(tx, hit, match)
+        return _Stored(hit, match, classification, queued, False, observation)
+
+    def _after(self, one: "_Stored") -> None:
+        """Once committed: wake the outbox, count, log."""
+        hit, match, observation = one.hit, one.match, one.observation
+        if one.queued and self.wake is not None:
             self.wake()
         if self.metrics is not None:  # stored: counted once, never for a hit that was rolled back
-            self.metrics.hit(observation.channel.value, classification.value)
+            self.metrics.hit(observation.channel.value, one.classification.value)
         # Ids, source, channel and client address only: never the value (a token) or evidence.
         if match is not None:
             log.warning("hit #%d: canary #%d of source %s, %s via %s from %s",
-                        hit.id, match.canary.id, match.source.name, classification.value,
+                        hit.id, match.canary.id, match.source.name, one.classification.value,
                         observation.channel.value, observation.remote or "-")
         else:
             log.info("hit #%d: %s value matching no canary, via %s", hit.id,
                      observation.kind.value, observation.channel.value)
-        return hit
+
+
+@dataclass(frozen=True)
+class _Stored:
+    hit: Hit
+    match: "TokenMatch | None"
+    classification: Classification
+    queued: bool  # an immediate alert was enqueued
+    replayed: bool  # the receipt was stored before: nothing new
+    observation: Observation
 
 
 def _json_safe(value: Any) -> Any:

@@ -70,3 +70,5 @@ def test_access_hits_left_in_the_journal_by_a_killed_listener_are_stored_at_the_
     assert [h.classification for h in hits] == [Classification.UNJUSTIFIED_ACCESS] * 2 + [Classification.BULK_ACCESS]
     assert hits[2].evidence["account"] == "stolen" and hits[2].evidence["canaries_by_account"] == 3
     assert len(registry.list_alerts()) == 3
+    # The three were stored as one batch (one registry transaction): still one critical alert.
+    assert [a.subject.startswith("[CANARY] Accès en masse") for a in registry.list_alerts()] == [False, False, True]

@@ -180,3 +180,143 @@ def test_decoy_lines_go_to_a_bounded_scratch_file_never_stored(tmp_path, monkeyp
     assert journal.appended == 0 and journal.pending() == 0 and (tmp_path / "j").stat().st_size == 0
     journal.stop(drain_timeout=0)
     assert decoy.stat().st_size == 0
+
+
+# -- batches: many entries in one registry transaction ------------------------------------
+
+
+def _journal_of(path, sink, observations):
+    """A journal holding ``observations`` that no writer has read yet (as after a stop)."""
+    journal = HitJournal(path, sink)
+    journal.open()
+    for observation in observations:
+        journal.append(observation)
+    journal.stop(drain_timeout=0)
+    return HitJournal(path, sink)
+
+
+def _drain(journal):
+    journal.start()
+    assert journal.wait_idle(20)
+    journal.stop()
+    return journal
+
+
+def _alerts_and_incidents(registry):
+    alerts = [(a.kind.value, a.status.value, a.incident_id) for a in registry.list_alerts(limit=None)]
+    incidents = [(i.canary_id, i.hit_count, i.alert_count, i.next_digest_at is not None)
+                 for i in registry.list_incidents(limit=None)]
+    return sorted(alerts), sorted(incidents)
+
+
+def test_a_batch_stores_what_one_at_a_time_stores_with_flood_control_unchanged(tmp_path):
+    """Many canaries hit at once, more than the hourly cap: stored as one batch (one
+    transaction) or one transaction per hit, the same incidents and the same messages,
+    queued up to the cap and held past it."""
+    from canary.alerts.config import AlertsConfig
+    from canary.registry import Registry
+
+    config = AlertsConfig(max_per_hour=3)
+    hits = [dns_hit(n) for n in (1, 2, 1, 3, 4, 5, 2, 6)]
+    outcomes = []
+    for way in ("batch", "each"):
+        with Registry.open(f"sqlite:///{tmp_path / way}.db", create=True) as registry:
+            add_source(registry, "lis-rennes", alert_to=())
+            plant(registry, "lis-rennes", range(1, 7))
+            sink, _, _ = pipeline(registry, config)
+            if way == "each":
+                for observation in hits:
+                    sink.observe(observation)
+            else:
+                journal = _drain(_journal_of(tmp_path / "j", sink, hits))
+                assert journal.stored == len(hits) and journal.duplicates == 0
+            outcomes.append(_alerts_and_incidents(registry))
+            statuses = [a.status.value for a in registry.list_alerts(limit=None)]
+            assert statuses.count("queued") == 3 and statuses.count("held") == 3
+    assert outcomes[0] == outcomes[1]
+
+
+class Batching:
+    """The real sink, counting its batches; ``observe`` of one value fails (a bug)."""
+
+    def __init__(self, sink, bad: str | None = None) -> None:
+        self.sink, self.bad, self.batches = sink, bad, []
+
+    def known(self, kind, value):
+        return True
+
+    def observe_many(self, observations):
+        self.batches.append(len(observations))
+        if any(o.value == self.bad for o in observations):
+            raise ValueError("a bug")
+        return self.sink.observe_many(observations)
+
+    def observe(self, observation):
+        if observation.value == self.bad:
+            raise ValueError("a bug")
+        return self.sink.observe(observation)
+
+
+def test_an_entry_failing_in_a_batch_is_set_aside_alone_the_others_stored_once(tmp_path, planted, monkeypatch):
+    monkeypatch.setattr("canary.hits.journal.RETRY_FIRST", 0.001)
+    registry, sink = planted
+    batching = Batching(sink, bad="h4x2")
+    journal = _drain(_journal_of(tmp_path / "j", batching, [dns_hit(n) for n in (1, 2, 3, 1, 3)]))
+    assert batching.batches == [5]  # tried together, then one by one
+    assert sorted(h.value for h in registry.list_hits()) == ["h4x1", "h4x1", "h4x3", "h4x3"]
+    assert journal.stored == 4 and journal.rejected == 1
+    assert b"h4x2" in (tmp_path / "j.rejected").read_bytes()
+
+
+def test_a_registry_error_mid_batch_rolls_it_back_and_the_retry_stores_each_once(tmp_path, planted, monkeypatch):
+    monkeypatch.setattr("canary.hits.journal.RETRY_FIRST", 0.001)
+    registry, sink = planted
+    on_hit, calls = sink.alerter.on_hit, []
+
+    def locked_at_the_third(tx, hit, match):
+        calls.append(hit.value)
+        if len(calls) == 3:  # two hits of the batch are already written in this transaction
+            raise RegistryError("cannot write registry at sqlite:///r.db: database is locked")
+        return on_hit(tx, hit, match)
+
+    monkeypatch.setattr(sink.alerter, "on_hit", locked_at_the_third)
+    journal = _drain(_journal_of(tmp_path / "j", sink, [dns_hit(n) for n in (1, 2, 3, 1)]))
+    assert journal.retries == 1 and journal.stored == 4 and journal.duplicates == 0
+    assert sorted(h.value for h in registry.list_hits()) == ["h4x1", "h4x1", "h4x2", "h4x3"]
+    assert sum(i.hit_count for i in registry.list_incidents()) == 4
+
+
+def test_one_receipt_twice_in_a_batch_is_stored_once(tmp_path, planted):
+    from dataclasses import replace
+
+    registry, sink = planted
+    twice = replace(dns_hit(1), receipt="sms:provider-42")
+    journal = _drain(_journal_of(tmp_path / "j", sink, [twice, dns_hit(2), twice]))
+    assert journal.stored == 2 and journal.duplicates == 1
+    assert sorted(h.value for h in registry.list_hits()) == ["h4x1", "h4x2"]
+
+
+@pytest.mark.postgres
+def test_a_batch_on_postgresql_locks_stores_and_replays_once(tmp_path, postgres_url):
+    """The batch path on PostgreSQL (row locks FOR UPDATE, taken once per transaction): the
+    cap holds, and a replay of the whole journal after a crash stores nothing twice."""
+    from canary.alerts.config import AlertsConfig
+    from canary.registry import Registry
+
+    with Registry.open(postgres_url, create=True) as registry:
+        add_source(registry, "lis-rennes", alert_to=())
+        plant(registry, "lis-rennes", range(1, 7))
+        sink, _, _ = pipeline(registry, AlertsConfig(max_per_hour=3))
+        hits = [dns_hit(n) for n in (1, 2, 1, 3, 4, 5, 2, 6)]
+        journal = _journal_of(tmp_path / "j", sink, hits)
+        kept = (tmp_path / "j").read_bytes()
+        _drain(journal)
+        assert journal.stored == 8
+        statuses = [a.status.value for a in registry.list_alerts(limit=None)]
+        assert statuses.count("queued") == 3 and statuses.count("held") == 3
+        assert sorted(i.hit_count for i in registry.list_incidents(limit=None)) == [1, 1, 1, 1, 2, 2]
+        (tmp_path / "j").write_bytes(kept)
+        (tmp_path / "j.cursor").write_text("0")
+        again = _drain(HitJournal(tmp_path / "j", sink))
+        assert again.duplicates == 8 and again.stored == 0
+        assert len(registry.list_hits()) == 8

@@ -93,12 +93,14 @@ def test_no_token_identity_or_secret_in_any_log_line(logged, monkeypatch):
     wait_for(lambda: "via email failed" in stream.getvalue(), what="a failed alert delivery logged")
 
     # The registry now fails under every front end, with the error a driver gives: it quotes the values.
-    def failing(self, observation, replayed=None):
+    # (``_store`` stores one observation inside the transaction, for ``record`` and for the journal's
+    # batches alike.)
+    def failing(self, tx, observation, *args):
         raise sa.exc.IntegrityError("INSERT INTO hits (value, evidence) VALUES (?, ?)",
                                     (observation.value, json.dumps(dict(observation.evidence))),
                                     Exception("UNIQUE constraint failed: hits.value"))
 
-    monkeypatch.setattr(RegistryHitSink, "record", failing)
+    monkeypatch.setattr(RegistryHitSink, "_store", failing)
     monkeypatch.setattr("canary.hits.journal.RETRY_FIRST", 0.001)
     seven = make_identity(7)
     dns_query(ports["dns"], seven.hostname)
