@@ -148,7 +148,7 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
         rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status,
                                log_views=not setup.on("enable_auditlog_encryption"))
     if plan is not None and plan.portal is not None:
-        portal = _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
+        portal = portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
                                 hash_password)
         if "date_created" in tables["patient_access_onsite"].c:
             portal["date_created"] = plan.portal
@@ -224,7 +224,9 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
             values[column] = choice
     if choices.facility_id is not None:
         values["care_team_facility"] = str(choices.facility_id)  # a multi-select: "3" or "3|5"
-    portal = numbers.schedule is not None and numbers.schedule.portal is not None
+    # 'Allow Patient Portal' is chosen on the demographics form before staff create credentials: YES from
+    # registration for a canary whose credentials come with a later visit too.
+    portal = numbers.schedule is not None and (numbers.schedule.portal is not None or numbers.schedule.portal_later)
     if portal:
         values["allow_patient_portal"] = "YES"
     for column in choices.explicit:
@@ -363,7 +365,7 @@ def _allergy_values(host: OpenEmrHost, title: str, pid: int, now: datetime, tabl
     return _only(table, {**form, **filled, "modifydate": now})
 
 
-def _portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
+def portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
                    numbers: Numbers, table: sa.Table, hash_password: Callable[[str, int], str]) -> dict[str, Any]:
     account = account_name(patient["fname"], patient["lname"], numbers.next_id)
     login = {"email": identity.email, "account": account, "identity": identity.portal_login}[choices.portal_login]
