@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement, Sex
-from canary.planting.events import EVENTS_KEY
+from canary.planting.events import EVENTS_KEY, PACE_KEY
 from seeders.sql import appsql
 from seeders.sql.access import access_problems, needs
 from seeders.sql.appsql import ApplicationSqlSeeder
@@ -301,7 +301,10 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             rows = self._fit(self._rows(identity, dry_run=False))
             pid = next(row.values["pid"] for row in rows if row.table == "patient_data")
             try:
-                return Placement(rows=target.insert(rows))
+                # The site's pace between two visits of a patient, for drip's later events (canary/planting/events.py).
+                pace = {PACE_KEY: round(sum(self.clinic.revisit_gaps) / len(self.clinic.revisit_gaps))} \
+                    if self.clinic.revisit_gaps else {}
+                return Placement(rows=target.insert(rows), extra=pace)
             except SourceError:
                 self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
                 # Only a patient created meanwhile with our pid is worth another try.
