@@ -68,6 +68,7 @@ class Numbers:
     next_id: int  # the AUTO_INCREMENT value patient_data.id will take (portal account name)
     now: datetime  # the registration (regdate), before the day's events
     previous_pid: int = 0  # the patient open in the creating user's session (its last log row)
+    previous_by_user: dict[str, int] | None = None  # the same for each user who may be drawn as creator
     clock: datetime | None = None  # the database's now: the day's last event
     latest: datetime | None = None  # the latest registration of the site (regdates stay in pid order)
     schedule: Schedule | None = None  # the day's events (seeders/openemr/footprint.py)
@@ -99,6 +100,8 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
     rnd = rnd or random.Random()
     if host.creators:  # registered by one of the site's front-desk users, as often as each registers
         host = replace(host, user=rnd.choice(host.creators))
+        if numbers.previous_by_user is not None:  # the patient open in that user's own session
+            numbers = replace(numbers, previous_pid=numbers.previous_by_user.get(host.user.username, 0))
     user_id = host.user.id if host.user else None
     rows: list[RowPlan] = []
 

@@ -167,14 +167,21 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             # Only the portal account name needs the next id.
             next_id = _next_auto_increment(conn, patient_data) if self.choices.portal != "no" else 0
             log = self.tables["log"]
-            previous = conn.execute(sa.select(log.c.patient_id).where(
-                log.c.user == (self.host.user.username if self.host.user else ""), log.c.patient_id.is_not(None))
-                .order_by(log.c.id.desc()).limit(1)).scalar()
+            # The patient each possible creator has open in its session: its last log row's (the creator is
+            # drawn per canary in build_rows, so each of them is read).
+            users = {u.username for u in self.host.creators} | ({self.host.user.username} if self.host.user else set())
+            previous_by_user = {}
+            for username in sorted(users):
+                previous_by_user[username] = int(conn.execute(sa.select(log.c.patient_id).where(
+                    log.c.user == username, log.c.patient_id.is_not(None))
+                    .order_by(log.c.id.desc()).limit(1)).scalar() or 0)
+            previous = previous_by_user.get(self.host.user.username if self.host.user else "", 0)
             encounter = _next_encounter(conn) if "form_encounter" in self.tables else 0
         # This machine's clock in the database's time zone, as OpenEMR's PHP date() stamps rows (the
         # web server's clock, not the database's); drip decides the moment, and tests can freeze it.
         now = self._database_time(datetime.now(timezone.utc))
         return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now, previous_pid=int(previous or 0), clock=now,
+                       previous_by_user=previous_by_user,
                        latest=latest, encounter=encounter)
 
     def _rows(self, identity: Identity, *, dry_run: bool, numbers: Numbers | None = None,
