@@ -11,9 +11,10 @@ real row as the template of the categorical fields, not the modal one).
 And for the later visits ``canary drip`` adds (seeders/openemr/later.py),
 from the site's 200 most recent encounters after a registration day: what
 each visit carried (the problems and medications entered that day, a
-follow-up booked that day, the audit ``log`` rows of the patient that day),
-the gap between a patient's visits, how many of the patients registered
-before the last quarter got portal credentials later than their first day,
+follow-up booked that day, the audit ``log`` rows of the patient that day);
+from the patients registered before the last quarter, how often they came
+back (days followed per later visit) and how many got portal credentials
+later than their first day,
 and how many ``log`` rows name a patient outside its registration and visit
 days (charts opened between visits), per day of the patient's life.
 """
@@ -63,7 +64,7 @@ class ClinicHabits:
     portal_delays: list[float] = field(default_factory=list)  # seconds from regdate to portal account
     has_sequences: bool = False
     later_visits: list[LaterVisit] = field(default_factory=list)  # the site's recent visits after day one
-    revisit_gaps: list[float] = field(default_factory=list)  # seconds between a patient's consecutive visits
+    revisit_every: float = 0.0  # seconds: days followed / visits after day one, settled recent patients
     portal_later_share: float = 0.0  # of older recent patients: portal credentials after their first day
     portal_later_delays: list[float] = field(default_factory=list)  # seconds from regdate, those accounts
     between_first: list[int] = field(default_factory=list)  # per patient: such rows in its first BETWEEN_FIRST
@@ -92,7 +93,7 @@ def read_clinic(target: SqlTarget) -> ClinicHabits:
         _appointments(conn, tables["openemr_postcalendar_events"], recent, habits)
         _portal(conn, tables["patient_access_onsite"], recent, habits)
         _later(conn, target.table("log"), tables, habits)
-        _portal_later(conn, pd, tables["patient_access_onsite"], habits)
+        _settled(conn, pd, tables["form_encounter"], tables["patient_access_onsite"], habits)
     return habits
 
 
@@ -191,7 +192,8 @@ def _portal(conn: sa.Connection, onsite: sa.Table | None, recent: dict[int, date
 # Rows about a patient between visits come mostly soon after registering (a session still holding the new
 # patient, the chart reopened to complete it): counted per patient over this window, per day after it.
 BETWEEN_FIRST = timedelta(days=90)
-# A patient registered within this of the site's latest registration may not have had its portal account yet.
+# A patient registered within this of the site's latest registration may not have had its portal account, or
+# come back, yet.
 PORTAL_SETTLED = timedelta(days=90)
 
 
@@ -208,8 +210,6 @@ def _later(conn: sa.Connection, log: sa.Table | None, t: dict[str, sa.Table], ha
     for r in conn.execute(sa.select(fe.c.pid, fe.c.date).where(fe.c.pid.in_(pids)).order_by(fe.c.date)):
         if isinstance(r.date, datetime):
             visits.setdefault(int(r.pid), []).append(r.date)
-    for dates in visits.values():
-        habits.revisit_gaps += [(b - a).total_seconds() for a, b in zip(dates, dates[1:]) if b.date() > a.date()]
     issues: dict[tuple[int, Any], dict[str, list[dict[str, Any]]]] = {}
     if lists is not None:
         for r in conn.execute(sa.select(lists).where(lists.c.pid.in_(pids),
@@ -270,11 +270,13 @@ def _later(conn: sa.Connection, log: sa.Table | None, t: dict[str, sa.Table], ha
     habits.between_log_rate = late / days if days else 0.0
 
 
-def _portal_later(conn: sa.Connection, pd: sa.Table, onsite: sa.Table | None, habits: ClinicHabits) -> None:
-    """The share of the site's patients who got portal credentials after their first day, and how long after:
-    read on the 200 most recent patients registered at least PORTAL_SETTLED before the latest one."""
-    if onsite is None or "date_created" not in onsite.c:
-        return
+def _settled(conn: sa.Connection, pd: sa.Table, fe: sa.Table | None, onsite: sa.Table | None,
+             habits: ClinicHabits) -> None:
+    """On the 200 most recent patients registered at least PORTAL_SETTLED before the latest one (old enough to
+    have come back, young enough to be today's habits): the site's revisit pace, as days followed per visit
+    after the registration day (patients who never came back or left the practice count, as they do in the
+    site's visit counts; a mean of gaps between visits would over-weigh the frequent visitors), and the share
+    who got portal credentials after their first day, and how long after."""
     newest = conn.execute(sa.select(sa.func.max(pd.c.regdate))).scalar()
     if not isinstance(newest, datetime):
         return
@@ -282,6 +284,13 @@ def _portal_later(conn: sa.Connection, pd: sa.Table, onsite: sa.Table | None, ha
         sa.select(pd.c.pid, pd.c.regdate).where(pd.c.regdate <= newest - PORTAL_SETTLED)
         .order_by(pd.c.pid.desc()).limit(SAMPLE)) if isinstance(r.regdate, datetime)}
     if not settled:
+        return
+    if fe is not None:
+        visits = sum(1 for r in conn.execute(sa.select(fe.c.pid, fe.c.date).where(fe.c.pid.in_(list(settled))))
+                     if isinstance(r.date, datetime) and settled[r.pid].date() < r.date.date() <= newest.date())
+        followed = sum((newest - registered).total_seconds() for registered in settled.values())
+        habits.revisit_every = followed / visits if visits else 0.0
+    if onsite is None or "date_created" not in onsite.c:
         return
     for r in conn.execute(sa.select(onsite.c.pid, onsite.c.date_created).where(onsite.c.pid.in_(list(settled)))):
         if isinstance(r.date_created, datetime) and _after(settled[r.pid], r.date_created) is None \

@@ -309,8 +309,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             pid = next(row.values["pid"] for row in rows if row.table == "patient_data")
             try:
                 # The site's pace between two visits of a patient, for drip's later events (canary/planting/events.py).
-                pace = {PACE_KEY: round(sum(self.clinic.revisit_gaps) / len(self.clinic.revisit_gaps))} \
-                    if self.clinic.revisit_gaps else {}
+                pace = {PACE_KEY: round(self.clinic.revisit_every)} if self.clinic.revisit_every else {}
                 return Placement(rows=target.insert(rows), extra=pace)
             except SourceError:
                 self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
