@@ -152,7 +152,7 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
                                log_views=not setup.on("enable_auditlog_encryption"))
     if plan is not None and plan.portal is not None:
         portal = portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
-                                hash_password)
+                               hash_password)
         if "date_created" in tables["patient_access_onsite"].c:
             portal["date_created"] = plan.portal
         rows.append(RowPlan("patient_access_onsite", ("id",), portal, generated=dict(_ID), alias="portal"))
