@@ -2,7 +2,10 @@
 
 Real patients come back; a canary that never does is a "new patients only"
 record. Every ``drip.event_every`` on average (a week plus an exponential
-draw, so the gaps look like a patient's and not a timer's), a planted
+draw, so the gaps look like a patient's and not a timer's; ``site``, the
+default: the gap between two visits of a patient that the seeder learned
+from the site when it planted the canary, kept in its placement as
+``extra["revisit_every"]`` in seconds, else 60 days), a planted
 canary is due an event; the drip run asks its seeder to write one
 (``Seeder.add_event(identity, placement, when)``) and stores the grown
 placement, so ``verify`` checks the new rows and ``retire`` removes them.
@@ -28,6 +31,8 @@ from canary.model import CanaryStatus, Placement
 log = logging.getLogger(__name__)
 
 EVENTS_KEY = "drip_events"
+PACE_KEY = "revisit_every"  # seconds: the site's mean gap between two visits, stored by the seeder at planting
+DEFAULT_EVERY = timedelta(days=60)  # drip.event_every = "site" with a seeder that learned no pace
 MIN_GAP = timedelta(days=7)
 MAX_PER_RUN = 20  # events written per run and source: a backlog is caught up over several runs
 
@@ -40,12 +45,16 @@ class EventOutcome:
     error: str | None = None
 
 
-def next_event_at(canary_id: int, placement: Placement, planted_at: datetime, every: timedelta) -> datetime:
+def next_event_at(canary_id: int, placement: Placement, planted_at: datetime,
+                  every: timedelta | None) -> datetime:
     """When the canary's next event is due: the last one (or planting) plus a gap drawn for it.
 
+    ``every`` None: the site's pace stored in the placement (``PACE_KEY``), else ``DEFAULT_EVERY``.
     The draw is a hash of the canary and its event count, so every run agrees
     on it without storing anything more.
     """
+    if every is None:
+        every = site_pace(placement) or DEFAULT_EVERY
     events = [datetime.fromisoformat(t) for t in placement.extra.get(EVENTS_KEY, ())]
     last = max([_aware(planted_at), *map(_aware, events)])
     digest = hashlib.sha256(f"{canary_id}:{len(events)}".encode()).digest()
@@ -55,13 +64,19 @@ def next_event_at(canary_id: int, placement: Placement, planted_at: datetime, ev
     return last + gap
 
 
-def add_due_events(registry, now: datetime, every: timedelta, environ=os.environ) -> list[EventOutcome]:
+def site_pace(placement: Placement) -> timedelta | None:
+    """The site's revisit pace the seeder stored in the placement at planting, if any."""
+    seconds = placement.extra.get(PACE_KEY)
+    return timedelta(seconds=float(seconds)) if isinstance(seconds, (int, float)) and seconds > 0 else None
+
+
+def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.environ) -> list[EventOutcome]:
     """Write the events that are due, source by source; one outcome per canary tried."""
     from canary.planting.catalog import get_seeder_class
     from canary.planting.planter import open_seeder
     from canary.planting.seeder import Seeder
 
-    if every <= timedelta():
+    if every is not None and every <= timedelta():
         return []
     due: dict[str, list] = {}
     for record in registry.list_canaries(status=CanaryStatus.PLANTED):

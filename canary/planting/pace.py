@@ -40,10 +40,11 @@ SETTINGS: tuple[Setting, ...] = (
             "How often `canary drip run` is started (the systemd timer's period): each run plants the slots due "
             "before the next one, each at its own moment within the slot (overdue ones at a random moment), "
             "so creation times carry no trace of the timer. 0m plants at once."),
-    Setting("drip.event_every", "60d",
+    Setting("drip.event_every", "site",
             "Mean time between the later events (a visit, a result) `canary drip run` adds to each planted "
             "canary through its seeder (never less than a week apart; seeders without events are skipped). "
-            "0d: none."),
+            "site: the gap between two visits of a patient the seeder learned from the site when it planted "
+            "the canary (OpenEMR), else 60d. 0d: none."),
 )
 RATE_HISTORY = timedelta(days=365)  # admissions read to learn the site's rate when scheduling
 
@@ -53,7 +54,7 @@ class DripSettings:
     max_share: float = 0.02
     pace_window: timedelta = timedelta(days=30)
     timer_slot: timedelta = timedelta(minutes=10)
-    event_every: timedelta = timedelta(days=60)
+    event_every: timedelta | None = None  # None: the site's pace, as the seeder learned it (else 60 days)
 
 
 def drip_settings(raw: Mapping[str, Any]) -> DripSettings:
@@ -69,7 +70,8 @@ def drip_settings(raw: Mapping[str, Any]) -> DripSettings:
     except ConfigError:
         raise ConfigError("drip.pace_window must be a duration like 30d or 2w") from None
     slot = _duration_or_zero(table, "timer_slot", "10m")
-    every = _duration_or_zero(table, "event_every", "60d")
+    every = None if str(table.get("event_every", "site")).strip().lower() == "site" else \
+        _duration_or_zero(table, "event_every", "60d")
     return DripSettings(float(share), window, slot, every)
 
 

@@ -7,6 +7,16 @@ and medications were entered that day; how many booked a follow-up
 appointment and how far ahead; how many got portal credentials, and how long
 after registering. Each canary then draws from these distributions (a random
 real row as the template of the categorical fields, not the modal one).
+
+And for the later visits ``canary drip`` adds (seeders/openemr/later.py),
+from the site's 200 most recent encounters after a registration day: what
+each visit carried (the problems and medications entered that day, a
+follow-up booked that day, the audit ``log`` rows of the patient that day);
+from the patients registered before the last quarter, how often they came
+back (days followed per later visit) and how many got portal credentials
+later than their first day,
+and how many ``log`` rows name a patient outside its registration and visit
+days (charts opened between visits), per day of the patient's life.
 """
 
 from __future__ import annotations
@@ -29,6 +39,15 @@ class Clinician:
     username: str
 
 
+@dataclass(frozen=True, slots=True)
+class LaterVisit:
+    """One of the site's visits after its patient's registration day, and what was entered during it."""
+
+    issues: dict[str, tuple[dict[str, Any], ...]]  # type -> the lists rows entered that day
+    appointment: dict[str, Any] | None  # a follow-up booked that day
+    log_rows: int  # 'view' rows naming the patient that day (the chart opened, at least once, where logged)
+
+
 @dataclass(slots=True)
 class ClinicHabits:
     patients: int = 0  # recent patients looked at
@@ -44,6 +63,13 @@ class ClinicHabits:
     appointments: list[dict[str, Any]] = field(default_factory=list)  # those appointments (templates)
     portal_delays: list[float] = field(default_factory=list)  # seconds from regdate to portal account
     has_sequences: bool = False
+    later_visits: list[LaterVisit] = field(default_factory=list)  # the site's recent visits after day one
+    revisit_every: float = 0.0  # seconds: days followed / visits after day one, settled recent patients
+    portal_later_share: float = 0.0  # of older recent patients: portal credentials after their first day
+    portal_later_delays: list[float] = field(default_factory=list)  # seconds from regdate, those accounts
+    between_first: list[int] = field(default_factory=list)  # per patient: such rows in its first BETWEEN_FIRST
+    between_log_rate: float = 0.0  # log rows per patient-day outside registration and visit days, after that
+    between_log_users: list[str] = field(default_factory=list)  # who wrote them (one per row: weights)
 
     def share(self, count: int) -> float:
         return count / self.patients if self.patients else 0.0
@@ -66,6 +92,8 @@ def read_clinic(target: SqlTarget) -> ClinicHabits:
         _issues(conn, tables["lists"], recent, habits)
         _appointments(conn, tables["openemr_postcalendar_events"], recent, habits)
         _portal(conn, tables["patient_access_onsite"], recent, habits)
+        _later(conn, target.table("log"), tables, habits)
+        _settled(conn, pd, tables["form_encounter"], tables["patient_access_onsite"], habits)
     return habits
 
 
@@ -159,3 +187,113 @@ def _portal(conn: sa.Connection, onsite: sa.Table | None, recent: dict[int, date
         delay = _after(recent[r.pid], r.date_created) if r.pid in recent else None
         if delay is not None:
             habits.portal_delays.append(delay)
+
+
+# Rows about a patient between visits come mostly soon after registering (a session still holding the new
+# patient, the chart reopened to complete it): counted per patient over this window, per day after it.
+BETWEEN_FIRST = timedelta(days=90)
+# A patient registered within this of the site's latest registration may not have had its portal account, or
+# come back, yet.
+PORTAL_SETTLED = timedelta(days=90)
+
+
+def _later(conn: sa.Connection, log: sa.Table | None, t: dict[str, sa.Table], habits: ClinicHabits) -> None:
+    """What the site's recent visits after a registration day carried, its revisit pace, and the log rows
+    naming a patient on days without a visit (read from the patients of the recent encounters)."""
+    fe, pd, lists, events = t["form_encounter"], t["patient_data"], t["lists"], t["openemr_postcalendar_events"]
+    if fe is None or not habits.encounters:
+        return
+    pids = sorted({int(r["pid"]) for r in habits.encounters if r.get("pid")})
+    regdates = {r.pid: r.regdate for r in conn.execute(sa.select(pd.c.pid, pd.c.regdate).where(pd.c.pid.in_(pids)))
+                if isinstance(r.regdate, datetime)}
+    visits: dict[int, list[datetime]] = {}
+    for r in conn.execute(sa.select(fe.c.pid, fe.c.date).where(fe.c.pid.in_(pids)).order_by(fe.c.date)):
+        if isinstance(r.date, datetime):
+            visits.setdefault(int(r.pid), []).append(r.date)
+    issues: dict[tuple[int, Any], dict[str, list[dict[str, Any]]]] = {}
+    if lists is not None:
+        for r in conn.execute(sa.select(lists).where(lists.c.pid.in_(pids),
+                                                     lists.c.type.in_(("medical_problem", "medication")))
+                              .order_by(lists.c.id)):
+            row = dict(r._mapping)
+            if isinstance(row.get("date"), datetime):
+                issues.setdefault((int(row["pid"]), row["date"].date()), {}).setdefault(row["type"], []).append(row)
+    booked: dict[tuple[int, Any], dict[str, Any]] = {}
+    if events is not None:
+        for r in conn.execute(sa.select(events).where(events.c.pc_pid.in_([str(p) for p in pids]))
+                              .order_by(events.c.pc_eid)):
+            row = dict(r._mapping)
+            made = row.get("pc_time")
+            if isinstance(made, datetime) and row.get("pc_eventDate") and row["pc_eventDate"] > made.date():
+                booked.setdefault((int(row["pc_pid"]), made.date()), row)
+    # The log rows naming these patients, per (patient, day): (user, event, time).
+    logged: dict[tuple[int, Any], list[tuple[str, str, datetime]]] = {}
+    if log is not None:
+        for r in conn.execute(sa.select(log.c.patient_id, log.c.date, log.c.user, log.c.event)
+                              .where(log.c.patient_id.in_(pids))):
+            if isinstance(r.date, datetime):
+                logged.setdefault((int(r.patient_id), r.date.date()), []).append((r.user or "", r.event, r.date))
+    for row in habits.encounters:
+        pid, when = int(row["pid"]), row.get("date")
+        if not isinstance(when, datetime) or pid not in regdates or when.date() <= regdates[pid].date():
+            continue
+        day = (pid, when.date())
+        habits.later_visits.append(LaterVisit(
+            issues={kind: tuple(rows) for kind, rows in issues.get(day, {}).items()},
+            appointment=booked.get(day), log_rows=sum(event == "view" for _u, event, _t in logged.get(day, ()))))
+    newest = conn.execute(sa.select(sa.func.max(pd.c.regdate))).scalar()
+    if log is None or not isinstance(newest, datetime):
+        return
+    # The other rows naming a patient: not the registration's (its second), not a visit's chart views, not
+    # the credentials' (the seeder writes those itself): a session still holding the patient (OpenEMR logs
+    # the session's pid, EventAuditLogger::auditSQLEvent), the chart opened between visits.
+    first = BETWEEN_FIRST.total_seconds() / 86400
+    days, late = 0.0, 0
+    for pid, registered in regdates.items():
+        seen = {d.date() for d in visits.get(pid, ())}
+        life = max(0.0, (newest - registered).total_seconds() / 86400)
+        days += max(0.0, life - first)
+        early = 0
+        for (who, day), entries in logged.items():
+            if who != pid:
+                continue
+            for user, event, at in entries:
+                if at == registered or event == "patient-access" or (event == "view" and day in seen):
+                    continue
+                habits.between_log_users.append(user)
+                if (at - registered).total_seconds() < BETWEEN_FIRST.total_seconds():
+                    early += 1
+                else:
+                    late += 1
+        if life >= first:  # followed for the whole window
+            habits.between_first.append(early)
+    habits.between_log_rate = late / days if days else 0.0
+
+
+def _settled(conn: sa.Connection, pd: sa.Table, fe: sa.Table | None, onsite: sa.Table | None,
+             habits: ClinicHabits) -> None:
+    """On the 200 most recent patients registered at least PORTAL_SETTLED before the latest one (old enough to
+    have come back, young enough to be today's habits): the site's revisit pace, as days followed per visit
+    after the registration day (patients who never came back or left the practice count, as they do in the
+    site's visit counts; a mean of gaps between visits would over-weigh the frequent visitors), and the share
+    who got portal credentials after their first day, and how long after."""
+    newest = conn.execute(sa.select(sa.func.max(pd.c.regdate))).scalar()
+    if not isinstance(newest, datetime):
+        return
+    settled = {r.pid: r.regdate for r in conn.execute(
+        sa.select(pd.c.pid, pd.c.regdate).where(pd.c.regdate <= newest - PORTAL_SETTLED)
+        .order_by(pd.c.pid.desc()).limit(SAMPLE)) if isinstance(r.regdate, datetime)}
+    if not settled:
+        return
+    if fe is not None:
+        visits = sum(1 for r in conn.execute(sa.select(fe.c.pid, fe.c.date).where(fe.c.pid.in_(list(settled))))
+                     if isinstance(r.date, datetime) and settled[r.pid].date() < r.date.date() <= newest.date())
+        followed = sum((newest - registered).total_seconds() for registered in settled.values())
+        habits.revisit_every = followed / visits if visits else 0.0
+    if onsite is None or "date_created" not in onsite.c:
+        return
+    for r in conn.execute(sa.select(onsite.c.pid, onsite.c.date_created).where(onsite.c.pid.in_(list(settled)))):
+        if isinstance(r.date_created, datetime) and _after(settled[r.pid], r.date_created) is None \
+                and r.date_created > settled[r.pid]:
+            habits.portal_later_delays.append((r.date_created - settled[r.pid]).total_seconds())
+    habits.portal_later_share = len(habits.portal_later_delays) / len(settled)

@@ -83,6 +83,7 @@ class Schedule:
     issues: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
     appointment: tuple[dict[str, Any], datetime, date] | None = None  # template, booked at, event date
     portal: datetime | None = None
+    portal_later: bool = False  # portal credentials at a later visit (drip), allowed from registration
     allergies: datetime | None = None  # when the identity's allergies are entered (never the registration second)
     encounter_template: dict[str, Any] = field(default_factory=dict)
     vitals_template: dict[str, Any] = field(default_factory=dict)
@@ -120,7 +121,13 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
     # Allergies are entered during the visit, or by the front desk a few minutes after registering.
     offsets["allergies"] = visit + rnd.uniform(120, 900) if "encounter" in offsets else rnd.uniform(60, 600)
-    wants_portal = portal == "yes" or (portal == "auto" and rnd.random() < clinic.share(len(clinic.portal_delays)))
+    same_day = clinic.share(len(clinic.portal_delays))
+    wants_portal = portal == "yes" or (portal == "auto" and rnd.random() < same_day)
+    # Most sites hand credentials out days or weeks after registering: those come with a later visit
+    # (seeders/openemr/later.py), at the site's share of patients who got them after their first day.
+    later = footprint and portal == "auto" and not wants_portal and same_day < 1 and \
+        rnd.random() < clinic.portal_later_share / (1 - same_day)
+    plan.portal_later = later
     if wants_portal:
         # Credentials are handed out after the registration, never in its second.
         offsets["portal"] = max(rnd.choice(clinic.portal_delays) if clinic.portal_delays else 0.0,
@@ -134,7 +141,7 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         room = max(0.0, (clock - latest_registration).total_seconds())
         if room < MIN_SQUEEZE * span or room < 120:
             if portal != "yes":
-                return Schedule(registered=clock)
+                return Schedule(registered=clock, portal_later=later)
             # Credentials were asked for: registered as early as the pid order allows, credentials now.
             registered = min(clock, max(latest_registration, clock - timedelta(seconds=60)))
             return Schedule(registered=registered, portal=clock)

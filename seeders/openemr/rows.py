@@ -68,6 +68,7 @@ class Numbers:
     next_id: int  # the AUTO_INCREMENT value patient_data.id will take (portal account name)
     now: datetime  # the registration (regdate), before the day's events
     previous_pid: int = 0  # the patient open in the creating user's session (its last log row)
+    previous_by_user: dict[str, int] | None = None  # the same for each user who may be drawn as creator
     clock: datetime | None = None  # the database's now: the day's last event
     latest: datetime | None = None  # the latest registration of the site (regdates stay in pid order)
     schedule: Schedule | None = None  # the day's events (seeders/openemr/footprint.py)
@@ -99,6 +100,8 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
     rnd = rnd or random.Random()
     if host.creators:  # registered by one of the site's front-desk users, as often as each registers
         host = replace(host, user=rnd.choice(host.creators))
+        if numbers.previous_by_user is not None:  # the patient open in that user's own session
+            numbers = replace(numbers, previous_pid=numbers.previous_by_user.get(host.user.username, 0))
     user_id = host.user.id if host.user else None
     rows: list[RowPlan] = []
 
@@ -148,8 +151,8 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
         rows += footprint_rows(plan, pid, numbers.encounter, clinic, tables, registry, rnd, choices.appointment_status,
                                log_views=not setup.on("enable_auditlog_encryption"))
     if plan is not None and plan.portal is not None:
-        portal = _portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
-                                hash_password)
+        portal = portal_values(identity, host, choices, patient, numbers, tables["patient_access_onsite"],
+                               hash_password)
         if "date_created" in tables["patient_access_onsite"].c:
             portal["date_created"] = plan.portal
         rows.append(RowPlan("patient_access_onsite", ("id",), portal, generated=dict(_ID), alias="portal"))
@@ -224,7 +227,9 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
             values[column] = choice
     if choices.facility_id is not None:
         values["care_team_facility"] = str(choices.facility_id)  # a multi-select: "3" or "3|5"
-    portal = numbers.schedule is not None and numbers.schedule.portal is not None
+    # 'Allow Patient Portal' is chosen on the demographics form before staff create credentials: YES from
+    # registration for a canary whose credentials come with a later visit too.
+    portal = numbers.schedule is not None and (numbers.schedule.portal is not None or numbers.schedule.portal_later)
     if portal:
         values["allow_patient_portal"] = "YES"
     for column in choices.explicit:
@@ -363,7 +368,7 @@ def _allergy_values(host: OpenEmrHost, title: str, pid: int, now: datetime, tabl
     return _only(table, {**form, **filled, "modifydate": now})
 
 
-def _portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
+def portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
                    numbers: Numbers, table: sa.Table, hash_password: Callable[[str, int], str]) -> dict[str, Any]:
     account = account_name(patient["fname"], patient["lname"], numbers.next_id)
     login = {"email": identity.email, "account": account, "identity": identity.portal_login}[choices.portal_login]

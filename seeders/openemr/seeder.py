@@ -19,18 +19,20 @@ import sqlalchemy as sa
 
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement, Sex
+from canary.planting.events import EVENTS_KEY, PACE_KEY
 from seeders.sql import appsql
 from seeders.sql.access import access_problems, needs
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.sql.siteread import PatientLayout
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import Numbers, build_rows, resolve_choices
-from seeders.openemr.later import later_visit, visit_rows
+from seeders.openemr.rows import Numbers, portal_values, build_rows, resolve_choices
+from seeders.openemr.later import last_dated, later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
 from seeders.openemr.footprint import draw_schedule
 from seeders.openemr.setup import OpenEmrSetup, read_setup
+from seeders.sql.rows import AUTOINCREMENT, Generated, RowPlan
 from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
 
 # Tables written, in insertion order (uuid_registry first: its rows come before each).
@@ -129,6 +131,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         if self.setup.on("erx_enable"):
             # A medication row NewCrop has not seen yet is uploaded to it: never write one there.
             self.clinic.issues.pop("medication", None)
+            self.clinic.later_visits = [replace(v, issues={k: rows for k, rows in v.issues.items() if k != "medication"})
+                                        for v in self.clinic.later_visits]
         self._rnd = random.SystemRandom()
 
     def check_access(self) -> list[str]:
@@ -163,14 +167,21 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             # Only the portal account name needs the next id.
             next_id = _next_auto_increment(conn, patient_data) if self.choices.portal != "no" else 0
             log = self.tables["log"]
-            previous = conn.execute(sa.select(log.c.patient_id).where(
-                log.c.user == (self.host.user.username if self.host.user else ""), log.c.patient_id.is_not(None))
-                .order_by(log.c.id.desc()).limit(1)).scalar()
+            # The patient each possible creator has open in its session: its last log row's (the creator is
+            # drawn per canary in build_rows, so each of them is read).
+            users = {u.username for u in self.host.creators} | ({self.host.user.username} if self.host.user else set())
+            previous_by_user = {}
+            for username in sorted(users):
+                previous_by_user[username] = int(conn.execute(sa.select(log.c.patient_id).where(
+                    log.c.user == username, log.c.patient_id.is_not(None))
+                    .order_by(log.c.id.desc()).limit(1)).scalar() or 0)
+            previous = previous_by_user.get(self.host.user.username if self.host.user else "", 0)
             encounter = _next_encounter(conn) if "form_encounter" in self.tables else 0
         # This machine's clock in the database's time zone, as OpenEMR's PHP date() stamps rows (the
         # web server's clock, not the database's); drip decides the moment, and tests can freeze it.
         now = self._database_time(datetime.now(timezone.utc))
         return Numbers(pid=(top or 0) + 1, next_id=next_id, now=now, previous_pid=int(previous or 0), clock=now,
+                       previous_by_user=previous_by_user,
                        latest=latest, encounter=encounter)
 
     def _rows(self, identity: Identity, *, dry_run: bool, numbers: Numbers | None = None,
@@ -211,21 +222,51 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
                               f"{str(getattr(err, 'orig', err)).splitlines()[0][:200]}") from None
 
     def add_event(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
-        """A later visit (encounter, vitals at the site's rate) dated just before ``when``."""
-        pid = next((r["key"]["pid"] for r in placement.rows if r["table"] == "patient_data"), None)
-        when = self._database_time(when)
-        plan = later_visit(self.clinic, self._rnd, when, "Male" if identity.sex is Sex.MALE else "Female")
-        if pid is None or plan is None or not self.settings["footprint"]:
+        """A later visit drawn from the site's own (seeders/openemr/later.py), dated just before ``when``."""
+        patient = next((r for r in placement.rows if r["table"] == "patient_data"), None)
+        pid = patient["key"]["pid"] if patient else None
+        if pid is None or not self.settings["footprint"]:
             return None
+        when = self._database_time(when)
+        # Registered with 'Allow Patient Portal' for credentials that come later: handed out at this visit.
+        portal_due = patient["values"].get("allow_patient_portal") == "YES" and self.choices.portal == "auto" and \
+            not any(r["table"] == "patient_access_onsite" for r in placement.rows) and \
+            "patient_access_onsite" in self.tables
+        plan = later_visit(self.clinic, self._rnd, when, "Male" if identity.sex is Sex.MALE else "Female",
+                           registered=_stamp(patient["values"].get("regdate")), since=last_dated(placement.rows),
+                           first=not placement.extra.get(EVENTS_KEY), portal_due=portal_due)
+        if plan is None:
+            return None
+        portal, user = (self._later_portal(identity, patient, int(pid), plan.portal_at)
+                        if plan.portal_at is not None else (None, ""))
         number = self._take_encounter_number()
         rows = self._fit(visit_rows(plan, int(pid), number, self.clinic, self.tables, self._rnd, when,
-                                    log_views=not self.setup.on("enable_auditlog_encryption")))
+                                    appointment_status=self.settings["future_appointment_status"],
+                                    log_views=not self.setup.on("enable_auditlog_encryption"),
+                                    portal=portal, portal_user=user))
         try:
             placed = self._ready().insert(rows)
         except SourceError:
             self._give_back([number])
             raise
         return replace(placement, rows=tuple(placement.rows) + tuple(placed))
+
+    def _later_portal(self, identity: Identity, patient: dict[str, Any], pid: int,
+                      at: datetime) -> tuple[RowPlan, str]:
+        """The credentials row handed out at a later visit, and the username that logs it (the canary's
+        creator, the front desk). The password is the identity's, from our token scheme, as at registration."""
+        table = self.tables["patient_data"]
+        row_id = self._read_rows(sa.select(table.c.id).where(table.c.pid == pid))
+        numbers = Numbers(pid=pid, next_id=int(row_id[0]["id"]) if row_id else 0, now=at)
+        values = portal_values(identity, self.host, self.choices, patient["values"], numbers,
+                                self.tables["patient_access_onsite"], portal_password_hash)
+        if "date_created" in self.tables["patient_access_onsite"].c:
+            values["date_created"] = at
+        creator = patient["values"].get("created_by")
+        user = next((u.username for u in self.host.creators if u.id == creator), None) or \
+            (self.host.user.username if self.host.user else "")
+        return RowPlan("patient_access_onsite", ("id",), values, generated={"id": Generated(AUTOINCREMENT)},
+                       alias="portal"), user
 
     def _database_time(self, when: datetime) -> datetime:
         """``when`` as OpenEMR writes times: naive, in the database server's time zone."""
@@ -267,7 +308,9 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             rows = self._fit(self._rows(identity, dry_run=False))
             pid = next(row.values["pid"] for row in rows if row.table == "patient_data")
             try:
-                return Placement(rows=target.insert(rows))
+                # The site's pace between two visits of a patient, for drip's later events (canary/planting/events.py).
+                pace = {PACE_KEY: round(self.clinic.revisit_every)} if self.clinic.revisit_every else {}
+                return Placement(rows=target.insert(rows), extra=pace)
             except SourceError:
                 self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
                 # Only a patient created meanwhile with our pid is worth another try.
@@ -301,6 +344,14 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             if len(found) == 1:
                 return Placement(rows=tuple(rows_of(found[0], self.tables, self._read_rows)))
         return None
+
+def _stamp(value: Any) -> datetime | None:
+    """A placement's stored time (ISO text) back as a datetime."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
 
 def _next_encounter(conn: sa.Connection) -> int:
     """The number GenID("sequences") would give next (a dry run takes none)."""

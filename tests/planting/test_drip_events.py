@@ -12,7 +12,8 @@ from freezegun import freeze_time
 from canary.model import Placement, VerifyState
 from canary.planting import catalog
 from canary.planting.drip import report_to_dict, run_due
-from canary.planting.events import EVENTS_KEY, MIN_GAP, next_event_at
+from canary.planting.events import DEFAULT_EVERY, EVENTS_KEY, MIN_GAP, PACE_KEY, next_event_at
+from canary.planting.pace import drip_settings
 from canary.planting.planter import open_seeder, plant
 from support.plant_helpers import add_source, new_registry
 from support.sql_seeder_helpers import MAPPING, count_rows, create_schema, mapping_without_related, populate_real
@@ -48,6 +49,23 @@ def test_the_next_event_is_drawn_per_canary_and_never_within_a_week():
     assert next_event_at(3, empty, planted, timedelta(days=60)) == planted + gaps[3]  # every run agrees
     later = Placement(extra={EVENTS_KEY: [(planted + timedelta(days=90)).isoformat()]})
     assert next_event_at(3, later, planted, timedelta(days=60)) >= planted + timedelta(days=97)
+
+
+def test_the_default_pace_is_the_one_the_seeder_learned_from_the_site():
+    """drip.event_every = "site" (the default): the revisit pace the seeder stored at planting, else 60 days;
+    a duration set in canary.toml wins over it."""
+    assert drip_settings({}).event_every is None and drip_settings({"drip": {"event_every": "site"}}).event_every is None
+    assert drip_settings({"drip": {"event_every": "30d"}}).event_every == timedelta(days=30)
+    planted = datetime(2025, 1, 6, 9, 0, tzinfo=timezone.utc)
+    paced = Placement(extra={PACE_KEY: 150 * 86400})
+
+    def mean_gap(placement, every):
+        gaps = [next_event_at(i, placement, planted, every) - planted for i in range(400)]
+        return sum(g.total_seconds() for g in gaps) / len(gaps) / 86400
+
+    assert 125 < mean_gap(paced, None) < 175
+    assert DEFAULT_EVERY == timedelta(days=60) and 45 < mean_gap(Placement(), None) < 75
+    assert 20 < mean_gap(paced, timedelta(days=30)) < 40
 
 
 def test_due_events_grow_the_placement_then_verify_and_retire_cover_them(setup):

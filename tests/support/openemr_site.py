@@ -608,12 +608,13 @@ def drip_period(site: Site, count: int = CANARIES, share: float = 0.02) -> timed
 
 
 def drip_plant(url: str, site: Site, registry, config, source: str, *, count: int = CANARIES, seed: int = 1,
-               event_every: timedelta = timedelta(days=120)) -> timedelta:
+               event_every: timedelta | None = None) -> timedelta:
     """Drip ``count`` canaries over the period the site's pace needs at 2 % (drip.max_share), then play
     the time: the site's rows up to each drawn moment (canary.planting.schedule.draw_due_times, as
     `canary plant --over` draws them), then at that moment, the clock frozen there, what `canary drip run`
     does for a due slot: one canary planted in its own drip batch (canary.planting.planter.plant), and
-    the later events due to the canaries already planted (canary.planting.events.add_due_events).
+    the later events due to the canaries already planted (canary.planting.events.add_due_events), at
+    ``event_every`` (None: drip.event_every's default, the revisit pace the seeder learned from the site).
     Returns the drip period."""
     from datetime import timezone
 

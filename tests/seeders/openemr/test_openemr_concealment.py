@@ -73,10 +73,57 @@ def test_no_one_line_rule_finds_half_the_canaries_with_precision_above_0_2(plant
 
 
 @pytest.mark.xfail(strict=True, reason="issue #12 not met yet on OpenEMR: no single feature separates above "
-                                       "0.82, but gradient-boosted trees combine them; see docs/concealment.md")
+                                       "0.76, but gradient-boosted trees combine them (owned email domains "
+                                       "first); see docs/concealment.md")
 def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
     _url, _registry, report = planted
     assert report.auc <= 0.65, _details(report)
+
+
+def test_later_visits_carry_the_sites_content_and_portal_credentials_come_with_one(planted):
+    """Drip's later visits are drawn from the site's own (issues, follow-ups, chart views between visits),
+    and credentials the site hands out weeks after registering come with a later visit, from our token."""
+    import bcrypt
+
+    url, registry, _report = planted
+    canaries = registry.list_canaries(source="emr", status=(CanaryStatus.PLANTED,))
+    by_pid = {next(r["key"]["pid"] for r in c.placement.rows if r["table"] == "patient_data"): c for c in canaries}
+    marks = ", ".join(str(p) for p in by_pid)
+    patients = {r["pid"]: r for r in query(url, f"SELECT pid, id, regdate, allow_patient_portal, created_by, fname, "
+                                                f"lname FROM patient_data WHERE pid IN ({marks})")}
+    later = {(r["pid"], r["date"].date()) for r in query(url, f"SELECT pid, date FROM form_encounter WHERE pid IN "
+                                                              f"({marks})")
+             if r["date"].date() > patients[r["pid"]]["regdate"].date()}
+    assert len({pid for pid, _day in later}) >= 10  # most canaries came back
+    issues = [r for r in query(url, f"SELECT pid, date, user FROM lists WHERE pid IN ({marks}) AND type IN "
+                                    f"('medical_problem', 'medication')")
+              if (r["pid"], r["date"].date()) in later]
+    follow_ups = [r for r in query(url, f"SELECT * FROM openemr_postcalendar_events WHERE pc_pid IN "
+                                        f"({', '.join(repr(str(p)) for p in by_pid)})")
+                  if (int(r["pc_pid"]), r["pc_time"].date()) in later]
+    assert issues and follow_ups  # the site's later visits enter problems and book follow-ups: so do ours
+    for row in follow_ups:  # never a reminder, nobody expecting the patient (docs/seeders/openemr.md)
+        assert (row["pc_sendalertsms"], row["pc_sendalertemail"], row["pc_apptstatus"]) == ("NO", "NO", "x")
+        assert row["pc_eventDate"] > row["pc_time"].date()
+    # Rows the site writes about a patient between its visits (here: the next registration of the same
+    # front-desk session), written as chart views by the site's front desk at a later visit's check-in.
+    desk = {r["username"] for r in query(url, "SELECT username FROM users WHERE id IN "
+                                              "(SELECT DISTINCT created_by FROM patient_data)")}
+    between = query(url, f"SELECT patient_id, date, user FROM log WHERE patient_id IN ({marks}) AND event = 'view'")
+    assert any(r["user"] in desk and r["date"] != patients[r["patient_id"]]["regdate"] for r in between)
+    accounts = {r["pid"]: r for r in query(url, f"SELECT * FROM patient_access_onsite WHERE pid IN ({marks})")}
+    for pid, account in accounts.items():
+        assert patients[pid]["allow_patient_portal"] == "YES"
+        assert account["portal_username"] == f"{patients[pid]['fname']}{patients[pid]['lname']}{patients[pid]['id']}"
+        # The password is the canary's own token, as at registration.
+        assert bcrypt.checkpw(by_pid[pid].identity.portal_password.encode(),
+                              account["portal_pwd"].replace("$2y$", "$2b$", 1).encode())
+        assert query(url, "SELECT COUNT(*) AS n FROM log WHERE patient_id = :p AND event = 'patient-access' AND "
+                          "date = :d", p=pid, d=account["date_created"])[0]["n"] == 1
+    for pid, patient in patients.items():
+        # Allowed on the portal at registration: credentials at the first visit after it, not before.
+        if patient["allow_patient_portal"] == "YES" and any(p == pid for p, _day in later):
+            assert pid in accounts and accounts[pid]["date_created"] > patient["regdate"]
 
 
 def test_verify_notices_footprint_changes_and_retire_leaves_the_site_byte_for_byte(planted):
