@@ -191,6 +191,11 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (RG_MEMORY, RG_MEMORY))
 
 
+def times(other: float, scan: float) -> str:
+    """How many times faster the scan ran than ``other``; "-" when ``other`` failed (NaN)."""
+    return "-" if other != other else f"{other / scan:.1f}x"
+
+
 def timed(args: list[str], env: dict | None = None, capped: bool = False) -> tuple[float, float, str, float]:
     """(wall seconds, peak RSS in MB of its largest process, stdout, CPU seconds: user + system
     of it and its children), through GNU time; with ``capped``, address space limited to
@@ -272,7 +277,7 @@ def main() -> None:
                 return f"failed (over {RG_MEMORY >> 30} GB)"
             return f"{seconds:.1f} s ({size / seconds / 1e6:,.0f} MB/s)"
         print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(rg_one)} | {rate(warm)} "
-              f"| {rg_all / warm:.1f}x | {rg_tok / warm:.1f}x | {rg_one / warm:.1f}x | {mem:,.0f} MB "
+              f"| {times(rg_all, warm)} | {times(rg_tok, warm)} | {times(rg_one, warm)} | {mem:,.0f} MB "
               f"| {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
     print("\nCPU seconds (user + system, every process) of the same commands:\n")
     print("| canaries | rg -F all literals | rg -F token writings | rg -F one writing per token | canary scan "
@@ -282,10 +287,8 @@ def main() -> None:
         def cpu(seconds):
             return "failed" if seconds != seconds else f"{seconds:.1f} s"
 
-        def ratio(seconds):
-            return "-" if seconds != seconds else f"{seconds / warm:.1f}x"
-        print(f"| {count:,} | {cpu(rg_all)} | {cpu(rg_tok)} | {cpu(rg_one)} | {cpu(warm)} | {ratio(rg_all)} "
-              f"| {ratio(rg_tok)} | {ratio(rg_one)} | {cpu(cold)} |")
+        print(f"| {count:,} | {cpu(rg_all)} | {cpu(rg_tok)} | {cpu(rg_one)} | {cpu(warm)} | {times(rg_all, warm)} "
+              f"| {times(rg_tok, warm)} | {times(rg_one, warm)} | {cpu(cold)} |")
     big_mem = next(r[6] for r in results if r[0] == fewest)
     print(f"\nmemory against file size ({fewest:,} canaries): {small.stat().st_size / 1e6:,.0f} MB in "
           f"{small_wall:.1f} s, peak RSS {small_mem:,.0f} MB; {size / 1e6:,.0f} MB, peak RSS {big_mem:,.0f} MB")
