@@ -20,8 +20,10 @@ spread through it in varied writings. Then, for each canary count:
 * at the smallest canary count, `canary scan` of the file's first fifth too:
   peak memory must not grow with the file's size.
 
-The figures go in docs/scan.md. The machine's load is printed: on a shared
-machine, compare the columns of one run, not runs of different days.
+The figures go in docs/scan.md. The machine's load is printed, and a second
+table gives each command's CPU time (user + system, every process): on a
+shared machine the wall times swing with the other jobs, the CPU times much
+less; compare the columns of one run, not runs of different days.
 """
 
 from __future__ import annotations
@@ -189,22 +191,29 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (RG_MEMORY, RG_MEMORY))
 
 
-def timed(args: list[str], env: dict | None = None, capped: bool = False) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB of its largest process, stdout), through GNU time;
-    with ``capped``, address space limited to RG_MEMORY and a failure timed as NaN."""
+def times(other: float, scan: float) -> str:
+    """How many times faster the scan ran than ``other``; "-" when ``other`` failed (NaN)."""
+    return "-" if other != other else f"{other / scan:.1f}x"
+
+
+def timed(args: list[str], env: dict | None = None, capped: bool = False) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS in MB of its largest process, stdout, CPU seconds: user + system
+    of it and its children), through GNU time; with ``capped``, address space limited to
+    RG_MEMORY and a failure timed as NaN. On a shared machine the CPU time moves less than
+    the wall time."""
     report = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-time-{os.getpid()}.txt"
     started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *args], capture_output=True, text=True,
+    done = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(report), *args], capture_output=True, text=True,
                           env=env, preexec_fn=_cap_memory if capped else None)
     wall = time.perf_counter() - started
     if capped and done.returncode not in (0, 1):
         print(f"  {args[0]} failed ({done.returncode}, memory capped at {RG_MEMORY >> 30} GB): "
               f"{done.stderr.strip()[-200:]}")
-        return float("nan"), float("nan"), ""
+        return float("nan"), float("nan"), "", float("nan")
     if done.returncode not in (0, 1):
         raise SystemExit(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    peak = int(report.read_text().split()[-1]) / 1024
-    return wall, peak, done.stdout
+    peak, user, system = report.read_text().split()[-3:]
+    return wall, int(peak) / 1024, done.stdout, float(user) + float(system)
 
 
 def main() -> None:
@@ -227,7 +236,7 @@ def main() -> None:
     leak, spread = csv_file(workdir, args.mb, people, min(args.spread, min(args.canaries)))
     size = leak.stat().st_size
     subprocess.run(["cat", str(leak)], stdout=subprocess.DEVNULL, check=True)  # page cache, for everyone
-    results = []
+    results, cpus = [], []
     for count in sorted(args.canaries):
         url = registry(workdir, people, count)
         every, tokens, one, n_literals = literals(url, workdir, count)
@@ -237,22 +246,24 @@ def main() -> None:
         scan_cmd = scan_command(leak, args.jobs)
         if not args.reuse_cache:
             shutil.rmtree(cache, ignore_errors=True)
-        cold, cold_mem, _ = timed(scan_cmd, env)
-        rg_all, rg_all_mem, out_all = timed([rg, "-F", "-c", "-f", str(every), str(leak)], capped=True)
-        rg_tok, _, _ = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)], capped=True)
-        rg_one, _, _ = timed([rg, "-F", "-c", "-f", str(one), str(leak)], capped=True)
-        warm, warm_mem, out = timed(scan_cmd, env)
+        cold, cold_mem, _, cold_cpu = timed(scan_cmd, env)
+        rg_all, rg_all_mem, out_all, rg_all_cpu = timed([rg, "-F", "-c", "-f", str(every), str(leak)], capped=True)
+        rg_tok, _, _, rg_tok_cpu = timed([rg, "-F", "-c", "-f", str(tokens), str(leak)], capped=True)
+        rg_one, _, _, rg_one_cpu = timed([rg, "-F", "-c", "-f", str(one), str(leak)], capped=True)
+        warm, warm_mem, out, warm_cpu = timed(scan_cmd, env)
         data = json.loads(out)
         found = sum(s["found"] for s in data["sources"])
         results.append((count, n_literals, rg_all, rg_tok, rg_one, warm, warm_mem, cold, cold_mem, found))
+        cpus.append((count, rg_all_cpu, rg_tok_cpu, rg_one_cpu, warm_cpu, cold_cpu))
         print(f"  {count:,} canaries: rg all {rg_all:.1f} s, rg tokens {rg_tok:.1f} s, rg one {rg_one:.1f} s, "
-              f"scan {warm:.1f} s (cold {cold:.1f} s, {cold_mem:,.0f} MB), found {found}")
+              f"scan {warm:.1f} s (cold {cold:.1f} s, {cold_mem:,.0f} MB), found {found}; "
+              f"load average {os.getloadavg()[0]:.2f}")
     small = prefix(workdir, leak, size // 5)
     fewest = min(args.canaries)
     url = registry(workdir, people, fewest)
     env = dict(os.environ, CANARY_CONFIG=str(config(workdir, url)), CANARY_SCAN_CACHE=str(workdir / f"cache-{fewest}"),
                PYTHONPATH=str(ROOT))
-    small_wall, small_mem, _ = timed(scan_command(small, args.jobs), env)
+    small_wall, small_mem, _, _ = timed(scan_command(small, args.jobs), env)
     load = os.getloadavg()[0]
     print(f"\n{size / 1e6:,.0f} MB CSV, {spread:,} canary rows, {args.jobs} scan processes, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}\n")
@@ -266,8 +277,18 @@ def main() -> None:
                 return f"failed (over {RG_MEMORY >> 30} GB)"
             return f"{seconds:.1f} s ({size / seconds / 1e6:,.0f} MB/s)"
         print(f"| {count:,} | {n_lit:,} | {rate(rg_all)} | {rate(rg_tok)} | {rate(rg_one)} | {rate(warm)} "
-              f"| {rg_all / warm:.1f}x | {rg_tok / warm:.1f}x | {rg_one / warm:.1f}x | {mem:,.0f} MB "
+              f"| {times(rg_all, warm)} | {times(rg_tok, warm)} | {times(rg_one, warm)} | {mem:,.0f} MB "
               f"| {cold:.1f} s, {cold_mem:,.0f} MB | {found:,} |")
+    print("\nCPU seconds (user + system, every process) of the same commands:\n")
+    print("| canaries | rg -F all literals | rg -F token writings | rg -F one writing per token | canary scan "
+          "| vs rg all | vs rg tokens | vs rg one writing | first scan |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for count, rg_all, rg_tok, rg_one, warm, cold in cpus:
+        def cpu(seconds):
+            return "failed" if seconds != seconds else f"{seconds:.1f} s"
+
+        print(f"| {count:,} | {cpu(rg_all)} | {cpu(rg_tok)} | {cpu(rg_one)} | {cpu(warm)} | {times(rg_all, warm)} "
+              f"| {times(rg_tok, warm)} | {times(rg_one, warm)} | {cpu(cold)} |")
     big_mem = next(r[6] for r in results if r[0] == fewest)
     print(f"\nmemory against file size ({fewest:,} canaries): {small.stat().st_size / 1e6:,.0f} MB in "
           f"{small_wall:.1f} s, peak RSS {small_mem:,.0f} MB; {size / 1e6:,.0f} MB, peak RSS {big_mem:,.0f} MB")

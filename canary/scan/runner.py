@@ -11,6 +11,7 @@ is not available, everything runs in this process.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -84,15 +85,20 @@ class Runner:
         results: list[ChunkResult] = []
         self.patterns.checks  # noqa: B018 (built once here, not in each worker)
         _PATTERNS = self.patterns
+        # The pattern set's objects (millions of tuples with 100,000 canaries) out of the garbage
+        # collector's reach: a full collection walked them all in each worker, writing to every
+        # page they share with this process (copy on write) for nothing.
+        gc.freeze()
         pool = None
-        if self.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
-            pool = multiprocessing.get_context("fork").Pool(self.jobs)
         try:
+            if self.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+                pool = multiprocessing.get_context("fork").Pool(self.jobs)
             self._feed(paths, raw, on_problem, results, pool)
         finally:
             if pool is not None:
                 pool.terminate()
                 pool.join()
+            gc.unfreeze()
             _PATTERNS = None
         self._place(raw, results)
         raw.seconds = time.perf_counter() - started
