@@ -55,8 +55,13 @@ def next_event_at(canary_id: int, placement: Placement, planted_at: datetime, ev
     return last + gap
 
 
-def add_due_events(registry, now: datetime, every: timedelta, environ=os.environ) -> list[EventOutcome]:
-    """Write the events that are due, source by source; one outcome per canary tried."""
+def add_due_events(registry, now: datetime, every: timedelta, environ=os.environ, *,
+                   seeders=None) -> list[EventOutcome]:
+    """Write the events that are due, source by source; one outcome per canary tried.
+
+    ``seeders``: the drip run's sources already open (``get(source)``), used
+    and left open; otherwise each source's seeder is opened and closed here.
+    """
     from canary.planting.catalog import get_seeder_class
     from canary.planting.planter import open_seeder
     from canary.planting.seeder import Seeder
@@ -75,7 +80,7 @@ def add_due_events(registry, now: datetime, every: timedelta, environ=os.environ
         if get_seeder_class(spec.seeder).add_event is Seeder.add_event:
             continue  # this seeder writes no events: do not even connect
         try:
-            seeder = open_seeder(spec, environ)
+            seeder = seeders.get(source) if seeders is not None else open_seeder(spec, environ)
         except CanaryError as err:
             outcomes += [EventOutcome(r.id, source, error=str(err)) for r in records[:MAX_PER_RUN]]
             continue
@@ -85,7 +90,8 @@ def add_due_events(registry, now: datetime, every: timedelta, environ=os.environ
             for record in records[:MAX_PER_RUN]:
                 outcomes.append(_one_event(registry, seeder, record, now))
         finally:
-            seeder.close()
+            if seeders is None:
+                seeder.close()
     return outcomes
 
 

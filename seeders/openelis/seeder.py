@@ -76,6 +76,8 @@ class OpenElisSeeder(AppSeeder):
     schema = SCHEMA
     preloaded = TABLES
     parts = ("setup", "builder", "footprint")
+    # A new patient, request, result or audit row: the habits read at open() are read again (refresh()).
+    stamped = ("patient", "sample", "analysis", "result", "history")
     setup: OpenElisSetup | None
     builder: RowBuilder | None
     footprint: Footprint | None
