@@ -72,6 +72,7 @@ class Episode:
     ordered: datetime  # order entry
     resulted: datetime  # result entry
     validated: datetime  # biologist validation, before the planting moment
+    received: timedelta | None = None  # how long before the order the sample was received (the site's)
 
 
 def habits(table: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, Any]:
@@ -110,11 +111,13 @@ class Footprint:
         timer is not the hour a desk registers patients.
         """
         pace = self.site.pace if len(self.site.pace) >= 3 else list(DEFAULT_PACE)
-        order, result, validation = (delay * self.rnd.uniform(0.8, 1.2) for delay in self.rnd.choice(pace))
+        drawn = self.rnd.choice(pace)  # one sample of the site: its delays go together
+        order, result, validation = (delay * self.rnd.uniform(0.8, 1.2) for delay in drawn[:3])
+        lead = drawn[3] * self.rnd.uniform(0.8, 1.2) if len(drawn) > 3 else None
         total = order + result + validation
         latest = now - timedelta(seconds=self.rnd.uniform(1, 60))
         registered = self._registration(latest - total)
-        return Episode(registered, registered + order, registered + order + result, registered + total)
+        return Episode(registered, registered + order, registered + order + result, registered + total, lead)
 
     def _registration(self, latest: datetime) -> datetime:
         times = self.site.registration_times
@@ -235,7 +238,7 @@ class Footprint:
         resulter = self._user("result", enter)
         order, result_clock = SaveClock(episode.ordered, self.rnd), SaveClock(episode.resulted, self.rnd)
         validation = SaveClock(episode.validated, self.rnd)
-        received = self._received(episode.ordered)
+        received = self._received(episode)
         sample = habits("sample", site.samples, SAMPLE_HABITS)
         sample.update({"accession_number": accession,
                        "entered_date": _midnight(episode.ordered), "received_date": received,
@@ -309,11 +312,20 @@ class Footprint:
     def _fills(self, rows: list[dict[str, Any]], column: str) -> bool:
         return not rows or 2 * sum(1 for row in rows if row.get(column) is not None) >= len(rows)
 
-    def _received(self, ordered: datetime) -> datetime:
-        """Reception date and time as typed on the order form (minutes) unless the site keeps seconds."""
-        received = millis(ordered - timedelta(minutes=self.rnd.uniform(1, 15)))
+    def _received(self, episode: Episode) -> datetime:
+        """Reception date and time as typed on the order form (minutes) unless the site keeps seconds.
+
+        As long before the order's entry as in the site's sample the episode's delays come from (a
+        fixed 1-15 minutes put the canaries' first sample 2 minutes after their registration, the
+        test site's 6); 1-15 minutes where the site tells nothing.
+        """
+        lead = episode.received if episode.received is not None else timedelta(minutes=self.rnd.uniform(1, 15))
+        received = millis(episode.ordered - lead)
         typed = [row["received_date"] for row in self.site.samples if row.get("received_date") is not None]
         if not typed or 2 * sum(1 for t in typed if t.second == 0 and t.microsecond == 0) >= len(typed):
+            if episode.received is not None:
+                # the site's lead already holds the seconds its desk dropped: to the nearest minute, not down
+                received += timedelta(seconds=30)
             received = received.replace(second=0, microsecond=0)
         return received
 

@@ -42,3 +42,29 @@ def test_panels_match_the_site_catalogue_names_and_units():
     assert interval("Glucose", "g/l").high == 1.06 and interval("Glucose", "mmol/l").low == 4.1
     assert interval("Glucose", "mg/dl") is None  # an unknown unit: no invented value
     assert interval("Plaquette", "mille/mm3").decimals == 0 and interval("PLQ", "10^3/µl") is not None
+
+
+def test_a_sample_is_received_as_long_before_its_order_as_the_sites_samples_are():
+    """The reception lead comes with the rest of one site sample's delays, not from a fixed 1-15 minutes."""
+    from datetime import time, timedelta
+
+    from seeders.openelis.footprint import Footprint
+    from seeders.openelis.labsite import LabSite
+
+    def site(pace, received):
+        return LabSite(statuses={}, tests={}, ordered={}, results={}, samples=[{"received_date": received}],
+                       items=[], analyses=[], result_rows=[], users={}, pace=pace, accession_numbers=[],
+                       updates={}, registration_times=[time(10, 0)], weekends=True)
+
+    minutes = timedelta(minutes=1)
+    pace = [(12 * minutes, 3 * 60 * minutes, 60 * minutes, 40 * minutes)] * 3  # received 40 min before the order
+    footprint = Footprint(None, site(pace, datetime(2025, 3, 3, 9, 12)), 1, random.Random(5))
+    for _ in range(50):
+        episode = footprint.episode(datetime(2025, 3, 5, 17, 0))
+        received = footprint._received(episode)
+        assert received.second == 0 and received.microsecond == 0  # typed to the minute, as the site's
+        assert 31 * minutes <= episode.ordered - received <= 49 * minutes  # 40 min, give or take 20 %
+    # A site whose samples tell nothing (no reception date): 1 to 15 minutes before the order.
+    footprint = Footprint(None, site([p[:3] for p in pace], datetime(2025, 3, 3, 9, 12, 7)), 1, random.Random(5))
+    episode = footprint.episode(datetime(2025, 3, 5, 17, 0))
+    assert minutes <= episode.ordered - footprint._received(episode) <= 16 * minutes
