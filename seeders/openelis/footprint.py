@@ -31,6 +31,7 @@ patients.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 import uuid
@@ -112,8 +113,12 @@ class Footprint:
         """
         pace = self.site.pace if len(self.site.pace) >= 3 else list(DEFAULT_PACE)
         drawn = self.rnd.choice(pace)  # one sample of the site: its delays go together
-        order, result, validation = (delay * self.rnd.uniform(0.8, 1.2) for delay in drawn[:3])
-        lead = drawn[3] * self.rnd.uniform(0.8, 1.2) if len(drawn) > 3 else None
+        # Each moved to between its neighbours among the site's: not a copy of a patient's to the millisecond,
+        # and never out of the site's range (scaled by 0.8-1.2, the longest and shortest delays were canaries').
+        order, result, validation, lead = (
+            between_neighbours(delay, [entry[n] for entry in pace if len(entry) > n], self.rnd)
+            if delay is not None else None
+            for n, delay in enumerate((*drawn[:3], drawn[3] if len(drawn) > 3 else None)))
         total = order + result + validation
         latest = now - timedelta(seconds=self.rnd.uniform(1, 60))
         registered = self._registration(latest - total)
@@ -123,10 +128,12 @@ class Footprint:
         times = self.site.registration_times
         if not times:
             return latest
-        chosen = datetime.combine(latest.date(), self.rnd.choice(times)) + timedelta(
-            seconds=self.rnd.uniform(-1800, 1800))
-        at = chosen.time()
-        day = latest.date() if chosen.date() == latest.date() else chosen.date()
+        # One of the site's times of day moved to between its neighbours (±30 min put canaries before the
+        # desk's first registration of the day and after its last).
+        seconds = [t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6 for t in times]
+        drawn = between_neighbours(self.rnd.choice(seconds), seconds, self.rnd)
+        at = (datetime.min + timedelta(seconds=drawn)).time()
+        day = latest.date()
         for _ in range(14):
             moment = datetime.combine(day, at)
             if moment <= latest and (self.site.weekends or day.weekday() < 5):
@@ -357,6 +364,23 @@ class Footprint:
             "fhir_uuid": _uuid(), "lastupdated": episode.resulted,
         })
         return values
+
+
+def between_neighbours(value, values: list, rnd: random.Random):  # noqa: ANN001,ANN201 (numbers or timedeltas)
+    """A value drawn between ``value``'s neighbours in the site's ``values`` (``value`` among them).
+
+    The empirical distribution, smoothed no further than the site's own
+    spacing: its range kept (no draw below its smallest or above its
+    largest), no value copied from one of its rows.
+    """
+    ordered = sorted(values)
+    if len(ordered) < 2:
+        return value
+    at = bisect.bisect_left(ordered, value)
+    low, high = ordered[max(at - 1, 0)], ordered[min(at + 1, len(ordered) - 1)]
+    if isinstance(value, timedelta):
+        return low + (high - low) * rnd.random()
+    return rnd.uniform(low, high)
 
 
 def _uuid() -> str:

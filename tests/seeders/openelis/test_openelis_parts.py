@@ -45,7 +45,8 @@ def test_panels_match_the_site_catalogue_names_and_units():
 
 
 def test_a_sample_is_received_as_long_before_its_order_as_the_sites_samples_are():
-    """The reception lead comes with the rest of one site sample's delays, not from a fixed 1-15 minutes."""
+    """The reception lead comes with the rest of one site sample's delays, not from a fixed 1-15 minutes;
+    every delay and the registration's time of day stay within the site's range."""
     from datetime import time, timedelta
 
     from seeders.openelis.footprint import Footprint
@@ -54,17 +55,33 @@ def test_a_sample_is_received_as_long_before_its_order_as_the_sites_samples_are(
     def site(pace, received):
         return LabSite(statuses={}, tests={}, ordered={}, results={}, samples=[{"received_date": received}],
                        items=[], analyses=[], result_rows=[], users={}, pace=pace, accession_numbers=[],
-                       updates={}, registration_times=[time(10, 0)], weekends=True)
+                       updates={}, registration_times=[time(9, 0), time(10, 0), time(11, 0)], weekends=True)
 
     minutes = timedelta(minutes=1)
-    pace = [(12 * minutes, 3 * 60 * minutes, 60 * minutes, 40 * minutes)] * 3  # received 40 min before the order
+    # Samples received 30 to 50 minutes before their order's entry, ordered 10 to 20 minutes after registering.
+    pace = [(o * minutes, 3 * 60 * minutes, 60 * minutes, lead * minutes) for o, lead in ((10, 30), (15, 40), (20, 50))]
     footprint = Footprint(None, site(pace, datetime(2025, 3, 3, 9, 12)), 1, random.Random(5))
-    for _ in range(50):
+    for _ in range(200):
         episode = footprint.episode(datetime(2025, 3, 5, 17, 0))
         received = footprint._received(episode)
         assert received.second == 0 and received.microsecond == 0  # typed to the minute, as the site's
-        assert 31 * minutes <= episode.ordered - received <= 49 * minutes  # 40 min, give or take 20 %
+        assert 29 * minutes <= episode.ordered - received <= 51 * minutes  # (to the nearest minute)
+        assert 10 * minutes <= episode.ordered - episode.registered <= 20 * minutes
+        assert time(9, 0) <= episode.registered.time() <= time(11, 0)
     # A site whose samples tell nothing (no reception date): 1 to 15 minutes before the order.
     footprint = Footprint(None, site([p[:3] for p in pace], datetime(2025, 3, 3, 9, 12, 7)), 1, random.Random(5))
     episode = footprint.episode(datetime(2025, 3, 5, 17, 0))
     assert minutes <= episode.ordered - footprint._received(episode) <= 16 * minutes
+
+
+def test_a_value_between_its_neighbours_keeps_the_sites_range_and_copies_none():
+    from datetime import timedelta
+
+    from seeders.openelis.footprint import between_neighbours
+
+    rnd = random.Random(3)
+    values = [1.0, 2.0, 4.0, 8.0]
+    drawn = [between_neighbours(rnd.choice(values), values, rnd) for _ in range(2000)]
+    assert min(drawn) >= 1.0 and max(drawn) <= 8.0 and not set(drawn) & set(values)
+    assert between_neighbours(timedelta(minutes=4), [timedelta(minutes=m) for m in values], rnd) <= timedelta(minutes=8)
+    assert between_neighbours(5.0, [5.0], rnd) == 5.0
