@@ -85,3 +85,26 @@ def test_a_value_between_its_neighbours_keeps_the_sites_range_and_copies_none():
     assert min(drawn) >= 1.0 and max(drawn) <= 8.0 and not set(drawn) & set(values)
     assert between_neighbours(timedelta(minutes=4), [timedelta(minutes=m) for m in values], rnd) <= timedelta(minutes=8)
     assert between_neighbours(5.0, [5.0], rnd) == 5.0
+
+
+def test_two_panels_as_often_as_the_sites_requests_have_them():
+    from collections import Counter
+
+    from seeders.common.lab_panels import panel_of
+    from seeders.openelis.footprint import Footprint
+    from seeders.openelis.labsite import LabSite, Test
+
+    names = {1: "Hémoglobine", 2: "Glycémie", 3: "Cholestérol HDL"}
+    tests = {i: Test(i, name, None, {}, None, {"id": i}) for i, name in names.items()}
+    # 40 requests: 20 of one panel, 20 of two (each panel as often as the others).
+    items = [{"id": n, "samp_id": n} for n in range(40)]
+    combos = [(1,), (2,), (3,), (1, 2), (1, 3), (2, 3)]
+    analyses = [{"id": 100 * n + t, "sampitem_id": n, "test_id": t}
+                for n in range(40) for t in (combos[n % 3] if n < 20 else combos[3 + n % 3])]
+    site = LabSite(statuses={}, tests=tests, ordered=Counter(a["test_id"] for a in analyses),
+                   results={i: ["1.0"] * 5 for i in tests}, samples=[], items=items, analyses=analyses,
+                   result_rows=[], users={}, pace=[], accession_numbers=[], updates={})
+    footprint = Footprint(None, site, 1, random.Random(4))
+    draws = [frozenset(panel_of(t.name) for t in footprint.choose_tests()) for _ in range(3000)]
+    assert abs(sum(len(d) == 2 for d in draws) / 3000 - 0.5) < 0.04
+    assert all(abs(sum(name in d for d in draws) / 3000 - 0.5) < 0.04 for name in {panel_of(n) for n in names.values()})
