@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import random
 import uuid
 from collections import Counter
@@ -142,7 +143,8 @@ class Footprint:
         return latest
 
     def comes_back(self, patient_id: int, last: datetime, when: datetime) -> bool:
-        """Whether the patient has a new request by ``when``, at the pace of a patient of the site.
+        """Whether the patient has a new request between ``last`` (its last request, or the last time this
+        was asked) and ``when``, at the pace of a patient of the site.
 
         Each canary follows one of the site's patients (chosen from its id): that patient's
         requests per day since its first one, over the days since the canary's last request.
@@ -155,7 +157,9 @@ class Footprint:
         digest = hashlib.sha256(f"openelis-pace:{patient_id}".encode()).digest()
         rate = rates[int.from_bytes(digest[:8], "big") % len(rates)]
         days = max(0.0, (when - last).total_seconds() / 86400)
-        return self.rnd.random() < min(1.0, rate * days)
+        # Requests as a Poisson process at that rate: the chance of one in these days, so that asking at each
+        # drip event about the days since the previous one adds up to the site patient's number of requests.
+        return self.rnd.random() < 1.0 - math.exp(-rate * days)
 
     def _user(self, role: str, fallback: int) -> int:
         """A user of the site for this role, as often as each appears in its audit rows."""

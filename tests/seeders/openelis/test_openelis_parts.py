@@ -108,3 +108,25 @@ def test_two_panels_as_often_as_the_sites_requests_have_them():
     draws = [frozenset(panel_of(t.name) for t in footprint.choose_tests()) for _ in range(3000)]
     assert abs(sum(len(d) == 2 for d in draws) / 3000 - 0.5) < 0.04
     assert all(abs(sum(name in d for d in draws) / 3000 - 0.5) < 0.04 for name in {panel_of(n) for n in names.values()})
+
+
+def test_a_canary_comes_back_as_a_poisson_patient_of_the_site_would():
+    """Asked at each drip event about the days since the previous one, returns add up to the site's rate."""
+    import math
+    from datetime import timedelta
+
+    from seeders.openelis.footprint import Footprint
+    from seeders.openelis.labsite import LabSite
+
+    site = LabSite(statuses={}, tests={}, ordered={}, results={}, samples=[], items=[], analyses=[],
+                   result_rows=[], users={}, pace=[], accession_numbers=[], updates={}, return_rates=[0.01])
+    footprint = Footprint(None, site, 1, random.Random(6))
+    start = datetime(2025, 1, 6)
+    # Over 100 days at one request per 100 days: a return with chance 1 - e^-1, not certainly.
+    back = sum(footprint.comes_back(7, start, start + timedelta(days=100)) for _ in range(4000)) / 4000
+    assert abs(back - 0.632) < 0.03
+    # Asked every 20 days over 300 days: about 3 returns, as the site's patient has (at most one per event:
+    # 15 x (1 - e^-0.2) = 2.7); asked each time about the days since the first, it came back nearly every time.
+    returns = [sum(footprint.comes_back(7, start + timedelta(days=d), start + timedelta(days=d + 20))
+                   for d in range(0, 300, 20)) for _ in range(1000)]
+    assert abs(sum(returns) / 1000 - 15 * (1 - math.exp(-0.2))) < 0.15
