@@ -122,6 +122,20 @@ def run_due(registry, config: Config, now: datetime, *, working_hours: tuple[int
     moments = planting_moments(slots, now, spread, rng or random.SystemRandom())
     report = DripReport()
     clock = now
+    seeders = _OpenSeeders(registry, environ)  # one connection per source for the whole run
+    try:
+        clock = _plant_moments(registry, config, moments, worker, settings, report, seeders, clock, tz, sleep)
+        if in_working_hours(clock, working_hours, tz):
+            from canary.planting.events import add_due_events
+
+            report.events = add_due_events(registry, clock, settings.event_every, environ, seeders=seeders)
+    finally:
+        seeders.close()
+    return report
+
+
+def _plant_moments(registry, config: Config, moments, worker: str, settings: DripSettings, report: DripReport,
+                   seeders: "_OpenSeeders", clock: datetime, tz: str, sleep) -> datetime:
     for index, (slot, moment) in enumerate(moments):
         try:
             if moment > clock:
@@ -129,12 +143,13 @@ def run_due(registry, config: Config, now: datetime, *, working_hours: tuple[int
                     registry.release_drip_slots([s.id for s, _ in moments[index:]], worker)
                     break
                 clock = moment
-            if not _pace_allows(registry, slot.source, clock, settings, report, environ):
+            if not _pace_allows(registry, slot.source, clock, settings, report, seeders):
                 registry.release_drip_slots([slot.id], worker)
                 report.paced += 1
                 continue
-            label, canary_id = _plant_slot(registry, config, slot, tz, environ)
+            label, canary_id = _plant_slot(registry, config, slot, tz, seeders)
         except CanaryError as err:
+            seeders.drop(slot.source)  # a failed insert may leave it in a state not worth reusing
             give_up = slot.attempts >= MAX_ATTEMPTS
             registry.fail_drip_slot(slot.id, worker, clock, str(err), give_up)
             report.failed.append(DripOutcome(slot.id, slot.source, error=str(err)))
@@ -147,11 +162,37 @@ def run_due(registry, config: Config, now: datetime, *, working_hours: tuple[int
         registry.finish_drip_slot(slot.id, clock, label, canary_id)
         report.planted.append(DripOutcome(slot.id, slot.source, label, canary_id))
         log.info("drip: planted canary #%s into %s (batch %s)", canary_id, slot.source, label)
-    if in_working_hours(clock, working_hours, tz):
-        from canary.planting.events import add_due_events
+    return clock
 
-        report.events = add_due_events(registry, clock, settings.event_every, environ)
-    return report
+
+class _OpenSeeders:
+    """The sources' seeders opened once per drip run: opening one reflects the tables and reads the site's
+    habits (seconds on a real site); each later use only re-reads the habits when the site changed."""
+
+    def __init__(self, registry, environ) -> None:
+        self.registry = registry
+        self.environ = environ
+        self._open: dict[str, Any] = {}
+
+    def get(self, source: str):
+        """The source's seeder, opened at the first call; at the next ones refreshed (``Seeder.refresh``):
+        what it learnt from the site is read again if the site changed, our own plantings included."""
+        if source not in self._open:
+            from canary.planting.planter import open_seeder
+
+            self._open[source] = open_seeder(self.registry.get_source(source), self.environ)
+        else:
+            self._open[source].refresh()
+        return self._open[source]
+
+    def drop(self, source: str) -> None:
+        seeder = self._open.pop(source, None)
+        if seeder is not None:
+            seeder.close()
+
+    def close(self) -> None:
+        for source in list(self._open):
+            self.drop(source)
 
 
 def planting_moments(slots: list[DripSlot], now: datetime, spread: timedelta,
@@ -168,19 +209,13 @@ def planting_moments(slots: list[DripSlot], now: datetime, spread: timedelta,
 
 
 def _pace_allows(registry, source: str, now: datetime, settings: DripSettings, report: DripReport,
-                 environ) -> bool:
+                 seeders: _OpenSeeders) -> bool:
     """Whether planting into ``source`` now keeps canaries within drip.max_share of new patients."""
     if settings.max_share <= 0 or source in report.unpaced:
         return True
-    from canary.planting.planter import open_seeder
-
     since = now - settings.pace_window
-    seeder = open_seeder(registry.get_source(source), environ)
-    try:
-        # Applications store local wall-clock time: ask in the drip time zone.
-        admissions = seeder.admissions_since(since.astimezone(ZoneInfo(TIMEZONE)))
-    finally:
-        seeder.close()
+    # Applications store local wall-clock time: ask in the drip time zone.
+    admissions = seeders.get(source).admissions_since(since.astimezone(ZoneInfo(TIMEZONE)))
     if admissions is None:
         report.unpaced.append(source)
         log.warning("drip: seeder of %s cannot count admissions: not paced", source)
@@ -194,7 +229,8 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, environ) -> tuple[str, int | None]:
+def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, seeders: _OpenSeeders
+                ) -> tuple[str, int | None]:
     from canary.planting.planter import plant
 
     base = batch_label(slot.source, slot.due_at, tz)
@@ -209,7 +245,7 @@ def _plant_slot(registry, config: Config, slot: DripSlot, tz: str, environ) -> t
         n += 1
         label = f"{base}-{n}"
     result = plant(registry, config, slot.source, 1, batch_label=label, batch_kind=DRIP_KIND,
-                   environ=environ)
+                   seeder=seeders.get(slot.source))
     return label, result.canary_ids[0]
 
 

@@ -70,8 +70,13 @@ def site_pace(placement: Placement) -> timedelta | None:
     return timedelta(seconds=float(seconds)) if isinstance(seconds, (int, float)) and seconds > 0 else None
 
 
-def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.environ) -> list[EventOutcome]:
-    """Write the events that are due, source by source; one outcome per canary tried."""
+def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.environ, *,
+                   seeders=None) -> list[EventOutcome]:
+    """Write the events that are due, source by source; one outcome per canary tried.
+
+    ``seeders``: the drip run's sources already open (``get(source)``), used
+    and left open; otherwise each source's seeder is opened and closed here.
+    """
     from canary.planting.catalog import get_seeder_class
     from canary.planting.planter import open_seeder
     from canary.planting.seeder import Seeder
@@ -90,7 +95,7 @@ def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.
         if get_seeder_class(spec.seeder).add_event is Seeder.add_event:
             continue  # this seeder writes no events: do not even connect
         try:
-            seeder = open_seeder(spec, environ)
+            seeder = seeders.get(source) if seeders is not None else open_seeder(spec, environ)
         except CanaryError as err:
             outcomes += [EventOutcome(r.id, source, error=str(err)) for r in records[:MAX_PER_RUN]]
             continue
@@ -100,7 +105,8 @@ def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.
             for record in records[:MAX_PER_RUN]:
                 outcomes.append(_one_event(registry, seeder, record, now))
         finally:
-            seeder.close()
+            if seeders is None:
+                seeder.close()
     return outcomes
 
 

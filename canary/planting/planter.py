@@ -69,13 +69,21 @@ def plant(
     batch_kind: str = "manual",
     progress: Progress | None = None,
     environ=os.environ,
+    seeder: Seeder | None = None,
 ) -> PlantResult:
+    """Plant ``count`` canaries into one source, in one batch.
+
+    ``seeder``: the source's seeder already open (a drip run that also asked it
+    for the site's pace); it is left open. Otherwise one is opened and closed.
+    """
     if count < 1:
         raise CanaryError("--count must be at least 1")
     spec = registry.get_source(source_name)
     if not allow_demo:
         config.contacts.require_production()
-    seeder = open_seeder(spec, environ)
+    owned = seeder is None
+    if seeder is None:
+        seeder = open_seeder(spec, environ)
     try:
         identities, redrawn = _draw(registry, config, spec, seeder, count, seed)
         seeder.check_fits(identities)
@@ -92,7 +100,8 @@ def plant(
         result.notices = seeder.notices()
         return result
     finally:
-        seeder.close()
+        if owned:
+            seeder.close()
 
 
 def _plant_one(registry, seeder: Seeder, batch, identity: Identity) -> int:

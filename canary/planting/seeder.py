@@ -141,6 +141,15 @@ class Seeder(ABC):
         """
         return []
 
+    def refresh(self) -> None:
+        """Before another planting by a caller that keeps the seeder open (a drip run's pace check,
+        plantings and later events): re-read what ``open()`` learnt from the site if the site has
+        changed since, so each planting draws from the site as a fresh ``open()`` would see it.
+
+        The default does nothing (the seeder learns nothing from the site at open()). Within one
+        ``plant --count N`` the seeder is not refreshed: its canaries draw from one reading.
+        """
+
     def notices(self) -> list[str]:
         """Lines the user must read after planting (e.g. the canaries are not searchable yet); one each."""
         return []

@@ -31,7 +31,9 @@ patients.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import math
 import random
 import uuid
 from collections import Counter
@@ -72,6 +74,7 @@ class Episode:
     ordered: datetime  # order entry
     resulted: datetime  # result entry
     validated: datetime  # biologist validation, before the planting moment
+    received: timedelta | None = None  # how long before the order the sample was received (the site's)
 
 
 def habits(table: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, Any]:
@@ -110,20 +113,28 @@ class Footprint:
         timer is not the hour a desk registers patients.
         """
         pace = self.site.pace if len(self.site.pace) >= 3 else list(DEFAULT_PACE)
-        order, result, validation = (delay * self.rnd.uniform(0.8, 1.2) for delay in self.rnd.choice(pace))
+        drawn = self.rnd.choice(pace)  # one sample of the site: its delays go together
+        # Each moved to between its neighbours among the site's: not a copy of a patient's to the millisecond,
+        # and never out of the site's range (scaled by 0.8-1.2, the longest and shortest delays were canaries').
+        order, result, validation, lead = (
+            between_neighbours(delay, [entry[n] for entry in pace if len(entry) > n], self.rnd)
+            if delay is not None else None
+            for n, delay in enumerate((*drawn[:3], drawn[3] if len(drawn) > 3 else None)))
         total = order + result + validation
         latest = now - timedelta(seconds=self.rnd.uniform(1, 60))
         registered = self._registration(latest - total)
-        return Episode(registered, registered + order, registered + order + result, registered + total)
+        return Episode(registered, registered + order, registered + order + result, registered + total, lead)
 
     def _registration(self, latest: datetime) -> datetime:
         times = self.site.registration_times
         if not times:
             return latest
-        chosen = datetime.combine(latest.date(), self.rnd.choice(times)) + timedelta(
-            seconds=self.rnd.uniform(-1800, 1800))
-        at = chosen.time()
-        day = latest.date() if chosen.date() == latest.date() else chosen.date()
+        # One of the site's times of day moved to between its neighbours (±30 min put canaries before the
+        # desk's first registration of the day and after its last).
+        seconds = [t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6 for t in times]
+        drawn = between_neighbours(self.rnd.choice(seconds), seconds, self.rnd)
+        at = (datetime.min + timedelta(seconds=drawn)).time()
+        day = latest.date()
         for _ in range(14):
             moment = datetime.combine(day, at)
             if moment <= latest and (self.site.weekends or day.weekday() < 5):
@@ -132,7 +143,8 @@ class Footprint:
         return latest
 
     def comes_back(self, patient_id: int, last: datetime, when: datetime) -> bool:
-        """Whether the patient has a new request by ``when``, at the pace of a patient of the site.
+        """Whether the patient has a new request between ``last`` (its last request, or the last time this
+        was asked) and ``when``, at the pace of a patient of the site.
 
         Each canary follows one of the site's patients (chosen from its id): that patient's
         requests per day since its first one, over the days since the canary's last request.
@@ -145,7 +157,9 @@ class Footprint:
         digest = hashlib.sha256(f"openelis-pace:{patient_id}".encode()).digest()
         rate = rates[int.from_bytes(digest[:8], "big") % len(rates)]
         days = max(0.0, (when - last).total_seconds() / 86400)
-        return self.rnd.random() < min(1.0, rate * days)
+        # Requests as a Poisson process at that rate: the chance of one in these days, so that asking at each
+        # drip event about the days since the previous one adds up to the site patient's number of requests.
+        return self.rnd.random() < 1.0 - math.exp(-rate * days)
 
     def _user(self, role: str, fallback: int) -> int:
         """A user of the site for this role, as often as each appears in its audit rows."""
@@ -173,7 +187,10 @@ class Footprint:
         weights = [sum(site.ordered.get(t.id, 0) for t in panels[n]) / len(panels[n]) or 1 for n in names]
         chosen = {self.rnd.choices(names, weights=weights)[0]}
         if len(names) > 1 and self.rnd.random() < self._several_panels():
-            chosen.add(self.rnd.choices(names, weights=weights)[0])
+            # The second among the others: drawn from all of them, it was the first again one time in
+            # three on the test site, and canaries had two panels in 27 % of requests against its 50 %.
+            others = [n for n in names if n not in chosen]
+            chosen.add(self.rnd.choices(others, weights=[w for n, w in zip(names, weights) if n not in chosen])[0])
         return [test for name in names if name in chosen for test in panels[name]]
 
     def _several_panels(self) -> float:
@@ -235,7 +252,7 @@ class Footprint:
         resulter = self._user("result", enter)
         order, result_clock = SaveClock(episode.ordered, self.rnd), SaveClock(episode.resulted, self.rnd)
         validation = SaveClock(episode.validated, self.rnd)
-        received = self._received(episode.ordered)
+        received = self._received(episode)
         sample = habits("sample", site.samples, SAMPLE_HABITS)
         sample.update({"accession_number": accession,
                        "entered_date": _midnight(episode.ordered), "received_date": received,
@@ -309,11 +326,20 @@ class Footprint:
     def _fills(self, rows: list[dict[str, Any]], column: str) -> bool:
         return not rows or 2 * sum(1 for row in rows if row.get(column) is not None) >= len(rows)
 
-    def _received(self, ordered: datetime) -> datetime:
-        """Reception date and time as typed on the order form (minutes) unless the site keeps seconds."""
-        received = millis(ordered - timedelta(minutes=self.rnd.uniform(1, 15)))
+    def _received(self, episode: Episode) -> datetime:
+        """Reception date and time as typed on the order form (minutes) unless the site keeps seconds.
+
+        As long before the order's entry as in the site's sample the episode's delays come from (a
+        fixed 1-15 minutes put the canaries' first sample 2 minutes after their registration, the
+        test site's 6); 1-15 minutes where the site tells nothing.
+        """
+        lead = episode.received if episode.received is not None else timedelta(minutes=self.rnd.uniform(1, 15))
+        received = millis(episode.ordered - lead)
         typed = [row["received_date"] for row in self.site.samples if row.get("received_date") is not None]
         if not typed or 2 * sum(1 for t in typed if t.second == 0 and t.microsecond == 0) >= len(typed):
+            if episode.received is not None:
+                # the site's lead already holds the seconds its desk dropped: to the nearest minute, not down
+                received += timedelta(seconds=30)
             received = received.replace(second=0, microsecond=0)
         return received
 
@@ -345,6 +371,23 @@ class Footprint:
             "fhir_uuid": _uuid(), "lastupdated": episode.resulted,
         })
         return values
+
+
+def between_neighbours(value, values: list, rnd: random.Random):  # noqa: ANN001,ANN201 (numbers or timedeltas)
+    """A value drawn between ``value``'s neighbours in the site's ``values`` (``value`` among them).
+
+    The empirical distribution, smoothed no further than the site's own
+    spacing: its range kept (no draw below its smallest or above its
+    largest), no value copied from one of its rows.
+    """
+    ordered = sorted(values)
+    if len(ordered) < 2:
+        return value
+    at = bisect.bisect_left(ordered, value)
+    low, high = ordered[max(at - 1, 0)], ordered[min(at + 1, len(ordered) - 1)]
+    if isinstance(value, timedelta):
+        return low + (high - low) * rnd.random()
+    return rnd.uniform(low, high)
 
 
 def _uuid() -> str:

@@ -58,7 +58,7 @@ class LabSite:
     analyses: list[dict[str, Any]]
     result_rows: list[dict[str, Any]]
     users: dict[str, Counter]  # "enter" / "result" -> system_user id counts (of the history I rows)
-    pace: list[tuple[timedelta, timedelta, timedelta]]
+    pace: list[tuple[timedelta, ...]]  # (order, results, validation[, reception before the order]) delays
     accession_numbers: list[str]  # newest first
     updates: dict[tuple[str, str], UpdateHabit]  # (table, step) -> the site's U rows of that save
     # Later requests per day of the site's patients followed for a while (0.0: came once), sorted.
@@ -156,7 +156,7 @@ def _tests(rows, t) -> dict[int, Test]:  # noqa: ANN001 (the local row reader)
 
 
 def _history(conn: sa.Connection, target: SqlTarget, history_tables: dict[str, int], samples, items,  # noqa: ANN001
-             analyses, result_rows, finalized) -> tuple[dict[str, Counter], list[tuple[timedelta, timedelta, timedelta]]]:  # noqa: ANN001,E501
+             analyses, result_rows, finalized) -> tuple[dict[str, Counter], list[tuple[timedelta, ...]]]:  # noqa: ANN001,E501
     """Who enters, results and validates, and the site's delays, from its audit trail."""
     history, human = target.table("history"), target.table("sample_human")
     users: dict[str, Counter] = {"enter": Counter(), "result": Counter()}
@@ -178,12 +178,19 @@ def _history(conn: sa.Connection, target: SqlTarget, history_tables: dict[str, i
     patient_of = {row.samp_id: row.patient_id for row in conn.execute(
         sa.select(human.c.samp_id, human.c.patient_id).where(human.c.samp_id.in_(list(sample_in))))}
     registered = inserts("patient", list(set(patient_of.values())))
-    return users, _pace(sample_in, result_in, registered, patient_of, items, analyses, result_rows, finalized)
+    received = {row["id"]: row.get("received_date") for row in samples}
+    return users, _pace(sample_in, result_in, registered, patient_of, items, analyses, result_rows, finalized,
+                        received)
 
 
 def _pace(sample_in, result_in, registered, patient_of, items, analyses, result_rows,  # noqa: ANN001
-          finalized) -> list[tuple[timedelta, timedelta, timedelta]]:  # noqa: ANN001
-    """(order, results, validation) delays of the site's new patients' samples."""
+          finalized, received) -> list[tuple[timedelta, ...]]:  # noqa: ANN001
+    """(order, results, validation, reception) delays of the site's new patients' samples.
+
+    The reception one is how long before the order's entry the sample was received (``received_date``
+    as the desk typed it; negative when typed later than the entry), kept with the sample's other
+    delays; missing where the sample has no reception date.
+    """
     sample_of_item = {row["id"]: row["samp_id"] for row in items}
     sample_of_analysis = {row["id"]: sample_of_item.get(row["sampitem_id"]) for row in analyses}
     first_result: dict[Any, Any] = {}
@@ -204,5 +211,8 @@ def _pace(sample_in, result_in, registered, patient_of, items, analyses, result_
         delays = (stamp["timestamp"] - patient["timestamp"], first_result[sample] - stamp["timestamp"],
                   validated[sample] - first_result[sample])
         if delays[0] <= timedelta(days=1) and all(d >= timedelta(0) for d in delays):
-            pace.append(delays)  # a new patient registered for this order
+            typed = received.get(sample)
+            lead = stamp["timestamp"] - typed if typed is not None else None
+            # a new patient registered for this order
+            pace.append(delays + (lead,) if lead is not None and abs(lead) <= timedelta(days=1) else delays)
     return pace

@@ -76,6 +76,8 @@ class OpenElisSeeder(AppSeeder):
     schema = SCHEMA
     preloaded = TABLES
     parts = ("setup", "builder", "footprint")
+    # A new patient, request, result or audit row: the habits read at open() are read again (refresh()).
+    stamped = ("patient", "sample", "analysis", "result", "history")
     setup: OpenElisSetup | None
     builder: RowBuilder | None
     footprint: Footprint | None
@@ -216,7 +218,12 @@ class OpenElisSeeder(AppSeeder):
         local = self._server_time(when)
         last = max((datetime.fromisoformat(str(row["values"]["entered_date"])) for row in placement.rows
                     if row["table"] == "sample" and row["values"].get("entered_date")), default=None)
-        if last is not None and not self.footprint.comes_back(int(patient_id), last, local):
+        # Asked at every drip event: about the days since the previous one, not again about those since the
+        # last request (asked each time over a growing period, canaries came back more often than patients:
+        # 43-57 % with a second request over 6 replays, against 33 % of the patients of the same period).
+        asked = [self._server_time(datetime.fromisoformat(t)) for t in placement.extra.get("drip_events", ())]
+        since = max([last, *(t for t in asked if last is None or t > last)]) if last is not None else None
+        if since is not None and not self.footprint.comes_back(int(patient_id), since, local):
             return placement
         episode = self.footprint.episode(local)
         accession = next_accession(target, episode.ordered, self.footprint.site.accession_numbers)

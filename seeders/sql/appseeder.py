@@ -33,7 +33,8 @@ from seeders.sql.apptarget import AppTarget
 from seeders.base import PlannedRow, Seeder
 from seeders.sql.rows import RowPlan
 from seeders.sql.access import access_problems, needs
-from seeders.sql.siteread import PatientLayout, admission_times, layout_with_links, postcodes, read_patients
+from seeders.sql.siteread import (PatientLayout, admission_times, layout_with_links, postcodes, read_patients,
+                                  site_stamp)
 from seeders.sql.target import Problem, SqlTarget
 
 
@@ -123,6 +124,9 @@ class AppSeeder(TargetSeeder):
     preloaded: ClassVar[tuple[str, ...]] = ()
     #: Attributes set from what ``_prepare`` returns, in order; None while closed.
     parts: ClassVar[tuple[str, ...]] = ()
+    #: Tables whose rows tell that the site changed since ``_prepare`` read its habits: ``refresh()``
+    #: then reads them again (empty: the habits are read once per open()).
+    stamped: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, source: SourceSpec, url: str) -> None:
         super().__init__(source, url)
@@ -136,6 +140,7 @@ class AppSeeder(TargetSeeder):
             if self.dialects and target.dialect not in self.dialects:
                 raise MappingError(f"source '{self.source.name}': {self.wrong_dialect.format(target.dialect)}")
             target.preload(self.preloaded)
+            stamp = site_stamp(target, self.stamped) if self.stamped else None
             prepared = self._prepare(target)
         except sa.exc.DBAPIError as err:
             target.close()
@@ -145,7 +150,24 @@ class AppSeeder(TargetSeeder):
             raise
         for name, value in zip(self.parts, prepared, strict=True):
             setattr(self, name, value)
-        self.target = target
+        self.target, self._stamp = target, stamp
+
+    def refresh(self) -> None:
+        """Read the site's habits again (``_prepare``, the tables staying reflected) if the ``stamped``
+        tables changed since they were read: a planting then sees the site as a fresh open() would."""
+        if not self.stamped or self.target is None:
+            return
+        target = self.target
+        try:
+            stamp = site_stamp(target, self.stamped)
+            if stamp == self._stamp:
+                return
+            prepared = self._prepare(target)
+        except sa.exc.DBAPIError as err:
+            raise target.failed(f"reading the {self.application} schema", err) from None
+        for name, value in zip(self.parts, prepared, strict=True):
+            setattr(self, name, value)
+        self._stamp = stamp
 
     def close(self) -> None:
         super().close()
@@ -154,6 +176,7 @@ class AppSeeder(TargetSeeder):
     def _forget(self) -> None:
         for name in self.parts:
             setattr(self, name, None)
+        self._stamp: tuple | None = None
 
     @abstractmethod
     def _prepare(self, target: AppTarget) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ from seeders.sql.footprint import Site, event_rows, learn_site
 from seeders.sql.mapping import Mapping, load_mapping
 from seeders.sql.rows import SEQUENCE, RowPlan
 from seeders.sql.access import access_problems, needs
-from seeders.sql.siteread import PatientLayout
+from seeders.sql.siteread import PatientLayout, site_stamp
 from seeders.sql.target import Problem, SqlTarget
 from seeders.sql.values import comparable, to_json
 
@@ -36,7 +36,8 @@ class SqlSeeder(TargetSeeder):
     def __init__(self, source: SourceSpec, url: str) -> None:
         super().__init__(source, url)
         self.mapping: Mapping | None = None
-        self._site: Site | None = None  # learnt at the first write, once per open()
+        self._site: Site | None = None  # learnt at the first write; again at refresh() if the site changed
+        self._site_stamp: tuple | None = None  # the tables' rows and highest keys when it was learnt
         self._rnd = random.Random()
 
     # -- lifecycle -------------------------------------------------------
@@ -56,7 +57,7 @@ class SqlSeeder(TargetSeeder):
         except BaseException:
             target.close()
             raise
-        self.mapping, self.target, self._site = mapping, target, None
+        self.mapping, self.target, self._site, self._site_stamp = mapping, target, None, None
 
     def check_access(self) -> list[str]:
         mapping, target = self._ready()
@@ -100,11 +101,43 @@ class SqlSeeder(TargetSeeder):
 
     # -- planting --------------------------------------------------------
     def _learnt(self) -> Site | None:
-        """The site's values and paces, read once per open() and only when the mapping draws from them."""
+        """The site's values and paces, read once per open() (and refresh()), when the mapping draws from them."""
         mapping, target = self._ready()
         if self._site is None and (mapping.learns() or mapping.related):
-            self._site = learn_site(target, mapping, self._rnd)
+            try:
+                stamp = site_stamp(target, self._learnt_tables())
+            except sa.exc.StatementError as err:
+                raise target._failed("reading the site", err) from None
+            self._site, self._site_stamp = learn_site(target, mapping, self._rnd), stamp
         return self._site
+
+    def refresh(self) -> None:
+        """Forget the site learnt when its tables changed since (rows added or removed, ours included).
+
+        A drip run keeps the seeder open for its pace check, plantings and
+        later events; each then learns from the site as a fresh open() would,
+        the canaries planted before it included (as they were when every
+        planting opened its own seeder).
+        """
+        if self._site is None:
+            return
+        _mapping, target = self._ready()
+        try:
+            changed = site_stamp(target, self._learnt_tables()) != self._site_stamp
+        except sa.exc.StatementError as err:
+            raise target._failed("reading the site", err) from None
+        if changed:
+            self._site = self._site_stamp = None
+
+    def _learnt_tables(self) -> list[str]:
+        """The tables ``learn_site`` reads: the patients, the tables drawing values, the related ones."""
+        mapping, _target = self._ready()
+        names = [mapping.patients.name]
+        for table in _every_table(mapping):
+            if (any(c.learns for c in table.columns) or table in [r.table for r in mapping.related]) \
+                    and table.name not in names:
+                names.append(table.name)
+        return names
 
     def _checked_rows(self, identity: Identity, now: datetime | None = None) -> list[RowPlan]:
         """The registration's rows: the [[table]] rows, then the related rows written with the patient."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -116,6 +116,26 @@ def postcodes(target: SqlTarget, layout: PatientLayout, limit: int = 5000) -> Co
         with target.engine.connect() as conn:
             values = conn.execute(query).scalars()
             return Counter(v.strip() for v in values if isinstance(v, str) and v.strip())
+
+
+def site_stamp(target: SqlTarget, names: Iterable[str]) -> tuple:
+    """Rows and highest key per table: what changes when anyone inserts or deletes a row there.
+
+    Cheap next to reading the site's habits (one aggregate per table), for
+    knowing whether what was learnt from the site is still what it holds.
+    Tables that do not exist count as (None,).
+    """
+    stamp: list[Any] = []
+    with target.engine.connect() as conn:
+        for name in names:
+            table = target.table(name)
+            if table is None:
+                stamp.append((name, None))
+                continue
+            keys = list(table.primary_key.columns)[:1]
+            query = sa.select(sa.func.count(), *(sa.func.max(k) for k in keys)).select_from(table)
+            stamp.append((name, *conn.execute(query).one()))
+    return tuple(stamp)
 
 
 def _table(target: SqlTarget, name: str) -> sa.Table:

@@ -131,6 +131,60 @@ def test_successive_runs_plant_exactly_the_due_ones_each_in_its_own_batch(setup)
     assert len({s.canary_id for s in slots}) == 5
 
 
+def test_one_run_opens_each_source_once_and_closes_it(setup, monkeypatch):
+    """Opening a seeder reads the site's habits (seconds on a real site): not once per slot and pace check."""
+    import canary.planting.planter as planter
+
+    registry, config, url = setup
+    opened, closed = [], []
+    real_open = planter.open_seeder
+
+    def counting_open(spec, environ):
+        seeder = real_open(spec, environ)
+        opened.append(spec.name)
+        real_close = seeder.close
+        seeder.close = lambda: (closed.append(spec.name), real_close())[1]
+        return seeder
+
+    monkeypatch.setattr(planter, "open_seeder", counting_open)
+    config = dataclasses.replace(config, raw={**config.raw, "drip": {"max_share": 0.5}})
+    with freeze_time(WEDNESDAY):
+        due = schedule_drip(registry, "lis", 3, timedelta(hours=1), datetime.now(timezone.utc),
+                            random.Random(3), operator="tester")
+    before = count_rows(url, "patients")
+    with freeze_time(max(due) + timedelta(seconds=20)):
+        report = run_due(registry, config, datetime.now(timezone.utc))
+    assert len(report.planted) + report.paced == 3 and not report.failed
+    assert count_rows(url, "patients") == before + len(report.planted)
+    assert opened == ["lis"]  # pace checks, plantings and the later events' pass share one seeder
+    assert sorted(closed) == sorted(opened)  # nothing left open
+
+
+def test_a_seeder_kept_open_for_the_run_learns_the_site_again_once_it_changed(setup, monkeypatch):
+    """Each planting of a run draws from the site as a seeder opened for it would: the canaries before it included."""
+    import seeders.sql.seeder as sql_seeder
+
+    registry, config, url = setup
+    learnt = []
+    real_learn = sql_seeder.learn_site
+
+    def counting_learn(target, mapping, rnd, today=None):
+        learnt.append(count_rows(url, "patients"))
+        return real_learn(target, mapping, rnd, today)
+
+    monkeypatch.setattr(sql_seeder, "learn_site", counting_learn)
+    config = dataclasses.replace(config, raw={**config.raw, "drip": {"max_share": 0, "event_every": "0d"}})
+    with freeze_time(WEDNESDAY):
+        due = schedule_drip(registry, "lis", 3, timedelta(hours=1), datetime.now(timezone.utc),
+                            random.Random(3), operator="tester")
+    before = count_rows(url, "patients")
+    with freeze_time(max(due) + timedelta(seconds=20)):
+        report = run_due(registry, config, datetime.now(timezone.utc))
+    assert len(report.planted) == 3 and not report.failed
+    # Learnt once per planting, each time from the site as it then was (not once for the whole run).
+    assert learnt == [before, before + 1, before + 2]
+
+
 def test_runs_outside_working_hours_wait_then_catch_up(setup):
     registry, config, url = setup
     with freeze_time(paris(2025, 3, 28, 16, 0)):  # a Friday afternoon

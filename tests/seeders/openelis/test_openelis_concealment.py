@@ -44,8 +44,9 @@ def test_drip_planted_canaries_cannot_be_told_from_the_lab_patients(postgres_url
         old, found = exported_canaries(planted, _now())
         assert old >= 3 and found == old
         if report.auc > 0.65:
-            # Not met reliably yet: 0.65 in the bench, 0.69 on this replay, no single feature above 0.58
-            # (the trees combine weak ones). Reported, not hidden: see docs/concealment.md.
+            # Not met reliably yet: 0.59-0.68 over replays of this test (0.68-0.74 before the footprint fixes
+            # of issue #12's tells), no single feature above 0.63, different ones each run (30 canaries).
+            # Reported, not hidden: see docs/concealment.md.
             pytest.xfail(f"AUC {report.auc:.2f} ({report.model}) above 0.65: {shown}")
     finally:
         planted.registry.close()

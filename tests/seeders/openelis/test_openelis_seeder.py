@@ -314,3 +314,21 @@ def test_sys_user_auto_is_who_the_newest_patient_creations_name(elis_url):
                 conn.execute(sa.text("DELETE FROM clinlims.system_user WHERE id = 4242"))
     finally:
         engine.dispose()
+
+
+def test_refresh_reads_the_habits_again_only_once_the_site_changed(elis_url, seeder):
+    """A drip run keeps the seeder open: each planting still learns from the site as a fresh open() would."""
+    read = []
+    real_prepare = seeder._prepare
+    seeder._prepare = lambda target: (read.append(1), real_prepare(target))[1]
+    setup = seeder.setup
+    seeder.refresh()
+    assert read == [] and seeder.setup is setup  # nothing written since open(): the habits still hold
+    placement = seeder.plant(make_identity(7))
+    try:
+        seeder.refresh()
+        assert read == [1] and seeder.setup is not setup  # our own canary is now part of the site
+        seeder.refresh()
+        assert read == [1]
+    finally:
+        seeder.retire(placement)
