@@ -99,7 +99,8 @@ def test_plant_50_as_the_site_does_verify_and_retire_to_the_byte(site, seeder):
         assert row["sex"] == ("Male" if ident.sex.value == "M" else "Female")
         assert row["DOB"] == ident.birth_date and row["ss"] == ident.nir
         assert row["phone_cell"] == formats(ident.phone)["spaced"]  # the site's phone style
-        assert row["phone_home"] == (formats(ident.phone2)["spaced"] if ident.phone2 else "")
+        # A home line as often as the recent patients of the same age have one (a third here).
+        assert row["phone_home"] in {"", formats(ident.phone2)["spaced"] if ident.phone2 else ""}
         assert row["country_code"] == "FR" and row["language"] == "french" and row["hipaa_allowsms"] == "NO"
         # Drawn from a recent patient of the site (90 % have Dr Moreau, 10 % no provider), not its mode.
         assert row["providerID"] in (2, None) and row["created_by"] == row["updated_by"] == 3
