@@ -35,6 +35,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from canary import phones
+from canary.identity.generator import home_line_only_share, second_line_share
 from canary.identity.occupations import occupation
 from canary.identity.places import address_complement
 from canary.model import Identity, Sex
@@ -219,7 +220,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         # (the database's own clock would stamp the moment the seeder ran).
         "last_updated": numbers.now,
     }
-    values.update(_phones(identity, habits, donor))
+    values.update(_phones(identity, habits, donor, rnd, age))
     values.update(_birth_names(identity, habits, donor, fname))
     if host.user is not None:
         values["created_by"] = values["updated_by"] = host.user.id
@@ -391,13 +392,15 @@ def _edited(habits: TableHabits, numbers: Numbers, rnd: Any) -> dict[str, Any]:
     return out
 
 
-def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None = None) -> dict[str, Any]:
+def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None = None, rnd: Any = None,
+            age: int = -1) -> dict[str, Any]:
     """Mobiles go to phone_cell, landlines to phone_home, each written as the neighbours write it.
 
-    With a lending patient (``site_donor``), a slot is written when that patient's is (the old have more
-    home lines and fewer mobiles): the identity's number of that kind; when the identity has none of the
-    kind the patient had, its other number in its own slot, so the canary has a phone exactly when the
-    lending patient does. The numbers left out stay the identity's tokens in the registry.
+    With a lending patient (``site_donor``) the canary has a phone exactly when that patient has one, and
+    each slot is written at the rate the recent patients of its age band who have a phone fill it (the
+    old keep home lines, fewer have a mobile): the identity's number of that kind, kept with the share
+    that brings the identity generator's rate of that kind (canary.identity.generator) to the site's;
+    its main number in its own slot when none is kept. Numbers left out stay the identity's tokens.
     """
     slots: dict[str, str] = {}
     for number in (identity.phone, identity.phone2):
@@ -409,11 +412,15 @@ def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | Non
         if slot:
             slots[slot] = number
     if donor is not None:
-        kept = {c: n for c, n in slots.items() if _has(donor.get(c))}
-        if not kept and slots and (_has(donor.get("phone_home")) or _has(donor.get("phone_cell"))):
+        if not (_has(donor.get("phone_home")) or _has(donor.get("phone_cell"))):
+            slots = {}
+        elif slots:
+            shares = _phone_shares(habits, age)
+            rates = _identity_phone_rates(age)
+            kept = {c: n for c, n in slots.items()
+                    if shares is None or (rnd or random).random() < shares[c] / max(rates[c], shares[c], 1e-9)}
             first = next(iter(slots))  # the identity's main number
-            kept = {first: slots[first]}
-        slots = kept
+            slots = kept or {first: slots[first]}
     out = {}
     for column in ("phone_home", "phone_cell"):
         if column in slots:
@@ -422,6 +429,29 @@ def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | Non
         else:
             out[column] = _empty(donor, habits, column) if donor is not None else habits.empty_value(column, "")
     return out
+
+
+_MIN_ROWS = 10  # recent patients of an age band enough to read its phone habits from
+
+
+def _phone_shares(habits: TableHabits, age: int) -> dict[str, float] | None:
+    """Among the recent patients of the age band (else the next bands, else all) who have a phone, the share
+    with each slot filled; None without any."""
+    band = _band(age)
+    reached = [(abs(_band(_age(r.get("DOB"), r.get("regdate"))) - band), r) for r in habits.rows
+               if _has(r.get("phone_home")) or _has(r.get("phone_cell"))]
+    for distance in (0, 1, len(_AGE_BANDS) + 2):
+        rows = [r for d, r in reached if d <= distance]
+        if len(rows) >= _MIN_ROWS or (rows and distance > len(_AGE_BANDS)):
+            return {c: sum(_has(r.get(c)) for r in rows) / len(rows) for c in ("phone_home", "phone_cell")}
+    return None
+
+
+def _identity_phone_rates(age: int) -> dict[str, float]:
+    """How often the identity generator gives a patient of ``age`` a landline, a mobile."""
+    age = min(max(age, 0), 120)
+    only_home = home_line_only_share(age)
+    return {"phone_home": only_home + (1 - only_home) * second_line_share(age), "phone_cell": 1 - only_home}
 
 
 def _employer_values(host: OpenEmrHost, pid: int, user_id: int | None, now: datetime,

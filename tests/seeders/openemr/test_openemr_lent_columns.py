@@ -50,7 +50,7 @@ def test_the_old_get_no_email_and_keep_a_home_line_like_the_old_of_the_site():
         ident = _woman(i, 80)
         donor = site_donor(habits, rnd, sex="Female", age=80, birth_name=ident.married_name_used)
         assert _own(donor, habits, "email", lambda: ident.email, ident.email) == ""
-        written = _phones(ident, habits, donor)
+        written = _phones(ident, habits, donor, rnd, 80)
         if ident.phone2:  # a mobile and a landline: only the home line, as the site's old patients
             assert written == {"phone_home": formats(ident.phone2)["spaced"], "phone_cell": ""}
         else:  # only a mobile: still one phone, as every lender has one
@@ -64,7 +64,8 @@ def test_the_young_get_their_email_and_mobile_and_a_complement_as_often_as_the_s
         ident = _woman(i, 35)
         donor = site_donor(habits, rnd, sex="Female", age=35, birth_name=ident.married_name_used)
         assert _own(donor, habits, "email", lambda: ident.email, ident.email) == ident.email
-        assert _phones(ident, habits, donor) == {"phone_home": "", "phone_cell": formats(ident.phone)["spaced"]}
+        mobile = formats(ident.phone)["spaced"]
+        assert _phones(ident, habits, donor, rnd, 35) == {"phone_home": "", "phone_cell": mobile}
         line = _own(donor, habits, "street_line_2", lambda: ident.address.line2 or "Esc. B", ident.address.line2)
         assert line in ("", ident.address.line2 or "Esc. B")
         complements += line != ""
