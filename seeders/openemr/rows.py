@@ -245,7 +245,8 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     blank = {c: "" for c in posted if isinstance(table.c[c].type, sa.String)}
     drawn, own = drawn_from_site(habits, table, written | _PERSONAL, donor)
     if "occupation" in own:  # the lending patient's own words: the canary's own occupation instead
-        drawn["occupation"] = _cased(habits, "occupation", occupation(rnd, age, sex == "Female")) or own["occupation"]
+        mine = occupation(rnd, age, sex == "Female")  # '' for a young child: the lender's empty writing
+        drawn["occupation"] = _cased(habits, "occupation", mine) if mine else drawn["occupation"]
     for column in ("language", "country_code"):  # an empty site: the defaults
         drawn.setdefault(column, getattr(choices, column))
     if not portal and drawn.get("allow_patient_portal") == "YES":
