@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from canary import phones
 from canary.identity.generator import home_line_only_share, second_line_share
+from canary.identity.names import married_name_share
 from canary.identity.occupations import occupation
 from canary.identity.places import address_complement
 from canary.model import Identity, Sex
@@ -194,7 +195,8 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     fname = _cased(habits, "fname", identity.first_name)
     age = _age(identity.birth_date, numbers.now)
     # The recent patient like this one who lends the site's choices, and which columns are filled.
-    donor = site_donor(habits, rnd, sex=sex, age=age, birth_name=identity.married_name_used)
+    donor = site_donor(habits, rnd, sex=sex, age=age,
+                       birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd))
     values: dict[str, Any] = {
         "pid": numbers.pid,
         "pubpid": _pubpid(habits, numbers.pid),
@@ -353,6 +355,24 @@ def _birth_names(identity: Identity, habits: TableHabits, donor: dict[str, Any] 
         return {}
     return {column: _own(donor, habits, column, lambda text=text: text, text) for column, text in names.items()
             if column in donor}
+
+
+def _records_birth_name(identity: Identity, habits: TableHabits, *, sex: str, age: int, rnd: Any) -> bool:
+    """Whether the canary's record shows a birth name apart from its used name: only a married name, kept at
+    the rate the site's recent patients of that sex and age band (else the next bands) show one, given how
+    often the identity generator gives a married name at that age (canary.identity.names)."""
+    if not identity.married_name_used:
+        return False
+    band = _band(age)
+    reached = [(abs(_band(_age(r.get("DOB"), r.get("regdate"))) - band), r) for r in habits.rows
+               if r.get("sex") == sex]
+    for distance in (0, 1, 2):
+        rows = [r for d, r in reached if d <= distance]
+        if len(rows) >= _MIN_ROWS:
+            site = sum(_other_birth_name(r) for r in rows) / len(rows)
+            generated = married_name_share(min(max(age, 0), 120)) if sex == "Female" else 0.0
+            return rnd.random() < site / max(generated, site, 1e-9)
+    return True
 
 
 def _other_birth_name(row: dict[str, Any]) -> bool:

@@ -92,3 +92,18 @@ def test_a_lenders_own_text_is_never_copied_but_handed_back():
     assert drawn == {"occupation": "", "status": lender["status"]} and own == {"occupation": lender["occupation"]}
     cadre = next(r for r in habits.rows if r["occupation"] == "Cadre")
     assert drawn_from_site(habits, table, set(), cadre) == ({"occupation": "Cadre", "status": cadre["status"]}, {})
+
+
+def test_married_names_are_recorded_as_often_as_the_site_records_them():
+    from canary.identity.names import married_name_share
+    from seeders.openemr.rows import _records_birth_name
+
+    # One woman of 40 in ten has her birth name recorded apart from her used name.
+    rows = [_row(n, 40, birth_lname=f"AUTRE{n}" if n % 10 == 0 else "") for n in range(100)]
+    habits, rnd = habits_of("patient_data", rows, COLUMNS), random.Random(6)
+    married = [ident for i in range(400) if (ident := _woman(i, 40)).married_name_used]
+    recorded = sum(_records_birth_name(i, habits, sex="Female", age=40, rnd=rnd) for i in married)
+    # The generator gives married names more often than this site records them: the canaries keep the site's 10 %.
+    assert abs(recorded / len(married) - 0.10 / married_name_share(40)) < 0.08
+    single = next(ident for i in range(20) if not (ident := _woman(i, 40)).married_name_used)
+    assert not _records_birth_name(single, habits, sex="Female", age=40, rnd=rnd)
