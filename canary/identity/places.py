@@ -232,3 +232,12 @@ _FLAT_FORMS = (
     lambda r: f"Bât. {choice(r, 'ABCD')}, {randint(r, 1, 9)}e étage",
     lambda r: f"Esc. {choice(r, 'ABC')}",
 )
+
+
+def address_complement(rng: random.Random) -> str:
+    """A second address line of the kinds an address gets in a town (a flat, a residence's building), for a
+    record whose staff write complements where the identity has none: the identity's own line is used when
+    it has one. Same forms and mix as ``PlaceDrawer`` gives large towns (6 % flats, 10 % residences)."""
+    if rng.random() < 0.625:
+        return f"Résidence {choice(rng, _RESIDENCES)}, Bât. {choice(rng, 'ABCDEF')}"
+    return choice(rng, _FLAT_FORMS)(rng)

@@ -26,14 +26,19 @@ appointments, billing and messages are never written here.
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Callable
 
 import sqlalchemy as sa
 
 from canary import phones
+from canary.identity.generator import home_line_only_share, second_line_share
+from canary.identity.names import married_name_share
+from canary.identity.occupations import occupation
+from canary.identity.places import address_complement
 from canary.model import Identity, Sex
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
 from seeders.openemr import auditlog, insurance
@@ -191,7 +196,10 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     sex = "Male" if identity.sex is Sex.MALE else "Female"
     lname = _cased(habits, "lname", identity.last_name)
     fname = _cased(habits, "fname", identity.first_name)
-    married = identity.married_name_used
+    age = _age(identity.birth_date, numbers.now)
+    # The recent patient like this one who lends the site's choices, and which columns are filled.
+    donor = site_donor(habits, rnd, sex=sex, age=age,
+                       birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd))
     values: dict[str, Any] = {
         "pid": numbers.pid,
         "pubpid": _pubpid(habits, numbers.pid),
@@ -203,20 +211,22 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "sex": sex,
         "ss": nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir,
         "street": identity.address.line1,
-        "street_line_2": identity.address.line2 or habits.empty_value("street_line_2", None),
+        # A complement where the lending patient has one: the identity's, else one of the same kind.
+        "street_line_2": _own(donor, habits, "street_line_2",
+                              lambda: identity.address.line2 or address_complement(rnd), identity.address.line2),
         "postal_code": identity.address.postcode,
         "city": _cased(habits, "city", identity.address.city),
-        "email": identity.email,
+        # Written when the lending patient has one (fewer of the old have an e-mail); the registry keeps
+        # the identity's address as a token either way.
+        "email": _own(donor, habits, "email", lambda: identity.email, identity.email),
         "regdate": numbers.now,
         "date": numbers.now,
         # DEFAULT CURRENT_TIMESTAMP: the insert's moment, written out so it is the registration's
         # (the database's own clock would stamp the moment the seeder ran).
         "last_updated": numbers.now,
     }
-    values.update(_phones(identity, habits))
-    if married or habits.filled("birth_lname"):
-        values["birth_lname"] = _cased(habits, "lname", identity.birth_name)
-        values["birth_fname"] = fname
+    values.update(_phones(identity, habits, donor, rnd, age))
+    values.update(_birth_names(identity, habits, donor, fname))
     if host.user is not None:
         values["created_by"] = values["updated_by"] = host.user.id
     values.update(_edited(habits, numbers, rnd))
@@ -240,8 +250,10 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     filled = neighbour_fill(habits, table, skip=written)
     # Every text field of the form is posted, '' when left blank (BaseService::buildInsertColumns).
     blank = {c: "" for c in posted if isinstance(table.c[c].type, sa.String)}
-    drawn = drawn_from_site(habits, table, written | _PERSONAL, rnd,
-                            given={"sex": sex}, filled={"email": bool(identity.email)})
+    drawn, own = drawn_from_site(habits, table, written | _PERSONAL, donor)
+    if "occupation" in own:  # the lending patient's own words: the canary's own occupation instead
+        mine = occupation(rnd, age, sex == "Female")  # '' for a young child: the lender's empty writing
+        drawn["occupation"] = _cased(habits, "occupation", mine) if mine else drawn["occupation"]
     for column in ("language", "country_code"):  # an empty site: the defaults
         drawn.setdefault(column, getattr(choices, column))
     if not portal and drawn.get("allow_patient_portal") == "YES":
@@ -264,26 +276,45 @@ _PERSONAL = frozenset({"mothersname", "guardiansname", "guardianrelationship", "
 _COMMON = 3
 
 
-def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str], rnd: Any, *, given: dict[str, Any],
-                    filled: dict[str, bool]) -> dict[str, Any]:
-    """The choices staff made for one of the site's recent patients like this one, drawn at random.
+# Age bands the lending patient is drawn in: contact points and civil status change with age.
+_AGE_BANDS = (18, 30, 45, 65, 80)
 
-    A recent row of the same sex (and with an e-mail if the canary has one: the e-mail consent goes
-    with it) lends every column the seeder does not decide: the site's distribution, column by column
-    and jointly, not its modal value. A value fewer than ``_COMMON`` sampled patients share is that
-    patient's own text: the column gets that row's empty writing ('' or NULL) instead. Keys, binary
-    and timestamp columns are never drawn.
-    """
-    rows = habits.rows
-    for wanted in ({**given, **filled}, given, {}):
-        like = [r for r in rows if all(_has(r.get(k)) == v if k in filled else r.get(k) == v
-                                      for k, v in wanted.items())]
+
+def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name: bool) -> dict[str, Any] | None:
+    """One of the site's recent patients like the canary, drawn at random: same sex, same age band and,
+    when it can, a birth name apart from the used name exactly when the canary has one (a married woman
+    whose staff record her birth name). Relaxed in that order, then to the next age bands, when no recent
+    patient matches; None on an empty site."""
+    band = _band(age)
+    bands = [(r, _band(_age(r.get("DOB"), r.get("regdate")))) for r in habits.rows]
+    tiers = (
+        lambda r, b: r.get("sex") == sex and b == band and _other_birth_name(r) == birth_name,
+        lambda r, b: r.get("sex") == sex and b == band,
+        lambda r, b: r.get("sex") == sex and abs(b - band) <= 1,
+        lambda r, b: r.get("sex") == sex,
+        lambda r, b: True,
+    )
+    for tier in tiers:
+        like = [r for r, b in bands if tier(r, b)]
         if like:
-            break
-    else:
-        return {}
-    row = rnd.choice(like)
+            return rnd.choice(like)
+    return None
+
+
+def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str],
+                    row: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The choices staff made for ``row`` (``site_donor``), for every column the seeder does not decide.
+
+    The site's distribution, column by column and jointly, not its modal value. A value fewer than
+    ``_COMMON`` sampled patients share is that patient's own text: the column gets that row's empty
+    writing ('' or NULL) in the first mapping, and the own value is returned in the second one, so the
+    caller can write the canary's own text of the same kind. Keys, binary and timestamp columns are never
+    drawn.
+    """
     out: dict[str, Any] = {}
+    own: dict[str, Any] = {}
+    if row is None:
+        return out, own
     for column in table.c:
         name = column.name
         if name in skip or name not in row or column.primary_key or column.autoincrement is True or isinstance(
@@ -296,7 +327,73 @@ def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str], rnd: A
             out[name] = value
         else:
             out[name] = "" if isinstance(value, str) else None
-    return out
+            own[name] = value
+    return out, own
+
+
+def _own(donor: dict[str, Any] | None, habits: TableHabits, column: str, text: Callable[[], str | None],
+         alone: Any) -> Any:
+    """A column the canary fills with its own text exactly when the lending patient fills it (``text()``),
+    else that patient's empty writing; ``alone`` without a lending patient (an empty site)."""
+    if donor is None:
+        return alone if _has(alone) else habits.empty_value(column, "")
+    if _has(donor.get(column)):
+        return text() or _empty(donor, habits, column)
+    return _empty(donor, habits, column)
+
+
+def _empty(donor: dict[str, Any], habits: TableHabits, column: str) -> Any:
+    value = donor.get(column)
+    return value if column in donor and not _has(value) else habits.empty_value(column, "")
+
+
+def _birth_names(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None, fname: str) -> dict[str, Any]:
+    """birth_lname / birth_fname / birth_mname (OpenEMR 7+), written when the lending patient's are: the
+    identity's birth name (the used name when it has no other), first names; on an empty site only a
+    married name gets its birth name."""
+    middle = " ".join(identity.first_names[1:])
+    names = {"birth_lname": _cased(habits, "lname", identity.birth_name), "birth_fname": fname,
+             "birth_mname": _cased(habits, "fname", middle) if middle else ""}
+    if donor is None:
+        if identity.married_name_used or habits.filled("birth_lname"):
+            return {"birth_lname": names["birth_lname"], "birth_fname": fname}
+        return {}
+    return {column: _own(donor, habits, column, lambda text=text: text, text) for column, text in names.items()
+            if column in donor}
+
+
+def _records_birth_name(identity: Identity, habits: TableHabits, *, sex: str, age: int, rnd: Any) -> bool:
+    """Whether the canary's record shows a birth name apart from its used name: only a married name, kept at
+    the rate the site's recent patients of that sex and age band (else the next bands) show one, given how
+    often the identity generator gives a married name at that age (canary.identity.names)."""
+    if not identity.married_name_used:
+        return False
+    band = _band(age)
+    reached = [(abs(_band(_age(r.get("DOB"), r.get("regdate"))) - band), r) for r in habits.rows
+               if r.get("sex") == sex]
+    for distance in (0, 1, 2):
+        rows = [r for d, r in reached if d <= distance]
+        if len(rows) >= _MIN_ROWS:
+            site = sum(_other_birth_name(r) for r in rows) / len(rows)
+            generated = married_name_share(min(max(age, 0), 120)) if sex == "Female" else 0.0
+            return rnd.random() < site / max(generated, site, 1e-9)
+    return True
+
+
+def _other_birth_name(row: dict[str, Any]) -> bool:
+    birth, used = row.get("birth_lname"), row.get("lname")
+    return _has(birth) and str(birth).strip().lower() != str(used or "").strip().lower()
+
+
+def _age(born: Any, when: Any) -> int:
+    if not isinstance(born, date):
+        return -1
+    day = when.date() if isinstance(when, datetime) else when if isinstance(when, date) else date.today()
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def _band(age: int) -> int:
+    return -1 if age < 0 else bisect.bisect(_AGE_BANDS, age)
 
 
 def _has(value: Any) -> bool:
@@ -321,8 +418,16 @@ def _edited(habits: TableHabits, numbers: Numbers, rnd: Any) -> dict[str, Any]:
     return out
 
 
-def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:
-    """Mobiles go to phone_cell, landlines to phone_home, each written as the neighbours write it."""
+def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None = None, rnd: Any = None,
+            age: int = -1) -> dict[str, Any]:
+    """Mobiles go to phone_cell, landlines to phone_home, each written as the neighbours write it.
+
+    With a lending patient (``site_donor``) the canary has a phone exactly when that patient has one, and
+    each slot is written at the rate the recent patients of its age band who have a phone fill it (the
+    old keep home lines, fewer have a mobile): the identity's number of that kind, kept with the share
+    that brings the identity generator's rate of that kind (canary.identity.generator) to the site's;
+    its main number in its own slot when none is kept. Numbers left out stay the identity's tokens.
+    """
     slots: dict[str, str] = {}
     for number in (identity.phone, identity.phone2):
         if not number:
@@ -332,14 +437,47 @@ def _phones(identity: Identity, habits: TableHabits) -> dict[str, Any]:
         slot = wanted if wanted not in slots else other if other not in slots else None
         if slot:
             slots[slot] = number
+    if donor is not None:
+        if not (_has(donor.get("phone_home")) or _has(donor.get("phone_cell"))):
+            slots = {}
+        elif slots:
+            shares = _phone_shares(habits, age)
+            rates = _identity_phone_rates(age)
+            kept = {c: n for c, n in slots.items()
+                    if shares is None or (rnd or random).random() < shares[c] / max(rates[c], shares[c], 1e-9)}
+            first = next(iter(slots))  # the identity's main number
+            slots = kept or {first: slots[first]}
     out = {}
     for column in ("phone_home", "phone_cell"):
         if column in slots:
             style = habits[column].phone_style or habits["phone_home"].phone_style or "spaced"
             out[column] = phones.formats(slots[column])[style]
         else:
-            out[column] = habits.empty_value(column, "")
+            out[column] = _empty(donor, habits, column) if donor is not None else habits.empty_value(column, "")
     return out
+
+
+_MIN_ROWS = 10  # recent patients of an age band enough to read its phone habits from
+
+
+def _phone_shares(habits: TableHabits, age: int) -> dict[str, float] | None:
+    """Among the recent patients of the age band (else the next bands, else all) who have a phone, the share
+    with each slot filled; None without any."""
+    band = _band(age)
+    reached = [(abs(_band(_age(r.get("DOB"), r.get("regdate"))) - band), r) for r in habits.rows
+               if _has(r.get("phone_home")) or _has(r.get("phone_cell"))]
+    for distance in (0, 1, len(_AGE_BANDS) + 2):
+        rows = [r for d, r in reached if d <= distance]
+        if len(rows) >= _MIN_ROWS or (rows and distance > len(_AGE_BANDS)):
+            return {c: sum(_has(r.get(c)) for r in rows) / len(rows) for c in ("phone_home", "phone_cell")}
+    return None
+
+
+def _identity_phone_rates(age: int) -> dict[str, float]:
+    """How often the identity generator gives a patient of ``age`` a landline, a mobile."""
+    age = min(max(age, 0), 120)
+    only_home = home_line_only_share(age)
+    return {"phone_home": only_home + (1 - only_home) * second_line_share(age), "phone_cell": 1 - only_home}
 
 
 def _employer_values(host: OpenEmrHost, pid: int, user_id: int | None, now: datetime,
@@ -371,7 +509,9 @@ def _allergy_values(host: OpenEmrHost, title: str, pid: int, now: datetime, tabl
 def portal_values(identity: Identity, host: OpenEmrHost, choices: Choices, patient: dict[str, Any],
                    numbers: Numbers, table: sa.Table, hash_password: Callable[[str, int], str]) -> dict[str, Any]:
     account = account_name(patient["fname"], patient["lname"], numbers.next_id)
-    login = {"email": identity.email, "account": account, "identity": identity.portal_login}[choices.portal_login]
+    # The e-mail login is the record's e-mail (use_email_for_portal_username): the account name without one.
+    email = identity.email if _has(patient.get("email")) else account
+    login = {"email": email, "account": account, "identity": identity.portal_login}[choices.portal_login]
     return _only(table, {
         "pid": numbers.pid,
         "portal_username": account,
