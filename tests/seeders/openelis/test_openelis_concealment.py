@@ -38,6 +38,9 @@ def test_drip_planted_canaries_cannot_be_told_from_the_lab_patients(postgres_url
         assert planted.events > 0  # some canaries came back for a later request, as some patients do
         report = audit(planted)
         shown = "; ".join(f"{g.feature} {g.auc}: {g.canaries} vs {g.others}" for g in report.giveaways)
+        print(f"\nOpenELIS test site, {CANARIES} canaries dripped: AUC {report.auc:.2f} ({report.model}) against "
+              f"{report.compared} patients of their period, {report.auc_site:.2f} against the whole site; best rule "
+              f"{report.rule_precision} ({report.rule_feature}); {shown}")  # the figures, with -s
         assert report.canaries == CANARIES and report.patients > PATIENTS
         assert report.rule_precision <= 0.2, f"{report.rule_feature}: precision {report.rule_precision}; {shown}"
         # The export an attacker makes holds every canary registered one to twelve months ago.

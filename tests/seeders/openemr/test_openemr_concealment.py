@@ -61,7 +61,8 @@ def planted(tmp_path_factory):
 
 
 def _details(report) -> str:
-    return f"AUC {report.auc:.2f} ({report.model}), best rule {report.rule_precision} ({report.rule_feature}); " + \
+    return f"AUC {report.auc:.2f} ({report.model}) against {report.compared} patients of their period, " \
+        f"{report.auc_site:.2f} against the whole site, best rule {report.rule_precision} ({report.rule_feature}); " + \
         "; ".join(f"{g.feature} alone {g.auc}" for g in report.giveaways)
 
 
