@@ -147,10 +147,15 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, environ: Mapping
     identities = data.get("identities", {})
     if contacts is None:
         raise ConfigError(f"{where}: missing [contacts] table (email_domains, dns_zone, portal_url, phone_pool)")
+    contact_points = _contacts(contacts, base, where)
+    listener = data.get("listener")
+    if contact_points.mailbox_pool and not (isinstance(listener, dict) and listener.get("smtp_relay")):
+        raise ConfigError(f"{where}: contacts.mailbox_pool_file is set but listener.smtp_relay is not: name the "
+                          "relay address the mailboxes forward to, or their mail is recorded nowhere")
     return Config(
         path=path,
         registry_url=_registry_url(registry, base, where, environ),
-        contacts=_contacts(contacts, base, where),
+        contacts=contact_points,
         age_profile=_age_profile(identities.get("age_profile"), where),
         operator=str(identities.get("operator") or _login_name()),
         raw=dict(data),

@@ -47,6 +47,9 @@ dns_zone = "mon-rdv-sante.fr"
 portal_url = "https://espace.mon-rdv-sante.fr/acces/"
 phone_pool = ["+33612345678"]
 mailbox_pool_file = "{name}"
+
+[listener]
+smtp_relay = "courrier@mel-famille.fr"
 """, encoding="utf-8")
     return tmp_path / "canary.toml"
 
@@ -73,6 +76,13 @@ def test_a_malformed_line_is_one_error_naming_it(tmp_path, line, message):
     with pytest.raises(ConfigError, match=message) as error:
         load_config(path)
     assert "\n" not in str(error.value)
+
+
+def test_a_pool_without_a_relay_is_refused(tmp_path):
+    path = write_config(tmp_path, POOL_TEXT)
+    path.write_text(path.read_text().split("[listener]")[0], encoding="utf-8")
+    with pytest.raises(ConfigError, match="contacts.mailbox_pool_file is set but listener.smtp_relay is not"):
+        load_config(path)
 
 
 def test_a_missing_or_unreadable_pool_file_is_a_config_error(tmp_path):
@@ -181,4 +191,30 @@ def test_planting_gives_each_mailbox_to_one_live_canary_and_never_again(tmp_path
     assert registry.get_canary(first.canary_ids[0]).status is CanaryStatus.RETIRED
     third = plant(registry, config, "lis", 1, seed=5)
     assert registry.get_canary(third.canary_ids[0]).identity.email not in emails[:2]
+    registry.close()
+
+
+def test_the_audit_does_not_call_a_provider_domain_crowded(tmp_path):
+    from canary.audit.report import audit_source
+    from canary.audit.rules import cluster_findings, email_findings
+
+    url = f"sqlite:///{tmp_path / 'lis.db'}"
+    create_schema(url)
+    populate_real(url, 30)
+    registry, config = new_registry(tmp_path)
+    pool = tuple(Mailbox(f"{first.lower()}.{last.lower()}{n}@gmail.com", first, last)
+                 for n, (first, last) in enumerate([("Marie", "Lefort"), ("Jean", "Moreau"), ("Anne", "Roux"),
+                                                    ("Louis", "Petit"), ("Julie", "Blanc")]))
+    config = replace(config, contacts=replace(config.contacts, mailbox_pool=pool))
+    add_source(registry, "lis", "sql", url=url, mapping=str(MAPPING))
+    ids = plant(registry, config, "lis", 5, seed=2).canary_ids
+    emails = [(i, registry.get_canary(i).identity.email) for i in ids]
+    assert {e for _, e in emails} == {m.address for m in pool}
+    # Counted as owned domains, five canaries at gmail.com would be "crowded"...
+    assert [f.check for f in cluster_findings(emails, 3, 2)] == ["email-domain-crowded"]
+    # ...but gmail.com is every patient's: the audit leaves pool mailboxes out of the domain counts.
+    checks = {f.check for f in audit_source(registry, config, "lis", compare_target=False).findings}
+    assert not checks & {"email-domain-crowded", "email-one-domain"}
+    # a disposable or test-looking provider is still an error
+    assert [f.check for f in email_findings([(1, "x@yopmail.com")], common={"x@yopmail.com"})] == ["email-disposable"]
     registry.close()
