@@ -164,4 +164,12 @@ def _mailbox(text: str, owned: set[str], where: str) -> Mailbox:
     if bad is not None:
         raise ConfigError(f"{where}: {bad!r} is not a name (letters, hyphens, apostrophes; "
                           f"expected: {MAILBOX_LINE_FORMAT})")
-    return Mailbox(address, first_name=rest[0], last_name=" ".join(rest[1:]), sex=sex)
+    return Mailbox(address, first_name=_capitalised(rest[0]), last_name=" ".join(map(_capitalised, rest[1:])),
+                   sex=sex)
+
+
+def _capitalised(part: str) -> str:
+    """"jean-pierre" and "JEAN-PIERRE" as the name data writes them, "Jean-Pierre"; mixed case is kept."""
+    if not (part.islower() or part.isupper()):
+        return part
+    return re.sub(r"[^\W\d_]+", lambda m: m.group(0).capitalize(), part)

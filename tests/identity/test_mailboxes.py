@@ -26,7 +26,7 @@ POOL_TEXT = """\
 # address                   sex  first name    last name
 marie.lefort74@gmail.com         Marie         Lefort
 D.Caron51@Orange.fr         M    Dominique     Caron     # both sexes wear Dominique: M given
-jp.legoff@free.fr                Jean-Pierre   Le Goff
+jp.legoff@free.fr                jean-pierre   LE GOFF   # capitalised as the name data writes names
 lapinbleu56@laposte.net
 
 """
