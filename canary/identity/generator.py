@@ -24,7 +24,7 @@ from canary.identity import medical
 from canary.identity import refdata
 from canary.identity.accounts import PasswordHints, Person
 from canary.identity.ages import AgeProfile
-from canary.contacts import ContactPoints
+from canary.contacts import ContactPoints, Mailbox
 from canary.errors import ConfigError, PoolExhausted
 from canary.model import Birthplace, Identity, Sex, Token, TokenKind
 from canary.identity.mailboxes import MailboxAllocator, holder_birth
@@ -319,7 +319,7 @@ class IdentityGenerator:
         return pick(rng, first_name_table("F" if rng.random() < 0.5 else "M", year // 10 * 10))
 
 
-def _holder_names(rng: random.Random, mailbox, sex: Sex, birth: date,
+def _holder_names(rng: random.Random, mailbox: Mailbox, sex: Sex, birth: date,
                   age: int) -> tuple[tuple[str, ...], str, str]:
     """(first names, used name, birth name) of a mailbox's named holder.
 
