@@ -147,8 +147,8 @@ class ListenerMetrics:
                                     ("stage",), registry=r)
         self._smtp_relay = Counter("canary_smtp_relay_messages",
                                    "Messages to the relay address (mail forwarded by watched mailboxes), by what "
-                                   "their headers gave: canary, none, rejected (too large, no end, too many "
-                                   "addresses).", ("result",), registry=r)
+                                   "their headers gave: canary, none, notice (a provider's own notice), rejected "
+                                   "(too large, no end, too many addresses).", ("result",), registry=r)
         self._start_time = Gauge("canary_listener_start_time_seconds",
                                  "When this listener process started (Unix time).", registry=r)
         self._start_time.set(self.started_at)
@@ -163,7 +163,7 @@ class ListenerMetrics:
             self._smtp_errors.labels(stage)
         for result in ("accepted", "refused"):
             self._smtp_recipients.labels(result)
-        for result in ("canary", "none", "rejected"):
+        for result in ("canary", "none", "notice", "rejected"):
             self._smtp_relay.labels(result)
         for provider in ("twilio", "vonage"):
             for reason in ("signature",):

@@ -46,7 +46,7 @@ from canary.model import TokenKind
 from listener.conncap import ConnectionGate
 from listener.evidence import EvidenceStore
 from listener.proxy import parse_bind
-from listener.smtprelay import forwarded_canaries, relay_addresses
+from listener.smtprelay import DEFAULT_NOTICE_SENDERS, forwarded_canaries, notice_senders, relay_addresses
 from listener.tls import no_password
 from listener.wsgi import int_setting
 
@@ -95,6 +95,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Address (or list) at one of contacts.email_domains where the watched mailboxes of "
             "contacts.mailbox_pool_file forward their mail; its headers name the mailbox, which is recorded "
             "as a hit. Answered like any other address."),
+    Setting("listener.smtp_relay_notice_senders", ["no-reply@accounts.google.com", "forwarding-noreply@google.com",
+                                                   "account-security-noreply@accountprotection.microsoft.com"],
+            "Exact From addresses of the providers' own notices to the watched mailboxes (sign-in alerts, "
+            "forwarding confirmations): kept with the relay, never a canary hit."),
 )
 
 
@@ -117,6 +121,7 @@ class SmtpConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     relays: tuple[str, ...] = ()  # listener.smtp_relay, lower case
+    relay_notice_senders: frozenset[str] = frozenset(DEFAULT_NOTICE_SENDERS)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, contacts: ContactPoints,
@@ -147,6 +152,7 @@ class SmtpConfig:
             min_free_space=int_setting(table, "min_free_space", 1024 * 1024 * 1024, 0, 2**44),
             tls_cert=base / cert if cert else None, tls_key=base / key if key else None,
             relays=relay_addresses(table.get("smtp_relay"), domains),
+            relay_notice_senders=notice_senders(table.get("smtp_relay_notice_senders")),
         )
 
 
@@ -233,7 +239,8 @@ class CanaryHandler:
         unique = list(dict.fromkeys(recipients))
         canaries = {r for r in unique if self.sink.known(TokenKind.EMAIL, r)}
         relay = next((r for r in unique if r in self._relays), None)
-        relayed = forwarded_canaries(content, relay, unique, self.sink, self.metrics) if relay else {}
+        relayed = forwarded_canaries(content, relay, unique, self.sink, self.metrics,
+                                     self.config.relay_notice_senders) if relay else {}
         kept_for = [r for r in unique if r in canaries] + list(relayed) + ([relay] if relay else [])
         base = {**envelope_evidence, "stage": "data", "size": len(content),
                 "sha256": hashlib.sha256(content).hexdigest()}

@@ -17,6 +17,14 @@ Hostile input is rejected and counted, never raised: a header block larger
 than the bound, or without an end, yields nothing; more than
 ``MAX_ADDRESSES`` distinct addresses stops the reading there (the addresses
 found before stand, the rest are not looked at).
+
+The providers write to their mailboxes themselves (a sign-in alert each time
+the operator checks the account, the forwarding confirmation): mail whose
+From is one of ``listener.smtp_relay_notice_senders`` names no canary; it is
+kept with the relay's own hit for the operator. Exact addresses only: a
+Google Docs share or a Calendar invite, which phishing uses, still counts.
+These senders' domains publish DMARC p=reject, so the provider refuses
+forgeries of them before forwarding.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ RELAY_HEADERS = ("x-forwarded-to", "x-forwarded-for", "x-original-to", "delivere
 # An addr-spec as mail systems write them, found anywhere in a header value: "<a@b>", "Name <a@b>",
 # "a@b c@d" (X-Forwarded-For). Bounded lengths keep the scan linear on hostile input.
 _ADDRESS = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+# The providers' own account notices (checked on the mail they sent to the test mailboxes).
+DEFAULT_NOTICE_SENDERS = ("no-reply@accounts.google.com", "forwarding-noreply@google.com",
+                          "account-security-noreply@accountprotection.microsoft.com")
 _FIELD = re.compile(rb"([!-9;-~]{1,76})[ \t]*:(.*)", re.DOTALL)  # field name (RFC 5322 ftext), colon, value
 
 
@@ -66,12 +77,24 @@ def relay_addresses(value: Any, domains: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(relays))
 
 
+def notice_senders(value: Any) -> frozenset[str]:
+    """listener.smtp_relay_notice_senders: a list of exact sender addresses."""
+    if value is None:
+        return frozenset(DEFAULT_NOTICE_SENDERS)
+    if not isinstance(value, list) or not all(isinstance(v, str) and _ADDRESS.fullmatch(v.strip().encode())
+                                              for v in value):
+        raise ConfigError("listener.smtp_relay_notice_senders must be a list of addresses like "
+                          "[\"no-reply@accounts.google.com\"]")
+    return frozenset(v.strip().lower() for v in value)
+
+
 @dataclass
 class RelayScan:
     """The addresses of a forwarded message's headers, each with the first header naming it."""
 
     found: dict[str, str] = field(default_factory=dict)  # address (normalised) -> header name
     rejected: str | None = None  # why the headers were not (all) read: "too large", "no header end", "too many"
+    sender: str | None = None  # the first address of From, normalised
 
 
 def header_block(content: bytes, limit: int = MAX_HEADER_BYTES) -> bytes | None:
@@ -92,7 +115,7 @@ def scan_forwarded(content: bytes, *, limit: int = MAX_HEADER_BYTES, max_address
     if block is None:
         scan.rejected = "too large" if len(content) > limit else "no header end"
         return scan
-    values: dict[str, list[bytes]] = {name: [] for name in RELAY_HEADERS}
+    values: dict[str, list[bytes]] = {name: [] for name in (*RELAY_HEADERS, "from")}
     for unfolded in re.split(rb"\r?\n(?![ \t])", block):
         match = _FIELD.match(unfolded)
         if match is None:  # a line that is no field (junk, a stray continuation): skipped
@@ -100,6 +123,8 @@ def scan_forwarded(content: bytes, *, limit: int = MAX_HEADER_BYTES, max_address
         name = match.group(1).decode("ascii").lower()
         if name in values:
             values[name].append(match.group(2))
+    senders = [m for v in values["from"][:1] for m in _ADDRESS.findall(v)[:1]]
+    scan.sender = normalise(TokenKind.EMAIL, senders[0].decode("ascii")) if senders else None
     seen: set[str] = set()
     for name in RELAY_HEADERS:
         for value in values[name]:
@@ -116,11 +141,16 @@ def scan_forwarded(content: bytes, *, limit: int = MAX_HEADER_BYTES, max_address
 
 
 def forwarded_canaries(content: bytes, relay: str, direct: list[str], sink: HitSink,
-                       metrics: Any = None) -> dict[str, str]:
+                       metrics: Any = None, notices: frozenset[str] = frozenset()) -> dict[str, str]:
     """Canary addresses the headers of a message to ``relay`` name (address -> header), ``direct`` ones aside.
 
-    A rejection is logged and counted (``canary_smtp_relay_messages_total``), never raised."""
+    A rejection is logged and counted (``canary_smtp_relay_messages_total``), never raised; a
+    provider's notice (From in ``notices``) names no canary."""
     scan = scan_forwarded(content)
+    if scan.sender is not None and scan.sender in notices:
+        if metrics is not None:
+            metrics.smtp_relay("notice")
+        return {}
     found = {a: h for a, h in scan.found.items() if a not in direct and sink.known(TokenKind.EMAIL, a)}
     if scan.rejected is not None:
         log.warning("SMTP relay: headers of a message to %s not (all) read: %s; %d canary address(es) found before",

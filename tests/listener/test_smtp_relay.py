@@ -147,7 +147,7 @@ def test_a_forwarded_message_for_no_canary_is_no_canary_hit_but_is_kept_for_the_
     assert [e["subject"] for e in data] == ["Votre remboursement est en attente",
                                             f"(#123456789) Gmail Forwarding Confirmation - Receive Mail from {OTHER}"]
     assert all(e["eml_path"].endswith(".eml") for e in data)  # the operator reads the code there
-    assert relay_count(server, "none") == 2
+    assert relay_count(server, "none") == relay_count(server, "notice") == 1  # the confirmation is Google's notice
 
 
 def test_headers_of_mail_to_other_addresses_are_not_read(server, sink):
@@ -164,6 +164,30 @@ def test_relay_and_other_addresses_get_the_same_answers(server, sink):
             banner[rcpt] = (client.ehlo("x.example"), client.mail("a@b.example"), client.rcpt(rcpt),
                             client.rset(), client.vrfy(rcpt))
     assert banner[RELAY] == banner["nobody@courriel-sante.fr"]
+
+
+def test_a_provider_s_own_notice_to_a_canary_mailbox_is_no_hit_but_is_kept(server, sink):
+    alert = gmail_forwarded().replace(b"From: Assurance Maladie <noreply@ameli-remboursement.example>",
+                                      b"From: Google <no-reply@accounts.google.com>")
+    send(server, alert)  # the operator signed in to the mailbox: Google's sign-in alert, forwarded
+    assert canary_hits(sink) == []
+    [data] = [o.evidence for o in sink.observations if o.evidence["stage"] == "data"]
+    assert data["header_from"] == "Google <no-reply@accounts.google.com>" and data["eml_path"].endswith(".eml")
+    assert relay_count(server, "notice") == 1
+    # a Google Docs share (phishing uses them) is not a notice: one hit
+    share = gmail_forwarded().replace(b"From: Assurance Maladie <noreply@ameli-remboursement.example>",
+                                      b"From: \"Dr Martin (via Google Docs)\" <drive-shares-dm-noreply@google.com>")
+    send(server, share)
+    assert len(canary_hits(sink)) == 1
+
+
+def test_notice_senders_are_configurable(tmp_path):
+    config = relay_config(tmp_path, smtp_relay_notice_senders=["Alerte@Orange.fr"])
+    assert config.relay_notice_senders == {"alerte@orange.fr"}
+    assert "no-reply@accounts.google.com" in relay_config(tmp_path).relay_notice_senders
+    for bad in ("alerte@orange.fr", ["pas une adresse"], [3]):
+        with pytest.raises(ConfigError, match="listener.smtp_relay_notice_senders must be a list of addresses"):
+            relay_config(tmp_path, smtp_relay_notice_senders=bad)
 
 
 # -- hostile input -----------------------------------------------------------------------------
