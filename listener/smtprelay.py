@@ -23,8 +23,8 @@ the operator checks the account, the forwarding confirmation): mail whose
 From is one of ``listener.smtp_relay_notice_senders`` names no canary; it is
 kept with the relay's own hit for the operator. Exact addresses only: a
 Google Docs share or a Calendar invite, which phishing uses, still counts.
-These senders' domains publish DMARC p=reject, so the provider refuses
-forgeries of them before forwarding.
+A forgery of them would have to pass the provider's own checks of its own
+domains (their DMARC policy: ``dig +short TXT _dmarc.google.com``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ RELAY_HEADERS = ("x-forwarded-to", "x-forwarded-for", "x-original-to", "delivere
 # An addr-spec as mail systems write them, found anywhere in a header value: "<a@b>", "Name <a@b>",
 # "a@b c@d" (X-Forwarded-For). Bounded lengths keep the scan linear on hostile input.
 _ADDRESS = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
-# The providers' own account notices (checked on the mail they sent to the test mailboxes).
+# Senders of Google's and Microsoft's account notices as they are commonly seen; not checked here on
+# real mail: confirm them with the first notice a mailbox gets (docs/setup.md).
 DEFAULT_NOTICE_SENDERS = ("no-reply@accounts.google.com", "forwarding-noreply@google.com",
                           "account-security-noreply@accountprotection.microsoft.com")
 _FIELD = re.compile(rb"([!-9;-~]{1,76})[ \t]*:(.*)", re.DOTALL)  # field name (RFC 5322 ftext), colon, value
