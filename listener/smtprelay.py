@@ -10,7 +10,9 @@ automatic forwarding prepends ``X-Forwarded-To: <relay>``,
 https://www.ajaxtower.jp/gmail/auto-forwarding/index3.html); Postfix-based
 providers write ``X-Original-To`` and ``Delivered-To`` at local delivery
 (Postfix ``local(8)``/``virtual(8)``, "prepend_delivered_header"); every
-forwarder keeps ``To`` and ``Cc``. We read them in that order.
+forwarder keeps ``To`` and ``Cc``; the ``for`` clause of ``Received`` lines
+names the recipient of a hop (Gmail's MX writes ``for <mailbox>``). We read
+them in that order.
 
 Only the header block is read, at most ``MAX_HEADER_BYTES``: never the body.
 Hostile input is rejected and counted, never raised: a header block larger
@@ -45,7 +47,10 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 64 * 1024  # a Gmail-forwarded message's headers (ARC, DKIM, Received chain): 5-20 KiB
 MAX_ADDRESSES = 100  # distinct addresses looked up per message
 # Where a forwarder leaves the original recipient, most telling first.
-RELAY_HEADERS = ("x-forwarded-to", "x-forwarded-for", "x-original-to", "delivered-to", "to", "cc")
+# Last, the "for" clause of Received (RFC 5321 section 4.4): the recipient a hop delivered to, which
+# still names a mailbox reached in Bcc through a forwarder that writes none of the others.
+RELAY_HEADERS = ("x-forwarded-to", "x-forwarded-for", "x-original-to", "delivered-to", "to", "cc", "received")
+_FOR_CLAUSE = re.compile(rb"\bfor\s+<?([^\s<>;]{1,320})")
 
 # An addr-spec as mail systems write them, found anywhere in a header value: "<a@b>", "Name <a@b>",
 # "a@b c@d" (X-Forwarded-For). Bounded lengths keep the scan linear on hostile input.
@@ -129,6 +134,8 @@ def scan_forwarded(content: bytes, *, limit: int = MAX_HEADER_BYTES, max_address
     seen: set[str] = set()
     for name in RELAY_HEADERS:
         for value in values[name]:
+            if name == "received":
+                value = b" ".join(_FOR_CLAUSE.findall(value))
             for raw in _ADDRESS.findall(value):
                 address = normalise(TokenKind.EMAIL, raw.decode("ascii"))
                 if address in seen:
@@ -162,4 +169,5 @@ def forwarded_canaries(content: bytes, relay: str, direct: list[str], sink: HitS
 
 
 _HEADER_NAMES = {"x-forwarded-to": "X-Forwarded-To", "x-forwarded-for": "X-Forwarded-For",
-                 "x-original-to": "X-Original-To", "delivered-to": "Delivered-To", "to": "To", "cc": "Cc"}
+                 "x-original-to": "X-Original-To", "delivered-to": "Delivered-To", "to": "To", "cc": "Cc",
+                 "received": "Received"}

@@ -135,6 +135,19 @@ def test_postfix_style_headers_and_to_cc_are_read_too(server, sink):
         assert hit.evidence["relay_header"] == header.split(":")[0]
 
 
+def test_a_mailbox_reached_in_bcc_is_found_in_the_received_for_clause(server, sink):
+    message = (b"Received: from mail.phish.example (mail.phish.example [203.0.113.9])\r\n"
+               b"        by mx.provider.example with ESMTPS id 4Qx2\r\n"
+               b"        for <" + MAILBOX.encode() + b">; Mon, 07 Dec 2026 07:12:43 +0100\r\n"
+               b"Received: by relay.example; Mon, 07 Dec 2026 07:12:40 +0100\r\n"
+               b"From: x@phish.example\r\nTo: undisclosed-recipients:;\r\nSubject: x\r\n\r\nbody\r\n")
+    send(server, message)
+    [hit] = canary_hits(sink)
+    assert hit.evidence["relay_header"] == "Received"
+    # "from" and "by" hosts of Received lines are not addresses: only the for clause is read
+    assert scan_forwarded(b"Received: from a@b.example by c@d.example; x\r\n\r\n").found == {}
+
+
 def test_a_forwarded_message_for_no_canary_is_no_canary_hit_but_is_kept_for_the_operator(server, sink):
     confirmation = (b"From: Gmail Team <forwarding-noreply@google.com>\r\nTo: " + RELAY.encode() + b"\r\n"
                     b"Subject: (#123456789) Gmail Forwarding Confirmation - Receive Mail from " + OTHER.encode()
