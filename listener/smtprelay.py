@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-
 from typing import Any
 
 from canary.errors import ConfigError
