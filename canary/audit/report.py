@@ -72,6 +72,8 @@ def audit_config(config: Config) -> AuditReport:
     """The [contacts] pool and e-mail domains, before anything is planted."""
     findings = audit_pool(config.contacts.phone_pool)
     findings += email_findings([(None, domain) for domain in config.contacts.email_domains])
+    mailboxes = [m.address for m in config.contacts.mailbox_pool]  # a disposable or test-looking provider
+    findings += email_findings([(None, address) for address in mailboxes], common=set(mailboxes))
     return AuditReport("configuration", findings=_sorted(findings))
 
 

@@ -215,6 +215,11 @@ def test_the_audit_does_not_call_a_provider_domain_crowded(tmp_path):
     # ...but gmail.com is every patient's: the audit leaves pool mailboxes out of the domain counts.
     checks = {f.check for f in audit_source(registry, config, "lis", compare_target=False).findings}
     assert not checks & {"email-domain-crowded", "email-one-domain"}
-    # a disposable or test-looking provider is still an error
+    # a disposable or test-looking provider is still an error, in the pool file too
     assert [f.check for f in email_findings([(1, "x@yopmail.com")], common={"x@yopmail.com"})] == ["email-disposable"]
+    from canary.audit.report import audit_config
+
+    bad = replace(config, contacts=replace(config.contacts, mailbox_pool=pool + (Mailbox("x@yopmail.com"),)))
+    assert [f.check for f in audit_config(bad).findings if f.check.startswith("email")] == ["email-disposable"]
+    assert not [f for f in audit_config(config).findings if f.check.startswith("email")]
     registry.close()
