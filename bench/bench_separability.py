@@ -33,6 +33,12 @@ openemr seeder, naive (one burst today, `canary plant --count 30`) and
 concealed (drip over the period the site's pace needs, with the later visits
 of `canary drip run`, as tests/seeders/openemr/test_openemr_concealment.py).
 
+``openemr --mailboxes N`` gives the concealed run a pool of N watched mailboxes
+at the common providers (contacts.mailbox_pool_file), spread over the providers
+as the site's own patients are (tests/support/openemr_site.py PROVIDERS), each
+naming a holder drawn from the name data: the canaries' emails are then at
+gmail.com, orange.fr... instead of the owned domains.
+
 Numbers are in docs/concealment.md. Not a test: nothing here asserts.
 """
 
@@ -247,14 +253,37 @@ def _insert(engine, md, rows, start: int, end: int, shift: int) -> None:
                 conn.execute(md.tables[table].insert(), chosen)
 
 
-def openemr(server: str, patients: int, seed: int) -> None:
+def _mailbox_pool(count: int, seed: int):
+    """``count`` mailboxes as an operator opens them: providers weighted like the site's patients, a holder each."""
+    from canary.contacts import Mailbox
+    from canary.identity import refdata
+    from canary.identity.accounts import slug
+    from canary.identity.sampling import pick
+    from support.openemr_site import PROVIDERS
+
+    rng = random.Random(seed)
+    providers, weights = zip(*PROVIDERS)
+    pool: dict[str, Mailbox] = {}
+    while len(pool) < count:
+        sex = rng.choice("FM")
+        first = pick(rng, refdata.first_names(sex, rng.choice((1950, 1960, 1970, 1980, 1990))))
+        last = pick(rng, refdata.surnames())
+        if " " in first or not all(part.isalpha() for part in last.replace("-", " ").replace("'", " ").split()):
+            continue
+        suffix = str(rng.randrange(100)) if rng.random() < 0.5 else ""
+        address = f"{slug(first)}.{slug(last).replace(' ', '')}{suffix}@{rng.choices(providers, weights)[0]}"
+        pool.setdefault(address, Mailbox(address, first, last, sex))
+    return tuple(pool.values())
+
+
+def openemr(server: str, patients: int, seed: int, mailboxes: int = 0) -> None:
     import uuid
 
     from canary.audit.site import audit_separability
     from support.openemr_site import concealed_config, create_schema, drip_plant, make_site, posted_text_columns
     from support.openemr_site import SiteLoader
 
-    for name in ("naive", "concealed"):
+    for name in ("concealed",) if mailboxes else ("naive", "concealed"):
         database = f"bench_emr_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(server)
         with admin.begin() as conn:
@@ -271,6 +300,10 @@ def openemr(server: str, patients: int, seed: int) -> None:
             work = Path(tempfile.mkdtemp(prefix=f"bench-emr-{name}-"))
             registry, _ = new_registry(work)
             config = concealed_config(f"sqlite:///{work / 'registry.db'}")
+            if mailboxes:
+                config = replace(config, contacts=replace(config.contacts,
+                                                          mailbox_pool=_mailbox_pool(mailboxes, seed)))
+                name = f"mailboxes ({mailboxes})"
             add_source(registry, "emr", "openemr", url=url)
             if name == "naive":
                 loader = SiteLoader(url, site)
@@ -303,12 +336,14 @@ def main(argv: list[str]) -> int:
                         help="openemr mode: the MariaDB server (a scratch database is made there)")
     parser.add_argument("--patients", type=int)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mailboxes", type=int, default=0,
+                        help="openemr mode: concealed run only, with this many watched mailboxes at the providers")
     args = parser.parse_args(argv)
     os.environ.setdefault("CANARY_OPERATOR", "bench")
     if args.mode == "speed":
         speed(args.patients or 100_000)
     elif args.mode == "openemr":
-        openemr(args.mariadb, args.patients or 3000, args.seed)
+        openemr(args.mariadb, args.patients or 3000, args.seed, args.mailboxes)
     else:
         compare(args.patients or 3000, args.seed)
     return 0

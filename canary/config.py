@@ -48,6 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Phone numbers we own (E.164 or French national writing); one is given to each canary."),
     Setting("contacts.phone_pool_file", None,
             "File with more pool numbers, one per line (# comments allowed); relative to canary.toml."),
+    Setting("contacts.mailbox_pool_file", None,
+            "File of watched mailboxes at ordinary providers, each forwarding to listener.smtp_relay; one "
+            "per line: the address, then optionally F/M and the holder's first and last name "
+            "(# comments allowed); relative to canary.toml. A free one is every new canary's email."),
     Setting("contacts.max_per_email_domain", 3,
             "At most this many live canaries of one source per email domain (0: no limit)."),
     Setting("contacts.max_per_phone_block", 2,
@@ -143,10 +147,15 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, environ: Mapping
     identities = data.get("identities", {})
     if contacts is None:
         raise ConfigError(f"{where}: missing [contacts] table (email_domains, dns_zone, portal_url, phone_pool)")
+    contact_points = _contacts(contacts, base, where)
+    listener = data.get("listener")
+    if contact_points.mailbox_pool and not (isinstance(listener, dict) and listener.get("smtp_relay")):
+        raise ConfigError(f"{where}: contacts.mailbox_pool_file is set but listener.smtp_relay is not: name the "
+                          "relay address the mailboxes forward to, or their mail is recorded nowhere")
     return Config(
         path=path,
         registry_url=_registry_url(registry, base, where, environ),
-        contacts=_contacts(contacts, base, where),
+        contacts=contact_points,
         age_profile=_age_profile(identities.get("age_profile"), where),
         operator=str(identities.get("operator") or _login_name()),
         raw=dict(data),
@@ -247,11 +256,20 @@ def _contacts(contacts: Mapping[str, Any], base: Path, where: str) -> ContactPoi
     if not numbers:
         raise ConfigError(f"{where}: [contacts] needs phone_pool or phone_pool_file (numbers we own)")
     from canary.contacts import DEFAULT_MAX_PER_BLOCK, DEFAULT_MAX_PER_DOMAIN, DEMO_DNS_ZONE, DEMO_EMAIL_DOMAINS
+    from canary.contacts import read_mailbox_file
+
+    mailboxes = ()
+    if contacts.get("mailbox_pool_file") is not None:
+        name = contacts["mailbox_pool_file"]
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: contacts.mailbox_pool_file must be a file path")
+        mailboxes = read_mailbox_file(base / name, owned_domains=domains)
 
     demo = bool(set(domains) & set(DEMO_EMAIL_DOMAINS)) or zone == DEMO_DNS_ZONE
     # A demo configuration may hold fiction numbers; validate_pool refuses them otherwise.
     pool = validate_pool(numbers, demo=demo)
     return ContactPoints(email_domains=domains, dns_zone=zone, portal_url=portal_url, phone_pool=pool, demo=demo,
+                         mailbox_pool=mailboxes,
                          max_per_email_domain=_cap(contacts, "max_per_email_domain", DEFAULT_MAX_PER_DOMAIN, where),
                          max_per_phone_block=_cap(contacts, "max_per_phone_block", DEFAULT_MAX_PER_BLOCK, where))
 

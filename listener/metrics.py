@@ -145,6 +145,10 @@ class ListenerMetrics:
         self._smtp_errors = Counter("canary_smtp_errors",
                                     "SMTP failures answered with a temporary error (the sender retries).",
                                     ("stage",), registry=r)
+        self._smtp_relay = Counter("canary_smtp_relay_messages",
+                                   "Messages to the relay address (mail forwarded by watched mailboxes), by what "
+                                   "their headers gave: canary, none, notice (a provider's own notice), rejected "
+                                   "(too large, no end, too many addresses).", ("result",), registry=r)
         self._start_time = Gauge("canary_listener_start_time_seconds",
                                  "When this listener process started (Unix time).", registry=r)
         self._start_time.set(self.started_at)
@@ -159,6 +163,8 @@ class ListenerMetrics:
             self._smtp_errors.labels(stage)
         for result in ("accepted", "refused"):
             self._smtp_recipients.labels(result)
+        for result in ("canary", "none", "notice", "rejected"):
+            self._smtp_relay.labels(result)
         for provider in ("twilio", "vonage"):
             for reason in ("signature",):
                 self._webhook_rejected.labels(provider, reason)
@@ -196,6 +202,9 @@ class ListenerMetrics:
 
     def smtp_message(self) -> None:
         self._smtp_messages.inc()
+
+    def smtp_relay(self, result: str) -> None:
+        self._smtp_relay.labels(result).inc()
 
     def smtp_error(self, stage: str) -> None:
         self._smtp_errors.labels(stage).inc()

@@ -10,6 +10,12 @@ addressed to a canary, and its envelope, HELO, subject and links are
 recorded. Every 250 goes out only after the sink stored the hit; if storing
 fails the answer is 451, and the sender retries later.
 
+Mail for the relay address (``listener.smtp_relay``: where the watched
+mailboxes at common providers forward) is answered like any other address;
+its headers say which mailbox it was for (listener/smtprelay.py), and each
+one that is a canary's email gets one hit, with the message kept as for a
+direct recipient.
+
 Three pieces, as aiosmtpd has them: the protocol (aiosmtpd.smtp.SMTP), our
 handler (CanaryHandler: what to record) and a controller (SmtpServer: bind,
 start, stop).
@@ -40,6 +46,7 @@ from canary.model import TokenKind
 from listener.conncap import ConnectionGate
 from listener.evidence import EvidenceStore
 from listener.proxy import parse_bind
+from listener.smtprelay import DEFAULT_NOTICE_SENDERS, forwarded_canaries, notice_senders, relay_addresses
 from listener.tls import no_password
 from listener.wsgi import int_setting
 
@@ -84,6 +91,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listener.smtp_tls_cert", None,
             "PEM certificate (chain) offered with STARTTLS; with smtp_tls_key. Unset: no STARTTLS."),
     Setting("listener.smtp_tls_key", None, "PEM private key of smtp_tls_cert."),
+    Setting("listener.smtp_relay", None,
+            "Address (or list) at one of contacts.email_domains where the watched mailboxes of "
+            "contacts.mailbox_pool_file forward their mail; its headers name the mailbox, which is recorded "
+            "as a hit. Answered like any other address."),
+    Setting("listener.smtp_relay_notice_senders", ["no-reply@accounts.google.com", "forwarding-noreply@google.com",
+                                                   "account-security-noreply@accountprotection.microsoft.com"],
+            "Exact From addresses of the providers' own notices to the watched mailboxes (sign-in alerts, "
+            "forwarding confirmations): kept with the relay, never a canary hit."),
 )
 
 
@@ -105,6 +120,8 @@ class SmtpConfig:
     min_free_space: int = 1024 * 1024 * 1024
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    relays: tuple[str, ...] = ()  # listener.smtp_relay, lower case
+    relay_notice_senders: frozenset[str] = frozenset(DEFAULT_NOTICE_SENDERS)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, contacts: ContactPoints,
@@ -134,6 +151,8 @@ class SmtpConfig:
             evidence_max=int_setting(table, "smtp_evidence_max", 1024 * 1024 * 1024, 0, 2**44),
             min_free_space=int_setting(table, "min_free_space", 1024 * 1024 * 1024, 0, 2**44),
             tls_cert=base / cert if cert else None, tls_key=base / key if key else None,
+            relays=relay_addresses(table.get("smtp_relay"), domains),
+            relay_notice_senders=notice_senders(table.get("smtp_relay_notice_senders")),
         )
 
 
@@ -145,6 +164,7 @@ class CanaryHandler:
         self.config = config
         self.metrics = metrics
         self._domains = frozenset(config.domains)
+        self._relays = frozenset(config.relays)
         self.evidence = EvidenceStore(config.evidence_dir, per_canary=config.evidence_per_canary,
                                       total=config.evidence_max, min_free=config.min_free_space)
 
@@ -212,20 +232,30 @@ class CanaryHandler:
 
         Only canary recipients get the full evidence (subject, text, links, the .eml
         within the quotas of listener/evidence.py); any other recipient's hit holds the
-        envelope, size and digest: fifty recipients no longer store fifty copies."""
+        envelope, size and digest: fifty recipients no longer store fifty copies.
+        Mail to the relay is kept too: besides what the mailboxes forward for canaries,
+        it is the providers' own mail to the operator (forwarding confirmation codes,
+        notices of accounts closed for inactivity)."""
         unique = list(dict.fromkeys(recipients))
         canaries = {r for r in unique if self.sink.known(TokenKind.EMAIL, r)}
+        relay = next((r for r in unique if r in self._relays), None)
+        relayed = forwarded_canaries(content, relay, unique, self.sink, self.metrics,
+                                     self.config.relay_notice_senders) if relay else {}
+        kept_for = [r for r in unique if r in canaries] + list(relayed) + ([relay] if relay else [])
         base = {**envelope_evidence, "stage": "data", "size": len(content),
                 "sha256": hashlib.sha256(content).hexdigest()}
         full: dict[str, Any] = {}
-        if canaries:
-            path, kept = self.evidence.save(content, next(r for r in unique if r in canaries))
+        if kept_for:
+            path, kept = self.evidence.save(content, kept_for[0])
             full = cap_evidence({**base, **parse_message(content), "rcpt": recipients,
                                  "eml_path": str(path) if path else None, **kept})
         brief = cap_evidence({**base, "rcpt_count": len(recipients)})
         for recipient in unique:
             self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, recipient, remote,
-                                          full if recipient in canaries else brief))
+                                          full if recipient in canaries or recipient == relay else brief))
+        for address, header in relayed.items():  # once per message: a direct recipient is not counted again
+            self.sink.observe(Observation(Channel.SMTP, TokenKind.EMAIL, address, remote,
+                                          {**full, "relay": relay, "relay_header": header}))
 
 
 def _valid_utf8(text: str) -> bool:

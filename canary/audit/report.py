@@ -72,6 +72,8 @@ def audit_config(config: Config) -> AuditReport:
     """The [contacts] pool and e-mail domains, before anything is planted."""
     findings = audit_pool(config.contacts.phone_pool)
     findings += email_findings([(None, domain) for domain in config.contacts.email_domains])
+    mailboxes = [m.address for m in config.contacts.mailbox_pool]  # a disposable or test-looking provider
+    findings += email_findings([(None, address) for address in mailboxes], common=set(mailboxes))
     return AuditReport("configuration", findings=_sorted(findings))
 
 
@@ -87,10 +89,13 @@ def audit_source(registry, config: Config, source: str, *, compare_target: bool 
     identities = [(r.id, r.identity) for r in records]
     phones = [(r.id, p) for r in records for p in (r.identity.phone, r.identity.phone2) if p]
     findings = nir_findings(identities) + address_findings(identities)
-    findings += email_findings([(r.id, r.identity.email) for r in records])
-    findings += duplicate_findings(identities) + phone_findings(phones)
     contacts = config.contacts
-    findings += cluster_findings(phones + [(r.id, r.identity.email) for r in records],
+    # Watched mailboxes at ordinary providers share their domain with real patients: no crowding tell.
+    mailboxes = {m.address for m in contacts.mailbox_pool}
+    findings += email_findings([(r.id, r.identity.email) for r in records], common=mailboxes)
+    findings += duplicate_findings(identities) + phone_findings(phones)
+    findings += cluster_findings(phones + [(r.id, r.identity.email) for r in records
+                                           if r.identity.email.lower() not in mailboxes],
                                  contacts.max_per_email_domain, contacts.max_per_phone_block)
     findings += key_run_findings(_key_intervals(records))
     findings += time_findings([(r.id, r.batch, r.planted_at) for r in records if r.planted_at])

@@ -12,7 +12,7 @@ import enum
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from canary.model import Identity, Sex
@@ -121,13 +121,19 @@ def address_findings(identities: Sequence[tuple[int, Identity]]) -> list[Finding
                     canary_ids(c for c, _ in bad), examples(v for _, v in bad))]
 
 
-def email_findings(identities: Sequence[tuple[int | None, str]]) -> list[Finding]:
-    """Checks on (canary id or None, e-mail address or bare domain) pairs."""
+def email_findings(identities: Sequence[tuple[int | None, str]], common: Collection[str] = ()) -> list[Finding]:
+    """Checks on (canary id or None, e-mail address or bare domain) pairs.
+
+    ``common``: addresses that are watched mailboxes at ordinary providers
+    (contacts.mailbox_pool_file): checked for test and disposable domains, but
+    not counted as a domain only canaries use (real patients use gmail.com too).
+    """
     suspicious, disposable = [], []
     domains: Counter[str] = Counter()
     for owner, address in identities:
         domain = address.rpartition("@")[2].lower().strip(".")
-        domains[domain] += 1
+        if address.lower() not in common:
+            domains[domain] += 1
         if domain in DISPOSABLE_DOMAINS:
             disposable.append((owner, domain))
         elif domain.endswith(RESERVED_TLDS) or any(w in domain for w in SUSPICIOUS_WORDS):

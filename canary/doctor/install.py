@@ -179,6 +179,28 @@ def check_audit(ctx: Context) -> Iterator[Check]:
         yield Check("audit", OK, f"{len(config.contacts.phone_pool)} pool numbers and "
                                  f"{len(config.contacts.email_domains)} email domains pass the audit rules"
                                  + (f" ({notes} note(s): canary audit)" if notes else ""))
+    if config.contacts.mailbox_pool:
+        yield _mailboxes_left(ctx, config.contacts.mailbox_pool)
+
+
+# Fewer free watched mailboxes than this: open more before the next plantings.
+MAILBOXES_LOW = 5
+
+
+def _mailboxes_left(ctx: Context, pool) -> Check:
+    """How many watched mailboxes no canary ever had (a retired canary keeps its address)."""
+    from canary.model import TokenKind
+
+    with ctx.registry() as registry:
+        used = registry.taken_values(TokenKind.EMAIL)
+    free = sum(m.address not in used for m in pool)
+    if not free:
+        return Check("audit.mailboxes", WARN, f"all {len(pool)} watched mailboxes are taken: new canaries get "
+                                              "addresses at the owned domains, a tell; open more (docs/setup.md)")
+    if free < MAILBOXES_LOW:
+        return Check("audit.mailboxes", WARN, f"{free} of {len(pool)} watched mailboxes left: open more before "
+                                              "the next plantings (docs/setup.md)")
+    return Check("audit.mailboxes", OK, f"{free} of {len(pool)} watched mailboxes free")
 
 
 PROBES = (

@@ -24,10 +24,12 @@ from canary.identity import medical
 from canary.identity import refdata
 from canary.identity.accounts import PasswordHints, Person
 from canary.identity.ages import AgeProfile
-from canary.contacts import ContactPoints
+from canary.contacts import ContactPoints, Mailbox
 from canary.errors import ConfigError, PoolExhausted
 from canary.model import Birthplace, Identity, Sex, Token, TokenKind
-from canary.identity.names import civility, draw_names, draw_sex, first_name_table, split_double_name
+from canary.identity.mailboxes import MailboxAllocator, holder_birth
+from canary.identity.names import civility, draw_names, draw_sex, first_name_table, name_parts, \
+    split_double_name
 from canary.identity.nir import THREE_DIGITS, TWO_DIGITS, nir_key
 from canary.identity.phonepool import PhoneAllocator
 from canary.identity.places import PlaceDrawer
@@ -83,6 +85,11 @@ class IdentityGenerator:
     source's live canaries: with ``contacts.max_per_email_domain`` and
     ``max_per_phone_block`` no domain and no 10,000-number block gets more
     canaries than that, and domains are drawn least used first.
+
+    ``contacts.mailbox_pool`` (watched mailboxes at common providers) comes
+    first: while one is free, the canary's email is that address, and a
+    mailbox that names its holder makes the canary that holder
+    (canary/identity/mailboxes.py). Then the owned domains, as above.
     """
 
     def __init__(self, contacts: ContactPoints, *, seed: int | None = None,
@@ -118,6 +125,9 @@ class IdentityGenerator:
         self._max_per_domain = contacts.max_per_email_domain if reserve_phones else None
         self._domain_use = Counter(v.rpartition("@")[2].lower() for v in in_use if "@" in v)
         self._gps = medical.GpBook()
+        self._mailboxes = MailboxAllocator(contacts.mailbox_pool, self._rng,
+                                           lambda address: self._claim(_EMAIL, self._emails, address)) \
+            if contacts.mailbox_pool else None
         self._zones: dict[str, str | None] = {}
         self._portal_base = contacts.portal_url if contacts.portal_url.endswith("/") else contacts.portal_url + "/"
 
@@ -125,9 +135,16 @@ class IdentityGenerator:
 
     def generate(self) -> Identity:
         rng = self._rng
-        birth, age = self._births.draw(rng)
-        sex = draw_sex(rng, age)
-        first_names, last_name, birth_name = draw_names(rng, sex, birth, age)
+        mailbox = self._mailboxes.take() if self._mailboxes is not None else None
+        named = mailbox is not None and mailbox.first_name is not None
+        if named:
+            sex = Sex(self._mailboxes.sex_of(mailbox))
+            birth, age = holder_birth(rng, self._births, mailbox.first_name, sex.value)
+            first_names, last_name, birth_name = _holder_names(rng, mailbox, sex, birth, age)
+        else:
+            birth, age = self._births.draw(rng)
+            sex = draw_sex(rng, age)
+            first_names, last_name, birth_name = draw_names(rng, sex, birth, age)
         address = self._places.address(rng)
         birthplace, population = self._places.birthplace(rng, birth, age, address.departement)
         nir = self._nir(sex, birth, birthplace, population)
@@ -139,7 +156,7 @@ class IdentityGenerator:
         if phone[3] in "67" and rng.random() < _SECOND_LINE_AT_AGE[age]:
             phone2 = self._phones.home_line(zone)
 
-        if age < _CHILD_AGE_LIMIT:
+        if age < _CHILD_AGE_LIMIT and not named:
             holder_year = birth.year - randint(rng, 24, 40)
             # A parent carries one of a double-barrelled name's parts.
             parts = split_double_name(birth_name) if " " in birth_name or "-" in birth_name else None
@@ -152,7 +169,7 @@ class IdentityGenerator:
                 surname = birth_name
             holder = Person.of(first_names, surname, birth.year)
             child = accounts.slug(self._child_name(rng, birth.year))
-        email = self._email(holder)
+        email = mailbox.address if mailbox is not None else self._email(holder)
         login = self._login(holder, email)
         password = self._password(PasswordHints(holder.first, child, holder.year, dept, self.today.year))
         url_code = self._secret_value(_URL_CODE)
@@ -300,6 +317,21 @@ class IdentityGenerator:
     def _child_name(self, rng: random.Random, birth_year: int) -> str:
         year = min(birth_year + 30, self.today.year)
         return pick(rng, first_name_table("F" if rng.random() < 0.5 else "M", year // 10 * 10))
+
+
+def _holder_names(rng: random.Random, mailbox: Mailbox, sex: Sex, birth: date,
+                  age: int) -> tuple[tuple[str, ...], str, str]:
+    """(first names, used name, birth name) of a mailbox's named holder.
+
+    The holder's first name leads (middle names drawn as usual, none repeating
+    a part of it); the mailbox's last name is the used name, and also the birth
+    name unless the draw made her a married woman using her husband's name.
+    """
+    drawn, used, born = draw_names(rng, sex, birth, age)
+    first = mailbox.first_name
+    first_names = (first, *(n for n in drawn[1:] if not name_parts(n) & name_parts(first)))
+    last = mailbox.last_name
+    return first_names, last, (born if used != born else last)
 
 
 def pick_domain(rng: random.Random, domains: tuple[str, ...]) -> str:

@@ -99,6 +99,11 @@ def _parts(name: str) -> frozenset[str]:
     return frozenset(name.replace(" ", "-").split("-"))
 
 
+def name_parts(name: str) -> frozenset[str]:
+    """The parts of a given name: {"Jean", "Pierre"} for "Jean-Pierre"."""
+    return _parts(name)
+
+
 def draw_sex(rng: random.Random, age: int) -> Sex:
     return _FEMALE if rng.random() < _FEMALE_BY_AGE[age] else _MALE
 
