@@ -58,7 +58,9 @@ SETTINGS: tuple[Setting, ...] = (
             "At most this many live canaries of one source per 10,000-number phone block (0: no limit)."),
     Setting("identities.age_profile", None,
             "Age bands and weights for birth dates, e.g. {\"0-17\" = 8, \"18-44\" = 22, "
-            "\"45-64\" = 28, \"65-79\" = 26, \"80-100\" = 16}; default: a hospital/lab population."),
+            "\"45-64\" = 28, \"65-79\" = 26, \"80-100\" = 16}; default: the ages at registration of "
+            "the source's 5,000 most recent patients, in five-year bands, when its seeder can read them "
+            "(50 at least), else a hospital/lab population."),
     Setting("identities.operator", None,
             "Name recorded as the operator of planting batches; default: the login name."),
 )

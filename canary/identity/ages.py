@@ -44,6 +44,28 @@ def _pyramid(age: int) -> float:
     return _PYRAMID[-1][1]
 
 
+MIN_SITE_PATIENTS = 50  # fewer dated patients say too little of a site's ages: the default profile then
+SITE_BAND_YEARS = 5
+
+
+def site_age_profile(ages: Mapping[int, int] | None) -> dict[str, float] | None:
+    """An age profile ({"low-high": weight}) from the ages at registration of a site's patients.
+
+    Five-year bands weighted by the site's patients in each (the national pyramid shapes the
+    ages inside a band); None when fewer than ``MIN_SITE_PATIENTS`` are known, so the caller
+    keeps the default.
+    """
+    known = {int(age): int(n) for age, n in (ages or {}).items() if 0 <= int(age) <= MAX_AGE and n > 0}
+    if sum(known.values()) < MIN_SITE_PATIENTS:
+        return None
+    bands: dict[str, float] = {}
+    for age, n in known.items():
+        low = age - age % SITE_BAND_YEARS
+        band = f"{low}-{min(low + SITE_BAND_YEARS - 1, MAX_AGE)}"
+        bands[band] = bands.get(band, 0.0) + n
+    return dict(sorted(bands.items(), key=lambda item: parse_band(item[0])))
+
+
 def parse_band(band: str) -> tuple[int, int]:
     """"18-44" -> (18, 44); "90+" -> (90, 99). Raises ConfigError."""
     text = str(band).strip()

@@ -124,12 +124,14 @@ def _plant_one(registry, seeder: Seeder, batch, identity: Identity) -> int:
 
 def _draw(registry, config: Config, spec: SourceSpec, seeder: Seeder, count: int,
           seed: int | None) -> tuple[list[Identity], int]:
+    from canary.identity.ages import site_age_profile
     from canary.identity.generator import IdentityGenerator
 
     generator = IdentityGenerator(
         config.contacts,
         seed=seed,
-        age_profile=config.age_profile,
+        # identities.age_profile wins; otherwise canaries are as old as the site's new patients were
+        age_profile=config.age_profile or site_age_profile(seeder.site_ages()),
         catchment=spec.catchment,
         reserved=registry.is_taken,
         taken_phones=registry.taken_values(TokenKind.PHONE),

@@ -23,6 +23,7 @@ cannot tell") unless the seeder knows how (SQL seeders do, through
     seeder.patients_for_audit(limit)   # per-patient rows for `canary audit --separability`
     seeder.admissions_since(moment)    # creation times of patients since then (drip pace)
     seeder.site_postcodes(limit)       # postcodes of recent patients (drip catchment)
+    seeder.site_ages(limit)            # ages at registration of recent patients (age profile)
 
 and one write hook for drip: ``seeder.add_event(identity, placement, when)``
 adds a later event (a visit, a result) to a planted canary and returns the
@@ -195,6 +196,10 @@ class Seeder(ABC):
 
     def site_postcodes(self, limit: int = 5000) -> Counter[str] | None:
         """Postcodes of the ``limit`` most recent patients, counted; None: unsupported."""
+        return None
+
+    def site_ages(self, limit: int = 5000) -> Counter[int] | None:
+        """Ages at registration of the ``limit`` most recent patients, counted; None: unsupported."""
         return None
 
     # -- a life over time ------------------------------------------------

@@ -31,7 +31,7 @@ from seeders.sql.target import SqlTarget
 
 # The registration time is the patient row's first lastupdated (a new order for a known patient does not
 # re-save it); no postcode on patient (person.zip_code is NULL on the React form's patients).
-PATIENT_LAYOUT = PatientLayout(table="patient", key=("id",), created="lastupdated", postcode=None,
+PATIENT_LAYOUT = PatientLayout(table="patient", key=("id",), created="lastupdated", postcode=None, birth="birth_date",
                                related=(("sample_human", "patient_id"), ("patient_identity", "patient_id"),
                                         ("patient_contact", "patient_id")))
 PERSON_PREFIX = "person."

@@ -44,7 +44,7 @@ _ATTEMPTS = 3
 # OpenEMR's schema declares no foreign keys: every table that holds a patient's pid is listed here
 # (OpenEMR's sql/database.sql; the log keys it as patient_id, documents as foreign_id, the calendar as pc_pid).
 PATIENT_LAYOUT = PatientLayout(
-    table="patient_data", key=("pid",), created="regdate", postcode="postal_code",
+    table="patient_data", key=("pid",), created="regdate", postcode="postal_code", birth="DOB",
     related=(("form_encounter", "pid"), ("forms", "pid"), ("form_vitals", "pid"), ("lists", "pid"),
              ("insurance_data", "pid"), ("history_data", "pid"), ("employer_data", "pid"),
              ("openemr_postcalendar_events", "pc_pid"), ("patient_access_onsite", "pid"), ("log", "patient_id"),

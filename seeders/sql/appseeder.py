@@ -34,7 +34,7 @@ from seeders.base import PlannedRow, Seeder
 from seeders.sql.rows import RowPlan
 from seeders.sql.access import access_problems, needs
 from seeders.sql.siteread import (PatientLayout, admission_times, layout_with_links, postcodes, read_patients,
-                                  site_stamp)
+                                  registration_ages, site_stamp)
 from seeders.sql.target import Problem, SqlTarget
 
 
@@ -104,6 +104,10 @@ class TargetSeeder(Seeder):
     def site_postcodes(self, limit: int = 5000) -> Counter[str] | None:
         layout = self._site_layout()
         return None if layout is None else postcodes(self._target(), layout, limit)
+
+    def site_ages(self, limit: int = 5000) -> Counter[int] | None:
+        layout = self._site_layout()
+        return None if layout is None else registration_ages(self._target(), layout, limit)
 
     def _placed(self, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         """Placement rows as the target compares and deletes them (keys as stored)."""

@@ -89,6 +89,9 @@ class SqlSeeder(TargetSeeder):
         timed = [n for n in stamps if table is not None and n in table.c
                  and isinstance(table.c[n].type, (sa.DateTime, sa.Date))]
         postcode = next((c.name for c in patients.columns if c.field == "address.postcode"), None)
+        births = [c.name for c in patients.columns if c.field == "birth_date" and table is not None and c.name in table.c]
+        # a DATE column first: a text one may hold any writing (`format`), read only when ISO
+        births.sort(key=lambda n: not isinstance(table.c[n].type, (sa.Date, sa.DateTime)))
         related = []
         for spec in _every_table(mapping):
             for column in spec.columns:
@@ -97,7 +100,7 @@ class SqlSeeder(TargetSeeder):
                         and column.ref.column in patients.key and link not in related):
                     related.append(link)
         return PatientLayout(table=patients.name, key=patients.key, created=(timed or stamps or [None])[0],
-                             postcode=postcode, related=tuple(related))
+                             postcode=postcode, related=tuple(related), birth=(births or [None])[0])
 
     # -- planting --------------------------------------------------------
     def _learnt(self) -> Site | None:

@@ -33,6 +33,7 @@ class PatientLayout:
     created: str | None = None  # registration time column (a DATETIME/TIMESTAMP is best)
     postcode: str | None = None
     related: tuple[tuple[str, str], ...] = ()  # (table, column holding the patient key)
+    birth: str | None = None  # birth date column (ages at registration: the canaries' age profile)
 
 
 def layout_with_links(target: SqlTarget, layout: PatientLayout) -> PatientLayout:
@@ -116,6 +117,44 @@ def postcodes(target: SqlTarget, layout: PatientLayout, limit: int = 5000) -> Co
         with target.engine.connect() as conn:
             values = conn.execute(query).scalars()
             return Counter(v.strip() for v in values if isinstance(v, str) and v.strip())
+
+
+def registration_ages(target: SqlTarget, layout: PatientLayout, limit: int = 5000) -> Counter[int] | None:
+    """Ages at registration of the ``limit`` most recent patients, counted; None without a birth column.
+
+    The age on the registration day when the layout knows it, else today's: canaries are new
+    patients, so they must be as old as the site's new patients were when they came.
+    """
+    table = _table(target, layout.table)
+    if layout.birth is None or layout.birth not in table.c:
+        return None
+    columns = [table.c[layout.birth]] + ([table.c[layout.created]] if layout.created in table.c else [])
+    query = sa.select(*columns).order_by(*_recent_first(table, layout)).limit(limit)
+    today = datetime.now()
+    ages: Counter[int] = Counter()
+    with _reading(target, f"reading birth dates of {layout.table}"):
+        with target.engine.connect() as conn:
+            for row in conn.execute(query):
+                born = _as_datetime(_iso_date(row[0]))
+                seen = (_as_datetime(row[1]) if len(row) > 1 else None) or today
+                if born is None or born > seen:
+                    continue
+                age = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+                if 0 <= age <= 110:
+                    ages[age] += 1
+    return ages
+
+
+def _iso_date(value: Any) -> Any:
+    """A birth date kept as ISO text ('1953-01-03', '1953-01-03 00:00:00') as a date; others unchanged."""
+    if isinstance(value, str):
+        from datetime import date
+
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return None
+    return value
 
 
 def site_stamp(target: SqlTarget, names: Iterable[str]) -> tuple:
