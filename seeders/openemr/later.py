@@ -35,7 +35,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 
@@ -121,8 +121,11 @@ def _poisson(mean: float, rnd: random.Random) -> int:
 
 def visit_rows(later: LaterPlan, pid: int, number: int, clinic: ClinicHabits, tables: dict[str, sa.Table],
                rnd: random.Random, clock: datetime, *, appointment_status: str, log_views: bool = True,
-               portal: RowPlan | None = None, portal_user: str = "") -> list[RowPlan]:
-    """The rows of the visit, in the order they happen; ``portal``: the credentials row to hand out."""
+               portal: RowPlan | None = None, portal_user: str = "",
+               allergies: Callable[[Callable[[str, str, datetime], bytes], datetime, list[RowPlan]], None] | None = None,
+               ) -> list[RowPlan]:
+    """The rows of the visit, in the order they happen; ``portal``: the credentials row to hand out;
+    ``allergies(registry, at, rows)``: appends the allergies the clinician enters during the visit."""
     def registry(alias: str, table_name: str, at: datetime, into: list[RowPlan]) -> bytes:
         raw = comb_uuid(time.time() - (clock - at).total_seconds())
         values: dict[str, Any] = {"uuid": raw, "table_name": table_name, "table_id": "id", "table_vertical": "",
@@ -151,6 +154,11 @@ def visit_rows(later: LaterPlan, pid: int, number: int, clinic: ClinicHabits, ta
         if logging:
             given = auditlog.credentials_logged(given, auditlog.LogContext(portal_user, clinic.groupname, pid), pid)
         timed.append((later.portal_at, given))
+    if allergies is not None and plan.encounter is not None:
+        entered_at = plan.encounter + timedelta(seconds=rnd.randint(*_DURING))
+        entered: list[RowPlan] = []
+        allergies(lambda alias, table_name, at: registry(alias, table_name, at, entered), entered_at, entered)
+        timed.append((entered_at, entered))
     for _at, part in sorted(timed, key=lambda pair: pair[0]):
         rows += part
     return rows

@@ -140,16 +140,14 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
     rows += insurance.insurance_rows(setup.insurance_types, pid, host.insurances, tables["insurance_data"])
 
     entered = numbers.schedule.allergies if numbers.schedule and numbers.schedule.allergies else now
-    if choices.allergies:
-        for n, allergy in enumerate(identity.allergies):
-            values = _allergy_values(host, allergy, pid, entered, tables["lists"])
-            values["uuid"] = registry(f"uuid_allergy_{n}", "lists", entered)
-            rows.append(RowPlan("lists", ("id",), values, generated=dict(_ID), alias=f"allergy_{n}",
-                                unchecked=UNCHECKED["lists"]))
-            if n == 0 and "lists_touch" in tables:
-                rows.append(RowPlan("lists_touch", ("pid", "type"),
-                                    {"pid": pid, "type": "allergy", "date": entered},
-                                    unchecked=UNCHECKED["lists_touch"]))
+    # A registration squeezed against the clock (no room for the day's events: a burst, or a drip
+    # moment right after the site's last patient) has no moment for the allergies but its own second,
+    # where no real patient has them (`lists:same_second`): they come with the first later visit, when
+    # the site has visits to learn later ones from (else there would be none: written now, as before).
+    squeezed = numbers.schedule is not None and numbers.schedule.allergies is None and \
+        clinic is not None and bool(clinic.clinicians and clinic.encounters)
+    if choices.allergies and not squeezed:
+        allergy_rows(identity, host, pid, entered, tables, registry, rows)
 
     plan = numbers.schedule
     if plan is not None and clinic is not None:
@@ -489,6 +487,23 @@ def _employer_values(host: OpenEmrHost, pid: int, user_id: int | None, now: date
     if user_id is not None:
         values["created_by"] = user_id
     return _only(table, values)
+
+
+def allergy_rows(identity: Identity, host: OpenEmrHost, pid: int, entered: datetime, tables: dict[str, sa.Table],
+                 registry: Callable[..., bytes], rows: list[RowPlan], user: str | None = None) -> None:
+    """Append to ``rows`` the identity's allergies as the issue form enters them (``user``: who typed
+    them, else the front desk's account), each after its uuid's registration (``registry`` appends that
+    row to the same list), and the patient's ``lists_touch`` once."""
+    for n, allergy in enumerate(identity.allergies):
+        values = _allergy_values(host, allergy, pid, entered, tables["lists"])
+        if user:
+            values["user"] = user
+        values["uuid"] = registry(f"uuid_allergy_{n}", "lists", entered)
+        rows.append(RowPlan("lists", ("id",), values, generated=dict(_ID), alias=f"allergy_{n}",
+                            unchecked=UNCHECKED["lists"]))
+        if n == 0 and "lists_touch" in tables:
+            rows.append(RowPlan("lists_touch", ("pid", "type"), {"pid": pid, "type": "allergy", "date": entered},
+                                unchecked=UNCHECKED["lists_touch"]))
 
 
 def _allergy_values(host: OpenEmrHost, title: str, pid: int, now: datetime, table: sa.Table) -> dict[str, Any]:

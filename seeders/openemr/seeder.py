@@ -26,7 +26,7 @@ from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.sql.siteread import PatientLayout
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import Numbers, portal_values, build_rows, resolve_choices
+from seeders.openemr.rows import Numbers, allergy_rows, portal_values, build_rows, resolve_choices
 from seeders.openemr.later import last_dated, later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
@@ -243,13 +243,24 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         rows = self._fit(visit_rows(plan, int(pid), number, self.clinic, self.tables, self._rnd, when,
                                     appointment_status=self.settings["future_appointment_status"],
                                     log_views=not self.setup.on("enable_auditlog_encryption"),
-                                    portal=portal, portal_user=user))
+                                    portal=portal, portal_user=user,
+                                    allergies=self._allergies_due(identity, placement, int(pid), plan)))
         try:
             placed = self._ready().insert(rows)
         except SourceError:
             self._give_back([number])
             raise
         return replace(placement, rows=tuple(placement.rows) + tuple(placed))
+
+    def _allergies_due(self, identity: Identity, placement: Placement, pid: int, plan):
+        """The allergies a squeezed registration left out (seeders/openemr/rows.py), entered by the
+        clinician at this visit; None when there are none to enter."""
+        entered = any(r["table"] == "lists" and r["values"].get("type") == "allergy" for r in placement.rows)
+        if entered or not identity.allergies or not self.choices.allergies:
+            return None
+        clinician = plan.schedule.clinician.username if plan.schedule.clinician else None
+        return lambda registry, at, rows: allergy_rows(identity, self.host, pid, at, self.tables, registry, rows,
+                                                       user=clinician)
 
     def _later_portal(self, identity: Identity, patient: dict[str, Any], pid: int,
                       at: datetime) -> tuple[RowPlan, str]:
