@@ -29,7 +29,7 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
     from canary.planting.drip import schedule_drip
     from canary.planting.pace import RATE_HISTORY, check_schedule, drip_settings
     from canary.planting.planter import open_seeder
-    from canary.planting.schedule import parse_duration
+    from canary.planting.schedule import parse_duration, site_hour_weights
 
     period = parse_duration(over) if isinstance(over, str) else over
     env.config.contacts.require_production()  # fail now, not at the first drip
@@ -38,11 +38,14 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
     seeder = open_seeder(env.registry.get_source(source_name))  # the target answers today
     try:
         local_now = now.astimezone(ZoneInfo(TIMEZONE))
-        admissions = seeder.admissions_since(local_now - RATE_HISTORY) if settings.max_share else None
+        # the year's registrations: the pace (drip.max_share), and the hours the site registers at
+        admissions = seeder.admissions_since(local_now - RATE_HISTORY)
     finally:
         seeder.close()
-    check_schedule(count, period, admissions, local_now, settings.max_share, source_name)
-    due = schedule_drip(env.registry, source_name, count, period, now, operator=env.config.operator)
+    check_schedule(count, period, admissions if settings.max_share else None, local_now, settings.max_share,
+                   source_name)
+    due = schedule_drip(env.registry, source_name, count, period, now, operator=env.config.operator,
+                        hour_weights=site_hour_weights(admissions))
     if as_json:
         click.echo(json.dumps({"source": source_name, "scheduled": len(due),
                                "due": [d.isoformat() for d in due]}, indent=2))

@@ -86,12 +86,16 @@ class DripReport:
 
 def schedule_drip(registry, source: str, count: int, over: timedelta, now: datetime,
                   rng: random.Random | None = None, *, working_hours: tuple[int, int] = WORKING_HOURS,
-                  tz: str = TIMEZONE, operator: str = "unknown") -> list[datetime]:
-    """Schedule ``count`` single plantings into ``source`` over ``over``; their due times (UTC)."""
+                  tz: str = TIMEZONE, operator: str = "unknown",
+                  hour_weights: dict[int, float] | None = None) -> list[datetime]:
+    """Schedule ``count`` single plantings into ``source`` over ``over``; their due times (UTC).
+
+    ``hour_weights``: the site's registrations per local hour (schedule.site_hour_weights), so the
+    plantings come at the hours the site registers its patients; None: working minutes evenly."""
     if not 1 <= count <= MAX_COUNT:
         raise CanaryError(f"--count must be between 1 and {MAX_COUNT}")
     registry.get_source(source)  # unknown source -> one clear error
-    due = draw_due_times(count, now, over, rng or random.SystemRandom(), working_hours, tz)
+    due = draw_due_times(count, now, over, rng or random.SystemRandom(), working_hours, tz, hour_weights)
     registry.add_drip_slots(source, due, operator, now)
     return due
 

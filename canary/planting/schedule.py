@@ -13,8 +13,12 @@ extras are not excluded).
 from __future__ import annotations
 
 import functools
+import heapq
+import math
 import random
 import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -91,12 +95,29 @@ def working_windows(start: datetime, end: datetime, hours: tuple[int, int] = WOR
     return windows
 
 
+MIN_SITE_REGISTRATIONS = 50  # fewer say too little of a site's hours: working minutes drawn evenly then
+
+
+def site_hour_weights(registrations: Iterable[datetime] | None, tz: str = TIMEZONE) -> dict[int, float] | None:
+    """Registrations per local hour of the day, from a site's registration times (naive: the site's
+    own wall clock, as the seeders read them); None when fewer than ``MIN_SITE_REGISTRATIONS``."""
+    zone = ZoneInfo(tz)
+    hours = Counter((r.astimezone(zone) if r.tzinfo else r).hour for r in registrations or ())
+    if sum(hours.values()) < MIN_SITE_REGISTRATIONS:
+        return None
+    return {hour: float(n) for hour, n in sorted(hours.items())}
+
+
 def draw_due_times(count: int, start: datetime, over: timedelta, rng: random.Random,
-                   hours: tuple[int, int] = WORKING_HOURS, tz: str = TIMEZONE) -> list[datetime]:
+                   hours: tuple[int, int] = WORKING_HOURS, tz: str = TIMEZONE,
+                   hour_weights: Mapping[int, float] | None = None) -> list[datetime]:
     """``count`` distinct random moments of working time after ``start``, sorted, UTC.
 
-    Each falls in its own minute (drip batch labels name the minute), uniformly
-    over the working minutes of [start, start + over), at a random second.
+    Each falls in its own minute (drip batch labels name the minute), over the
+    working minutes of [start, start + over), at a random second: evenly, or,
+    with ``hour_weights`` (local hour -> weight: the site's registrations per
+    hour, ``site_hour_weights``), as often in each hour as the site registers
+    its patients then (a desk busy at 10:00 and quiet at 17:00).
     """
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware")
@@ -113,6 +134,8 @@ def draw_due_times(count: int, start: datetime, over: timedelta, rng: random.Ran
             f"cannot fit {count} plantings in the {available} working minutes of the next "
             f"{_describe(over)}: lengthen --over or lower --count"
         )
+    if hour_weights:
+        return _weighted_minutes(count, minutes, rng, hour_weights, tz)
     due = []
     for index in sorted(rng.sample(range(available), count)):
         for lo, whole in minutes:
@@ -121,6 +144,25 @@ def draw_due_times(count: int, start: datetime, over: timedelta, rng: random.Ran
                 break
             index -= whole
     return due
+
+
+def _weighted_minutes(count: int, minutes: list[tuple[datetime, int]], rng: random.Random,
+                      hour_weights: Mapping[int, float], tz: str) -> list[datetime]:
+    """``count`` distinct minutes drawn with the weight of their local hour, without replacement
+    (Efraimidis-Spirakis keys: the ``count`` largest of log(u) / weight)."""
+    zone = ZoneInfo(tz)
+    keyed = []
+    for lo, whole in minutes:
+        local = lo.astimezone(zone)
+        for offset in range(whole):
+            weight = hour_weights.get((local + timedelta(minutes=offset)).hour, 0.0)
+            if weight > 0:
+                keyed.append((math.log(1.0 - rng.random()) / weight, lo, offset))
+    if count > len(keyed):
+        raise ConfigError(f"cannot fit {count} plantings in the {len(keyed)} working minutes of the hours "
+                          "this site registers patients: lengthen --over or lower --count")
+    chosen = heapq.nlargest(count, keyed)
+    return sorted(lo + timedelta(minutes=offset, seconds=rng.randrange(60)) for _key, lo, offset in chosen)
 
 
 def _check_hours(hours: tuple[int, int]) -> None:

@@ -20,7 +20,7 @@ from freezegun import freeze_time
 from canary.cli.main import CanaryGroup, Env
 from canary.cli.drip import drip, plant_over
 from canary.planting.drip import batch_label, run_due, schedule_drip
-from canary.planting.schedule import draw_due_times, french_holidays, parse_duration
+from canary.planting.schedule import draw_due_times, french_holidays, parse_duration, site_hour_weights
 from canary.errors import CanaryError, ConfigError
 from canary.registry import Registry
 from canary.registry.dripstore import DripStatus
@@ -103,6 +103,24 @@ def test_public_holidays_are_skipped():
 def test_too_many_for_the_period_is_one_clear_error():
     with pytest.raises(ConfigError, match=r"cannot fit 1000 plantings in the \d+ working minutes"):
         draw_due_times(1000, paris(2025, 3, 26, 17, 0), timedelta(hours=12), random.Random(1))
+
+
+def test_plantings_come_at_the_hours_the_site_registers_its_patients():
+    from collections import Counter
+
+    # A desk that registers four in five patients between 9:00 and 11:00, the rest in the afternoon.
+    registrations = [datetime(2025, 3, 3 + n % 20, 9 + n % 2, n % 60) for n in range(400)] + \
+        [datetime(2025, 3, 3 + n % 20, 14 + n % 3, n % 60) for n in range(100)]
+    weights = site_hour_weights(registrations)
+    assert weights == {9: 200.0, 10: 200.0, 14: 34.0, 15: 33.0, 16: 33.0}
+    assert site_hour_weights(registrations[:49]) is None  # too few: evenly, as before
+    due = draw_due_times(300, paris(2025, 3, 3, 7, 0), timedelta(days=20), random.Random(3), hour_weights=weights)
+    hours = Counter(d.astimezone(PARIS).hour for d in due)
+    assert set(hours) <= {9, 10, 14, 15, 16}  # never at an hour the site registers nobody
+    assert 0.7 < (hours[9] + hours[10]) / 300 < 0.9  # four in five, as the site
+    assert len({d.replace(second=0) for d in due}) == 300 and due == sorted(due)
+    with pytest.raises(ConfigError, match="working minutes of the hours this site registers patients"):
+        draw_due_times(200, paris(2025, 3, 3, 7, 0), timedelta(hours=12), random.Random(3), hour_weights={9: 1.0})
 
 
 # -- running --------------------------------------------------------------------
