@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 import random
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -407,13 +407,36 @@ def _edited(habits: TableHabits, numbers: Numbers, rnd: Any) -> dict[str, Any]:
     if not edits or numbers.clock is None:
         return {}
     delay, user = rnd.choice(edits)
-    if delay.total_seconds() < 1 or numbers.clock <= numbers.now:
+    if delay.total_seconds() < 1 or numbers.clock <= numbers.now or numbers.now + delay > numbers.clock:
+        # A save later than the clock is not made now at the clock (canaries saved again minutes after
+        # registering, where the site's are hours or months later): a later visit may make it
+        # (second_save, below).
         return {}
-    when = min(numbers.now + delay, numbers.clock)
+    when = numbers.now + delay
     out: dict[str, Any] = {"date": when, "last_updated": when}
     if user is not None:
         out["updated_by"] = user
     return out
+
+
+LATER_SAVE = timedelta(hours=1)  # a save at least this long after the registration: not the day's own
+
+
+def second_save(habits: TableHabits, rnd: Any) -> tuple[float, int | None] | None:
+    """For a record not saved again on its registration day: whether it will be, drawn at the site's
+    rate among its records saved again later or never, and then how long after registering and by whom
+    (seconds, ``updated_by``); None: never, as those of the site's records are."""
+    later, never = [], 0
+    for row in habits.rows:
+        if isinstance(row.get("date"), datetime) and isinstance(row.get("regdate"), datetime):
+            delay = row["date"] - row["regdate"]
+            if delay >= LATER_SAVE:
+                later.append((delay.total_seconds(), row.get("updated_by")))
+            elif delay.total_seconds() < 1:
+                never += 1
+    if not later or rnd.random() >= len(later) / (len(later) + never):
+        return None
+    return rnd.choice(later)
 
 
 def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None = None, rnd: Any = None,

@@ -26,7 +26,7 @@ from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.sql.siteread import PatientLayout
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import Numbers, allergy_rows, portal_values, build_rows, resolve_choices
+from seeders.openemr.rows import Numbers, allergy_rows, portal_values, build_rows, resolve_choices, second_save
 from seeders.openemr.later import last_dated, later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
@@ -34,12 +34,16 @@ from seeders.openemr.footprint import draw_schedule
 from seeders.openemr.setup import OpenEmrSetup, read_setup
 from seeders.sql.rows import AUTOINCREMENT, Generated, RowPlan
 from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
+from seeders.sql.values import to_json
 
 # Tables written, in insertion order (uuid_registry first: its rows come before each).
 _WRITTEN = ("uuid_registry", "patient_data", "employer_data", "history_data", "insurance_data", "lists",
             "lists_touch", "form_encounter", "forms", "form_vitals", "openemr_postcalendar_events",
             "patient_access_onsite", "log", "log_comment_encrypt")
 _ATTEMPTS = 3
+# In a placement's extra: the record's later save, [seconds after registration, updated_by] while to be
+# made, 0 when the site's rate said never, -1 once made (seeders/openemr/rows.py second_save).
+SAVE_KEY = "openemr_second_save"
 # Where OpenEMR keeps its patients, for `canary audit --separability`, drip pace and catchment (read only).
 # OpenEMR's schema declares no foreign keys: every table that holds a patient's pid is listed here
 # (OpenEMR's sql/database.sql; the log keys it as patient_id, documents as foreign_id, the calendar as pc_pid).
@@ -250,7 +254,34 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         except SourceError:
             self._give_back([number])
             raise
-        return replace(placement, rows=tuple(placement.rows) + tuple(placed))
+        return self._saved_again(replace(placement, rows=tuple(placement.rows) + tuple(placed)), int(pid), when)
+
+    def _saved_again(self, placement: Placement, pid: int, when: datetime) -> Placement:
+        """The record's later save (``date``, ``last_updated``, ``updated_by``), for a record not saved
+        again on its registration day: drawn at the first later visit at the site's rate (rows.second_save),
+        made once its moment has come, dated then. Our own row only; retire deletes it as before."""
+        index, patient = next((n, r) for n, r in enumerate(placement.rows) if r["table"] == "patient_data")
+        values, extra = dict(patient["values"]), dict(placement.extra)
+        if SAVE_KEY not in extra:
+            if values.get("date") != values.get("regdate"):
+                return placement  # saved again on its registration day already
+            drawn = second_save(self.host.patients, self._rnd)
+            extra[SAVE_KEY] = list(drawn) if drawn else 0
+        pending, registered = extra[SAVE_KEY], _stamp(values.get("regdate"))
+        if not isinstance(pending, list) or registered is None or registered + timedelta(seconds=pending[0]) > when:
+            return replace(placement, extra=extra)
+        at = (registered + timedelta(seconds=pending[0])).replace(microsecond=0)
+        changed = {"date": at, "last_updated": at}
+        if pending[1] is not None and "updated_by" in values:
+            changed["updated_by"] = pending[1]
+        table = self.tables["patient_data"]
+        with self._ready().engine.begin() as conn:
+            conn.execute(table.update().where(table.c.pid == pid).values(**changed))
+        values.update({name: to_json(value) for name, value in changed.items()})
+        rows = list(placement.rows)
+        rows[index] = {**patient, "values": values}
+        extra[SAVE_KEY] = -1  # made
+        return replace(placement, rows=tuple(rows), extra=extra)
 
     def _allergies_due(self, identity: Identity, placement: Placement, pid: int, plan):
         """The allergies a squeezed registration left out (seeders/openemr/rows.py), entered by the
