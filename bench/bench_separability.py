@@ -253,29 +253,6 @@ def _insert(engine, md, rows, start: int, end: int, shift: int) -> None:
                 conn.execute(md.tables[table].insert(), chosen)
 
 
-def _mailbox_pool(count: int, seed: int):
-    """``count`` mailboxes as an operator opens them: providers weighted like the site's patients, a holder each."""
-    from canary.contacts import Mailbox
-    from canary.identity import refdata
-    from canary.identity.accounts import slug
-    from canary.identity.sampling import pick
-    from support.openemr_site import PROVIDERS
-
-    rng = random.Random(seed)
-    providers, weights = zip(*PROVIDERS)
-    pool: dict[str, Mailbox] = {}
-    while len(pool) < count:
-        sex = rng.choice("FM")
-        first = pick(rng, refdata.first_names(sex, rng.choice((1950, 1960, 1970, 1980, 1990))))
-        last = pick(rng, refdata.surnames())
-        if " " in first or not all(part.isalpha() for part in last.replace("-", " ").replace("'", " ").split()):
-            continue
-        suffix = str(rng.randrange(100)) if rng.random() < 0.5 else ""
-        address = f"{slug(first)}.{slug(last).replace(' ', '')}{suffix}@{rng.choices(providers, weights)[0]}"
-        pool.setdefault(address, Mailbox(address, first, last, sex))
-    return tuple(pool.values())
-
-
 def openemr(server: str, patients: int, seed: int, mailboxes: int = 0) -> None:
     import uuid
 
@@ -299,10 +276,8 @@ def openemr(server: str, patients: int, seed: int, mailboxes: int = 0) -> None:
             site = make_site(now, patients, seed=seed, posted=posted_text_columns(url))
             work = Path(tempfile.mkdtemp(prefix=f"bench-emr-{name}-"))
             registry, _ = new_registry(work)
-            config = concealed_config(f"sqlite:///{work / 'registry.db'}")
+            config = concealed_config(f"sqlite:///{work / 'registry.db'}", site=site, mailboxes=mailboxes, seed=seed)
             if mailboxes:
-                config = replace(config, contacts=replace(config.contacts,
-                                                          mailbox_pool=_mailbox_pool(mailboxes, seed)))
                 name = f"mailboxes ({mailboxes})"
             add_source(registry, "emr", "openemr", url=url)
             if name == "naive":

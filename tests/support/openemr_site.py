@@ -39,7 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -591,14 +591,54 @@ DOMAINS = tuple(f"{name}.fr" for name in ("mel-famille", "boite-perso", "courrie
                                           "mel-maison", "boite-du-foyer", "mes-nouvelles"))
 
 
-def concealed_config(registry_url: str):
-    """The #12 defaults: contact caps (3 per domain, 2 per block) with enough domains and blocks."""
+MAILBOXES = 40  # watched mailboxes at the common providers, for 30 canaries
+
+
+def concealed_config(registry_url: str, site: Site | None = None, mailboxes: int = 0, seed: int = 1):
+    """The #12 defaults: contact caps (3 per domain, 2 per block) with enough domains and blocks; with
+    ``mailboxes``, a pool of watched mailboxes at the site's providers (docs/setup.md), holders named
+    after the generations of the site's adult patients, as docs/concealment.md advises."""
     from dataclasses import replace
 
     from support.plant_helpers import production_config
 
     config = production_config(registry_url, pool=SPREAD_POOL, domains=DOMAINS)
-    return replace(config, contacts=replace(config.contacts, max_per_email_domain=3, max_per_phone_block=2))
+    contacts = replace(config.contacts, max_per_email_domain=3, max_per_phone_block=2)
+    if mailboxes:
+        contacts = replace(contacts, mailbox_pool=mailbox_pool(mailboxes, seed, _adult_births(site)))
+    return replace(config, contacts=contacts)
+
+
+def _adult_births(site: Site | None) -> list[int]:
+    if site is None:
+        return []
+    return [e.values["DOB"].year for e in site.events if e.table == "patient_data" and "DOB" in e.values
+            and (site.now.date() - e.values["DOB"]).days >= 18 * 365]
+
+
+def mailbox_pool(count: int, seed: int, births: Sequence[int] = ()):
+    """``count`` mailboxes as an operator opens them: providers weighted like the site's patients, a holder
+    each, whose first name is one given in the decade of a birth year drawn from ``births`` (1950-1990
+    without them)."""
+    from canary.contacts import Mailbox
+    from canary.identity import refdata
+    from canary.identity.accounts import slug
+    from canary.identity.sampling import pick
+
+    rng = random.Random(seed)
+    providers, weights = zip(*PROVIDERS)
+    decades = [min(2000, max(1920, year - year % 10)) for year in births] or [1950, 1960, 1970, 1980, 1990]
+    pool: dict[str, Mailbox] = {}
+    while len(pool) < count:
+        sex = rng.choice("FM")
+        first = pick(rng, refdata.first_names(sex, rng.choice(decades)))
+        last = pick(rng, refdata.surnames())
+        if " " in first or not all(part.isalpha() for part in last.replace("-", " ").replace("'", " ").split()):
+            continue
+        suffix = str(rng.randrange(100)) if rng.random() < 0.5 else ""
+        address = f"{slug(first)}.{slug(last).replace(' ', '')}{suffix}@{rng.choices(providers, weights)[0]}"
+        pool.setdefault(address, Mailbox(address, first, last, sex))
+    return tuple(pool.values())
 
 
 def drip_period(site: Site, count: int = CANARIES, share: float = 0.02) -> timedelta:

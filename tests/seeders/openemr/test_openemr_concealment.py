@@ -21,8 +21,8 @@ from canary.model import CanaryStatus
 from canary.planting.upkeep import retire, verify
 from support.app_seeder_helpers import _engine, dispose, execute, query, rows_except
 from support.needs import missing
-from support.openemr_site import (CANARIES, REAL_SCHEMA, concealed_config, create_schema, drip_plant, make_site,
-                                  posted_text_columns)
+from support.openemr_site import (CANARIES, MAILBOXES, REAL_SCHEMA, concealed_config, create_schema, drip_plant,
+                                  make_site, posted_text_columns)
 from support.plant_helpers import add_source, new_registry
 from seeders.openemr.seeder import OpenEmrSeeder
 
@@ -49,7 +49,8 @@ def planted(tmp_path_factory):
     now = query(url, "SELECT NOW() AS n")[0]["n"].replace(microsecond=0)
     site = make_site(now, 3000, seed=7, posted=posted_text_columns(url))
     registry, _ = new_registry(tmp_path)
-    config = concealed_config(f"sqlite:///{tmp_path / 'registry.db'}")
+    # The concealment docs/setup.md recommends: watched mailboxes at the providers the site's patients use.
+    config = concealed_config(f"sqlite:///{tmp_path / 'registry.db'}", site=site, mailboxes=MAILBOXES)
     add_source(registry, "emr", "openemr", url=url)
     drip_plant(url, site, registry, config, "emr", seed=3)
     report = audit_separability(registry, config, "emr")
