@@ -27,7 +27,10 @@ _ALLERGIES = weighted([
     ("œuf", 2), ("protéines de lait de vache", 2), ("venin de guêpe", 2),
 ])
 # Number of recorded allergies: most patient files say "none known".
-_ALLERGY_COUNTS = weighted([(0, 72), (1, 20), (2, 6), (3, 2)])
+_ALLERGY_WEIGHTS = ((0, 72), (1, 20), (2, 6), (3, 2))
+_ALLERGY_COUNTS = weighted(list(_ALLERGY_WEIGHTS))
+# Identities with at least one allergy: a seeder writing them at its site's own rate scales by this.
+ALLERGIC_SHARE = 1 - dict(_ALLERGY_WEIGHTS)[0] / sum(weight for _, weight in _ALLERGY_WEIGHTS)
 
 # Age groups for treatment tables: 0-17, 18-44, 45-64, 65-79, 80+.
 _AGE_LIMITS = (17, 44, 64, 79)

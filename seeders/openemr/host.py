@@ -37,6 +37,7 @@ class OpenEmrHost:
     insurances: TableHabits  # the insurance_data rows of the recent patients
     allergies: TableHabits
     portal: TableHabits
+    allergic_share: float | None  # the recent patients with an allergy entered; None: no recent patient
     user: OpenEmrUser | None
     groupname: str
     employer_rows: bool  # new patients get an employer_data row (omit_employers off)
@@ -63,6 +64,7 @@ def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str) -> 
     insurances, _ = _dependents(target, "insurance_data", recent_pids)
     lists = target.table("lists")
     allergies = sample_habits(engine, lists, where=lists.c.type == "allergy", limit=SAMPLE)
+    allergic = _share_with_rows(engine, lists, recent_pids, lists.c.type == "allergy")
     onsite = target.table("patient_access_onsite")
     portal = sample_habits(engine, onsite, limit=SAMPLE)
 
@@ -70,6 +72,7 @@ def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str) -> 
     logins = [str(r.get("portal_login_username") or "") for r in portal.rows]
     return OpenEmrHost(
         patients=patients, employers=employers, histories=histories, insurances=insurances, allergies=allergies, portal=portal,
+        allergic_share=allergic,
         user=user,
         groupname=_usual([r.get("groupname") for r in allergies.rows], "Default"),
         employer_rows=employer_rows if "employer_data" in tables else False,
@@ -145,3 +148,12 @@ def _allergy_options(target: SqlTarget) -> dict[str, str]:
 def _usual(values: list[Any], default: Any) -> Any:
     present = [v for v in values if v not in (None, "")]
     return max(set(present), key=present.count) if present else default
+
+
+def _share_with_rows(engine: sa.Engine, table: sa.Table, pids: list[Any], condition: Any) -> float | None:
+    """The share of ``pids`` holding at least one row of ``table`` meeting ``condition``."""
+    if not pids:
+        return None
+    query = sa.select(sa.func.count(sa.distinct(table.c.pid))).where(condition, table.c.pid.in_(pids))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0) / len(pids)

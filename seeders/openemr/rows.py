@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from canary import phones
 from canary.identity.generator import home_line_only_share, second_line_share
+from canary.identity.medical import ALLERGIC_SHARE
 from canary.identity.names import married_name_share
 from canary.identity.occupations import occupation
 from canary.identity.places import address_complement
@@ -146,7 +147,7 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
     # the site has visits to learn later ones from (else there would be none: written now, as before).
     squeezed = numbers.schedule is not None and numbers.schedule.allergies is None and \
         clinic is not None and bool(clinic.clinicians and clinic.encounters)
-    if choices.allergies and not squeezed:
+    if choices.allergies and not squeezed and writes_allergies(identity, host):
         allergy_rows(identity, host, pid, entered, tables, registry, rows)
 
     plan = numbers.schedule
@@ -510,6 +511,18 @@ def _employer_values(host: OpenEmrHost, pid: int, user_id: int | None, now: date
     if user_id is not None:
         values["created_by"] = user_id
     return _only(table, values)
+
+
+def writes_allergies(identity: Identity, host: OpenEmrHost) -> bool:
+    """Whether this canary's allergies are entered: as many canaries have allergies entered as the site's
+    recent patients have (the identity generator gives ALLERGIC_SHARE of them some), decided the same
+    way for one identity at its registration and at its later visits."""
+    if not identity.allergies:
+        return False
+    if host.allergic_share is None:
+        return True  # no recent patient to learn from: the identity's own
+    keep = min(1.0, host.allergic_share / ALLERGIC_SHARE)
+    return random.Random(f"allergies:{identity.nir}").random() < keep
 
 
 def allergy_rows(identity: Identity, host: OpenEmrHost, pid: int, entered: datetime, tables: dict[str, sa.Table],

@@ -26,7 +26,8 @@ from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.sql.siteread import PatientLayout
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import Numbers, allergy_rows, portal_values, build_rows, resolve_choices, second_save
+from seeders.openemr.rows import (Numbers, allergy_rows, build_rows, portal_values, resolve_choices, second_save,
+                                  writes_allergies)
 from seeders.openemr.later import last_dated, later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
@@ -287,7 +288,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         """The allergies a squeezed registration left out (seeders/openemr/rows.py), entered by the
         clinician at this visit; None when there are none to enter."""
         entered = any(r["table"] == "lists" and r["values"].get("type") == "allergy" for r in placement.rows)
-        if entered or not identity.allergies or not self.choices.allergies:
+        if entered or not self.choices.allergies or not writes_allergies(identity, self.host):
             return None
         clinician = plan.schedule.clinician.username if plan.schedule.clinician else None
         return lambda registry, at, rows: allergy_rows(identity, self.host, pid, at, self.tables, registry, rows,
