@@ -74,9 +74,9 @@ def test_no_one_line_rule_finds_half_the_canaries_with_precision_above_0_2(plant
     assert report.rule_precision <= 0.2, _details(report)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #12 not met yet on OpenEMR: no single feature separates above "
-                                       "0.76, but gradient-boosted trees combine them (owned email domains "
-                                       "first); see docs/concealment.md")
+@pytest.mark.xfail(strict=True, reason="issue #12 not met yet on OpenEMR: AUC 0.79-0.89 with watched mailboxes, "
+                                       "no single feature above 0.68, but gradient-boosted trees combine them; see "
+                                       "docs/concealment.md")
 def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
     _url, _registry, report = planted
     assert report.auc <= 0.65, _details(report)
