@@ -63,3 +63,23 @@ class PeriodicRefresh:
                     self._on_result(result)
 
 
+class RefreshedInBackground:
+    """``start``/``alive``/``stop`` for an index that keeps a ``PeriodicRefresh`` in ``_refresher``.
+
+    ``refresh_seconds`` is the class's default interval.
+    """
+
+    _refresher: PeriodicRefresh
+    refresh_seconds: float = 5.0
+
+    def start(self, interval: float | None = None) -> None:
+        """Load now (errors raise), then again every ``interval`` seconds in a thread."""
+        self._refresher.start(self.refresh_seconds if interval is None else interval)
+
+    @property
+    def alive(self) -> bool:
+        """Started and its thread still running (the listener's /readyz)."""
+        return self._refresher.alive
+
+    def stop(self) -> None:
+        self._refresher.stop()

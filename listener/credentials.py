@@ -29,7 +29,7 @@ import threading
 from typing import Protocol
 
 from canary.model import TokenKind
-from canary.periodic import PeriodicRefresh
+from canary.periodic import PeriodicRefresh, RefreshedInBackground
 from canary.registry.records import fold
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ class _PasswordFeed(Protocol):
     def portal_passwords_since(self, after_id: int = 0, limit: int | None = None) -> list[tuple[int, str, str]]: ...
 
 
-class CredentialChecker:
+class CredentialChecker(RefreshedInBackground):
+    refresh_seconds = DEFAULT_REFRESH_SECONDS
+
     def __init__(self, registry: _PasswordFeed) -> None:
         self._registry = registry
         self._key = secrets.token_bytes(32)
@@ -88,18 +90,6 @@ class CredentialChecker:
                     self._last_id = max(self._last_id, token_id)
                 if len(page) < _PAGE:
                     return added
-
-    def start(self, interval: float = DEFAULT_REFRESH_SECONDS) -> None:
-        """Load now (errors raise), then refresh every ``interval`` seconds in a thread."""
-        self._refresher.start(interval)
-
-    @property
-    def alive(self) -> bool:
-        """Started and its thread still running (the listener's /readyz)."""
-        return self._refresher.alive
-
-    def stop(self) -> None:
-        self._refresher.stop()
 
     def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep what is loaded
         log.warning("portal credential refresh failed, keeping %d logins (%s)", len(self), type(err).__name__)

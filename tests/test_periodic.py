@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from canary.periodic import PeriodicRefresh
+from canary.periodic import PeriodicRefresh, RefreshedInBackground
 
 
 def test_loads_at_start_then_every_interval_and_keeps_going_after_a_failure():
@@ -51,3 +51,24 @@ def test_a_failing_first_load_raises_and_starts_no_thread():
             ok.start(10)
         finally:
             ok.stop()
+
+
+def test_an_index_gets_start_alive_stop_with_its_own_default_interval():
+    intervals = []
+
+    class Index(RefreshedInBackground):
+        refresh_seconds = 7.5
+
+        def __init__(self):
+            self._refresher = PeriodicRefresh(self.load, name="test-index", on_error=lambda err: None)
+            self._refresher.start = lambda interval: intervals.append(interval)  # no thread: the interval only
+
+        def load(self):
+            return 0
+
+    index = Index()
+    index.start()
+    index.start(0.5)
+    assert intervals == [7.5, 0.5]
+    assert not index.alive
+    index.stop()  # nothing running: nothing to join

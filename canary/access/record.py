@@ -33,7 +33,7 @@ from canary.access.event import AccessEvent, Action
 from canary.access.match import AccessIndex, BurstPolicy, Match, Severity, identifiers_of
 from canary.hits.hit import Channel, Classification, Hit, HitSink, Observation
 from canary.model import CanaryStatus, TokenKind
-from canary.periodic import PeriodicRefresh
+from canary.periodic import PeriodicRefresh, RefreshedInBackground
 
 if TYPE_CHECKING:
     from canary.hits.sink import RegistryHitSink
@@ -48,8 +48,10 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 WATCHED = (CanaryStatus.PLANTED, CanaryStatus.MISSING)  # retired canaries' numbers may be reused
 
 
-class AccessBook:
+class AccessBook(RefreshedInBackground):
     """The AccessIndex of the registry's canaries, and each canary's NIR (the token hits match by)."""
+
+    refresh_seconds = DEFAULT_REFRESH_SECONDS
 
     def __init__(self, registry: "Registry", sources: dict[str, str] | None = None) -> None:
         self.registry = registry
@@ -68,18 +70,6 @@ class AccessBook:
             nirs[canary.id] = canary.identity.nir
         self.index, self.nirs = index, nirs  # swapped whole: readers see the old or the new
         return len(nirs)
-
-    def start(self, interval: float = DEFAULT_REFRESH_SECONDS) -> None:
-        """Load now (errors raise), then reload every ``interval`` seconds in a thread."""
-        self._refresher.start(interval)
-
-    @property
-    def alive(self) -> bool:
-        """Started and its thread still running (the listener's /readyz)."""
-        return self._refresher.alive
-
-    def stop(self) -> None:
-        self._refresher.stop()
 
     def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep the old index
         log.warning("access index refresh failed, keeping %d canaries: %s", len(self.nirs), err)

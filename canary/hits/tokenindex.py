@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from canary.model import TokenKind
-from canary.periodic import PeriodicRefresh
+from canary.periodic import PeriodicRefresh, RefreshedInBackground
 from canary.registry.hitrecords import TokenEntry
 from canary.registry.records import fold, fold_any, token_kind
 
@@ -39,8 +39,10 @@ class IndexEntry:
     kind: TokenKind
 
 
-class TokenIndex:
+class TokenIndex(RefreshedInBackground):
     """(kind, value) -> canary, and value -> canaries, from ``registry.tokens_since``."""
+
+    refresh_seconds = DEFAULT_REFRESH_SECONDS
 
     def __init__(self, feed: TokenFeed) -> None:
         self._feed = feed
@@ -118,18 +120,6 @@ class TokenIndex:
         by_value[token.value] = by_value.get(token.value, ()) + (entry,)
 
     # -- background refresh ----------------------------------------------------
-    def start(self, interval: float = DEFAULT_REFRESH_SECONDS) -> None:
-        """Load now (errors raise), then refresh every ``interval`` seconds in a thread."""
-        self._refresher.start(interval)
-
-    @property
-    def alive(self) -> bool:
-        """Started and its thread still running (the listener's /readyz)."""
-        return self._refresher.alive
-
-    def stop(self) -> None:
-        self._refresher.stop()
-
     def _refreshed(self, added: int) -> None:
         if added:
             log.info("token index: %d new tokens (%d known)", added, len(self))
