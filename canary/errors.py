@@ -5,6 +5,8 @@ Anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class CanaryError(Exception):
     """A problem the user can fix; the CLI prints ``str(err)`` and exits 2."""
@@ -35,3 +37,23 @@ class PoolExhausted(CanaryError):
 
 class RegistryError(CanaryError):
     """The registry database is unreachable or not migrated."""
+
+
+# Database error details that quote row values (tokens, evidence) back.
+_DETAILS = re.compile(r"^(\[parameters: |DETAIL: ).*$", re.MULTILINE)
+
+
+def scrub(text: str) -> str:
+    """Blank the parts of database errors that quote values (SQLAlchemy's bound
+    parameters, PostgreSQL's ``DETAIL: Key (value)=(...)`` lines)."""
+    if "[parameters: " not in text and "DETAIL: " not in text:
+        return text
+    return _DETAILS.sub(lambda m: m.group(1) + "(hidden)" + ("]" if m.group(1).startswith("[") else ""), text)
+
+
+def error_text(err: BaseException) -> str:
+    """An error for a log line: our own messages (written to be shown), else only the
+    class, since drivers put values (and sometimes connection details) into theirs."""
+    if isinstance(err, CanaryError):
+        return scrub(str(err))
+    return type(err).__name__

@@ -28,6 +28,7 @@ import secrets
 import threading
 from typing import Protocol
 
+from canary.errors import error_text
 from canary.model import TokenKind
 from canary.periodic import PeriodicRefresh, RefreshedInBackground
 from canary.registry.records import fold
@@ -92,4 +93,4 @@ class CredentialChecker(RefreshedInBackground):
                     return added
 
     def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep what is loaded
-        log.warning("portal credential refresh failed, keeping %d logins (%s)", len(self), type(err).__name__)
+        log.warning("portal credential refresh failed, keeping %d logins: %s", len(self), error_text(err))

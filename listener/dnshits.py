@@ -36,7 +36,7 @@ from typing import Callable
 from canary.hits.hit import Channel, HitSink, Observation
 from canary.model import TokenKind
 from listener.dnswire import Hit
-from listener.logs import error_text
+from canary.errors import error_text
 
 log = logging.getLogger("canary.listener.dns")
 RETRY_DELAYS = (0.05, 0.5, 2.0)

@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from canary.errors import CanaryError
+from canary.errors import scrub
 
 QUIET = ("mail.log", "alembic")
-# Database error details that quote row values (tokens, evidence) back.
-_DETAILS = re.compile(r"^(\[parameters: |DETAIL: ).*$", re.MULTILINE)
 
 # Attributes every LogRecord has: anything else was passed with ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -58,20 +55,6 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             entry["exc"] = scrub(record.exc_text)
         return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def scrub(text: str) -> str:
-    """Blank the parts of database errors that quote values."""
-    if "[parameters: " not in text and "DETAIL: " not in text:
-        return text
-    return _DETAILS.sub(lambda m: m.group(1) + "(hidden)" + ("]" if m.group(1).startswith("[") else ""), text)
-
-
-def error_text(err: BaseException) -> str:
-    """An error for a log line: our own messages (written to be shown), else only the class."""
-    if isinstance(err, CanaryError):
-        return scrub(str(err))
-    return type(err).__name__
 
 
 REPEAT_INTERVAL = 10.0  # seconds: one line per repeated warning or error in that time, then a summary

@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 import canary
 from canary.hits.hit import Channel, Classification
-from listener.logs import error_text
+from canary.errors import error_text
 
 log = logging.getLogger(__name__)
 

@@ -72,3 +72,56 @@ def test_an_index_gets_start_alive_stop_with_its_own_default_interval():
     assert intervals == [7.5, 0.5]
     assert not index.alive
     index.stop()  # nothing running: nothing to join
+
+
+class _FailsAfterFirst:
+    """A registry that answers once, then fails with a driver error quoting a secret."""
+
+    SECRET = "hunter2-connection-secret"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failed = threading.Event()
+
+    def _answer(self, empty):
+        self.calls += 1
+        if self.calls > 1:
+            self.failed.set()
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("SELECT 1", {"password": self.SECRET},
+                                   Exception(f"could not connect: password={self.SECRET}"))
+        return empty
+
+    def tokens_since(self, after_id=0, limit=None):
+        return self._answer([])
+
+    def list_canaries(self, status=None):
+        return self._answer([])
+
+    def portal_passwords_since(self, after_id=0, limit=None):
+        return self._answer([])
+
+
+@pytest.mark.parametrize("make", ["token index", "access book", "portal credentials"])
+def test_a_failed_refresh_logs_the_error_class_not_the_driver_text(make, caplog):
+    from canary.access.record import AccessBook
+    from canary.hits.tokenindex import TokenIndex
+    from listener.credentials import CredentialChecker
+
+    registry = _FailsAfterFirst()
+    index = {"token index": TokenIndex, "access book": AccessBook,
+             "portal credentials": CredentialChecker}[make](registry)
+    with caplog.at_level("WARNING"):
+        index.start(0.01)
+        try:
+            assert registry.failed.wait(5)
+            for _ in range(100):  # the warning is logged just after the failing call
+                if any("refresh failed" in r.getMessage() for r in caplog.records):
+                    break
+                threading.Event().wait(0.01)
+        finally:
+            index.stop()
+    lines = [r.getMessage() for r in caplog.records if "refresh failed" in r.getMessage()]
+    assert lines and all(line.endswith("OperationalError") for line in lines)
+    assert _FailsAfterFirst.SECRET not in caplog.text

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from canary.access.config import AccessConfig
 from canary.access.event import AccessEvent, Action
 from canary.access.match import AccessIndex, BurstPolicy, Match, Severity, identifiers_of
+from canary.errors import error_text
 from canary.hits.hit import Channel, Classification, Hit, HitSink, Observation
 from canary.model import CanaryStatus, TokenKind
 from canary.periodic import PeriodicRefresh, RefreshedInBackground
@@ -72,7 +73,7 @@ class AccessBook(RefreshedInBackground):
         return len(nirs)
 
     def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep the old index
-        log.warning("access index refresh failed, keeping %d canaries: %s", len(self.nirs), err)
+        log.warning("access index refresh failed, keeping %d canaries: %s", len(self.nirs), error_text(err))
 
 
 class AccessRecorder:

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from canary.errors import error_text
 from canary.model import TokenKind
 from canary.periodic import PeriodicRefresh, RefreshedInBackground
 from canary.registry.hitrecords import TokenEntry
@@ -125,4 +126,4 @@ class TokenIndex(RefreshedInBackground):
             log.info("token index: %d new tokens (%d known)", added, len(self))
 
     def _refresh_failed(self, err: Exception) -> None:  # registry briefly unreachable: keep the old index
-        log.warning("token index refresh failed, keeping %d tokens: %s", len(self), err)
+        log.warning("token index refresh failed, keeping %d tokens: %s", len(self), error_text(err))

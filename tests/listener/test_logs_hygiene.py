@@ -26,7 +26,8 @@ from support.alert_helpers import make_identity, smtp_server  # noqa: F401 (smtp
 from canary.config import parse_config
 from canary.hits.sink import RegistryHitSink
 from canary.registry import Registry
-from listener.logs import JsonFormatter, configure_json_logging, error_text, remove_json_logging, scrub
+from canary.errors import error_text, scrub
+from listener.logs import JsonFormatter, configure_json_logging, remove_json_logging
 from listener.service import ListenerService
 from support.listener_helpers import (
     TWILIO_ENV, TWILIO_TOKEN, config_text, dns_query, http_get, plant_sources, twilio_sms, wait_for,
