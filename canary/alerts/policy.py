@@ -128,13 +128,19 @@ class Alerter:
                       f"{len(view.new_hits)} new hit(s)"
             tx.add_alert(kind=kind, status=AlertStatus.HELD, subject=subject, now=now, payload=None,
                          sinks=(), incident_id=incident.id, source=incident.source)
-            self._flood(tx, incident.source, now).held += 1
+            flood = self._flood(tx, incident.source, now)
+            flood.held += 1
             # Hits stay untold (alerted_hit_id unchanged): the summary carries them.
             tx.update_incident(incident.id, alert_count=incident.alert_count + 1,
                                alerted_severity=max(incident.alerted_severity, told),
                                next_digest_at=None)
-            log.warning("alert for source %s held: over %d messages this hour",
-                        incident.source, self.config.max_per_hour)
+            # One warning when a source starts being held, not one per held message: a flood of
+            # thousands of hits would otherwise bury the log (the summary counts them all).
+            if flood.held == 1:
+                log.warning("alerts for source %s held: over %d messages this hour; the next ones "
+                            "wait for the summary", incident.source, self.config.max_per_hour)
+            else:
+                log.debug("alert for source %s held (%d waiting)", incident.source, flood.held)
             return
         try:
             alert = self.composer.incident(kind, view, now)

@@ -226,6 +226,22 @@ def test_a_hit_after_the_window_opens_a_new_incident(sqlite_registry):
     assert [a.kind for a in registry.list_alerts()] == [AlertKind.NEW, AlertKind.NEW]
 
 
+def test_flood_control_warns_once_when_a_source_starts_being_held(sqlite_registry, caplog):
+    registry = sqlite_registry
+    add_source(registry)
+    plant(registry, "lis-rennes", range(1, 21))
+    sink, _alerter, _ = pipeline(registry, AlertsConfig(max_per_hour=2))
+    with freeze_time(T0) as clock, caplog.at_level("DEBUG", logger="canary.alerts"):
+        for n in range(1, 21):
+            hit(sink, n)
+            clock.tick(timedelta(seconds=10))
+    assert [a.status for a in registry.list_alerts()].count(AlertStatus.HELD) == 18
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "held" in r.getMessage()]
+    assert [r.getMessage() for r in warnings] == [
+        "alerts for source lis-rennes held: over 2 messages this hour; the next ones wait for the summary"]
+    assert sum("held (" in r.getMessage() for r in caplog.records if r.levelname == "DEBUG") == 17
+
+
 def test_flood_control_holds_then_summarises_never_drops(registry):
     add_source(registry)
     add_source(registry, "lab-b", establishment=None, alert_to=())
