@@ -27,7 +27,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from support.needs import missing
 
@@ -48,7 +47,35 @@ def module_database(env: str, what: str, prepare) -> Iterator[str]:  # noqa: ANN
         prepare(url)
         yield url
     finally:
+        from support.app_seeder_helpers import dispose
+
+        dispose(url)  # pooled connections would hold the drop back
         databases.close()  # drops it
+
+
+def snapshotted_database(env: str, what: str, prepare, snapshot) -> Iterator[tuple[str, object]]:  # noqa: ANN001
+    """``module_database`` with the prepared database's ``snapshot(url)``: yields (url, baseline)."""
+    for url in module_database(env, what, prepare):
+        yield url, snapshot(url)
+
+
+def left_as_prepared(database: tuple[str, object], snapshot) -> Iterator[str]:  # noqa: ANN001
+    """A test's view of a ``snapshotted_database``: its URL, then, after the test, the check
+    that the test left it exactly as prepared."""
+    url, baseline = database
+    yield url
+    assert snapshot(url) == baseline, "the test left rows behind"
+
+
+def opened_on(url: str, make, snapshot) -> Iterator:  # noqa: ANN001
+    """``make(url)`` opened for one test, closed after it, with the check that every table is
+    as before (the seeder touched only the rows it added and retired them)."""
+    before = snapshot(url)
+    seeder = make(url)
+    seeder.open()
+    yield seeder
+    seeder.close()
+    assert snapshot(url) == before, "the test left rows behind or changed real ones"
 
 
 def require_dump(path: Path) -> Path:

@@ -19,7 +19,8 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from support.app_seeder_helpers import dispose, execute, query, snapshot, spec
+from support.app_databases import module_database, opened_on
+from support.app_seeder_helpers import execute, query, snapshot, spec
 from canary.errors import SourceError
 from canary.model import Placement, VerifyState
 from support.mediboard_fixture import CLASSES, DR_KLEIN, DR_ROUX, PRACTITIONER_DESK, checksums, create_site
@@ -44,24 +45,13 @@ def server_clock(monkeypatch):
 
 @pytest.fixture(scope="module")
 def clinic_site():
-    from conftest import _fresh_database, _server_url
-
-    databases = _fresh_database(_server_url("CANARY_TEST_MARIADB_URL", "MariaDB"), "MariaDB")
-    url = next(databases)
-    create_site(url, count=80, version="4.94", today=CLINIC_DAY)
-    yield url
-    dispose(url)
-    databases.close()
+    yield from module_database("CANARY_TEST_MARIADB_URL", "MariaDB",
+                               lambda url: create_site(url, count=80, version="4.94", today=CLINIC_DAY))
 
 
 @pytest.fixture
 def seeder(clinic_site):
-    before = snapshot(clinic_site)
-    s = MediboardSeeder(spec("dpi", "mediboard"), clinic_site)
-    s.open()
-    yield s
-    s.close()
-    assert snapshot(clinic_site) == before, "the test left rows behind or changed real ones"
+    yield from opened_on(clinic_site, lambda url: MediboardSeeder(spec("dpi", "mediboard"), url), snapshot)
 
 
 def _planted(seeder, i: int, **changes):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from support.app_databases import module_database, opened_on
 from support.app_seeder_helpers import dispose, execute, query, snapshot, spec
 from canary.errors import ConfigError, SourceError
 from canary.model import Placement, VerifyState
@@ -27,24 +28,12 @@ MANY = dict(first_names=("Anne-Sophie", "Élodie", "Zoé"), last_name="Lefèvre"
 
 @pytest.fixture(scope="module")
 def ox4():
-    from conftest import _fresh_database, _server_url
-
-    databases = _fresh_database(_server_url("CANARY_TEST_MARIADB_URL", "MariaDB"), "MariaDB")
-    url = next(databases)
-    create_site(url, count=120, version="4.94")
-    yield url
-    dispose(url)
-    databases.close()
+    yield from module_database("CANARY_TEST_MARIADB_URL", "MariaDB", lambda url: create_site(url, count=120, version="4.94"))
 
 
 @pytest.fixture
 def seeder(ox4):
-    before = snapshot(ox4)
-    s = MediboardSeeder(spec("dpi", "mediboard"), ox4)
-    s.open()
-    yield s
-    s.close()
-    assert snapshot(ox4) == before, "the test left rows behind or changed real ones"
+    yield from opened_on(ox4, lambda url: MediboardSeeder(spec("dpi", "mediboard"), url), snapshot)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from support.app_databases import module_database, opened_on
 from support.app_seeder_helpers import dispose, execute, load_sql, query, rows_except, snapshot, spec
 from canary.errors import CanaryAltered, ConfigError, SourceError
 from canary.model import Placement, VerifyState
@@ -26,14 +27,7 @@ from support.sql_seeder_helpers import make_identity
 @pytest.fixture(scope="module")
 def site():
     """One hospital for the module; each test leaves it as it found it."""
-    from conftest import _fresh_database, _server_url
-
-    databases = _fresh_database(_server_url("CANARY_TEST_MARIADB_URL", "MariaDB"), "MariaDB")
-    url = next(databases)
-    create_site(url)
-    yield url
-    dispose(url)
-    databases.close()  # drops the database
+    yield from module_database("CANARY_TEST_MARIADB_URL", "MariaDB", create_site)
 
 
 @pytest.fixture
@@ -44,12 +38,7 @@ def empty_db(mariadb_url):
 
 @pytest.fixture
 def seeder(site):
-    before = snapshot(site)
-    s = MediboardSeeder(spec("dpi", "mediboard"), site)
-    s.open()
-    yield s
-    s.close()
-    assert snapshot(site) == before, "the test left rows behind or changed real ones"
+    yield from opened_on(site, lambda url: MediboardSeeder(spec("dpi", "mediboard"), url), snapshot)
 
 
 def _rows(placements):

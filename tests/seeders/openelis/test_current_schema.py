@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from canary.model import Placement, VerifyState
 from seeders.openelis.seeder import OpenElisSeeder
-from support.app_databases import module_database
+from support.app_databases import left_as_prepared, snapshotted_database
 from support.openelis_site import BIOLOGIST, CLERK, TECHNICIAN, create_current_schema, populate_lab, table_checksums
 from support.sql_seeder_helpers import execute, make_identity
 
@@ -47,15 +47,12 @@ def _prepare(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def lab_db():
-    for url in module_database("CANARY_TEST_POSTGRES_URL", "PostgreSQL", _prepare):
-        yield url, table_checksums(url)
+    yield from snapshotted_database("CANARY_TEST_POSTGRES_URL", "PostgreSQL", _prepare, table_checksums)
 
 
 @pytest.fixture
 def lab_url(lab_db):
-    url, baseline = lab_db
-    yield url
-    assert table_checksums(url) == baseline, "the test left rows behind"
+    yield from left_as_prepared(lab_db, table_checksums)
 
 
 def _open(url: str, **options: str) -> OpenElisSeeder:

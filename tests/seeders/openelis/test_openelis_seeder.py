@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from support.app_databases import OPENELIS_DUMP, load_pgdump, module_database, require_dump, snapshot_tables
+from support.app_databases import OPENELIS_DUMP, load_pgdump, require_dump, snapshotted_database, left_as_prepared, snapshot_tables
 from canary.errors import CanaryAltered, ConfigError, MappingError, SourceError
 from canary.model import Placement, VerifyState
 from support.openelis_support import (
@@ -80,15 +80,12 @@ def _prepare(url: str) -> None:
 @pytest.fixture(scope="module")
 def elis_db():
     """One database for the module: the fixture schema and its 300 real patients, with their snapshot."""
-    for url in module_database("CANARY_TEST_POSTGRES_URL", "PostgreSQL", _prepare):
-        yield url, snapshot(url)
+    yield from snapshotted_database("CANARY_TEST_POSTGRES_URL", "PostgreSQL", _prepare, snapshot)
 
 
 @pytest.fixture
 def elis_url(elis_db):
-    url, baseline = elis_db
-    yield url
-    assert snapshot(url) == baseline, "the test left rows behind"
+    yield from left_as_prepared(elis_db, snapshot)
 
 
 def _open(url: str, **options: str) -> OpenElisSeeder:

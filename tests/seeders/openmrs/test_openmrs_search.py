@@ -17,7 +17,7 @@ from canary.errors import ConfigError
 from canary.model import Placement, VerifyState
 from canary.planting import planter, upkeep
 from seeders.openmrs.seeder import DEFAULT_PASSWORD_ENV, OpenMrsSeeder
-from support.app_databases import module_database, snapshot_tables
+from support.app_databases import left_as_prepared, snapshot_tables, snapshotted_database
 from support.openmrs_rest import FakeOpenMrs, FakeSettings
 from support.openmrs_support import create_schema, populate_real, real_identifier, source
 from support.plant_helpers import add_source, new_registry
@@ -33,15 +33,12 @@ def _prepare(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def omrs_db():
-    for url in module_database("CANARY_TEST_MARIADB_URL", "MariaDB", _prepare):
-        yield url, snapshot_tables(url)
+    yield from snapshotted_database("CANARY_TEST_MARIADB_URL", "MariaDB", _prepare, snapshot_tables)
 
 
 @pytest.fixture
 def omrs_url(omrs_db):
-    url, baseline = omrs_db
-    yield url
-    assert snapshot_tables(url) == baseline, "the test left rows behind"
+    yield from left_as_prepared(omrs_db, snapshot_tables)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from support.app_databases import OPENMRS_DUMP, load_mysqldump, module_database, require_dump, snapshot_tables
+from support.app_databases import OPENMRS_DUMP, load_mysqldump, require_dump, snapshotted_database, left_as_prepared, snapshot_tables
 from canary.errors import CanaryAltered, ConfigError, MappingError, SourceError
 from canary.model import Placement, VerifyState
 from support.openmrs_support import (
@@ -97,15 +97,12 @@ def test_another_engine_is_refused_in_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def omrs_db():
     """One database for the module: the fixture schema and its 300 real patients, with their snapshot."""
-    for url in module_database("CANARY_TEST_MARIADB_URL", "MariaDB", _prepare):
-        yield url, snapshot(url)
+    yield from snapshotted_database("CANARY_TEST_MARIADB_URL", "MariaDB", _prepare, snapshot)
 
 
 @pytest.fixture
 def omrs_url(omrs_db):
-    url, baseline = omrs_db
-    yield url
-    assert snapshot(url) == baseline, "the test left rows behind"
+    yield from left_as_prepared(omrs_db, snapshot)
 
 
 def _open(url: str, **options: str) -> OpenMrsSeeder:
