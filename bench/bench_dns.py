@@ -6,7 +6,7 @@
 
 Needs dnsperf (Debian package `dnsperf`). The listener (by default on
 uvloop and on the standard asyncio loop with an in-memory HitSink, then on
-uvloop with the registry's) and the stock server run on 127.0.0.1, one after
+uvloop with the hit journal and the registry's, as `canary listen` runs) and the stock server run on 127.0.0.1, one after
 the other, against the same query file: 10,000 names, one in ten a
 canary label known to the sink, the rest unknown labels (90 % A, 10 % AAAA).
 The listener runs with its rate limiter ON, set high (10,000,000 responses/s
@@ -17,7 +17,11 @@ every name and a logger that prints nothing.
 Sinks: ``memory`` is a set and a list (``--sink-delay`` makes each
 ``observe`` sleep, like a database write); ``registry`` is the real
 RegistryHitSink (canary/hits/sink.py) over a fresh SQLite registry in a
-temporary folder, with the 1,000 canaries planted in it and no alerter. The script checks
+temporary folder, with the 1,000 canaries planted in it and no alerter,
+called by the DNS front end's own worker thread, one transaction a hit;
+``journal`` is what `canary listen` runs: the same sink behind the hit
+journal (canary/hits/journal.py: the front end appends a line, the journal's
+writer stores batches of hits in one transaction each). The script checks
 that exactly one hit per canary query dnsperf sent reached the sink, and
 counts the DNS hits in the registry's hits table.
 """
@@ -43,7 +47,8 @@ MAIL = ("courriel-sante.fr",)
 ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 DOC = ROOT / "docs" / "dns.md"
 START, END = "<!-- bench-dns:start -->", "<!-- bench-dns:end -->"
-DEFAULT_RUNS = "uvloop:memory,asyncio:memory,uvloop:registry"
+DEFAULT_RUNS = "uvloop:memory,asyncio:memory,uvloop:journal"
+SINKS = ("memory", "registry", "journal")
 
 
 class ListSink:
@@ -161,10 +166,18 @@ def run_listener(data: Path, folder: Path, labels: set[str], flags: list[bool], 
                  sink_kind: str) -> dict:
     from listener.dns import DnsConfig, DnsServer
 
-    registry = url = None
+    registry = url = journal = None
     if sink_kind == "registry":
         inner, registry, url = registry_sink(folder, labels)
         sink = CountingSink(inner)
+    elif sink_kind == "journal":
+        from canary.hits.journal import HitJournal, JournalSink
+
+        inner, registry, url = registry_sink(folder, labels)
+        journal = HitJournal(folder / "hits.journal", inner)
+        journal.open()
+        journal.start()
+        sink = JournalSink(journal, inner)
     else:
         sink = ListSink(labels, args.sink_delay)
     config = DnsConfig.from_table({"dns": "127.0.0.1:0", "public_ip": "203.0.113.5",
@@ -172,21 +185,29 @@ def run_listener(data: Path, folder: Path, labels: set[str], flags: list[bool], 
                                    "dns_uvloop": loop == "uvloop", "dns_hit_queue": 1_000_000})
     server = DnsServer(config, sink, dns_zone=ZONE, email_domains=MAIL)
     server.start()
+    storing = journal if journal is not None else server.hits  # what holds the hits not yet stored
     try:
+        started = time.monotonic()
         figures = dnsperf(server.addresses[0][1], data, args.seconds, args.outstanding)
         finished = time.monotonic()
-        figures["backlog"] = server.hits.pending()
-        drained = server.hits.wait_idle(timeout=1800)
+        figures["backlog"] = storing.pending()
+        drained = storing.wait_idle(timeout=1800)
         figures["drain_seconds"] = time.monotonic() - finished
+        figures["store_seconds"] = time.monotonic() - started
         stats = server.stats()
         figures["loop"] = server.loop_name
     finally:
         server.stop()
-    figures["sink"] = "RegistryHitSink on SQLite" if registry is not None else "in-memory sink"
+        if journal is not None:
+            figures["writer_cpu"] = journal.writer_cpu()
+            journal.stop()
+    figures["sink"] = {"registry": "RegistryHitSink on SQLite", "journal": "hit journal, RegistryHitSink on SQLite",
+                       "memory": "in-memory sink"}[sink_kind]
     figures["in_registry"] = count_dns_hits(url) if url else len(sink.stored)
     if registry is not None:
         registry.close()
-    figures.update(expected=expected_hits(int(figures["sent"]), flags), stored=len(sink.stored),
+    handed = journal.appended if journal is not None else len(sink.stored)
+    figures.update(expected=expected_hits(int(figures["sent"]), flags), stored=handed,
                    received_canary=stats["hits_queued"], refused=stats["hits_refused"],
                    failed=stats["hits_failed"], drained=drained, rrl=stats["rrl_dropped"] + stats["rrl_slipped"])
     return figures
@@ -227,6 +248,11 @@ def table(listeners: list[dict], stock: dict) -> str:
                     f"| {run['expected']:,} | {run['in_registry']:,} |")
         ratio = f"{run['qps'] / stock['qps']:.1f}x" if stock.get("qps") else "n/a"
         note = f"{run['loop']}, {run['sink']}: {ratio} the stock server"
+        if run["in_registry"] and run["sink"] != "in-memory sink":
+            note += (f"; {run['in_registry'] / run['store_seconds']:,.0f} hits stored per second, from the first "
+                     f"query to the last hit stored")
+            if run.get("writer_cpu"):
+                note += f" (journal writer {run['writer_cpu'] / run['in_registry'] * 1000:.2f} ms of CPU per hit)"
         if run["drain_seconds"] >= 1:
             note += (f"; when dnsperf stopped {run['backlog']:,} hits were still queued for the sink, "
                      f"all stored {run['drain_seconds']:.0f} s later")
@@ -268,7 +294,7 @@ def main() -> None:
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
     parser.add_argument("--runs", default=DEFAULT_RUNS,
                         help="listener runs, comma-separated LOOP:SINK with LOOP uvloop or asyncio, SINK "
-                             f"registry or memory (default {DEFAULT_RUNS})")
+                             f"{', '.join(SINKS)} (default {DEFAULT_RUNS})")
     parser.add_argument("--sink-delay", type=float, default=0.0, help="seconds each in-memory observe() sleeps")
     parser.add_argument("--no-stock", action="store_true", help="skip dnslib's stock server")
     parser.add_argument("--write-docs", action="store_true")
@@ -282,8 +308,8 @@ def main() -> None:
         labels, flags = query_file(data, 10_000, seed=1)
         for spec in filter(None, args.runs.split(",")):
             loop, _, sink_kind = spec.partition(":")
-            if loop not in ("uvloop", "asyncio") or sink_kind not in ("registry", "memory"):
-                raise SystemExit(f"--runs: {spec!r} is not LOOP:SINK (uvloop|asyncio : registry|memory)")
+            if loop not in ("uvloop", "asyncio") or sink_kind not in SINKS:
+                raise SystemExit(f"--runs: {spec!r} is not LOOP:SINK (uvloop|asyncio : {'|'.join(SINKS)})")
             with tempfile.TemporaryDirectory(dir=tmp) as folder:
                 run = run_listener(data, Path(folder), labels, flags, args, loop, sink_kind)
             print(f"listener ({spec}): {run}", flush=True)
