@@ -34,7 +34,7 @@ from canary.scan import forms, prefilter
 from canary.scan.engines import ENGINES, Engine
 
 # Bump when literals, roles or the payload layout change: old caches are then ignored.
-PATTERN_VERSION = 15
+PATTERN_VERSION = 16
 
 # Token roles are below SURNAME, fingerprint roles from it on (verify and the checks test ``>= SURNAME``).
 EMAIL, URL_CODE, DNS_LABEL, LOGIN = 1, 2, 3, 4
@@ -100,6 +100,7 @@ class PatternSet:
     literals: list[bytes] | None = None  # kept only until compiled
     engine: Engine | None = None
     _checks: list | None = None
+    _hit_table: tuple | None = None
     _email_locals: dict | None = None
 
     @property
@@ -119,6 +120,22 @@ class PatternSet:
         if self._checks is None:
             self._checks = self._build_checks()
         return self._checks
+
+    @property
+    def hit_table(self) -> tuple[bytes, tuple[frozenset, ...]]:
+        """Per literal, one byte for the bulk first test of the hot loop (``verify``): 0 for a
+        token literal, else the 1-based index of its edge set (the bytes that may not touch
+        the hit) in the second item, plus 128 when the literal is also a token. Built with
+        the checks, cached with them."""
+        if self._hit_table is None:
+            edges: dict[frozenset, int] = {}
+            kinds = bytearray(len(self.checks))
+            for i, check in enumerate(self.checks):
+                if check is not None:
+                    edge = edges.setdefault(check[0], len(edges) + 1)
+                    kinds[i] = edge | (128 if check[3] else 0)
+            self._hit_table = (bytes(kinds), tuple(edges))
+        return self._hit_table
 
     def _build_checks(self) -> list[Check | None]:
         """A hit on a birth date or first name needs the owner's surname in its line (its
@@ -180,6 +197,7 @@ class PatternSet:
             "multi": self.multi, "canaries": [c.to_tuple() for c in self.canaries],
             "literals": self.literals if blob is None else None,
             "checks": self.checks if blob is not None else None,  # 4x faster to load than to build
+            "hit_table": self.hit_table if blob is not None else None,
         })
 
     @classmethod
@@ -197,7 +215,7 @@ class PatternSet:
         patterns = cls(key=data["key"], engine_name=data["engine"], roles=data["roles"], lengths=lengths,
                        owners=owners, multi=data["multi"],
                        canaries=[CanaryInfo(*c) for c in data["canaries"]], literals=data["literals"],
-                       _checks=data.get("checks"))
+                       _checks=data.get("checks"), _hit_table=data.get("hit_table"))
         if data["db"] is not None:
             patterns.engine = ENGINES[patterns.engine_name].loads(data.pop("db"))
         else:
