@@ -34,7 +34,7 @@ from canary.scan import forms, prefilter
 from canary.scan.engines import ENGINES, Engine
 
 # Bump when literals, roles or the payload layout change: old caches are then ignored.
-PATTERN_VERSION = 16
+PATTERN_VERSION = 15
 
 # Token roles are below SURNAME, fingerprint roles from it on (verify and the checks test ``>= SURNAME``).
 EMAIL, URL_CODE, DNS_LABEL, LOGIN = 1, 2, 3, 4

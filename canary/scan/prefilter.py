@@ -92,48 +92,10 @@ def name_rate(name: str | bytes) -> float:
     return _word_rates().get(key, 0.0) + penalty
 
 
-def _day_rate(day: date, today: date) -> float:
-    """Expected mentions per row of one day, written in full."""
-    rate = BIRTH_DATES_PER_ROW / DAYS_OF_BIRTH
-    if (today - day).days < RECENT_DAYS:
-        rate += RECENT_DATES_PER_ROW / RECENT_DAYS
-    return rate
-
-
-def _years_share(first: int, last: int, since: int, until: int) -> float:
-    """The share of the years ``since..until`` that fall in ``first..last``."""
-    return max(0, min(last, until) - max(first, since) + 1) / (until - since + 1)
-
-
 def date_rate(born: date, today: date) -> float:
-    """Expected hits per row of a birth date's literals (``forms.date_literals``): the day
-    itself, and what its writings also hit. With 100,000 canaries (16 MB of the bench's
-    CSV, 318,000 fingerprint hits) half the hits were dates inside longer ones, each a
-    callback and a test for nothing, which the day's own rate did not count:
-
-    * a two-digit year that is also a century ("14/02/20" of 14 Feb 1920 or 2020, "mai 19")
-      begins every four-digit year of that century: every 14/02/20xx (a visit of the last
-      ten years, a child's birth date), every 14/02/19xx;
-    * a day written unpadded ("4/12/1953") ends the 14th and the 24th of that month;
-    * the US writing of a day under 13 ("03/02/1953" for 2 March) is another day's
-      French writing (3 February).
-    """
-    rate = _day_rate(born, today)
-    if born.day <= 12 and born.day != born.month:
-        other = date(born.year, born.day, born.month)
-        rate += _day_rate(other, today)
-    if born.day < 10 and born.month >= 10:
-        for tens in (1, 2, 3):
-            try:
-                rate += _day_rate(born.replace(day=10 * tens + born.day), today)
-            except ValueError:  # no 31st
-                pass
-    yy = born.year % 100
-    century = range(yy * 100, yy * 100 + 100)
-    births = _years_share(century[0], century[-1], today.year - DAYS_OF_BIRTH // 365, today.year)
-    recent = _years_share(century[0], century[-1], today.year - RECENT_DAYS // 365, today.year)
-    if births or recent:  # per day of the year: every year of that century on that day
-        rate += (BIRTH_DATES_PER_ROW * births + RECENT_DATES_PER_ROW * recent) / 365
+    rate = BIRTH_DATES_PER_ROW / DAYS_OF_BIRTH
+    if (today - born).days < RECENT_DAYS:
+        rate += RECENT_DATES_PER_ROW / RECENT_DAYS
     return rate
 
 
