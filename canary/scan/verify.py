@@ -19,9 +19,10 @@ checked where it sits:
 
 from __future__ import annotations
 
+import array
 import re
 from datetime import date
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from canary.scan import forms, patterns, records
 from canary.scan.patterns import (
@@ -174,7 +175,7 @@ def _boundary(chunk: bytes, start: int, end: int, chars: frozenset) -> bool:
     return (start == 0 or chunk[start - 1] not in chars) and (end >= len(chunk) or chunk[end] not in chars)
 
 
-def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Found]:
+def confirm(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet) -> list[Found]:
     """Confirmed (and unconfirmed weak) matches for a chunk's raw hits."""
     lengths, infos = ps.lengths, ps.canaries
     recs: dict[int, _Record] = {}
@@ -247,7 +248,7 @@ def confirm(chunk: bytes, hits: list[int], ps: patterns.PatternSet) -> list[Foun
     return out
 
 
-def _fingerprint_hits(chunk: bytes, hits: list[int], ps: patterns.PatternSet, record_at,
+def _fingerprint_hits(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet, record_at,
                       strong: list[Found]) -> list[int]:
     """Check the fingerprint hits (most of them, by far); return the token hits, flat.
 
@@ -308,7 +309,7 @@ def _fingerprint_hits(chunk: bytes, hits: list[int], ps: patterns.PatternSet, re
     return tokens
 
 
-def _fingerprint_hits_bulk(chunk: bytes, hits: list[int], ps: patterns.PatternSet, record_at,
+def _fingerprint_hits_bulk(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet, record_at,
                            strong: list[Found]) -> list[int]:
     """``_fingerprint_hits`` for many hits (100,000 canaries: 320,000 per 16 MB), the same
     tests in the same order, the first ones in bulk with numpy: which hits are tokens,
@@ -318,7 +319,8 @@ def _fingerprint_hits_bulk(chunk: bytes, hits: list[int], ps: patterns.PatternSe
     import numpy as np
 
     kinds, edges = ps.hit_table
-    flat = np.array(hits, dtype=np.int64)
+    flat = np.frombuffer(hits, dtype=np.int64) if isinstance(hits, array.array) and hits.typecode == "q" \
+        else np.array(hits, dtype=np.int64)
     literal, end = flat[0::2], flat[1::2]
     kind = np.frombuffer(kinds, dtype=np.uint8)[literal]
     token = (kind == 0) | (kind >= 128)
