@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from canary.model import TokenKind
 from canary.scan import forms, prefilter
@@ -60,9 +61,11 @@ FAMILY = {EMAIL: 0, EMAIL_DOMAIN: 0, URL_CODE: 1, DNS_LABEL: 1, LOGIN: 2, SURNAM
           **{r: 3 for r in PHONE_ROLES.values()}, **{r: 4 for r in NIR_ROLES.values()}, BIRTH_DATE: 5}
 
 
-@dataclass(frozen=True, slots=True)
-class CanaryInfo:
-    """What verification needs of one canary (folded names, no full identity)."""
+class CanaryInfo(NamedTuple):
+    """What verification needs of one canary (folded names, no full identity).
+
+    A named tuple: the cache holds it as a plain tuple, made back into one in 0.05 s
+    for 100,000 canaries (a frozen dataclass took 0.125 s, before the workers start)."""
 
     id: int
     names: tuple[bytes, ...]  # folded used and birth surnames
@@ -77,8 +80,7 @@ class CanaryInfo:
     email_local: bytes = b""  # lower case: and start with it
 
     def to_tuple(self) -> tuple:
-        return (self.id, self.names, self.first_names, self.born, self.nir_key, self.password,
-                self.numeric_login, self.probes, self.first_probes, self.email_domain, self.email_local)
+        return tuple(self)
 
 
 # A fingerprint literal's owners, as the hot loop (``verify``) unpacks them, a plain
@@ -230,7 +232,7 @@ class PatternSet:
         owners.frombytes(data["owners"])
         patterns = cls(key=data["key"], engine_name=data["engine"], roles=data["roles"], lengths=lengths,
                        owners=owners, multi=data["multi"],
-                       canaries=[CanaryInfo(*c) for c in data["canaries"]], literals=data["literals"],
+                       canaries=list(map(CanaryInfo._make, data["canaries"])), literals=data["literals"],
                        _checks=data.get("checks"), _hit_table=data.get("hit_table"),
                        _email_locals=data.get("email_locals"))
         if data["db"] is not None:
