@@ -260,7 +260,7 @@ def _fingerprint_hits(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet
     a longer record (short, indented or quoted: pretty JSON, "Label: value"
     pastes) and very long ones skip the probe test: each canary is tried.
     """
-    if len(hits) >= 2 * BULK_HITS:
+    if len(hits) >= 2 * BULK_HITS and _numpy() is not None:
         return _fingerprint_hits_bulk(chunk, hits, ps, record_at, strong)
     checks, lengths, infos = ps.checks, ps.lengths, ps.canaries
     tokens: list[int] = []
@@ -309,6 +309,15 @@ def _fingerprint_hits(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet
     return tokens
 
 
+def _numpy():
+    """numpy (installed with scikit-learn, a dependency), or None: the plain loop then runs."""
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover
+        return None
+    return numpy
+
+
 def _fingerprint_hits_bulk(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet, record_at,
                            strong: list[Found]) -> list[int]:
     """``_fingerprint_hits`` for many hits (100,000 canaries: 320,000 per 16 MB), the same
@@ -316,8 +325,7 @@ def _fingerprint_hits_bulk(chunk: bytes, hits: Sequence[int], ps: patterns.Patte
     which fingerprint hits sit inside a longer word or number (half of them), the line of
     each other one and whether it is a "slow" line. Python then only runs the probe test
     of the hits left, line by line."""
-    import numpy as np
-
+    np = _numpy()
     kinds, edges = ps.hit_table
     flat = np.frombuffer(hits, dtype=np.int64) if isinstance(hits, array.array) and hits.typecode == "q" \
         else np.array(hits, dtype=np.int64)
