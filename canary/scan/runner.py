@@ -149,7 +149,8 @@ class Runner:
                 unit.bytes = entry.size
                 sample = inputs.first_bytes(entry.path)
                 column = serials.holds_serials(sample, serials.birth_column(inputs.header_of(sample)))
-                for seq, (start, end) in enumerate(slices(entry.size, self.chunk, self.jobs if pool is not None else 1)):
+                workers = self.jobs if pool is not None else 1
+                for seq, (start, end) in enumerate(slices(entry.size, self.chunk, workers)):
                     submit(unit.id, seq, end - start, _slice_task,
                            (unit.id, seq, entry.path, start, end, entry.size, column))
             else:
