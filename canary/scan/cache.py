@@ -16,6 +16,7 @@ import logging
 import os
 import stat
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping
 
@@ -50,7 +51,7 @@ def _path(folder: Path, key: str) -> Path:
     return folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".patterns")
 
 
-def load(key: str, folder: Path | None = None) -> bytes | None:
+def load(key: str, folder: Path | None = None) -> bytearray | None:
     """The cached payload for ``key``, or None (missing, foreign, corrupt)."""
     folder = folder or cache_dir()
     if not _usable(folder, create=False):
@@ -59,13 +60,41 @@ def load(key: str, folder: Path | None = None) -> bytes | None:
     try:
         with open(path, "rb") as handle:
             head = handle.read(len(MAGIC) + 64 + 1)
-            payload = handle.read()
+            if not head.startswith(MAGIC):
+                return None
+            payload, found = _read_digested(handle, key)
     except OSError:
         return None
-    digest = head[len(MAGIC):len(MAGIC) + 64].decode("ascii", "replace")
-    if not head.startswith(MAGIC) or _digest(key, payload) != digest:
+    if found != head[len(MAGIC):len(MAGIC) + 64].decode("ascii", "replace"):
         return None
     return payload
+
+
+PIECE = 8 << 20
+
+
+def _read_digested(handle, key: str) -> tuple[bytearray, str]:
+    """The rest of the file and ``_digest(key, it)``: each piece is hashed in a thread while
+    the next one is read (both let go of the GIL). At 100,000 canaries (275 MB) reading
+    took 0.16 s and hashing 0.30 s of a 1.4 s load, one after the other."""
+    payload = bytearray(max(0, os.fstat(handle.fileno()).st_size - handle.tell()))
+    view = memoryview(payload)
+    digest = hashlib.sha256(key.encode())
+    at = 0
+    with ThreadPoolExecutor(1) as hasher:
+        pending = None
+        while at < len(payload):
+            count = handle.readinto(view[at:at + PIECE])
+            if not count:
+                break
+            if pending is not None:
+                pending.result()
+            pending = hasher.submit(digest.update, view[at:at + count])
+            at += count
+        if pending is not None:
+            pending.result()
+    view.release()
+    return payload, digest.hexdigest() if at == len(payload) else ""  # shrank meanwhile: no match
 
 
 def _digest(key: str, payload: bytes) -> str:

@@ -1,7 +1,7 @@
 """Multi-literal matchers: Hyperscan when installed, pyahocorasick otherwise.
 
 Both find every occurrence of a set of byte literals, ASCII case ignored, and
-return hits as a flat list ``[literal id, end offset, literal id, end offset...]``
+return hits as a flat sequence of ints ``[literal id, end offset, literal id, end offset...]``
 (in offset order per database: Hyperscan's several databases each add theirs).
 Hyperscan (Intel's SIMD regex engine) runs at GB/s and its compiled database
 can be saved; pyahocorasick is the portable fallback (about 10x slower).
@@ -9,6 +9,7 @@ can be saved; pyahocorasick is the portable fallback (about 10x slower).
 
 from __future__ import annotations
 
+import array
 from typing import Protocol, Sequence
 
 from canary.errors import CanaryError
@@ -17,7 +18,7 @@ from canary.errors import CanaryError
 class Engine(Protocol):
     name: str
 
-    def scan(self, data: bytes) -> list[int]: ...
+    def scan(self, data: bytes) -> Sequence[int]: ...
 
     def dumps(self) -> list[bytes] | None: ...
 
@@ -108,8 +109,9 @@ class HyperscanEngine:
 
         return [hyperscan.dumpb(db) for db in self._dbs]
 
-    def scan(self, data: bytes) -> list[int]:
-        out: list[int] = []
+    def scan(self, data: bytes) -> array.array:
+        """The hits, flat, as a machine array ('q'): numpy reads it without a copy (``verify``)."""
+        out = array.array("q")
         if not self._dbs or not data:
             return out
         append = out.append

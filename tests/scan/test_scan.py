@@ -226,6 +226,36 @@ def test_cache_is_used_then_invalidated_by_a_new_canary(world, tmp_path, monkeyp
     assert fresh.key != first.key and len(fresh.canaries) == len(first.canaries) + 1
 
 
+def test_a_damaged_or_foreign_cache_file_is_not_used(tmp_path, monkeypatch):
+    """The payload is read in pieces, each hashed while the next is read: any change,
+    a shorter file or another key is refused."""
+    from canary.scan import cache
+
+    monkeypatch.setattr(cache, "PIECE", 1000)
+    folder = tmp_path / "cache"
+    payload = bytes(range(256)) * 40
+    path = cache.save("key", payload, folder)
+    assert bytes(cache.load("key", folder)) == payload
+    assert cache.load("other", folder) is None
+    data = bytearray(path.read_bytes())
+    data[-4000] ^= 1
+    path.write_bytes(bytes(data))
+    assert cache.load("key", folder) is None
+    path.write_bytes(bytes(data[:-1]))
+    assert cache.load("key", folder) is None
+    assert cache.save("empty", b"", folder) and cache.load("empty", folder) == b""
+
+
+def test_cached_pattern_set_keeps_the_hot_loop_tables(world, tmp_path):
+    """The bulk hit table and the obfuscated-email table are cached with the databases."""
+    require_hyperscan()
+    folder = tmp_path / "cache"
+    compiled = load_patterns(world.registry, cache_folder=folder)
+    loaded = load_patterns(world.registry, cache_folder=folder)
+    assert loaded.hit_table == compiled.hit_table and loaded._hit_table is not None
+    assert loaded.email_locals and loaded.email_locals == compiled.email_locals
+
+
 def test_families_are_packed_into_as_few_databases_as_fit(monkeypatch):
     """Each database is one pass over the data: whole families share one while they fit,
     a family too big for one is cut in equal parts of its own."""

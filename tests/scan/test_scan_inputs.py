@@ -167,3 +167,24 @@ def test_a_part_shared_by_many_canaries_is_not_the_one_looked_for():
     chosen = prefilter.choose(parts, today=date(2025, 1, 1))
     assert sorted(node for node, _ in chosen) == [("date", p.born) for p in parts]
     assert sorted(members for _, members in chosen) == [[i] for i in range(300)]
+
+
+@pytest.mark.parametrize("layout", ["csv", "json", "jsonl", "mysqldump", "paste"])
+def test_bulk_first_tests_give_the_same_matches_as_the_loop(world, monkeypatch, layout):
+    """verify's numpy path (chunks of many hits: 100,000 canaries) against the plain loop."""
+    rng = random.Random(5)
+    ordinary = leakgen.ordinary_dicts(leakgen.OrdinaryRows(6, **world.avoid()), 1500)
+    canaries = [leakgen.canary_row(world.identity(c), rng) for c in world.by_source["lis"]]
+    rows = leakgen.mix(ordinary, canaries, rng)
+    text = {"csv": leakgen.to_csv, "json": leakgen.to_json, "jsonl": leakgen.to_jsonl,
+            "mysqldump": leakgen.to_mysqldump, "paste": leakgen.to_paste}[layout](rows)
+    data = text.encode("utf-8")
+    ps = load_patterns(world.registry, use_cache=False)
+    hits = ps.engine.scan(data)
+    assert len(hits) > 2
+    monkeypatch.setattr(verify, "BULK_HITS", 10 ** 12)
+    loop = verify.confirm(data, hits, ps)
+    monkeypatch.setattr(verify, "BULK_HITS", 0)
+    bulk = verify.confirm(data, hits, ps)
+    assert bulk == loop
+    assert {f.canary for f in bulk if f.kind == "fingerprint"}
