@@ -62,6 +62,7 @@ class ClinicHabits:
     appointment_share: float = 0.0  # of recent patients who booked a follow-up the day they registered
     appointments: list[dict[str, Any]] = field(default_factory=list)  # those appointments (templates)
     portal_delays: list[float] = field(default_factory=list)  # seconds from regdate to portal account
+    allergy_delays: list[float] = field(default_factory=list)  # seconds from regdate to the first allergy entered
     has_sequences: bool = False
     later_visits: list[LaterVisit] = field(default_factory=list)  # the site's recent visits after day one
     revisit_every: float = 0.0  # seconds: days followed / visits after day one, settled recent patients
@@ -159,6 +160,14 @@ def _vitals(conn: sa.Connection, t: dict[str, sa.Table], habits: ClinicHabits) -
 def _issues(conn: sa.Connection, lists: sa.Table | None, recent: dict[int, datetime], habits: ClinicHabits) -> None:
     if lists is None:
         return
+    # The allergies of a new patient: entered how long after registering (by the front desk, or during the
+    # visit: the site's own delays, whoever enters them).
+    first: dict[int, datetime] = {}
+    for r in conn.execute(sa.select(lists.c.pid, lists.c.date).where(lists.c.type == "allergy",
+                                                                      lists.c.pid.in_(list(recent)))):
+        if isinstance(r.date, datetime) and (r.pid not in first or r.date < first[r.pid]):
+            first[r.pid] = r.date
+    habits.allergy_delays = sorted(d for pid, when in first.items() if (d := _after(recent[pid], when)) is not None)
     for kind in ("medical_problem", "medication"):
         rows = [dict(r._mapping) for r in conn.execute(
             sa.select(lists).where(lists.c.type == kind, lists.c.pid.in_(list(recent))).order_by(lists.c.id))]

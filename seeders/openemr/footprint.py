@@ -87,23 +87,30 @@ class Schedule:
     allergies: datetime | None = None  # when the identity's allergies are entered (never the registration second)
     encounter_template: dict[str, Any] = field(default_factory=dict)
     vitals_template: dict[str, Any] = field(default_factory=dict)
+    # Log rows naming the patient after its registration, outside its visits (a front-desk session still
+    # holding the new patient): as many as the site's patients have in their first weeks, dated between the
+    # registration and the clock; empty when there is no room (the first later visit brings them then).
+    between: list[datetime] = field(default_factory=list)
 
 
 def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, latest_registration: datetime | None,
                   *, sex: str, portal: str, footprint: bool) -> Schedule:
-    """Draw this canary's day from the site's rates, then date it so that its last event is ``clock``."""
+    """Draw this canary's day from the site's rates, then date it so that its last event is ``clock``.
+
+    The events after the encounter are drawn first; the encounter's delay after the registration is then
+    one of the site's delays that leaves the day room between the site's latest registration and the clock,
+    when one does (registrations stay in pid order; squeezing the day would shorten every delay)."""
+    room = (clock - latest_registration).total_seconds() if latest_registration is not None else None
     offsets: dict[str, float] = {}
+    after: dict[str, float] = {}  # seconds after the encounter
     plan = Schedule(registered=clock)
     if footprint and clinic.clinicians and rnd.random() < clinic.share(len(clinic.encounter_delays)):
-        delay = rnd.choice(clinic.encounter_delays)
-        offsets["encounter"] = delay if delay >= 0 else rnd.uniform(600, 7200)
         plan.clinician = rnd.choice(clinic.clinicians)
         plan.encounter_template = rnd.choice(clinic.encounters)
         same_sex = [v for v in clinic.vitals if v.get("patient_sex") == sex] or clinic.vitals
         if same_sex and rnd.random() < clinic.vitals_share:
-            offsets["vitals"] = offsets["encounter"] + rnd.uniform(120, 600)
+            after["vitals"] = rnd.uniform(120, 600)
             plan.vitals_template = rnd.choice(same_sex)
-    visit = offsets.get("encounter", 0.0)
     issues = []
     if footprint and plan.clinician:
         for rows in clinic.issues.values():
@@ -114,13 +121,29 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
             seen = max(1, len(clinic.encounter_delays))
             if by_patient and rnd.random() < min(1.0, len(by_patient) / seen):
                 count = len(rnd.choice(list(by_patient.values())))
-                issues += [(row, visit + rnd.uniform(180, 1200)) for row in rnd.sample(rows, min(count, len(rows)))]
+                issues += [(row, rnd.uniform(180, 1200)) for row in rnd.sample(rows, min(count, len(rows)))]
     if footprint and clinic.appointments and rnd.random() < clinic.appointment_share:
         template = rnd.choice(clinic.appointments)
-        offsets["appointment"] = visit + rnd.uniform(300, 1800)
+        after["appointment"] = rnd.uniform(300, 1800)
         lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
-    # Allergies are entered during the visit, or by the front desk a few minutes after registering.
-    offsets["allergies"] = visit + rnd.uniform(120, 900) if "encounter" in offsets else rnd.uniform(60, 600)
+    visit = 0.0
+    if plan.clinician:
+        # A date-only encounter's delay is unknown: somewhere in the next two hours.
+        delays = [d if d >= 0 else rnd.uniform(600, 7200) for d in clinic.encounter_delays] or \
+            [rnd.uniform(600, 7200)]
+        tail = max([0.0, *after.values(), *(at for _, at in issues)])
+        fits = [d for d in delays if room is None or d + tail <= room]
+        visit = rnd.choice(fits or delays)
+        offsets["encounter"] = visit
+        offsets.update({name: visit + at for name, at in after.items()})
+        issues = [(row, visit + at) for row, at in issues]
+    # Allergies are entered as long after registering as the site's new patients have theirs (the front
+    # desk, minutes after); without any to learn from, during the visit or a few minutes after registering.
+    allergy_delays = clinic.allergy_delays
+    if allergy_delays:
+        offsets["allergies"] = max(1.0, rnd.choice(allergy_delays))
+    else:
+        offsets["allergies"] = visit + rnd.uniform(120, 900) if "encounter" in offsets else rnd.uniform(60, 600)
     same_day = clinic.share(len(clinic.portal_delays))
     wants_portal = portal == "yes" or (portal == "auto" and rnd.random() < same_day)
     # Most sites hand credentials out days or weeks after registering: those come with a later visit
@@ -141,6 +164,15 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         room = max(0.0, (clock - latest_registration).total_seconds())
         if room < MIN_SQUEEZE * span or room < 120:
             if portal != "yes":
+                # Only registered, like a walk-in seen later; its allergies entered as soon after registering
+                # as the site's are, when one of those delays fits (else they come with a later visit).
+                fits = [d for d in allergy_delays if 1 <= d <= room]
+                if fits:
+                    entered = rnd.choice(fits)
+                    squeezed = Schedule(registered=clock - timedelta(seconds=int(entered)), allergies=clock,
+                                        portal_later=later)
+                    squeezed.between = _between(clinic, rnd, squeezed.registered, clock)
+                    return squeezed
                 return Schedule(registered=clock, portal_later=later)
             # Credentials were asked for: registered as early as the pid order allows, credentials now.
             registered = min(clock, max(latest_registration, clock - timedelta(seconds=60)))
@@ -160,7 +192,16 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
     plan.portal = at(offsets["portal"]) if "portal" in offsets else None
     plan.allergies = at(offsets["allergies"])
+    plan.between = _between(clinic, rnd, registered, clock)
     return plan
+
+
+def _between(clinic: ClinicHabits, rnd: random.Random, registered: datetime, clock: datetime) -> list[datetime]:
+    """When the rows naming the new patient in its first weeks are written (``Schedule.between``)."""
+    room = int((clock - registered).total_seconds())
+    if not clinic.between_first or not clinic.between_log_users or room < 60:
+        return []
+    return sorted(registered + timedelta(seconds=rnd.randint(60, room)) for _ in range(rnd.choice(clinic.between_first)))
 
 
 def footprint_rows(plan: Schedule, pid: int, encounter_number: int, clinic: ClinicHabits,

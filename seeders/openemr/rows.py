@@ -160,7 +160,19 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
         if "date_created" in tables["patient_access_onsite"].c:
             portal["date_created"] = plan.portal
         rows.append(RowPlan("patient_access_onsite", ("id",), portal, generated=dict(_ID), alias="portal"))
-    return _logged(rows, host, setup, numbers, setup.posted_columns)
+    rows = _logged(rows, host, setup, numbers, setup.posted_columns)
+    if plan is not None and plan.between and clinic is not None and not setup.on("enable_auditlog_encryption") \
+            and "log" in tables and "log_comment_encrypt" in tables:
+        # The patient named again by the session that registered it (seeders/openemr/footprint.py Schedule).
+        user = host.user.username if host.user else rnd.choice(clinic.between_log_users)
+        for n, at in enumerate(plan.between):
+            rows += auditlog.log_rows(f"{BETWEEN_ALIAS}{n}", at, "view", "view",
+                                      auditlog.LogContext(user, clinic.groupname, pid), b"", pid)
+    return rows
+
+
+# Alias prefix of those rows' log_rows (the seeder then leaves them out of the first later visit).
+BETWEEN_ALIAS = "between_registration_"
 
 
 def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers: Numbers,
@@ -199,6 +211,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     # The recent patient like this one who lends the site's choices, and which columns are filled.
     donor = site_donor(habits, rnd, sex=sex, age=age,
                        birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd))
+    nir = nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir
     values: dict[str, Any] = {
         "pid": numbers.pid,
         "pubpid": _pubpid(habits, numbers.pid),
@@ -208,7 +221,9 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "mname": " ".join(identity.first_names[1:]) if rnd.random() < habits["mname"].filled_share else "",
         "DOB": identity.birth_date,
         "sex": sex,
-        "ss": nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir,
+        # The NIR where the lending patient's record has one (the site's staff leave it empty for some): the
+        # registry keeps the identity's either way.
+        "ss": _own(donor, habits, "ss", lambda: nir, nir),
         "street": identity.address.line1,
         # A complement where the lending patient has one: the identity's, else one of the same kind.
         "street_line_2": _own(donor, habits, "street_line_2",

@@ -26,8 +26,8 @@ from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.sql.siteread import PatientLayout
 from seeders.base import SeederOption
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import (Numbers, allergy_rows, build_rows, portal_values, resolve_choices, second_save,
-                                  writes_allergies)
+from seeders.openemr.rows import (BETWEEN_ALIAS, Numbers, allergy_rows, build_rows, portal_values, resolve_choices,
+                                  second_save, writes_allergies)
 from seeders.openemr.later import last_dated, later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
@@ -45,6 +45,8 @@ _ATTEMPTS = 3
 # In a placement's extra: the record's later save, [seconds after registration, updated_by] while to be
 # made, 0 when the site's rate said never, -1 once made (seeders/openemr/rows.py second_save).
 SAVE_KEY = "openemr_second_save"
+# In a placement's extra: the log rows of the patient's first weeks were written with its registration.
+BETWEEN_KEY = "openemr_between_written"
 # Where OpenEMR keeps its patients, for `canary audit --separability`, drip pace and catchment (read only).
 # OpenEMR's schema declares no foreign keys: every table that holds a patient's pid is listed here
 # (OpenEMR's sql/database.sql; the log keys it as patient_id, documents as foreign_id, the calendar as pc_pid).
@@ -177,9 +179,13 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             users = {u.username for u in self.host.creators} | ({self.host.user.username} if self.host.user else set())
             previous_by_user = {}
             for username in sorted(users):
-                previous_by_user[username] = int(conn.execute(sa.select(log.c.patient_id).where(
-                    log.c.user == username, log.c.patient_id.is_not(None))
-                    .order_by(log.c.id.desc()).limit(1)).scalar() or 0)
+                # The last patient whose record this user saved (the inserts after the patient's own name it):
+                # chart views are left out, ours among them (a check-in view we wrote never was in the
+                # user's real session).
+                named = sa.select(log.c.patient_id).where(log.c.user == username, log.c.patient_id.is_not(None))
+                previous_by_user[username] = int(conn.execute(
+                    named.where(log.c.event == "patient-record-insert").order_by(log.c.id.desc()).limit(1)).scalar()
+                    or conn.execute(named.order_by(log.c.id.desc()).limit(1)).scalar() or 0)
             previous = previous_by_user.get(self.host.user.username if self.host.user else "", 0)
             encounter = _next_encounter(conn) if "form_encounter" in self.tables else 0
         # This machine's clock in the database's time zone, as OpenEMR's PHP date() stamps rows (the
@@ -239,7 +245,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             "patient_access_onsite" in self.tables
         plan = later_visit(self.clinic, self._rnd, when, "Male" if identity.sex is Sex.MALE else "Female",
                            registered=_stamp(patient["values"].get("regdate")), since=last_dated(placement.rows),
-                           first=not placement.extra.get(EVENTS_KEY), portal_due=portal_due)
+                           first=not placement.extra.get(EVENTS_KEY) and not placement.extra.get(BETWEEN_KEY),
+                           portal_due=portal_due)
         if plan is None:
             return None
         portal, user = (self._later_portal(identity, patient, int(pid), plan.portal_at)
@@ -353,6 +360,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             try:
                 # The site's pace between two visits of a patient, for drip's later events (canary/planting/events.py).
                 pace = {PACE_KEY: round(self.clinic.revisit_every)} if self.clinic.revisit_every else {}
+                if any((row.alias or "").startswith(f"log_{BETWEEN_ALIAS}") for row in rows):
+                    pace[BETWEEN_KEY] = True  # its first weeks' log rows are written already
                 return Placement(rows=target.insert(rows), extra=pace)
             except SourceError:
                 self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
@@ -380,9 +389,14 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         return bool(self._read_rows(query))
 
     def locate(self, identity: Identity) -> Placement | None:
-        """The rows of a patient planted for ``identity`` but never recorded (found by NIR or e-mail)."""
+        """The rows of a patient planted for ``identity`` but never recorded (found by NIR, e-mail, or names and
+        birth date: a record may have neither of the first two, as the site's patients it follows)."""
         table = self.tables["patient_data"]
-        for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email):
+        names = sa.and_(sa.func.lower(table.c.lname) == identity.last_name.lower(),
+                        sa.func.lower(table.c.fname) == identity.first_name.lower(),
+                        table.c.DOB == identity.birth_date)
+        for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email,
+                          names):
             found = self._read_rows(sa.select(table).where(condition).limit(2))
             if len(found) == 1:
                 return Placement(rows=tuple(rows_of(found[0], self.tables, self._read_rows)))
