@@ -85,6 +85,9 @@ def plant(
     if seeder is None:
         seeder = open_seeder(spec, environ)
     try:
+        from canary.audit.site import LIVE, placed_refs
+
+        seeder.set_own_rows(placed_refs(registry.list_canaries(source=spec.name, status=LIVE)))
         identities, redrawn = _draw(registry, config, spec, seeder, count, seed)
         seeder.check_fits(identities)
         result = PlantResult(source=spec.name, batch=None, redrawn=redrawn, dry_run=dry_run)

@@ -88,7 +88,7 @@ def read_clinic(target: SqlTarget) -> ClinicHabits:
         habits.patients = len(recent)
         if not recent:
             return habits
-        _encounters(conn, tables, recent, habits)
+        _encounters(conn, tables, recent, habits, target.table("log"))
         _vitals(conn, tables, habits)
         _issues(conn, tables["lists"], recent, habits)
         _appointments(conn, tables["openemr_postcalendar_events"], recent, habits)
@@ -107,7 +107,7 @@ def _after(regdate: datetime, when: Any) -> float | None:
 
 
 def _encounters(conn: sa.Connection, t: dict[str, sa.Table], recent: dict[int, datetime],
-                habits: ClinicHabits) -> None:
+                habits: ClinicHabits, log: sa.Table | None = None) -> None:
     fe, forms, users = t["form_encounter"], t["forms"], t["users"]
     if fe is None or forms is None:
         return
@@ -120,10 +120,12 @@ def _encounters(conn: sa.Connection, t: dict[str, sa.Table], recent: dict[int, d
                           .where(fe.c.pid.in_(list(recent))).group_by(fe.c.pid)):
         if r.first is not None:
             first[r.pid] = r.first
+    opened = _chart_opened(conn, log, recent) if habits.date_only else {}
     for pid, when in first.items():
-        # A date-only encounter on the registration day counts as seen that day, at an unknown time.
+        # A date-only encounter on the registration day counts as seen that day, at the time its chart was
+        # opened after the registration (setpid's 'view' log row), else at an unknown time.
         day = habits.date_only and when.date() == recent[pid].date()
-        delay = _after(recent[pid], when)
+        delay = _after(recent[pid], when) if not day else opened.get(pid)
         if day or delay is not None:
             habits.encounter_delays.append(delay if delay is not None else -1.0)
     # Who signs the encounter form: forms.user (username) of the 'newpatient' form, by provider.
@@ -143,6 +145,23 @@ def _encounters(conn: sa.Connection, t: dict[str, sa.Table], recent: dict[int, d
         habits.groupname = max(set(groups), key=groups.count)
 
 
+def _chart_opened(conn: sa.Connection, log: sa.Table | None, recent: dict[int, datetime]) -> dict[int, float]:
+    """Seconds from each recent patient's registration to the first 'view' log row naming it later that day
+    (the chart opened for the day's visit; the registration's own view is in its second)."""
+    if log is None or not {"patient_id", "date", "event"} <= set(log.c.keys()):
+        return {}
+    opened: dict[int, float] = {}
+    for r in conn.execute(sa.select(log.c.patient_id, log.c.date).where(log.c.event == "view",
+                                                                         log.c.patient_id.in_(list(recent)))):
+        registered = recent.get(r.patient_id)
+        if not isinstance(r.date, datetime) or registered is None or r.date.date() != registered.date():
+            continue
+        delay = (r.date - registered).total_seconds()
+        if delay >= 1 and (r.patient_id not in opened or delay < opened[r.patient_id]):
+            opened[r.patient_id] = delay
+    return opened
+
+
 def _vitals(conn: sa.Connection, t: dict[str, sa.Table], habits: ClinicHabits) -> None:
     forms, vitals, pd = t["forms"], t["form_vitals"], t["patient_data"]
     if forms is None or vitals is None or not habits.encounters:
@@ -153,7 +172,8 @@ def _vitals(conn: sa.Connection, t: dict[str, sa.Table], habits: ClinicHabits) -
                                                         forms.c.encounter.in_([e for _, e in encounters])))}
     habits.vitals_share = sum(e in with_vitals for e in encounters) / len(encounters)
     habits.vitals = [dict(r._mapping) for r in conn.execute(
-        sa.select(vitals, pd.c.sex.label("patient_sex")).join(pd, pd.c.pid == vitals.c.pid)
+        sa.select(vitals, pd.c.sex.label("patient_sex"), pd.c.DOB.label("patient_dob"))
+        .join(pd, pd.c.pid == vitals.c.pid)
         .order_by(vitals.c.id.desc()).limit(SAMPLE))]
 
 

@@ -38,7 +38,9 @@ from canary import phones
 from canary.identity.generator import home_line_only_share, second_line_share
 from canary.identity.medical import ALLERGIC_SHARE
 from canary.identity.names import married_name_share
+from canary.identity import refdata
 from canary.identity.occupations import occupation
+from canary.identity.sampling import pick
 from canary.identity.places import address_complement
 from canary.model import Identity, Sex
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
@@ -210,15 +212,18 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     age = _age(identity.birth_date, numbers.now)
     # The recent patient like this one who lends the site's choices, and which columns are filled.
     donor = site_donor(habits, rnd, sex=sex, age=age,
-                       birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd))
+                       birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd),
+                       exclude=host.own_pids)
     nir = nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir
     values: dict[str, Any] = {
         "pid": numbers.pid,
         "pubpid": _pubpid(habits, numbers.pid),
         "fname": fname,
         "lname": lname,
-        # Second first names: written as often as the site's staff write them.
-        "mname": " ".join(identity.first_names[1:]) if rnd.random() < habits["mname"].filled_share else "",
+        # Second first names: written when the lending patient's record has one (the identity's, else one
+        # given in its birth decade), else that record's empty writing.
+        "mname": _own(donor, habits, "mname", lambda: _middle_name(identity, habits, rnd),
+                      _cased(habits, "fname", " ".join(identity.first_names[1:]))),
         "DOB": identity.birth_date,
         "sex": sex,
         # The NIR where the lending patient's record has one (the site's staff leave it empty for some): the
@@ -294,13 +299,14 @@ _COMMON = 3
 _AGE_BANDS = (18, 30, 45, 65, 80)
 
 
-def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name: bool) -> dict[str, Any] | None:
+def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name: bool,
+               exclude: frozenset[int] = frozenset()) -> dict[str, Any] | None:
     """One of the site's recent patients like the canary, drawn at random: same sex, same age band and,
     when it can, a birth name apart from the used name exactly when the canary has one (a married woman
     whose staff record her birth name). Relaxed in that order, then to the next age bands, when no recent
-    patient matches; None on an empty site."""
+    patient matches; None on an empty site. ``exclude``: pids never drawn (our own canaries)."""
     band = _band(age)
-    bands = [(r, _band(_age(r.get("DOB"), r.get("regdate")))) for r in habits.rows]
+    bands = [(r, _band(_age(r.get("DOB"), r.get("regdate")))) for r in habits.rows if r.get("pid") not in exclude]
     tiers = (
         lambda r, b: r.get("sex") == sex and b == band and _other_birth_name(r) == birth_name,
         lambda r, b: r.get("sex") == sex and b == band,
@@ -359,6 +365,18 @@ def _own(donor: dict[str, Any] | None, habits: TableHabits, column: str, text: C
 def _empty(donor: dict[str, Any], habits: TableHabits, column: str) -> Any:
     value = donor.get(column)
     return value if column in donor and not _has(value) else habits.empty_value(column, "")
+
+
+def _middle_name(identity: Identity, habits: TableHabits, rnd: Any) -> str:
+    """The identity's second first names, or one of its sex and birth decade when it has none."""
+    middle = " ".join(identity.first_names[1:])
+    if not middle:
+        table = refdata.first_names("M" if identity.sex is Sex.MALE else "F", identity.birth_date.year)
+        for _ in range(10):
+            middle = pick(rnd, table)
+            if middle.lower() != identity.first_name.lower():
+                break
+    return _cased(habits, "fname", middle)
 
 
 def _birth_names(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None, fname: str) -> dict[str, Any]:
