@@ -259,7 +259,8 @@ def _between(clinic: ClinicHabits, rnd: random.Random, registered: datetime, clo
     room = int((clock - registered).total_seconds())
     if not clinic.between_first or not clinic.between_log_users or room < 60:
         return []
-    return sorted(registered + timedelta(seconds=rnd.randint(60, room)) for _ in range(rnd.choice(clinic.between_first)))
+    count = rnd.choice(clinic.between_first)
+    return sorted(registered + timedelta(seconds=rnd.randint(60, room)) for _ in range(count))
 
 
 def footprint_rows(plan: Schedule, pid: int, encounter_number: int, clinic: ClinicHabits,
