@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
@@ -213,7 +214,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     # The recent patient like this one who lends the site's choices, and which columns are filled.
     donor = site_donor(habits, rnd, sex=sex, age=age,
                        birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd),
-                       exclude=host.own_pids)
+                       exclude=host.own_pids, balance=host.own_rows)
     nir = nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir
     values: dict[str, Any] = {
         "pid": numbers.pid,
@@ -300,11 +301,15 @@ _AGE_BANDS = (18, 30, 45, 65, 80)
 
 
 def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name: bool,
-               exclude: frozenset[int] = frozenset()) -> dict[str, Any] | None:
+               exclude: frozenset[int] = frozenset(), balance: Any = ()) -> dict[str, Any] | None:
     """One of the site's recent patients like the canary, drawn at random: same sex, same age band and,
     when it can, a birth name apart from the used name exactly when the canary has one (a married woman
     whose staff record her birth name). Relaxed in that order, then to the next age bands, when no recent
-    patient matches; None on an empty site. ``exclude``: pids never drawn (our own canaries)."""
+    patient matches; None on an empty site. ``exclude``: pids never drawn (our own canaries).
+
+    ``balance``: the rows of the canaries already planted. Among a few patients drawn from the tier, the
+    one whose lent columns bring the canaries' shares closest to the site's (``_balanced``): thirty
+    canaries each drawn freely land 15-25 points off the site on one column or another."""
     band = _band(age)
     bands = [(r, _band(_age(r.get("DOB"), r.get("regdate")))) for r in habits.rows if r.get("pid") not in exclude]
     tiers = (
@@ -317,8 +322,51 @@ def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name:
     for tier in tiers:
         like = [r for r, b in bands if tier(r, b)]
         if like:
-            return rnd.choice(like)
+            return _balanced(like, habits, rnd, balance, exclude)
     return None
+
+
+# Columns the identity, the clock or the creator decide, never balanced; nor are dates and binary columns.
+_NOT_LENT = frozenset({"id", "uuid", "pid", "pubpid", "fname", "lname", "DOB", "sex", "street", "postal_code", "city",
+                       "regdate", "date", "last_updated", "created_by", "updated_by", "dupscore", "birth_lname",
+                       "birth_fname", "birth_mname", "phone_home", "phone_cell"})
+_CANDIDATES = 4  # patients drawn from the tier, the best balanced kept
+
+
+def _lent_key(habits: TableHabits, name: str, value: Any) -> Any:
+    """What a lent column shows of a value: NULL, empty, a pick-list value, or someone's own text."""
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.strip():
+        return ""
+    short = value if not isinstance(value, str) or len(value) <= 64 else None
+    return value if habits[name].values.get(short, 0) >= _COMMON else "<own>"
+
+
+def _balanced(like: list[dict[str, Any]], habits: TableHabits, rnd: Any, canaries: Any,
+              exclude: frozenset[int]) -> dict[str, Any]:
+    if not canaries or len(like) == 1:
+        return rnd.choice(like)
+    candidates = rnd.sample(like, min(_CANDIDATES, len(like)))
+    site = [r for r in habits.rows if r.get("pid") not in exclude]
+    columns = [name for name, value in candidates[0].items() if name not in _NOT_LENT and name in habits.columns and
+               not isinstance(value, (bytes, bytearray, memoryview, date, datetime))]
+    shares, counts = {}, {}
+    for name in columns:
+        shares[name] = Counter(_lent_key(habits, name, r.get(name)) for r in site)
+        counts[name] = Counter(_lent_key(habits, name, r.get(name)) for r in canaries)
+    total, planted = max(1, len(site)), len(canaries) + 1
+
+    def distance(row: dict[str, Any]) -> float:
+        out = 0.0
+        for name in columns:
+            mine = _lent_key(habits, name, row.get(name))
+            for key in set(shares[name]) | set(counts[name]) | {mine}:
+                share = (counts[name][key] + (key == mine)) / planted
+                out += (share - shares[name][key] / total) ** 2
+        return out
+
+    return min(candidates, key=distance)
 
 
 def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str],

@@ -138,8 +138,9 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         self.setup = read_setup(target, self.source.name)  # refuses an unsupported version first
         self._check_facility()
         self._check_appointment_status()
-        self.host = replace(read_host(target, self.settings, self.source.name),
-                            own_pids=getattr(self, "_own_pids", frozenset()))
+        self.host = read_host(target, self.settings, self.source.name)
+        if getattr(self, "_own_pids", None):
+            self.host = replace(self.host, own_pids=self._own_pids, own_rows=self._own_rows(self._own_pids))
         self.choices = resolve_choices(self.host, self.settings)
         reflected = {name: target.table(name) for name in _WRITTEN}
         self.tables = {name: table for name, table in reflected.items() if table is not None}
@@ -156,7 +157,11 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         pids = frozenset(int(dict(key)["pid"]) for table, key in refs
                          if table == "patient_data" and str(dict(key).get("pid", "")).isdigit())
         self._own_pids = pids  # kept for a refresh() that reads the host again
-        self.host = replace(self.host, own_pids=pids)
+        self.host = replace(self.host, own_pids=pids, own_rows=self._own_rows(pids))
+
+    def _own_rows(self, pids: frozenset[int]) -> tuple[dict[str, Any], ...]:
+        table = self.tables["patient_data"]
+        return tuple(self._read_rows(sa.select(table).where(table.c.pid.in_(sorted(pids))))) if pids else ()
 
     def check_access(self) -> list[str]:
         wanted = needs(self.written_tables)
