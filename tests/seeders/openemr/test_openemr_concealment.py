@@ -74,9 +74,10 @@ def test_no_one_line_rule_finds_half_the_canaries_with_precision_above_0_2(plant
     assert report.rule_precision <= 0.2, _details(report)
 
 
-@pytest.mark.xfail(strict=False, reason="issue #12 met only in most runs on OpenEMR: this test's site and drip "
-                                        "seeds gave AUC 0.56-0.68 over 8 runs (7 at or under 0.65), the bench seeds "
-                                        "0.53-0.69; at 30 canaries a run moves by about 0.1; see docs/concealment.md")
+@pytest.mark.xfail(strict=False, reason="issue #12 met in most runs only on OpenEMR: this test's site and drip "
+                                        "seeds gave AUC 0.48-0.73 over 10 runs of the final code (8 at or under "
+                                        "0.65, median 0.60), the bench seeds 0.46-0.61; at 30 canaries a run moves "
+                                        "by about 0.1; see docs/concealment.md")
 def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
     _url, _registry, report = planted
     assert report.auc <= 0.65, _details(report)
