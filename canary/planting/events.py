@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 EVENTS_KEY = "drip_events"
 PACE_KEY = "revisit_every"  # seconds: the site's mean gap between two visits, stored by the seeder at planting
+# ISO time (UTC) a seeder sets in a placement's extra: when the canary has something of its own due (the rest of
+# its registration day, credentials handed out days after, a record saved again): the drip run then calls
+# ``Seeder.add_due``, which writes what is due and sets the next such time (or removes it). Not a later event.
+DUE_KEY = "seeder_due_at"
 DEFAULT_EVERY = timedelta(days=60)  # drip.event_every = "site" with a seeder that learned no pace
 MIN_GAP = timedelta(days=7)
 MAX_PER_RUN = 20  # events written per run and source: a backlog is caught up over several runs
@@ -70,9 +74,21 @@ def site_pace(placement: Placement) -> timedelta | None:
     return timedelta(seconds=float(seconds)) if isinstance(seconds, (int, float)) and seconds > 0 else None
 
 
+def seeder_due_at(placement: Placement) -> datetime | None:
+    """When the placement's seeder has something of its own due (``DUE_KEY``), if anything."""
+    value = placement.extra.get(DUE_KEY)
+    try:
+        return _aware(datetime.fromisoformat(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.environ, *,
                    seeders=None) -> list[EventOutcome]:
     """Write the events that are due, source by source; one outcome per canary tried.
+
+    What a seeder set due in a placement (``DUE_KEY``) comes first, whatever ``every`` (it completes the
+    planting, it is not a later event); then the later event if that is due too.
 
     ``seeders``: the drip run's sources already open (``get(source)``), used
     and left open; otherwise each source's seeder is opened and closed here.
@@ -81,13 +97,14 @@ def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.
     from canary.planting.planter import open_seeder
     from canary.planting.seeder import Seeder
 
-    if every is not None and every <= timedelta():
-        return []
+    events_off = every is not None and every <= timedelta()
     due: dict[str, list] = {}
     for record in registry.list_canaries(status=CanaryStatus.PLANTED):
         if record.placement is None or record.planted_at is None:
             continue
-        if next_event_at(record.id, record.placement, record.planted_at, every) <= now:
+        owed = seeder_due_at(record.placement)
+        if (owed is not None and owed <= now) or (
+                not events_off and next_event_at(record.id, record.placement, record.planted_at, every) <= now):
             due.setdefault(record.source, []).append(record)
     outcomes: list[EventOutcome] = []
     for source, records in sorted(due.items()):
@@ -103,11 +120,29 @@ def add_due_events(registry, now: datetime, every: timedelta | None, environ=os.
             if not seeder.writes_events():
                 continue  # e.g. a sql mapping without [[related]] event tables
             for record in records[:MAX_PER_RUN]:
-                outcomes.append(_one_event(registry, seeder, record, now))
+                owed = seeder_due_at(record.placement)
+                if owed is not None and owed <= now:
+                    record = _one_due(registry, seeder, record, now)
+                if not events_off and record.placement is not None and \
+                        next_event_at(record.id, record.placement, record.planted_at, every) <= now:
+                    outcomes.append(_one_event(registry, seeder, record, now))
         finally:
             if seeders is None:
                 seeder.close()
     return outcomes
+
+
+def _one_due(registry, seeder, record, now: datetime):
+    """What the seeder set due for this canary (``Seeder.add_due``); the record with its grown placement."""
+    try:
+        grown = seeder.add_due(record.identity, record.placement, now)
+    except CanaryError as err:
+        log.warning("drip: what was due for canary #%s in %s failed: %s", record.id, record.source, err)
+        return record
+    if grown is None:  # nothing the seeder can do: not asked again
+        grown = replace(record.placement, extra={k: v for k, v in record.placement.extra.items() if k != DUE_KEY})
+    registry.replace_placement(record.id, grown)
+    return replace(record, placement=grown)
 
 
 def _one_event(registry, seeder, record, now: datetime) -> EventOutcome:

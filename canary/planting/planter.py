@@ -85,6 +85,7 @@ def plant(
     if seeder is None:
         seeder = open_seeder(spec, environ)
     try:
+        seeder.set_own_rows(_own_rows(registry, spec.name))
         identities, redrawn = _draw(registry, config, spec, seeder, count, seed)
         seeder.check_fits(identities)
         result = PlantResult(source=spec.name, batch=None, redrawn=redrawn, dry_run=dry_run)
@@ -102,6 +103,14 @@ def plant(
     finally:
         if owned:
             seeder.close()
+
+
+def _own_rows(registry, source: str) -> set[tuple[str, frozenset]]:
+    """(table, key items) of every row the source's live canaries placed (Seeder.set_own_rows)."""
+    live = (CanaryStatus.PLANTED, CanaryStatus.MISSING)
+    records = registry.list_canaries(source=source, status=live)
+    return {(row["table"], frozenset(row["key"].items())) for record in records
+            for row in (record.placement.rows if record.placement else ()) if row.get("key")}
 
 
 def _plant_one(registry, seeder: Seeder, batch, identity: Identity) -> int:

@@ -151,6 +151,12 @@ class Seeder(ABC):
         ``plant --count N`` the seeder is not refreshed: its canaries draw from one reading.
         """
 
+    def set_own_rows(self, refs: set[tuple[str, frozenset]]) -> None:
+        """The rows this source's live canaries placed, as (table, key items) (canary.audit.site.placed_refs),
+        given by the planter before it plants: a seeder that lends values from the site's recent patients
+        lends them from real patients only, never from an earlier canary (a copy of a copy makes canaries
+        alike). The default ignores them."""
+
     def notices(self) -> list[str]:
         """Lines the user must read after planting (e.g. the canaries are not searchable yet); one each."""
         return []
@@ -209,6 +215,12 @@ class Seeder(ABC):
         Returns the placement with the new rows appended (retire removes them
         with the rest), or None when this seeder writes no events.
         """
+        return None
+
+    def add_due(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
+        """Write what this seeder set due in the placement (``canary.planting.events.DUE_KEY``) by ``when``,
+        never dated after it, and set the next such time in the returned placement's extra (or remove it).
+        None: nothing to write (the due time is then dropped). The default writes nothing."""
         return None
 
     def writes_events(self) -> bool:

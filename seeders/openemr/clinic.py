@@ -62,6 +62,7 @@ class ClinicHabits:
     appointment_share: float = 0.0  # of recent patients who booked a follow-up the day they registered
     appointments: list[dict[str, Any]] = field(default_factory=list)  # those appointments (templates)
     portal_delays: list[float] = field(default_factory=list)  # seconds from regdate to portal account
+    allergy_delays: list[float] = field(default_factory=list)  # seconds from regdate to the first allergy entered
     has_sequences: bool = False
     later_visits: list[LaterVisit] = field(default_factory=list)  # the site's recent visits after day one
     revisit_every: float = 0.0  # seconds: days followed / visits after day one, settled recent patients
@@ -87,7 +88,7 @@ def read_clinic(target: SqlTarget) -> ClinicHabits:
         habits.patients = len(recent)
         if not recent:
             return habits
-        _encounters(conn, tables, recent, habits)
+        _encounters(conn, tables, recent, habits, target.table("log"))
         _vitals(conn, tables, habits)
         _issues(conn, tables["lists"], recent, habits)
         _appointments(conn, tables["openemr_postcalendar_events"], recent, habits)
@@ -106,7 +107,7 @@ def _after(regdate: datetime, when: Any) -> float | None:
 
 
 def _encounters(conn: sa.Connection, t: dict[str, sa.Table], recent: dict[int, datetime],
-                habits: ClinicHabits) -> None:
+                habits: ClinicHabits, log: sa.Table | None = None) -> None:
     fe, forms, users = t["form_encounter"], t["forms"], t["users"]
     if fe is None or forms is None:
         return
@@ -119,10 +120,12 @@ def _encounters(conn: sa.Connection, t: dict[str, sa.Table], recent: dict[int, d
                           .where(fe.c.pid.in_(list(recent))).group_by(fe.c.pid)):
         if r.first is not None:
             first[r.pid] = r.first
+    opened = _chart_opened(conn, log, recent) if habits.date_only else {}
     for pid, when in first.items():
-        # A date-only encounter on the registration day counts as seen that day, at an unknown time.
+        # A date-only encounter on the registration day counts as seen that day, at the time its chart was
+        # opened after the registration (setpid's 'view' log row), else at an unknown time.
         day = habits.date_only and when.date() == recent[pid].date()
-        delay = _after(recent[pid], when)
+        delay = _after(recent[pid], when) if not day else opened.get(pid)
         if day or delay is not None:
             habits.encounter_delays.append(delay if delay is not None else -1.0)
     # Who signs the encounter form: forms.user (username) of the 'newpatient' form, by provider.
@@ -142,6 +145,23 @@ def _encounters(conn: sa.Connection, t: dict[str, sa.Table], recent: dict[int, d
         habits.groupname = max(set(groups), key=groups.count)
 
 
+def _chart_opened(conn: sa.Connection, log: sa.Table | None, recent: dict[int, datetime]) -> dict[int, float]:
+    """Seconds from each recent patient's registration to the first 'view' log row naming it later that day
+    (the chart opened for the day's visit; the registration's own view is in its second)."""
+    if log is None or not {"patient_id", "date", "event"} <= set(log.c.keys()):
+        return {}
+    opened: dict[int, float] = {}
+    for r in conn.execute(sa.select(log.c.patient_id, log.c.date).where(log.c.event == "view",
+                                                                         log.c.patient_id.in_(list(recent)))):
+        registered = recent.get(r.patient_id)
+        if not isinstance(r.date, datetime) or registered is None or r.date.date() != registered.date():
+            continue
+        delay = (r.date - registered).total_seconds()
+        if delay >= 1 and (r.patient_id not in opened or delay < opened[r.patient_id]):
+            opened[r.patient_id] = delay
+    return opened
+
+
 def _vitals(conn: sa.Connection, t: dict[str, sa.Table], habits: ClinicHabits) -> None:
     forms, vitals, pd = t["forms"], t["form_vitals"], t["patient_data"]
     if forms is None or vitals is None or not habits.encounters:
@@ -152,13 +172,22 @@ def _vitals(conn: sa.Connection, t: dict[str, sa.Table], habits: ClinicHabits) -
                                                         forms.c.encounter.in_([e for _, e in encounters])))}
     habits.vitals_share = sum(e in with_vitals for e in encounters) / len(encounters)
     habits.vitals = [dict(r._mapping) for r in conn.execute(
-        sa.select(vitals, pd.c.sex.label("patient_sex")).join(pd, pd.c.pid == vitals.c.pid)
+        sa.select(vitals, pd.c.sex.label("patient_sex"), pd.c.DOB.label("patient_dob"))
+        .join(pd, pd.c.pid == vitals.c.pid)
         .order_by(vitals.c.id.desc()).limit(SAMPLE))]
 
 
 def _issues(conn: sa.Connection, lists: sa.Table | None, recent: dict[int, datetime], habits: ClinicHabits) -> None:
     if lists is None:
         return
+    # The allergies of a new patient: entered how long after registering (by the front desk, or during the
+    # visit: the site's own delays, whoever enters them).
+    first: dict[int, datetime] = {}
+    for r in conn.execute(sa.select(lists.c.pid, lists.c.date).where(lists.c.type == "allergy",
+                                                                      lists.c.pid.in_(list(recent)))):
+        if isinstance(r.date, datetime) and (r.pid not in first or r.date < first[r.pid]):
+            first[r.pid] = r.date
+    habits.allergy_delays = sorted(d for pid, when in first.items() if (d := _after(recent[pid], when)) is not None)
     for kind in ("medical_problem", "medication"):
         rows = [dict(r._mapping) for r in conn.execute(
             sa.select(lists).where(lists.c.type == kind, lists.c.pid.in_(list(recent))).order_by(lists.c.id))]

@@ -87,23 +87,34 @@ class Schedule:
     allergies: datetime | None = None  # when the identity's allergies are entered (never the registration second)
     encounter_template: dict[str, Any] = field(default_factory=dict)
     vitals_template: dict[str, Any] = field(default_factory=dict)
+    # Log rows naming the patient after its registration, outside its visits (a front-desk session still
+    # holding the new patient): as many as the site's patients have in their first weeks, dated between the
+    # registration and the clock; empty when there is no room (the first later visit brings them then).
+    between: list[datetime] = field(default_factory=list)
+    # The day's visit left to the drip run (draw_schedule's defer_visit): seconds after the registration,
+    # and what it carries (vitals, appointment: bools; issues: type -> count); None: no visit that day.
+    visit: dict[str, Any] | None = None
 
 
 def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, latest_registration: datetime | None,
-                  *, sex: str, portal: str, footprint: bool) -> Schedule:
-    """Draw this canary's day from the site's rates, then date it so that its last event is ``clock``."""
+                  *, sex: str, portal: str, footprint: bool, defer_visit: bool = False,
+                  born: date | None = None) -> Schedule:
+    """Draw this canary's day from the site's rates, then date it so that its last event is ``clock``.
+
+    The events after the encounter are drawn first; the encounter's delay after the registration is then
+    one of the site's delays that leaves the day room between the site's latest registration and the clock,
+    when one does (registrations stay in pid order; squeezing the day would shorten every delay)."""
+    room = (clock - latest_registration).total_seconds() if latest_registration is not None else None
     offsets: dict[str, float] = {}
+    after: dict[str, float] = {}  # seconds after the encounter
     plan = Schedule(registered=clock)
     if footprint and clinic.clinicians and rnd.random() < clinic.share(len(clinic.encounter_delays)):
-        delay = rnd.choice(clinic.encounter_delays)
-        offsets["encounter"] = delay if delay >= 0 else rnd.uniform(600, 7200)
         plan.clinician = rnd.choice(clinic.clinicians)
         plan.encounter_template = rnd.choice(clinic.encounters)
-        same_sex = [v for v in clinic.vitals if v.get("patient_sex") == sex] or clinic.vitals
+        same_sex = vitals_like(clinic, sex, born, clock)
         if same_sex and rnd.random() < clinic.vitals_share:
-            offsets["vitals"] = offsets["encounter"] + rnd.uniform(120, 600)
+            after["vitals"] = rnd.uniform(120, 600)
             plan.vitals_template = rnd.choice(same_sex)
-    visit = offsets.get("encounter", 0.0)
     issues = []
     if footprint and plan.clinician:
         for rows in clinic.issues.values():
@@ -114,13 +125,43 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
             seen = max(1, len(clinic.encounter_delays))
             if by_patient and rnd.random() < min(1.0, len(by_patient) / seen):
                 count = len(rnd.choice(list(by_patient.values())))
-                issues += [(row, visit + rnd.uniform(180, 1200)) for row in rnd.sample(rows, min(count, len(rows)))]
+                issues += [(row, rnd.uniform(180, 1200)) for row in rnd.sample(rows, min(count, len(rows)))]
     if footprint and clinic.appointments and rnd.random() < clinic.appointment_share:
         template = rnd.choice(clinic.appointments)
-        offsets["appointment"] = visit + rnd.uniform(300, 1800)
+        after["appointment"] = rnd.uniform(300, 1800)
         lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
-    # Allergies are entered during the visit, or by the front desk a few minutes after registering.
-    offsets["allergies"] = visit + rnd.uniform(120, 900) if "encounter" in offsets else rnd.uniform(60, 600)
+    visit = 0.0
+    if plan.clinician:
+        # A date-only encounter's delay is unknown: somewhere in the next two hours.
+        delays = [d if d >= 0 else rnd.uniform(600, 7200) for d in clinic.encounter_delays] or \
+            [rnd.uniform(600, 7200)]
+        tail = max([0.0, *after.values(), *(at for _, at in issues)])
+        fits = [d for d in delays if defer_visit or room is None or d + tail <= room]
+        visit = rnd.choice(fits or delays)
+        if defer_visit:
+            # The visit happens after the planting moment: the drip run writes it when its time has come
+            # (Seeder.add_due, deferred_visit below); the registration is then at the planting moment,
+            # at the hours the site registers its patients.
+            kinds: dict[str, int] = {}
+            for row, _at in issues:
+                kinds[row["type"]] = kinds.get(row["type"], 0) + 1
+            plan.visit = {"after": round(visit), "vitals": "vitals" in after,
+                          "appointment": "appointment" in after, "issues": kinds}
+            plan.clinician, plan.encounter_template, plan.vitals_template = None, {}, {}
+            after, issues, visit = {}, [], 0.0
+        else:
+            offsets["encounter"] = visit
+            offsets.update({name: visit + at for name, at in after.items()})
+            issues = [(row, visit + at) for row, at in issues]
+    elif "appointment" in after:  # booked by the front desk, no visit that day
+        offsets["appointment"] = after["appointment"]
+    # Allergies are entered as long after registering as the site's new patients have theirs (the front
+    # desk, minutes after); without any to learn from, during the visit or a few minutes after registering.
+    allergy_delays = clinic.allergy_delays
+    if allergy_delays:
+        offsets["allergies"] = max(1.0, rnd.choice(allergy_delays))
+    else:
+        offsets["allergies"] = visit + rnd.uniform(120, 900) if "encounter" in offsets else rnd.uniform(60, 600)
     same_day = clinic.share(len(clinic.portal_delays))
     wants_portal = portal == "yes" or (portal == "auto" and rnd.random() < same_day)
     # Most sites hand credentials out days or weeks after registering: those come with a later visit
@@ -141,6 +182,15 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         room = max(0.0, (clock - latest_registration).total_seconds())
         if room < MIN_SQUEEZE * span or room < 120:
             if portal != "yes":
+                # Only registered, like a walk-in seen later; its allergies entered as soon after registering
+                # as the site's are, when one of those delays fits (else they come with a later visit).
+                fits = [d for d in allergy_delays if 1 <= d <= room]
+                if fits:
+                    entered = rnd.choice(fits)
+                    squeezed = Schedule(registered=clock - timedelta(seconds=int(entered)), allergies=clock,
+                                        portal_later=later)
+                    squeezed.between = _between(clinic, rnd, squeezed.registered, clock)
+                    return squeezed
                 return Schedule(registered=clock, portal_later=later)
             # Credentials were asked for: registered as early as the pid order allows, credentials now.
             registered = min(clock, max(latest_registration, clock - timedelta(seconds=60)))
@@ -160,7 +210,57 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
         plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
     plan.portal = at(offsets["portal"]) if "portal" in offsets else None
     plan.allergies = at(offsets["allergies"])
+    plan.between = _between(clinic, rnd, registered, clock)
     return plan
+
+
+def deferred_visit(clinic: ClinicHabits, rnd: random.Random, registered: datetime, visit: dict[str, Any],
+                   sex: str, born: date | None = None) -> Schedule | None:
+    """The registration day's visit drawn at planting (``Schedule.visit``), as the drip run writes it once
+    its time has come: the encounter ``visit["after"]`` seconds after the registration, by one of the
+    site's clinicians, with the vitals, issues and follow-up drawn then, templates from the site's own."""
+    if not clinic.clinicians or not clinic.encounters:
+        return None
+    seen = registered + timedelta(seconds=max(60, int(visit.get("after") or 0)))
+    plan = Schedule(registered=registered, clinician=rnd.choice(clinic.clinicians), encounter=seen,
+                    encounter_template=rnd.choice(clinic.encounters))
+    same_sex = vitals_like(clinic, sex, born, registered)
+    if visit.get("vitals") and same_sex:
+        plan.vitals = seen + timedelta(seconds=rnd.randint(120, 600))
+        plan.vitals_template = rnd.choice(same_sex)
+    for kind, count in (visit.get("issues") or {}).items():
+        rows = clinic.issues.get(kind) or []
+        plan.issues += [(row, seen + timedelta(seconds=rnd.randint(180, 1200)))
+                        for row in rnd.sample(rows, min(int(count), len(rows)))]
+    plan.issues.sort(key=lambda pair: pair[1])
+    if visit.get("appointment") and clinic.appointments:
+        template = rnd.choice(clinic.appointments)
+        booked = seen + timedelta(seconds=rnd.randint(300, 1800))
+        lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
+        plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
+    return plan
+
+
+def vitals_like(clinic: ClinicHabits, sex: str, born: date | None, when: datetime) -> list[dict[str, Any]]:
+    """The site's recent vitals of patients of the canary's sex and of about its age then (within 10
+    years; 3 for a child: a child's weight is not an adult's), else of its sex, else any."""
+    same_sex = [v for v in clinic.vitals if v.get("patient_sex") == sex] or clinic.vitals
+    if born is None:
+        return same_sex
+    age = (when.date() - born).days / 365.25
+    near = 3 if age < 18 else 10
+    alike = [v for v in same_sex if isinstance(v.get("patient_dob"), date) and isinstance(v.get("date"), datetime)
+             and abs((v["date"].date() - v["patient_dob"]).days / 365.25 - age) <= near]
+    return alike or same_sex
+
+
+def _between(clinic: ClinicHabits, rnd: random.Random, registered: datetime, clock: datetime) -> list[datetime]:
+    """When the rows naming the new patient in its first weeks are written (``Schedule.between``)."""
+    room = int((clock - registered).total_seconds())
+    if not clinic.between_first or not clinic.between_log_users or room < 60:
+        return []
+    count = rnd.choice(clinic.between_first)
+    return sorted(registered + timedelta(seconds=rnd.randint(60, room)) for _ in range(count))
 
 
 def footprint_rows(plan: Schedule, pid: int, encounter_number: int, clinic: ClinicHabits,
@@ -220,7 +320,8 @@ def _form(when: datetime, encounter: int, name: str, formdir: str, pid: int, cli
 def _vitals(plan: Schedule, pid: int, encounter: int, clinic: ClinicHabits, tables: dict[str, sa.Table],
             registry: Callable[[str, str, datetime], bytes], rnd: random.Random) -> list[RowPlan]:
     template, when = plan.vitals_template, plan.vitals
-    skip = {"id", "uuid", "date", "pid", "user", "groupname", "patient_sex", "last_updated", "BMI", "BMI_status",
+    skip = {"id", "uuid", "date", "pid", "user", "groupname", "patient_sex", "patient_dob", "last_updated", "BMI",
+            "BMI_status",
             "note", "external_id"}
     values = {k: v for k, v in template.items() if k not in skip}
     values.update({"note": _blank(template.get("note")), "external_id": None})

@@ -49,6 +49,9 @@ class OpenEmrHost:
     tables: frozenset[str] = frozenset()
     # The users who created the recent patients, one per patient (drawn per canary), unless user_id is set.
     creators: tuple[OpenEmrUser, ...] = ()
+    # pids of this source's live canaries (Seeder.set_own_rows): never drawn as the lending patient.
+    own_pids: frozenset[int] = frozenset()
+    own_rows: tuple[dict[str, Any], ...] = ()  # their patient_data rows (the lent columns balanced against)
 
 
 def read_host(target: SqlTarget, settings: dict[str, Any], source_name: str) -> OpenEmrHost:

@@ -34,14 +34,14 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 import sqlalchemy as sa
 
 from seeders.openemr import auditlog
 from seeders.openemr.clinic import BETWEEN_FIRST, ClinicHabits
-from seeders.openemr.footprint import Schedule, footprint_rows
+from seeders.openemr.footprint import Schedule, footprint_rows, vitals_like
 from seeders.openemr.rows import UNCHECKED
 from seeders.openemr.values import comb_uuid
 from seeders.sql.rows import RowPlan
@@ -67,7 +67,7 @@ class LaterPlan:
 
 def later_visit(clinic: ClinicHabits, rnd: random.Random, when: datetime, sex: str, *,
                 registered: datetime | None = None, since: datetime | None = None, first: bool = False,
-                portal_due: bool = False) -> LaterPlan | None:
+                portal_due: bool = False, born: date | None = None) -> LaterPlan | None:
     """The visit's plan, or None when the site has no clinician's encounter to learn from.
 
     ``registered``, ``since``: the canary's registration and its previous dated row (between-visit rows
@@ -78,7 +78,7 @@ def later_visit(clinic: ClinicHabits, rnd: random.Random, when: datetime, sex: s
     seen = when - timedelta(seconds=rnd.randint(*_VISIT_START))
     plan = Schedule(registered=seen, clinician=rnd.choice(clinic.clinicians), encounter=seen,
                     encounter_template=rnd.choice(clinic.encounters))
-    same_sex = [v for v in clinic.vitals if v.get("patient_sex") == sex] or clinic.vitals
+    same_sex = vitals_like(clinic, sex, born, when)
     if same_sex and rnd.random() < clinic.vitals_share:
         plan.vitals = seen + timedelta(seconds=rnd.randint(120, 600))
         plan.vitals_template = rnd.choice(same_sex)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
@@ -38,7 +39,9 @@ from canary import phones
 from canary.identity.generator import home_line_only_share, second_line_share
 from canary.identity.medical import ALLERGIC_SHARE
 from canary.identity.names import married_name_share
+from canary.identity import refdata
 from canary.identity.occupations import occupation
+from canary.identity.sampling import pick
 from canary.identity.places import address_complement
 from canary.model import Identity, Sex
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
@@ -160,7 +163,19 @@ def build_rows(identity: Identity, host: OpenEmrHost, setup: OpenEmrSetup, choic
         if "date_created" in tables["patient_access_onsite"].c:
             portal["date_created"] = plan.portal
         rows.append(RowPlan("patient_access_onsite", ("id",), portal, generated=dict(_ID), alias="portal"))
-    return _logged(rows, host, setup, numbers, setup.posted_columns)
+    rows = _logged(rows, host, setup, numbers, setup.posted_columns)
+    if plan is not None and plan.between and clinic is not None and not setup.on("enable_auditlog_encryption") \
+            and "log" in tables and "log_comment_encrypt" in tables:
+        # The patient named again by the session that registered it (seeders/openemr/footprint.py Schedule).
+        user = host.user.username if host.user else rnd.choice(clinic.between_log_users)
+        for n, at in enumerate(plan.between):
+            rows += auditlog.log_rows(f"{BETWEEN_ALIAS}{n}", at, "view", "view",
+                                      auditlog.LogContext(user, clinic.groupname, pid), b"", pid)
+    return rows
+
+
+# Alias prefix of those rows' log_rows (the seeder then leaves them out of the first later visit).
+BETWEEN_ALIAS = "between_registration_"
 
 
 def _logged(rows: list[RowPlan], host: OpenEmrHost, setup: OpenEmrSetup, numbers: Numbers,
@@ -198,17 +213,23 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
     age = _age(identity.birth_date, numbers.now)
     # The recent patient like this one who lends the site's choices, and which columns are filled.
     donor = site_donor(habits, rnd, sex=sex, age=age,
-                       birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd))
+                       birth_name=_records_birth_name(identity, habits, sex=sex, age=age, rnd=rnd),
+                       exclude=host.own_pids, balance=host.own_rows)
+    nir = nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir
     values: dict[str, Any] = {
         "pid": numbers.pid,
         "pubpid": _pubpid(habits, numbers.pid),
         "fname": fname,
         "lname": lname,
-        # Second first names: written as often as the site's staff write them.
-        "mname": " ".join(identity.first_names[1:]) if rnd.random() < habits["mname"].filled_share else "",
+        # Second first names: written when the lending patient's record has one (the identity's, else one
+        # given in its birth decade), else that record's empty writing.
+        "mname": _own(donor, habits, "mname", lambda: _middle_name(identity, habits, rnd),
+                      _cased(habits, "fname", " ".join(identity.first_names[1:]))),
         "DOB": identity.birth_date,
         "sex": sex,
-        "ss": nir_spaced(identity.nir) if _spaced_nirs(habits) else identity.nir,
+        # The NIR where the lending patient's record has one (the site's staff leave it empty for some): the
+        # registry keeps the identity's either way.
+        "ss": _own(donor, habits, "ss", lambda: nir, nir),
         "street": identity.address.line1,
         # A complement where the lending patient has one: the identity's, else one of the same kind.
         "street_line_2": _own(donor, habits, "street_line_2",
@@ -279,13 +300,18 @@ _COMMON = 3
 _AGE_BANDS = (18, 30, 45, 65, 80)
 
 
-def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name: bool) -> dict[str, Any] | None:
+def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name: bool,
+               exclude: frozenset[int] = frozenset(), balance: Any = ()) -> dict[str, Any] | None:
     """One of the site's recent patients like the canary, drawn at random: same sex, same age band and,
     when it can, a birth name apart from the used name exactly when the canary has one (a married woman
     whose staff record her birth name). Relaxed in that order, then to the next age bands, when no recent
-    patient matches; None on an empty site."""
+    patient matches; None on an empty site. ``exclude``: pids never drawn (our own canaries).
+
+    ``balance``: the rows of the canaries already planted. Among a few patients drawn from the tier, the
+    one whose lent columns bring the canaries' shares closest to the site's (``_balanced``): thirty
+    canaries each drawn freely land 15-25 points off the site on one column or another."""
     band = _band(age)
-    bands = [(r, _band(_age(r.get("DOB"), r.get("regdate")))) for r in habits.rows]
+    bands = [(r, _band(_age(r.get("DOB"), r.get("regdate")))) for r in habits.rows if r.get("pid") not in exclude]
     tiers = (
         lambda r, b: r.get("sex") == sex and b == band and _other_birth_name(r) == birth_name,
         lambda r, b: r.get("sex") == sex and b == band,
@@ -296,8 +322,51 @@ def site_donor(habits: TableHabits, rnd: Any, *, sex: str, age: int, birth_name:
     for tier in tiers:
         like = [r for r, b in bands if tier(r, b)]
         if like:
-            return rnd.choice(like)
+            return _balanced(like, habits, rnd, balance, exclude)
     return None
+
+
+# Columns the identity, the clock or the creator decide, never balanced; nor are dates and binary columns.
+_NOT_LENT = frozenset({"id", "uuid", "pid", "pubpid", "fname", "lname", "DOB", "sex", "street", "postal_code", "city",
+                       "regdate", "date", "last_updated", "created_by", "updated_by", "dupscore", "birth_lname",
+                       "birth_fname", "birth_mname", "phone_home", "phone_cell"})
+_CANDIDATES = 4  # patients drawn from the tier, the best balanced kept
+
+
+def _lent_key(habits: TableHabits, name: str, value: Any) -> Any:
+    """What a lent column shows of a value: NULL, empty, a pick-list value, or someone's own text."""
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.strip():
+        return ""
+    short = value if not isinstance(value, str) or len(value) <= 64 else None
+    return value if habits[name].values.get(short, 0) >= _COMMON else "<own>"
+
+
+def _balanced(like: list[dict[str, Any]], habits: TableHabits, rnd: Any, canaries: Any,
+              exclude: frozenset[int]) -> dict[str, Any]:
+    if not canaries or len(like) == 1:
+        return rnd.choice(like)
+    candidates = rnd.sample(like, min(_CANDIDATES, len(like)))
+    site = [r for r in habits.rows if r.get("pid") not in exclude]
+    columns = [name for name, value in candidates[0].items() if name not in _NOT_LENT and name in habits.columns and
+               not isinstance(value, (bytes, bytearray, memoryview, date, datetime))]
+    shares, counts = {}, {}
+    for name in columns:
+        shares[name] = Counter(_lent_key(habits, name, r.get(name)) for r in site)
+        counts[name] = Counter(_lent_key(habits, name, r.get(name)) for r in canaries)
+    total, planted = max(1, len(site)), len(canaries) + 1
+
+    def distance(row: dict[str, Any]) -> float:
+        out = 0.0
+        for name in columns:
+            mine = _lent_key(habits, name, row.get(name))
+            for key in set(shares[name]) | set(counts[name]) | {mine}:
+                share = (counts[name][key] + (key == mine)) / planted
+                out += (share - shares[name][key] / total) ** 2
+        return out
+
+    return min(candidates, key=distance)
 
 
 def drawn_from_site(habits: TableHabits, table: sa.Table, skip: set[str],
@@ -344,6 +413,18 @@ def _own(donor: dict[str, Any] | None, habits: TableHabits, column: str, text: C
 def _empty(donor: dict[str, Any], habits: TableHabits, column: str) -> Any:
     value = donor.get(column)
     return value if column in donor and not _has(value) else habits.empty_value(column, "")
+
+
+def _middle_name(identity: Identity, habits: TableHabits, rnd: Any) -> str:
+    """The identity's second first names, or one of its sex and birth decade when it has none."""
+    middle = " ".join(identity.first_names[1:])
+    if not middle:
+        table = refdata.first_names("M" if identity.sex is Sex.MALE else "F", identity.birth_date.year)
+        for _ in range(10):
+            middle = pick(rnd, table)
+            if middle.lower() != identity.first_name.lower():
+                break
+    return _cased(habits, "fname", middle)
 
 
 def _birth_names(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None, fname: str) -> dict[str, Any]:

@@ -19,19 +19,20 @@ import sqlalchemy as sa
 
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement, Sex
-from canary.planting.events import EVENTS_KEY, PACE_KEY
+from canary.planting.events import DUE_KEY, EVENTS_KEY, PACE_KEY
 from seeders.sql import appsql
 from seeders.sql.access import access_problems, needs
 from seeders.sql.appsql import ApplicationSqlSeeder
 from seeders.sql.siteread import PatientLayout
 from seeders.base import SeederOption
+from seeders.openemr import auditlog
 from seeders.openemr.host import OpenEmrHost, read_host
-from seeders.openemr.rows import (Numbers, allergy_rows, build_rows, portal_values, resolve_choices, second_save,
-                                  writes_allergies)
-from seeders.openemr.later import last_dated, later_visit, visit_rows
+from seeders.openemr.rows import (BETWEEN_ALIAS, Numbers, allergy_rows, build_rows, portal_values, resolve_choices,
+                                  second_save, writes_allergies)
+from seeders.openemr.later import LaterPlan, last_dated, later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
-from seeders.openemr.footprint import draw_schedule
+from seeders.openemr.footprint import deferred_visit, draw_schedule
 from seeders.openemr.setup import OpenEmrSetup, read_setup
 from seeders.sql.rows import AUTOINCREMENT, Generated, RowPlan
 from seeders.openemr.values import comb_uuid, dupscore_params, dupscore_query, nir_spaced, portal_password_hash
@@ -45,6 +46,12 @@ _ATTEMPTS = 3
 # In a placement's extra: the record's later save, [seconds after registration, updated_by] while to be
 # made, 0 when the site's rate said never, -1 once made (seeders/openemr/rows.py second_save).
 SAVE_KEY = "openemr_second_save"
+# In a placement's extra: seconds after registering when later credentials are handed out (Seeder.add_due).
+PORTAL_KEY = "openemr_portal_after"
+# In a placement's extra: the registration day's visit the drip run writes (footprint.Schedule.visit); 0 once done.
+DAY_KEY = "openemr_day_visit"
+# In a placement's extra: the log rows of the patient's first weeks were written with its registration.
+BETWEEN_KEY = "openemr_between_written"
 # Where OpenEMR keeps its patients, for `canary audit --separability`, drip pace and catchment (read only).
 # OpenEMR's schema declares no foreign keys: every table that holds a patient's pid is listed here
 # (OpenEMR's sql/database.sql; the log keys it as patient_id, documents as foreign_id, the calendar as pc_pid).
@@ -99,6 +106,9 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
                      "auto (at the share of the site's new patients who get them), yes or no", default="auto"),
         SeederOption("footprint", "write the registration day's encounter, vitals, problems, medications and "
                      "follow-up appointment, each at this site's rate", default="yes"),
+        SeederOption("day_visit", "the registration day's visit: drip (written by `canary drip run` when its "
+                     "time has come, the registration at the planting moment) or planting (squeezed between the "
+                     "site's last registration and the planting moment)", default="drip"),
         SeederOption("future_appointment_status", "pc_apptstatus of a follow-up appointment (x: cancelled, so "
                      "no one expects the patient; site: the statuses of the site's own follow-ups)", default="x"),
         SeederOption("portal_login", "portal login name: auto (like the site's accounts), email, account "
@@ -115,6 +125,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         "create_portal_account": appsql.parse_choice("auto", "yes", "no"),
         "portal_login": appsql.parse_choice("auto", "email", "account", "identity"),
         "footprint": appsql.parse_bool,
+        "day_visit": appsql.parse_choice("drip", "planting"),
         "future_appointment_status": appsql.parse_text,
     }
 
@@ -128,6 +139,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         self._check_facility()
         self._check_appointment_status()
         self.host = read_host(target, self.settings, self.source.name)
+        if getattr(self, "_own_pids", None):
+            self.host = replace(self.host, own_pids=self._own_pids, own_rows=self._own_rows(self._own_pids))
         self.choices = resolve_choices(self.host, self.settings)
         reflected = {name: target.table(name) for name in _WRITTEN}
         self.tables = {name: table for name, table in reflected.items() if table is not None}
@@ -139,6 +152,16 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             self.clinic.later_visits = [replace(v, issues={k: rows for k, rows in v.issues.items() if k != "medication"})
                                         for v in self.clinic.later_visits]
         self._rnd = random.SystemRandom()
+
+    def set_own_rows(self, refs: set[tuple[str, frozenset]]) -> None:
+        pids = frozenset(int(dict(key)["pid"]) for table, key in refs
+                         if table == "patient_data" and str(dict(key).get("pid", "")).isdigit())
+        self._own_pids = pids  # kept for a refresh() that reads the host again
+        self.host = replace(self.host, own_pids=pids, own_rows=self._own_rows(pids))
+
+    def _own_rows(self, pids: frozenset[int]) -> tuple[dict[str, Any], ...]:
+        table = self.tables["patient_data"]
+        return tuple(self._read_rows(sa.select(table).where(table.c.pid.in_(sorted(pids))))) if pids else ()
 
     def check_access(self) -> list[str]:
         wanted = needs(self.written_tables)
@@ -177,9 +200,13 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             users = {u.username for u in self.host.creators} | ({self.host.user.username} if self.host.user else set())
             previous_by_user = {}
             for username in sorted(users):
-                previous_by_user[username] = int(conn.execute(sa.select(log.c.patient_id).where(
-                    log.c.user == username, log.c.patient_id.is_not(None))
-                    .order_by(log.c.id.desc()).limit(1)).scalar() or 0)
+                # The last patient whose record this user saved (the inserts after the patient's own name it):
+                # chart views are left out, ours among them (a check-in view we wrote never was in the
+                # user's real session).
+                named = sa.select(log.c.patient_id).where(log.c.user == username, log.c.patient_id.is_not(None))
+                previous_by_user[username] = int(conn.execute(
+                    named.where(log.c.event == "patient-record-insert").order_by(log.c.id.desc()).limit(1)).scalar()
+                    or conn.execute(named.order_by(log.c.id.desc()).limit(1)).scalar() or 0)
             previous = previous_by_user.get(self.host.user.username if self.host.user else "", 0)
             encounter = _next_encounter(conn) if "form_encounter" in self.tables else 0
         # This machine's clock in the database's time zone, as OpenEMR's PHP date() stamps rows (the
@@ -210,7 +237,9 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         """The numbers with this canary's day drawn, the registration dated before its events."""
         plan = draw_schedule(self.clinic, self._rnd, numbers.clock, numbers.latest,
                              sex="Male" if identity.sex is Sex.MALE else "Female", portal=self.choices.portal,
-                             footprint=self.settings["footprint"])
+                             footprint=self.settings["footprint"],
+                             defer_visit=self.settings["footprint"] and self.settings["day_visit"] == "drip",
+                             born=identity.birth_date)
         encounter = numbers.encounter
         if plan.encounter is not None and take_number:
             encounter = self._take_encounter_number()
@@ -233,13 +262,14 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         if pid is None or not self.settings["footprint"]:
             return None
         when = self._database_time(when)
-        # Registered with 'Allow Patient Portal' for credentials that come later: handed out at this visit.
-        portal_due = patient["values"].get("allow_patient_portal") == "YES" and self.choices.portal == "auto" and \
-            not any(r["table"] == "patient_access_onsite" for r in placement.rows) and \
-            "patient_access_onsite" in self.tables
+        # Registered with 'Allow Patient Portal' for credentials that come later: handed out at this visit,
+        # unless their own moment was drawn at planting (add_due hands them out then).
+        portal_due = self._portal_due(patient, placement) and \
+            not isinstance(placement.extra.get(PORTAL_KEY), (int, float))
         plan = later_visit(self.clinic, self._rnd, when, "Male" if identity.sex is Sex.MALE else "Female",
                            registered=_stamp(patient["values"].get("regdate")), since=last_dated(placement.rows),
-                           first=not placement.extra.get(EVENTS_KEY), portal_due=portal_due)
+                           first=_first_weeks_due(placement, patient),
+                           portal_due=portal_due, born=identity.birth_date)
         if plan is None:
             return None
         portal, user = (self._later_portal(identity, patient, int(pid), plan.portal_at)
@@ -255,7 +285,24 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         except SourceError:
             self._give_back([number])
             raise
-        return self._saved_again(replace(placement, rows=tuple(placement.rows) + tuple(placed)), int(pid), when)
+        return self._next_due(self._saved_again(replace(placement, rows=tuple(placement.rows) + tuple(placed)),
+                                                int(pid), when))
+
+    def _credentials_only(self, identity: Identity, placement: Placement, patient: dict[str, Any], pid: int,
+                          when: datetime) -> Placement:
+        """The first drip event of a canary registered for later credentials: the front desk hands them out
+        (the account and its ``patient-access`` log row), at the moment drawn at planting (``_portal_later``),
+        never after ``when``."""
+        registered = _stamp(patient["values"].get("regdate")) or when
+        at = min(when, max(registered + timedelta(seconds=60),
+                           registered + timedelta(seconds=float(placement.extra[PORTAL_KEY]))))
+        portal, user = self._later_portal(identity, patient, pid, at.replace(microsecond=0))
+        rows = [portal]
+        if not self.setup.on("enable_auditlog_encryption") and "log" in self.tables and \
+                "log_comment_encrypt" in self.tables:
+            rows = auditlog.credentials_logged(rows, auditlog.LogContext(user, self.clinic.groupname, pid), pid)
+        placed = self._ready().insert(self._fit(rows))
+        return self._saved_again(replace(placement, rows=tuple(placement.rows) + tuple(placed)), pid, when)
 
     def _saved_again(self, placement: Placement, pid: int, when: datetime) -> Placement:
         """The record's later save (``date``, ``last_updated``, ``updated_by``), for a record not saved
@@ -348,18 +395,109 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     def plant(self, identity: Identity) -> Placement:
         target = self._ready()
         for attempt in range(_ATTEMPTS):
-            rows = self._fit(self._rows(identity, dry_run=False))
+            numbers = self._numbers()
+            if numbers.clock is not None:
+                numbers = self._scheduled(identity, numbers, take_number=True)
+            rows = self._fit(self._rows(identity, dry_run=False, numbers=numbers))
             pid = next(row.values["pid"] for row in rows if row.table == "patient_data")
             try:
                 # The site's pace between two visits of a patient, for drip's later events (canary/planting/events.py).
                 pace = {PACE_KEY: round(self.clinic.revisit_every)} if self.clinic.revisit_every else {}
-                return Placement(rows=target.insert(rows), extra=pace)
+                pace.update(self._owed(numbers, next(r.values for r in rows if r.table == "patient_data")))
+                if any((row.alias or "").startswith(f"log_{BETWEEN_ALIAS}") for row in rows):
+                    pace[BETWEEN_KEY] = True  # its first weeks' log rows are written already
+                return self._next_due(Placement(rows=target.insert(rows), extra=pace))
             except SourceError:
                 self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
                 # Only a patient created meanwhile with our pid is worth another try.
                 if attempt + 1 == _ATTEMPTS or not self._pid_taken(pid):
                     raise
         raise AssertionError("unreachable")
+
+    def _owed(self, numbers: Numbers, patient: dict[str, Any]) -> dict[str, Any]:
+        """What the canary's record is owed after the planting moment, drawn now, for the drip run
+        (``add_due``): the registration day's visit (``DAY_KEY``), credentials handed out days after
+        (``PORTAL_KEY``: as long after registering as the site's own came), the record saved again
+        (``SAVE_KEY``: as often and as long after as the site's records are)."""
+        plan, owed = numbers.schedule, {}
+        if plan is None or numbers.clock is None:
+            return owed
+        if plan.visit is not None:
+            owed[DAY_KEY] = plan.visit
+        if plan.portal_later and self.clinic.portal_later_delays:
+            owed[PORTAL_KEY] = round(self._rnd.choice(self.clinic.portal_later_delays))
+        if patient.get("date") == patient.get("regdate"):
+            drawn = second_save(self.host.patients, self._rnd)
+            owed[SAVE_KEY] = list(drawn) if drawn else 0
+        return owed
+
+    def _pending(self, placement: Placement) -> list[datetime]:
+        """The moments (database time) of what the canary is still owed."""
+        patient = next((r for r in placement.rows if r["table"] == "patient_data"), None)
+        registered = _stamp(patient["values"].get("regdate")) if patient else None
+        if registered is None:
+            return []
+        extra, moments = placement.extra, []
+        day = extra.get(DAY_KEY)
+        if isinstance(day, dict):
+            moments.append(registered + timedelta(seconds=float(day.get("after") or 0)))
+        if isinstance(extra.get(PORTAL_KEY), (int, float)) and self._portal_due(patient, placement):
+            moments.append(registered + timedelta(seconds=max(60.0, float(extra[PORTAL_KEY]))))
+        if isinstance(extra.get(SAVE_KEY), list):
+            moments.append(registered + timedelta(seconds=float(extra[SAVE_KEY][0])))
+        return moments
+
+    def _next_due(self, placement: Placement) -> Placement:
+        """The placement with ``DUE_KEY`` at the earliest moment still owed (UTC), or without it."""
+        extra = {k: v for k, v in placement.extra.items() if k != DUE_KEY}
+        pending = self._pending(placement)
+        if pending:
+            extra[DUE_KEY] = self._utc(min(pending)).isoformat()
+        return replace(placement, extra=extra)
+
+    def _portal_due(self, patient: dict[str, Any], placement: Placement) -> bool:
+        return patient["values"].get("allow_patient_portal") == "YES" and self.choices.portal == "auto" and \
+            not any(r["table"] == "patient_access_onsite" for r in placement.rows) and \
+            "patient_access_onsite" in self.tables
+
+    def add_due(self, identity: Identity, placement: Placement, when: datetime) -> Placement | None:
+        """What the canary is owed by ``when`` (``_owed``), each at its own moment: the registration day's
+        visit, credentials, the record's later save."""
+        patient = next((r for r in placement.rows if r["table"] == "patient_data"), None)
+        pid = patient["key"]["pid"] if patient else None
+        registered = _stamp(patient["values"].get("regdate")) if patient else None
+        if pid is None or registered is None:
+            return None
+        when = self._database_time(when)
+        extra = dict(placement.extra)
+        day = extra.get(DAY_KEY)
+        if isinstance(day, dict) and registered + timedelta(seconds=float(day.get("after") or 0)) <= when:
+            plan = deferred_visit(self.clinic, self._rnd, registered, day,
+                                  "Male" if identity.sex is Sex.MALE else "Female", born=identity.birth_date)
+            extra[DAY_KEY] = 0  # done (or nothing the site lets us learn a visit from)
+            if plan is not None:
+                number = self._take_encounter_number()
+                rows = self._fit(visit_rows(LaterPlan(plan), int(pid), number, self.clinic, self.tables, self._rnd,
+                                            when, appointment_status=self.settings["future_appointment_status"],
+                                            log_views=not self.setup.on("enable_auditlog_encryption")))
+                try:
+                    placed = self._ready().insert(rows)
+                except SourceError:
+                    self._give_back([number])
+                    raise
+                placement = replace(placement, rows=tuple(placement.rows) + tuple(placed))
+            placement = replace(placement, extra=extra)
+        if isinstance(extra.get(PORTAL_KEY), (int, float)) and self._portal_due(patient, placement) and \
+                registered + timedelta(seconds=max(60.0, float(extra[PORTAL_KEY]))) <= when:
+            placement = self._credentials_only(identity, placement, patient, int(pid), when)
+        return self._next_due(self._saved_again(placement, int(pid), when))
+
+    def _utc(self, local: datetime) -> datetime:
+        """A database time (naive, the server's zone) as UTC."""
+        with self._ready().engine.connect() as conn:
+            now_local, now_utc = conn.execute(sa.select(sa.func.now(), sa.func.utc_timestamp())).one()
+        offset = timedelta(seconds=round((now_local - now_utc).total_seconds() / 60) * 60)
+        return (local - offset).replace(tzinfo=timezone.utc)
 
     def _pid_taken(self, pid: int) -> bool:
         table = self.tables["patient_data"]
@@ -380,13 +518,28 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         return bool(self._read_rows(query))
 
     def locate(self, identity: Identity) -> Placement | None:
-        """The rows of a patient planted for ``identity`` but never recorded (found by NIR or e-mail)."""
+        """The rows of a patient planted for ``identity`` but never recorded (found by NIR, e-mail, or names and
+        birth date: a record may have neither of the first two, as the site's patients it follows)."""
         table = self.tables["patient_data"]
-        for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email):
+        names = sa.and_(sa.func.lower(table.c.lname) == identity.last_name.lower(),
+                        sa.func.lower(table.c.fname) == identity.first_name.lower(),
+                        table.c.DOB == identity.birth_date)
+        for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email,
+                          names):
             found = self._read_rows(sa.select(table).where(condition).limit(2))
             if len(found) == 1:
                 return Placement(rows=tuple(rows_of(found[0], self.tables, self._read_rows)))
         return None
+
+def _first_weeks_due(placement: Placement, patient: dict[str, Any]) -> bool:
+    """Whether the log rows of the patient's first weeks are still to write: not with its registration
+    (``BETWEEN_KEY``), nor with an earlier later visit (an encounter after the registration day)."""
+    if placement.extra.get(BETWEEN_KEY):
+        return False
+    registered = _stamp(patient["values"].get("regdate"))
+    return not any(r["table"] == "form_encounter" and registered is not None and
+                   (_stamp(r["values"].get("date")) or registered).date() > registered.date() for r in placement.rows)
+
 
 def _stamp(value: Any) -> datetime | None:
     """A placement's stored time (ISO text) back as a datetime."""

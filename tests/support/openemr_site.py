@@ -595,15 +595,17 @@ MAILBOXES = 40  # watched mailboxes at the common providers, for 30 canaries
 
 
 def concealed_config(registry_url: str, site: Site | None = None, mailboxes: int = 0, seed: int = 1):
-    """The #12 defaults: contact caps (3 per domain, 2 per block) with enough domains and blocks; with
-    ``mailboxes``, a pool of watched mailboxes at the site's providers (docs/setup.md), holders named
-    after the generations of the site's adult patients, as docs/concealment.md advises."""
+    """The #12 defaults: contact caps (3 per domain, 1 per 10,000-number block, as docs/setup.md recommends for
+    concealment: the site's own mobiles are one to a block) with enough domains and blocks (SPREAD_POOL: 50
+    blocks for 30 canaries); with ``mailboxes``, a pool of watched mailboxes at the site's providers
+    (docs/setup.md), holders named after the generations of the site's adult patients, as
+    docs/concealment.md advises."""
     from dataclasses import replace
 
     from support.plant_helpers import production_config
 
     config = production_config(registry_url, pool=SPREAD_POOL, domains=DOMAINS)
-    contacts = replace(config.contacts, max_per_email_domain=3, max_per_phone_block=2)
+    contacts = replace(config.contacts, max_per_email_domain=3, max_per_phone_block=1)
     if mailboxes:
         contacts = replace(contacts, mailbox_pool=mailbox_pool(mailboxes, seed, _adult_births(site)))
     return replace(config, contacts=contacts)

@@ -74,9 +74,10 @@ def test_no_one_line_rule_finds_half_the_canaries_with_precision_above_0_2(plant
     assert report.rule_precision <= 0.2, _details(report)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #12 not met yet on OpenEMR: AUC 0.79-0.89 with watched mailboxes, "
-                                       "no single feature above 0.68, but gradient-boosted trees combine them; see "
-                                       "docs/concealment.md")
+@pytest.mark.xfail(strict=False, reason="issue #12 met in most runs only on OpenEMR: this test's site and drip "
+                                        "seeds gave AUC 0.48-0.73 over 10 runs of the final code (8 at or under "
+                                        "0.65, median 0.60), the bench seeds 0.46-0.61; at 30 canaries a run moves "
+                                        "by about 0.1; see docs/concealment.md")
 def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
     _url, _registry, report = planted
     assert report.auc <= 0.65, _details(report)
@@ -84,7 +85,10 @@ def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
 
 def test_later_visits_carry_the_sites_content_and_portal_credentials_come_with_one(planted):
     """Drip's later visits are drawn from the site's own (issues, follow-ups, chart views between visits),
-    and credentials the site hands out weeks after registering come with a later visit, from our token."""
+    and credentials the site hands out weeks after registering are handed out by the drip run as long after
+    registering as the site's own came (Seeder.add_due), from our token."""
+    from datetime import timedelta
+
     import bcrypt
 
     url, registry, _report = planted
@@ -122,10 +126,16 @@ def test_later_visits_carry_the_sites_content_and_portal_credentials_come_with_o
                               account["portal_pwd"].replace("$2y$", "$2b$", 1).encode())
         assert query(url, "SELECT COUNT(*) AS n FROM log WHERE patient_id = :p AND event = 'patient-access' AND "
                           "date = :d", p=pid, d=account["date_created"])[0]["n"] == 1
+    from seeders.openemr.seeder import PORTAL_KEY
+
+    end = query(url, "SELECT MAX(regdate) AS d FROM patient_data")[0]["d"]
     for pid, patient in patients.items():
-        # Allowed on the portal at registration: credentials at the first visit after it, not before.
-        if patient["allow_patient_portal"] == "YES" and any(p == pid for p, _day in later):
-            assert pid in accounts and accounts[pid]["date_created"] > patient["regdate"]
+        # Allowed on the portal at registration for credentials later: handed out at the moment drawn at
+        # planting (one of the site's own delays) once the drip run got past it.
+        after = by_pid[pid].placement.extra.get(PORTAL_KEY)
+        if patient["allow_patient_portal"] == "YES" and isinstance(after, (int, float)) and \
+                patient["regdate"] + timedelta(seconds=max(60, after)) <= end:
+            assert accounts[pid]["date_created"] == patient["regdate"] + timedelta(seconds=max(60, after))
 
 
 def test_verify_notices_footprint_changes_and_retire_leaves_the_site_byte_for_byte(planted):

@@ -224,7 +224,7 @@ def test_locate_finds_a_canary_whose_placement_was_lost(site, seeder):
     before = snapshot(site)
     ident = make_identity(14, allergies=("pénicilline", "iode"))
     # With its whole day: encounter, vitals, issues, follow-up, credentials and their log rows.
-    full = OpenEmrSeeder(spec("emr", "openemr", create_portal_account="yes"), site)
+    full = OpenEmrSeeder(spec("emr", "openemr", create_portal_account="yes", day_visit="planting"), site)
     full.open()
     wanted = {"form_encounter", "form_vitals", "patient_access_onsite", "openemr_postcalendar_events"}
     seed = next(n for n in range(200) if setattr(full, "_rnd", random.Random(n)) is None
@@ -518,10 +518,12 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
     seeder._rnd = random.Random(13)
     identities = _identities(30, start=40)
     placements = [seeder.plant(i) for i in identities]
-    assert [seeder.verify(i, p).state for i, p in zip(identities, placements)] == [VerifyState.OK] * 30
-
     patients = {r["pid"]: r for r in query(site, "SELECT pid, regdate, sex FROM patient_data WHERE pid > 300")}
     clock = max(r["regdate"] for r in patients.values()) + timedelta(days=1)
+    # The day's visit comes after the planting moment: the drip run writes it once its time has come.
+    assert not query(site, "SELECT id FROM form_encounter WHERE pid > 300")
+    placements = [seeder.add_due(i, p, clock) or p for i, p in zip(identities, placements)]
+    assert [seeder.verify(i, p).state for i, p in zip(identities, placements)] == [VerifyState.OK] * 30
     encounters = query(site, "SELECT * FROM form_encounter WHERE pid > 300 ORDER BY id")
     forms = query(site, "SELECT * FROM forms WHERE pid > 300 ORDER BY id")
     vitals = query(site, "SELECT * FROM form_vitals WHERE pid > 300 ORDER BY id")
@@ -624,24 +626,28 @@ def test_a_later_visit_is_added_by_drip_and_retired_with_the_rest(site, seeder):
     from datetime import datetime, timedelta
 
     before = _checksums(site)
+    from dataclasses import replace
+
+    from seeders.openemr.seeder import SAVE_KEY
+
     ident = make_identity(31)
     placement = seeder.plant(ident)
     seeder._rnd = random.Random(4)
+    # Not saved again on its registration day: whether it will be is drawn at planting, at the site's rate;
+    # here drawn for 3 days after, by user 2.
+    placement = replace(placement, extra={**placement.extra, SAVE_KEY: [3 * 86400, 2]})
     when = query(site, "SELECT NOW() AS n")[0]["n"] + timedelta(days=40)
     grown = seeder.add_event(ident, placement, when)
     new = grown.rows[len(placement.rows):]
     assert [(r["table"], r["key"]) for r in grown.rows[:len(placement.rows)]] == \
         [(r["table"], r["key"]) for r in placement.rows]
     assert {"form_encounter", "forms"} <= {r["table"] for r in new}
-    # Not saved again on its registration day (no room before the clock): the first later visit draws
-    # whether it will be, at the site's rate, and makes the save once its moment has come.
-    from seeders.openemr.seeder import SAVE_KEY
-
+    # The save is made once its moment has come (here at the later visit; else by the drip run's add_due).
     record = next(r for r in grown.rows if r["table"] == "patient_data")
     stored = query(site, "SELECT date, regdate, updated_by FROM patient_data WHERE pid = :p",
                    p=record["key"]["pid"])[0]
-    assert grown.extra[SAVE_KEY] == -1  # drawn (Random(4)) and its moment come before this visit: made
-    assert stored["regdate"] + timedelta(hours=1) <= stored["date"] <= when
+    assert grown.extra[SAVE_KEY] == -1  # its moment come before this visit: made
+    assert stored["date"] == stored["regdate"] + timedelta(days=3) and stored["updated_by"] == 2
     assert record["values"]["date"] == stored["date"].isoformat(sep=" ")
     assert record["values"]["updated_by"] == stored["updated_by"]
     encounter = next(r for r in new if r["table"] == "form_encounter")
@@ -653,9 +659,9 @@ def test_a_later_visit_is_added_by_drip_and_retired_with_the_rest(site, seeder):
     utc_now = datetime.now(timezone.utc)
     again = seeder.add_event(ident, grown, utc_now)
     db_now = query(site, "SELECT NOW() AS n")[0]["n"]
-    latest = query(site, "SELECT MAX(date) AS d FROM forms WHERE id = :i",
-                   i=again.rows[-1]["key"]["id"] if again.rows[-1]["table"] == "forms" else 0)[0]["d"]
-    assert latest is None or abs((db_now - latest).total_seconds()) < 2 * 3600
+    logged = [r["key"]["id"] for r in again.rows[len(grown.rows):] if r["table"] == "log"]
+    latest = query(site, f"SELECT MAX(date) AS d FROM log WHERE id IN ({', '.join(map(str, logged))})")[0]["d"]
+    assert logged and abs((db_now - latest).total_seconds()) < 2 * 3600
     seeder.retire(Placement(rows=again.rows[len(grown.rows):]))
     execute(site, "DELETE FROM forms WHERE id = :i", i=next(r for r in new if r["table"] == "forms")["key"]["id"])
     assert seeder.verify(ident, grown).state is VerifyState.MISSING
