@@ -152,6 +152,14 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             self.clinic.later_visits = [replace(v, issues={k: rows for k, rows in v.issues.items() if k != "medication"})
                                         for v in self.clinic.later_visits]
         self._rnd = random.SystemRandom()
+        self._day_owed = 0  # canaries planted by this seeder whose day's visit waits for the drip run
+
+    def notices(self) -> list[str]:
+        if not getattr(self, "_day_owed", 0):
+            return []
+        return [f"{self._day_owed} canar{'y' if self._day_owed == 1 else 'ies'}: the registration day's visit is "
+                "written by `canary drip run` once its moment has come (minutes to hours after planting); keep "
+                "the drip timer running (docs/drip.md), or give the source `--set day_visit=planting`"]
 
     def set_own_rows(self, refs: set[tuple[str, frozenset]]) -> None:
         pids = frozenset(int(dict(key)["pid"]) for table, key in refs
@@ -406,7 +414,9 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
                 pace.update(self._owed(numbers, next(r.values for r in rows if r.table == "patient_data")))
                 if any((row.alias or "").startswith(f"log_{BETWEEN_ALIAS}") for row in rows):
                     pace[BETWEEN_KEY] = True  # its first weeks' log rows are written already
-                return self._next_due(Placement(rows=target.insert(rows), extra=pace))
+                placement = self._next_due(Placement(rows=target.insert(rows), extra=pace))
+                self._day_owed += DAY_KEY in pace
+                return placement
             except SourceError:
                 self._give_back([row.values["encounter"] for row in rows if row.table == "form_encounter"])
                 # Only a patient created meanwhile with our pid is worth another try.

@@ -46,10 +46,11 @@ def test_drip_planted_canaries_cannot_be_told_from_the_lab_patients(postgres_url
         # The export an attacker makes holds every canary registered one to twelve months ago.
         old, found = exported_canaries(planted, _now())
         assert old >= 3 and found == old
+        assert report.auc <= 0.80, shown  # a regression to the tells of before (0.68-0.74, then worse) fails
         if report.auc > 0.65:
-            # Not met reliably yet: 0.59-0.68 over replays of this test (0.68-0.74 before the footprint fixes
-            # of issue #12's tells), no single feature above 0.63, different ones each run (30 canaries).
-            # Reported, not hidden: see docs/concealment.md.
+            # Met in most replays, not all: 0.50-0.62 in seven replays (2026-12-06 and 07), above 0.65 in an
+            # eighth (0.59-0.68 before the footprint timing fixes), no single feature above 0.70, different ones
+            # each run (30 canaries). Reported, not hidden: see docs/concealment.md.
             pytest.xfail(f"AUC {report.auc:.2f} ({report.model}) above 0.65: {shown}")
     finally:
         planted.registry.close()

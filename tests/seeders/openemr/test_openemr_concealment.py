@@ -74,12 +74,15 @@ def test_no_one_line_rule_finds_half_the_canaries_with_precision_above_0_2(plant
     assert report.rule_precision <= 0.2, _details(report)
 
 
-@pytest.mark.xfail(strict=False, reason="issue #12 met in most runs only on OpenEMR: this test's site and drip "
-                                        "seeds gave AUC 0.48-0.73 over 10 runs of the final code (8 at or under "
-                                        "0.65, median 0.60), the bench seeds 0.46-0.61; at 30 canaries a run moves "
-                                        "by about 0.1; see docs/concealment.md")
 def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
     _url, _registry, report = planted
+    # A regression back to the tells of before (0.82-0.89 at the start of 2026-12-07) fails outright.
+    assert report.auc <= 0.80, _details(report)
+    if report.auc > 0.65:
+        # Issue #12's bar is met in most runs only: this test's site and drip seeds gave AUC 0.48-0.73 over 10
+        # runs (8 at or under 0.65, median 0.60; the seeder draws with the system's randomness), the bench seeds
+        # 0.46-0.61; at 30 canaries a run moves by about 0.1. Reported, not hidden: see docs/concealment.md.
+        pytest.xfail(f"AUC {report.auc:.2f} above 0.65: {_details(report)}")
     assert report.auc <= 0.65, _details(report)
 
 

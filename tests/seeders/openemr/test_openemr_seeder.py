@@ -520,8 +520,14 @@ def test_drip_planted_canaries_live_the_sites_registration_day(site, seeder, mon
     placements = [seeder.plant(i) for i in identities]
     patients = {r["pid"]: r for r in query(site, "SELECT pid, regdate, sex FROM patient_data WHERE pid > 300")}
     clock = max(r["regdate"] for r in patients.values()) + timedelta(days=1)
-    # The day's visit comes after the planting moment: the drip run writes it once its time has come.
+    # The day's visit comes after the planting moment: the drip run writes it once its time has come,
+    # and the planter tells the user so (a plant never followed by drip runs would leave no visit).
     assert not query(site, "SELECT id FROM form_encounter WHERE pid > 300")
+    owed = sum(1 for p in placements if "openemr_day_visit" in p.extra)
+    assert 12 <= owed <= 28
+    assert seeder.notices() == [f"{owed} canaries: the registration day's visit is written by `canary drip run` once "
+                                "its moment has come (minutes to hours after planting); keep the drip timer running "
+                                "(docs/drip.md), or give the source `--set day_visit=planting`"]
     placements = [seeder.add_due(i, p, clock) or p for i, p in zip(identities, placements)]
     assert [seeder.verify(i, p).state for i, p in zip(identities, placements)] == [VerifyState.OK] * 30
     encounters = query(site, "SELECT * FROM form_encounter WHERE pid > 300 ORDER BY id")
