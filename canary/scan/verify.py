@@ -295,18 +295,20 @@ def _fingerprint_hits(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet
             if not slow:
                 low = chunk[line_start:line_end].lower()
         if slow:
-            for index in owners:
-                found = _fingerprint(record_at(start), infos[index], index, done)
-                if found is not None:
-                    strong.append(found)
+            _try_canaries(owners, record_at(start), infos, done, strong)
             continue
         for probe, indexes in probes:
             if probe in low:
-                for index in indexes:
-                    found = _fingerprint(record_at(start), infos[index], index, done)
-                    if found is not None:
-                        strong.append(found)
+                _try_canaries(indexes, record_at(start), infos, done, strong)
     return tokens
+
+
+def _try_canaries(indexes, rec: "_Record", infos, done: set, strong: list[Found]) -> None:
+    """The fingerprint test of each of these canaries in ``rec`` (the hit's record)."""
+    for index in indexes:
+        found = _fingerprint(rec, infos[index], index, done)
+        if found is not None:
+            strong.append(found)
 
 
 def _numpy():
@@ -361,20 +363,14 @@ def _fingerprint_hits_bulk(chunk: bytes, hits: Sequence[int], ps: patterns.Patte
     for lit, at, begin, stop, is_slow in zip(literal.tolist(), start.tolist(), line_start.tolist(),
                                              line_end.tolist(), slow.tolist()):
         if is_slow:
-            for index in checks[lit][2]:
-                found = _fingerprint(record_at(at), infos[index], index, done)
-                if found is not None:
-                    strong.append(found)
+            _try_canaries(checks[lit][2], record_at(at), infos, done, strong)
             continue
         if begin != current:
             current = begin
             low = chunk[begin:stop].lower()
         for probe, indexes in checks[lit][1]:
             if probe in low:
-                for index in indexes:
-                    found = _fingerprint(record_at(at), infos[index], index, done)
-                    if found is not None:
-                        strong.append(found)
+                _try_canaries(indexes, record_at(at), infos, done, strong)
     return tokens
 
 
