@@ -662,20 +662,25 @@ def test_a_client_that_never_reads_is_not_read_from():
 
         def flood() -> None:
             sock.settimeout(0.2)
+            pending = memoryview(framed)
             while not stop.is_set():
                 try:
-                    sock.send(framed)
+                    # send() may take part of a frame: the rest goes next, or the stream would turn to
+                    # junk and the server rightly drop the connection (seen once under load).
+                    pending = pending[sock.send(pending):] or memoryview(framed)
                 except OSError:  # our send buffer is full too: the server has stopped reading
                     time.sleep(0.05)
 
         sender = threading.Thread(target=flood, daemon=True)
         sender.start()
         try:
-            try:
-                wait_for(lambda: server._connections and next(iter(server._connections))._paused, timeout=30)
-            except AssertionError as err:  # seen once in a full run: say what the server saw
-                raise AssertionError(f"{err}; connections {len(server._connections)}, {server.stats()}") from None
-            [protocol] = list(server._connections)
+            # Either the server's buffered answers reach the write limit and it stops reading (asyncio,
+            # mostly uvloop), or, on loopback, TCP stalls the flood first: the client's sends wait on a
+            # zero window while the server's socket has nothing left to read and its answers sit in the
+            # kernel (uvloop now and then: the server had read everything sent, 4,542 queries, and
+            # dropped the silent connection at its idle timeout). Both leave the client unread.
+            [protocol] = wait_for(lambda: list(server._connections))
+            wait_for(lambda: protocol._paused or protocol not in server._connections, timeout=30)
             # Once paused, the answers already written may still drain into the kernel's socket
             # buffers (loopback autotunes them, later under load), letting the server answer a few
             # more batches; what must hold is that it then stops: one second without a query read,
