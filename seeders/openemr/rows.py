@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -235,7 +236,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "street_line_2": _own(donor, habits, "street_line_2",
                               lambda: identity.address.line2 or address_complement(rnd), identity.address.line2),
         "postal_code": identity.address.postcode,
-        "city": _cased(habits, "city", identity.address.city),
+        "city": _city(habits, identity.address.city),
         # Written when the lending patient has one (fewer of the old have an e-mail); the registry keeps
         # the identity's address as a token either way.
         "email": _own(donor, habits, "email", lambda: identity.email, identity.email),
@@ -686,6 +687,27 @@ def _spaced_nirs(habits: TableHabits) -> bool:
 
 def _cased(habits: TableHabits, column: str, text: str) -> str:
     return text.upper() if habits.upper(column) else text
+
+
+def _folded(text: str) -> str:
+    """A place name without accents, case, or the punctuation spellings differ by ("Décines-Charpieu",
+    "DECINES CHARPIEU")."""
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join("".join(c if c.isalnum() else " " for c in bare.upper()).split())
+
+
+def _city(habits: TableHabits, city: str) -> str:
+    """The identity's commune written as the site's recent patients write it: their own spelling of that
+    commune when one of them lives there ("VENISSIEUX" where the identity says "Vénissieux"), else cased as
+    they write cities, and without accents when none of their cities has one (La Poste's capitals)."""
+    written = Counter(v for r in habits.rows if isinstance(v := r.get("city"), str) and v.strip())
+    same = [(n, v) for v, n in written.items() if _folded(v) == _folded(city)]
+    if same:
+        return max(same)[1]
+    cased = _cased(habits, "city", city)
+    if written and all(v.isascii() for v in written) and not cased.isascii():
+        return "".join(c for c in unicodedata.normalize("NFKD", cased) if not unicodedata.combining(c))
+    return cased
 
 
 def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

@@ -107,3 +107,19 @@ def test_married_names_are_recorded_as_often_as_the_site_records_them():
     assert abs(recorded / len(married) - 0.10 / married_name_share(40)) < 0.08
     single = next(ident for i in range(20) if not (ident := _woman(i, 40)).married_name_used)
     assert not _records_birth_name(single, habits, sex="Female", age=40, rnd=rnd)
+
+
+def test_the_city_is_written_as_the_sites_patients_write_it():
+    """A site writing La Poste's capitals without accents: a canary in Vénissieux lives in "VENISSIEUX"
+    like its neighbours (an accented spelling no patient has would set it apart), and a commune no recent
+    patient lives in loses its accents the same way; a site writing accents keeps them."""
+    from seeders.openemr.rows import _city
+
+    plain = habits_of("patient_data", [{"city": c} for c in ("LYON", "VENISSIEUX", "DECINES-CHARPIEU", "BRON")],
+                      ("city",))
+    assert _city(plain, "Vénissieux") == "VENISSIEUX"
+    assert _city(plain, "Décines Charpieu") == "DECINES-CHARPIEU"
+    assert _city(plain, "Saint-Étienne") == "SAINT-ETIENNE"
+    accented = habits_of("patient_data", [{"city": c} for c in ("Lyon", "Vénissieux", "Bron")], ("city",))
+    assert _city(accented, "Décines-Charpieu") == "Décines-Charpieu"
+    assert _city(accented, "VENISSIEUX") == "Vénissieux"
