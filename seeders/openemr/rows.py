@@ -505,10 +505,15 @@ def _edited(habits: TableHabits, numbers: Numbers, rnd: Any) -> dict[str, Any]:
 LATER_SAVE = timedelta(hours=1)  # a save at least this long after the registration: not the day's own
 
 
-def second_save(habits: TableHabits, rnd: Any) -> tuple[float, int | None] | None:
+def second_save(habits: TableHabits, rnd: Any, spread: tuple[float, float] | None = None
+                ) -> tuple[float, int | None] | None:
     """For a record not saved again on its registration day: whether it will be, drawn at the site's
     rate among its records saved again later or never, and then how long after registering and by whom
-    (seconds, ``updated_by``); None: never, as those of the site's records are."""
+    (seconds, ``updated_by``); None: never, as those of the site's records are.
+
+    ``spread``: the two uniforms of the draw given by the caller (``canary_spread``: whether, then which
+    of the site's delays in their order), so that a source's successive canaries cover the site's rate
+    and delays evenly instead of each drawing its own (thirty independent draws at 50 % give 7 to 23)."""
     later, never = [], 0
     for row in habits.rows:
         if isinstance(row.get("date"), datetime) and isinstance(row.get("regdate"), datetime):
@@ -517,9 +522,25 @@ def second_save(habits: TableHabits, rnd: Any) -> tuple[float, int | None] | Non
                 later.append((delay.total_seconds(), row.get("updated_by")))
             elif delay.total_seconds() < 1:
                 never += 1
-    if not later or rnd.random() >= len(later) / (len(later) + never):
+    if spread is None:
+        if not later or rnd.random() >= len(later) / (len(later) + never):
+            return None
+        return rnd.choice(later)
+    if not later or spread[0] >= len(later) / (len(later) + never):
         return None
-    return rnd.choice(later)
+    later.sort(key=lambda drawn: drawn[0])
+    return later[min(int(spread[1] * len(later)), len(later) - 1)]
+
+
+# The plastic number's R2 sequence (Roberts 2018): the k-th point (frac(s + k / g), frac(t + k / g^2)) of
+# any run of consecutive k covers the unit square about as evenly as a grid would.
+_PLASTIC = 1.324717957244746
+
+
+def canary_spread(ordinal: int, start: tuple[float, float]) -> tuple[float, float]:
+    """The ``ordinal``-th point of a source's R2 sequence starting at ``start`` (two uniforms): each
+    point is uniform, as an independent draw is, but successive canaries' points spread evenly."""
+    return ((start[0] + ordinal / _PLASTIC) % 1.0, (start[1] + ordinal / _PLASTIC ** 2) % 1.0)
 
 
 def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None = None, rnd: Any = None,

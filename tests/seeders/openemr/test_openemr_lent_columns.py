@@ -123,3 +123,22 @@ def test_the_city_is_written_as_the_sites_patients_write_it():
     accented = habits_of("patient_data", [{"city": c} for c in ("Lyon", "Vénissieux", "Bron")], ("city",))
     assert _city(accented, "Décines-Charpieu") == "Décines-Charpieu"
     assert _city(accented, "VENISSIEUX") == "Vénissieux"
+
+
+def test_successive_canaries_are_saved_again_as_often_as_the_sites_records_not_by_luck():
+    """Half the site's records saved again days to months later: thirty successive canaries on one
+    source's sequence get 14-16 later saves (independent draws: 7-23), their delays spread over the
+    site's; each point alone is uniform, as an independent draw."""
+    from datetime import timedelta
+
+    from seeders.openemr.rows import canary_spread, second_save
+
+    rows = [{"regdate": NOW, "date": NOW + timedelta(days=n + 1) if n % 2 else NOW, "updated_by": 7}
+            for n in range(200)]
+    habits = habits_of("patient_data", rows, ("regdate", "date", "updated_by"))
+    for start in ((0.0, 0.0), (0.37, 0.81), (0.93, 0.12)):
+        drawn = [second_save(habits, random.Random(0), canary_spread(k, start)) for k in range(30)]
+        saved = [d for d in drawn if d]
+        assert 14 <= len(saved) <= 16
+        days = sorted(d[0] / 86400 for d in saved)
+        assert days[0] < 40 and days[-1] > 160 and 70 < days[len(days) // 2] < 130 and saved[0][1] == 7
