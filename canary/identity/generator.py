@@ -106,8 +106,6 @@ class IdentityGenerator:
         self.today = today or date.today()
         self.reserve_phones = reserve_phones
         self._rng = random.Random(self.seed)
-        # The sex wanted of a watched mailbox's holder, drawn apart (the rest of the identity draws as before).
-        self._holder_sex = random.Random(f"holder-sex:{self.seed}")
         self._secret = SecretStream(self.seed)
         self._reserved = reserved
         # Values issued in this run, one set per kind (attributes rather than a
@@ -139,7 +137,7 @@ class IdentityGenerator:
         rng = self._rng
         # A pool of both sexes: the holder's sex drawn as the population's (a pool of 26 men and 14 women
         # made 60 % of the canaries men where the site's patients are 53 % women: sex:share 0.60).
-        wanted = draw_sex(self._holder_sex, self._births.draw(self._holder_sex)[1]).value \
+        wanted = draw_sex(rng, self._births.draw(rng)[1]).value \
             if self._mailboxes is not None and self._mailboxes.mixed else None
         mailbox = self._mailboxes.take(wanted) if self._mailboxes is not None else None
         named = mailbox is not None and mailbox.first_name is not None
