@@ -135,11 +135,7 @@ class IdentityGenerator:
 
     def generate(self) -> Identity:
         rng = self._rng
-        # A pool of both sexes: the holder's sex drawn as the population's (a pool of 26 men and 14 women
-        # made 60 % of the canaries men where the site's patients are 53 % women: sex:share 0.60).
-        wanted = draw_sex(rng, self._births.draw(rng)[1]).value \
-            if self._mailboxes is not None and self._mailboxes.mixed else None
-        mailbox = self._mailboxes.take(wanted) if self._mailboxes is not None else None
+        mailbox = self._mailboxes.take() if self._mailboxes is not None else None
         named = mailbox is not None and mailbox.first_name is not None
         if named:
             sex = Sex(self._mailboxes.sex_of(mailbox))

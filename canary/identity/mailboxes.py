@@ -120,24 +120,7 @@ class MailboxAllocator:
     def __len__(self) -> int:
         return len(self._order)
 
-    @property
-    def mixed(self) -> bool:
-        """Whether the pool's named holders are of both sexes."""
-        return len(set(self._sexes.values())) > 1
-
-    def take(self, sex: str | None = None) -> Mailbox | None:
-        """The next mailbox of the order; with ``sex``, the next one whose holder is of that sex if one
-        is left (the canaries' sexes then follow the draw, not the pool's make-up)."""
-        index = self._next
-        while sex is not None and index < len(self._order):
-            mailbox = self._order[index]
-            index += 1
-            if self._sexes.get(mailbox.address) != sex:
-                continue
-            self._order.insert(self._next, self._order.pop(index - 1))
-            self._next += 1
-            if self._claim(mailbox.address):
-                return mailbox
+    def take(self) -> Mailbox | None:
         while self._next < len(self._order):
             mailbox = self._order[self._next]
             self._next += 1

@@ -223,22 +223,3 @@ def test_the_audit_does_not_call_a_provider_domain_crowded(tmp_path):
     assert [f.check for f in audit_config(bad).findings if f.check.startswith("email")] == ["email-disposable"]
     assert not [f for f in audit_config(config).findings if f.check.startswith("email")]
     registry.close()
-
-
-def test_canaries_sexes_follow_the_population_not_the_pools_make_up():
-    """A pool of 30 men and 10 women: the canaries drawn one at a time (as drip plants them, each with
-    its own generator) are about half women as long as women's mailboxes are left, not a quarter."""
-    from canary.identity.mailboxes import MailboxAllocator
-
-    men = [Mailbox(f"jean.martin{n}@gmail.com", "Jean", "Martin", "M") for n in range(30)]
-    women = [Mailbox(f"anne.petit{n}@gmail.com", "Anne", "Petit", "F") for n in range(10)]
-    taken: set[str] = set()
-    sexes = []
-    for seed in range(16):
-        generator = IdentityGenerator(contacts(men + women), seed=100 + seed, today=TODAY, reserved=taken.__contains__)
-        person = generator.generate()
-        taken.add(person.email)
-        sexes.append(person.sex.value)
-    assert 6 <= sexes.count("F") <= 10  # the pool's make-up would give 4 of 16
-    allocator = MailboxAllocator(men[:2] + women[:1], __import__("random").Random(1), lambda address: True)
-    assert allocator.take("F").sex == "F" and allocator.take("F").sex == "M"  # none left: the next one
