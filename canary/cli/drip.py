@@ -27,9 +27,9 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
                ) -> list[datetime]:
     """`canary plant SOURCE --count N --over 30d`: schedule instead of planting now."""
     from canary.planting.drip import schedule_drip
-    from canary.planting.pace import RATE_HISTORY, check_schedule, drip_settings
+    from canary.planting.pace import HOURS_HISTORY, RATE_HISTORY, check_schedule, drip_settings
     from canary.planting.planter import open_seeder
-    from canary.planting.schedule import parse_duration, site_hour_weights
+    from canary.planting.schedule import parse_duration, site_growth, site_hour_weights
 
     period = parse_duration(over) if isinstance(over, str) else over
     env.config.contacts.require_production()  # fail now, not at the first drip
@@ -38,14 +38,18 @@ def plant_over(env, source_name: str, count: int, over: str | timedelta, *, as_j
     seeder = open_seeder(env.registry.get_source(source_name))  # the target answers today
     try:
         local_now = now.astimezone(ZoneInfo(TIMEZONE))
-        # the year's registrations: the pace (drip.max_share), and the hours the site registers at
-        admissions = seeder.admissions_since(local_now - RATE_HISTORY)
+        # two years' registrations: the hours the site registers at (one year's leave each hour's count
+        # 10-15 % off); the last year's: the pace (drip.max_share) and the site's trend
+        admissions = seeder.admissions_since(local_now - HOURS_HISTORY)
     finally:
         seeder.close()
-    check_schedule(count, period, admissions if settings.max_share else None, local_now, settings.max_share,
+    since = local_now - RATE_HISTORY
+    last_year = None if admissions is None else \
+        [a for a in admissions if (a if a.tzinfo else a.replace(tzinfo=since.tzinfo)) >= since]
+    check_schedule(count, period, last_year if settings.max_share else None, local_now, settings.max_share,
                    source_name)
     due = schedule_drip(env.registry, source_name, count, period, now, operator=env.config.operator,
-                        hour_weights=site_hour_weights(admissions))
+                        hour_weights=site_hour_weights(admissions), growth=site_growth(admissions, now))
     if as_json:
         click.echo(json.dumps({"source": source_name, "scheduled": len(due),
                                "due": [d.isoformat() for d in due]}, indent=2))

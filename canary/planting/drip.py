@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 
 from canary.config import Config
 from canary.planting.pace import DripSettings, drip_settings, may_plant
-from canary.planting.schedule import TIMEZONE, WORKING_HOURS, draw_due_times, in_working_hours
+from canary.planting.schedule import TIMEZONE, WORKING_HOURS, Growth, draw_due_times, in_working_hours
 from canary.errors import CanaryError
 from canary.model import CanaryStatus
 from canary.registry.dripstore import DripSlot
@@ -87,15 +87,18 @@ class DripReport:
 def schedule_drip(registry, source: str, count: int, over: timedelta, now: datetime,
                   rng: random.Random | None = None, *, working_hours: tuple[int, int] = WORKING_HOURS,
                   tz: str = TIMEZONE, operator: str = "unknown",
-                  hour_weights: dict[int, float] | None = None) -> list[datetime]:
+                  hour_weights: dict[int, float] | None = None, growth: Growth | None = None) -> list[datetime]:
     """Schedule ``count`` single plantings into ``source`` over ``over``; their due times (UTC).
 
     ``hour_weights``: the site's registrations per local hour (schedule.site_hour_weights), so the
-    plantings come at the hours the site registers its patients; None: working minutes evenly."""
+    plantings come at the hours the site registers its patients; None: working minutes evenly.
+    ``growth``: the trend of the site's registrations (schedule.site_growth), so more come on the days
+    more of the site's patients are expected to (with ``hour_weights`` only)."""
     if not 1 <= count <= MAX_COUNT:
         raise CanaryError(f"--count must be between 1 and {MAX_COUNT}")
     registry.get_source(source)  # unknown source -> one clear error
-    due = draw_due_times(count, now, over, rng or random.SystemRandom(), working_hours, tz, hour_weights)
+    due = draw_due_times(count, now, over, rng or random.SystemRandom(), working_hours, tz, hour_weights,
+                         growth)
     registry.add_drip_slots(source, due, operator, now)
     return due
 

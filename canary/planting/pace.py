@@ -47,6 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
             "the canary (OpenEMR), else 60d. 0d: none."),
 )
 RATE_HISTORY = timedelta(days=365)  # admissions read to learn the site's rate when scheduling
+HOURS_HISTORY = 2 * RATE_HISTORY  # admissions read to learn the hours the site registers at
 
 
 @dataclass(frozen=True, slots=True)

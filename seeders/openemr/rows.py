@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -235,7 +236,7 @@ def _patient_values(identity: Identity, host: OpenEmrHost, choices: Choices, num
         "street_line_2": _own(donor, habits, "street_line_2",
                               lambda: identity.address.line2 or address_complement(rnd), identity.address.line2),
         "postal_code": identity.address.postcode,
-        "city": _cased(habits, "city", identity.address.city),
+        "city": _city(habits, identity.address.city),
         # Written when the lending patient has one (fewer of the old have an e-mail); the registry keeps
         # the identity's address as a token either way.
         "email": _own(donor, habits, "email", lambda: identity.email, identity.email),
@@ -504,10 +505,15 @@ def _edited(habits: TableHabits, numbers: Numbers, rnd: Any) -> dict[str, Any]:
 LATER_SAVE = timedelta(hours=1)  # a save at least this long after the registration: not the day's own
 
 
-def second_save(habits: TableHabits, rnd: Any) -> tuple[float, int | None] | None:
+def second_save(habits: TableHabits, rnd: Any, spread: tuple[float, float] | None = None
+                ) -> tuple[float, int | None] | None:
     """For a record not saved again on its registration day: whether it will be, drawn at the site's
     rate among its records saved again later or never, and then how long after registering and by whom
-    (seconds, ``updated_by``); None: never, as those of the site's records are."""
+    (seconds, ``updated_by``); None: never, as those of the site's records are.
+
+    ``spread``: the two uniforms of the draw given by the caller (``canary_spread``: whether, then which
+    of the site's delays in their order), so that a source's successive canaries cover the site's rate
+    and delays evenly instead of each drawing its own (thirty independent draws at 50 % give 7 to 23)."""
     later, never = [], 0
     for row in habits.rows:
         if isinstance(row.get("date"), datetime) and isinstance(row.get("regdate"), datetime):
@@ -516,9 +522,25 @@ def second_save(habits: TableHabits, rnd: Any) -> tuple[float, int | None] | Non
                 later.append((delay.total_seconds(), row.get("updated_by")))
             elif delay.total_seconds() < 1:
                 never += 1
-    if not later or rnd.random() >= len(later) / (len(later) + never):
+    if spread is None:
+        if not later or rnd.random() >= len(later) / (len(later) + never):
+            return None
+        return rnd.choice(later)
+    if not later or spread[0] >= len(later) / (len(later) + never):
         return None
-    return rnd.choice(later)
+    later.sort(key=lambda drawn: drawn[0])
+    return later[min(int(spread[1] * len(later)), len(later) - 1)]
+
+
+# The plastic number's R2 sequence (Roberts 2018): the k-th point (frac(s + k / g), frac(t + k / g^2)) of
+# any run of consecutive k covers the unit square about as evenly as a grid would.
+_PLASTIC = 1.324717957244746
+
+
+def canary_spread(ordinal: int, start: tuple[float, float]) -> tuple[float, float]:
+    """The ``ordinal``-th point of a source's R2 sequence starting at ``start`` (two uniforms): each
+    point is uniform, as an independent draw is, but successive canaries' points spread evenly."""
+    return ((start[0] + ordinal / _PLASTIC) % 1.0, (start[1] + ordinal / _PLASTIC ** 2) % 1.0)
 
 
 def _phones(identity: Identity, habits: TableHabits, donor: dict[str, Any] | None = None, rnd: Any = None,
@@ -686,6 +708,27 @@ def _spaced_nirs(habits: TableHabits) -> bool:
 
 def _cased(habits: TableHabits, column: str, text: str) -> str:
     return text.upper() if habits.upper(column) else text
+
+
+def _folded(text: str) -> str:
+    """A place name without accents, case, or the punctuation spellings differ by ("Décines-Charpieu",
+    "DECINES CHARPIEU")."""
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join("".join(c if c.isalnum() else " " for c in bare.upper()).split())
+
+
+def _city(habits: TableHabits, city: str) -> str:
+    """The identity's commune written as the site's recent patients write it: their own spelling of that
+    commune when one of them lives there ("VENISSIEUX" where the identity says "Vénissieux"), else cased as
+    they write cities, and without accents when none of their cities has one (La Poste's capitals)."""
+    written = Counter(v for r in habits.rows if isinstance(v := r.get("city"), str) and v.strip())
+    same = [(n, v) for v, n in written.items() if _folded(v) == _folded(city)]
+    if same:
+        return max(same)[1]
+    cased = _cased(habits, "city", city)
+    if written and all(v.isascii() for v in written) and not cased.isascii():
+        return "".join(c for c in unicodedata.normalize("NFKD", cased) if not unicodedata.combining(c))
+    return cased
 
 
 def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

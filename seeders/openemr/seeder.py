@@ -9,6 +9,7 @@ fail as a whole, and it is tried again with the next pid.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from dataclasses import replace
@@ -28,7 +29,7 @@ from seeders.base import SeederOption
 from seeders.openemr import auditlog
 from seeders.openemr.host import OpenEmrHost, read_host
 from seeders.openemr.rows import (BETWEEN_ALIAS, Numbers, allergy_rows, build_rows, portal_values, resolve_choices,
-                                  second_save, writes_allergies)
+                                  canary_spread, second_save, writes_allergies)
 from seeders.openemr.later import LaterPlan, last_dated, later_visit, visit_rows
 from seeders.openemr.located import rows_of
 from seeders.openemr.clinic import ClinicHabits, read_clinic
@@ -437,9 +438,24 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         if plan.portal_later and self.clinic.portal_later_delays:
             owed[PORTAL_KEY] = round(self._rnd.choice(self.clinic.portal_later_delays))
         if patient.get("date") == patient.get("regdate"):
-            drawn = second_save(self.host.patients, self._rnd)
+            drawn = second_save(self.host.patients, self._rnd, self._spread())
             owed[SAVE_KEY] = list(drawn) if drawn else 0
         return owed
+
+    def _spread(self) -> tuple[float, float] | None:
+        """This canary's point of the source's R2 sequence (rows.canary_spread): the live canaries'
+        count is its place, a hash of the first live canary's pid and registration its start (the
+        same in every drip run, which each open a new seeder); None for the first: it draws its own."""
+        own = sorted(self.host.own_pids)
+        if not own:
+            return None
+        digest = hashlib.sha256(f"{own[0]}:{self._first_regdate(own[0])}".encode()).digest()
+        start = (int.from_bytes(digest[:8], "big") / 2 ** 64, int.from_bytes(digest[8:16], "big") / 2 ** 64)
+        return canary_spread(len(own), start)
+
+    def _first_regdate(self, pid: int) -> str:
+        row = next((r for r in self.host.own_rows if r.get("pid") == pid), None)
+        return str(row.get("regdate")) if row else ""
 
     def _pending(self, placement: Placement) -> list[datetime]:
         """The moments (database time) of what the canary is still owed."""

@@ -20,7 +20,8 @@ from freezegun import freeze_time
 from canary.cli.main import CanaryGroup, Env
 from canary.cli.drip import drip, plant_over
 from canary.planting.drip import batch_label, run_due, schedule_drip
-from canary.planting.schedule import draw_due_times, french_holidays, parse_duration, site_hour_weights
+from canary.planting.schedule import (draw_due_times, french_holidays, parse_duration, site_growth,
+                                      site_hour_weights)
 from canary.errors import CanaryError, ConfigError
 from canary.registry import Registry
 from canary.registry.dripstore import DripStatus
@@ -112,7 +113,8 @@ def test_plantings_come_at_the_hours_the_site_registers_its_patients():
     registrations = [datetime(2025, 3, 3 + n % 20, 9 + n % 2, n % 60) for n in range(400)] + \
         [datetime(2025, 3, 3 + n % 20, 14 + n % 3, n % 60) for n in range(100)]
     weights = site_hour_weights(registrations)
-    assert weights == {9: 200.0, 10: 200.0, 14: 34.0, 15: 33.0, 16: 33.0}
+    # Each hour's count smoothed with its neighbours' (1-2-1, among the hours the site registers at).
+    assert weights == {9: 200.0, 10: 200.0, 14: 101 / 3, 15: 33.25, 16: 33.0}
     assert site_hour_weights(registrations[:49]) is None  # too few: evenly, as before
     due = draw_due_times(300, paris(2025, 3, 3, 7, 0), timedelta(days=20), random.Random(3), hour_weights=weights)
     hours = Counter(d.astimezone(PARIS).hour for d in due)
@@ -121,6 +123,44 @@ def test_plantings_come_at_the_hours_the_site_registers_its_patients():
     assert len({d.replace(second=0) for d in due}) == 300 and due == sorted(due)
     with pytest.raises(ConfigError, match="working minutes of the hours this site registers patients"):
         draw_due_times(200, paris(2025, 3, 3, 7, 0), timedelta(hours=12), random.Random(3), hour_weights={9: 1.0})
+
+
+
+def test_weighted_plantings_cover_the_period_and_the_day_evenly():
+    """Stratified: ten plantings over ten working days of one profile land one a day, and thirty land
+    around the site's median hour, not a quarter of an hour off as independent draws do by chance."""
+    import statistics
+
+    weights = {8: 1.0, 9: 3.0, 10: 4.0, 11: 4.0, 12: 2.0, 13: 2.0, 14: 2.0, 15: 1.0, 16: 1.0, 17: 1.0}
+    for seed in range(5):
+        due = draw_due_times(10, paris(2025, 3, 3, 7, 0), timedelta(days=14), random.Random(seed), hour_weights=weights)
+        assert len({d.astimezone(PARIS).date() for d in due}) == 10
+    weighted = sorted(h + m / 60 for h, n in weights.items() for m in range(60) for _ in range(int(n)))
+    median = weighted[len(weighted) // 2]
+    for seed in range(5):
+        due = draw_due_times(30, paris(2025, 3, 3, 7, 0), timedelta(days=60), random.Random(seed), hour_weights=weights)
+        local = [d.astimezone(PARIS) for d in due]
+        assert abs(statistics.median(t.hour + t.minute / 60 for t in local) - median) < 0.3
+        assert len({d.replace(second=0) for d in due}) == 30 and due == sorted(due)
+
+
+def test_plantings_follow_the_sites_growth():
+    """A practice whose registrations grew over the year gets more of its plantings late in the period."""
+    until = paris(2025, 1, 6, 9, 0)
+    rng = random.Random(5)
+    # Registrations over the year before, their pace doubling from its start to its end.
+    growing = [until - timedelta(days=365) + timedelta(days=365 * (((1 + 3 * rng.random()) ** 0.5 - 1)))
+               for _ in range(800)]
+    growth = site_growth(growing, until)
+    assert growth is not None and 0.4 < growth.slope < 0.8  # doubling over the year: +50 % a year at its end
+    # A steady pace: no trend beyond the noise of its count (3,000 a year: a few percent).
+    flat = site_growth([until - timedelta(days=365 * rng.random()) for _ in range(3000)], until)
+    assert flat is not None and abs(flat.slope) < 0.1
+    assert site_growth(growing[:49], until) is None  # too few: evenly
+    weights = {h: 1.0 for h in range(8, 18)}
+    due = draw_due_times(100, until, timedelta(days=365), random.Random(1), hour_weights=weights, growth=growth)
+    middle = until + timedelta(days=182)
+    assert sum(d >= middle for d in due) >= 53  # the pace 1.0 to 1.5 over the year: 55 in its second half
 
 
 # -- running --------------------------------------------------------------------

@@ -665,15 +665,16 @@ def drip_plant(url: str, site: Site, registry, config, source: str, *, count: in
     from canary.planting.drip import DRIP_KIND, batch_label
     from canary.planting.events import add_due_events
     from canary.planting.planter import plant
-    from canary.planting.schedule import draw_due_times, site_hour_weights
+    from canary.planting.schedule import draw_due_times, site_growth, site_hour_weights
 
     period = drip_period(site, count)
     start = site.now.replace(tzinfo=timezone.utc) - period
-    # The hours `canary plant --over` learns from the site's registrations of the year before.
+    # The hours `canary plant --over` learns from the site's registrations of the two years before, its
+    # trend from the year before (canary.cli.drip.plant_over).
     year = [e.at.replace(tzinfo=DATABASE_ZONE) for e in site.events if e.table == "patient_data"
-            and start.replace(tzinfo=None) - timedelta(days=365) <= e.at < start.replace(tzinfo=None)]
+            and start.replace(tzinfo=None) - timedelta(days=730) <= e.at < start.replace(tzinfo=None)]
     due = draw_due_times(count, start, period - timedelta(days=1), random.Random(seed),
-                         hour_weights=site_hour_weights(year))
+                         hour_weights=site_hour_weights(year), growth=site_growth(year, start))
     loader = SiteLoader(url, site)
     try:
         for index, moment in enumerate(due):

@@ -79,9 +79,11 @@ def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
     # A regression back to the tells of before (0.82-0.89 at the start of 2026-12-07) fails outright.
     assert report.auc <= 0.80, _details(report)
     if report.auc > 0.65:
-        # Issue #12's bar is met in most runs only: this test's site and drip seeds gave AUC 0.48-0.73 over 10
-        # runs (8 at or under 0.65, median 0.60; the seeder draws with the system's randomness), the bench seeds
-        # 0.46-0.61; at 30 canaries a run moves by about 0.1. Reported, not hidden: see docs/concealment.md.
+        # Issue #12's bar is met in most runs: this test's site and drip seeds gave AUC 0.48-0.64 over 12 runs
+        # on 2026-12-07 (none above 0.65, median 0.57; 0.48-0.73, median 0.60, before that day's third round),
+        # the bench seeds 0.50-0.63. The seeder draws with the system's randomness and the site is built back
+        # from NOW(), so runs of one hour sit together; at 30 canaries a run moves by about 0.1. Reported, not
+        # hidden: see docs/concealment.md.
         pytest.xfail(f"AUC {report.auc:.2f} above 0.65: {_details(report)}")
     assert report.auc <= 0.65, _details(report)
 

@@ -107,3 +107,38 @@ def test_married_names_are_recorded_as_often_as_the_site_records_them():
     assert abs(recorded / len(married) - 0.10 / married_name_share(40)) < 0.08
     single = next(ident for i in range(20) if not (ident := _woman(i, 40)).married_name_used)
     assert not _records_birth_name(single, habits, sex="Female", age=40, rnd=rnd)
+
+
+def test_the_city_is_written_as_the_sites_patients_write_it():
+    """A site writing La Poste's capitals without accents: a canary in Vénissieux lives in "VENISSIEUX"
+    like its neighbours (an accented spelling no patient has would set it apart), and a commune no recent
+    patient lives in loses its accents the same way; a site writing accents keeps them."""
+    from seeders.openemr.rows import _city
+
+    plain = habits_of("patient_data", [{"city": c} for c in ("LYON", "VENISSIEUX", "DECINES-CHARPIEU", "BRON")],
+                      ("city",))
+    assert _city(plain, "Vénissieux") == "VENISSIEUX"
+    assert _city(plain, "Décines Charpieu") == "DECINES-CHARPIEU"
+    assert _city(plain, "Saint-Étienne") == "SAINT-ETIENNE"
+    accented = habits_of("patient_data", [{"city": c} for c in ("Lyon", "Vénissieux", "Bron")], ("city",))
+    assert _city(accented, "Décines-Charpieu") == "Décines-Charpieu"
+    assert _city(accented, "VENISSIEUX") == "Vénissieux"
+
+
+def test_successive_canaries_are_saved_again_as_often_as_the_sites_records_not_by_luck():
+    """Half the site's records saved again days to months later: thirty successive canaries on one
+    source's sequence get 14-16 later saves (independent draws: 7-23), their delays spread over the
+    site's; each point alone is uniform, as an independent draw."""
+    from datetime import timedelta
+
+    from seeders.openemr.rows import canary_spread, second_save
+
+    rows = [{"regdate": NOW, "date": NOW + timedelta(days=n + 1) if n % 2 else NOW, "updated_by": 7}
+            for n in range(200)]
+    habits = habits_of("patient_data", rows, ("regdate", "date", "updated_by"))
+    for start in ((0.0, 0.0), (0.37, 0.81), (0.93, 0.12)):
+        drawn = [second_save(habits, random.Random(0), canary_spread(k, start)) for k in range(30)]
+        saved = [d for d in drawn if d]
+        assert 14 <= len(saved) <= 16
+        days = sorted(d[0] / 86400 for d in saved)
+        assert days[0] < 40 and days[-1] > 160 and 70 < days[len(days) // 2] < 130 and saved[0][1] == 7
