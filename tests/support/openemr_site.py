@@ -598,8 +598,8 @@ def concealed_config(registry_url: str, site: Site | None = None, mailboxes: int
     """The #12 defaults: contact caps (3 per domain, 1 per 10,000-number block, as docs/setup.md recommends for
     concealment: the site's own mobiles are one to a block) with enough domains and blocks (SPREAD_POOL: 50
     blocks for 30 canaries); with ``mailboxes``, a pool of watched mailboxes at the site's providers
-    (docs/setup.md), holders named after the generations of the site's adult patients, as
-    docs/concealment.md advises."""
+    (docs/setup.md), holders named after the generations of the site's adult patients and in its
+    proportions of women and men (a canary takes its holder's sex), as docs/setup.md advises."""
     from dataclasses import replace
 
     from support.plant_helpers import production_config
@@ -607,7 +607,8 @@ def concealed_config(registry_url: str, site: Site | None = None, mailboxes: int
     config = production_config(registry_url, pool=SPREAD_POOL, domains=DOMAINS)
     contacts = replace(config.contacts, max_per_email_domain=3, max_per_phone_block=1)
     if mailboxes:
-        contacts = replace(contacts, mailbox_pool=mailbox_pool(mailboxes, seed, _adult_births(site)))
+        contacts = replace(contacts, mailbox_pool=mailbox_pool(mailboxes, seed, _adult_births(site),
+                                                               women=_women_share(site)))
     return replace(config, contacts=contacts)
 
 
@@ -618,10 +619,16 @@ def _adult_births(site: Site | None) -> list[int]:
             and (site.now.date() - e.values["DOB"]).days >= 18 * 365]
 
 
-def mailbox_pool(count: int, seed: int, births: Sequence[int] = ()):
+def _women_share(site: Site | None) -> float:
+    sexes = [e.values["sex"] for e in site.events if e.table == "patient_data" and "sex" in e.values] \
+        if site is not None else []
+    return sexes.count("Female") / len(sexes) if sexes else 0.5
+
+
+def mailbox_pool(count: int, seed: int, births: Sequence[int] = (), women: float = 0.5):
     """``count`` mailboxes as an operator opens them: providers weighted like the site's patients, a holder
     each, whose first name is one given in the decade of a birth year drawn from ``births`` (1950-1990
-    without them)."""
+    without them), ``women`` of them women."""
     from canary.contacts import Mailbox
     from canary.identity import refdata
     from canary.identity.accounts import slug
@@ -630,9 +637,11 @@ def mailbox_pool(count: int, seed: int, births: Sequence[int] = ()):
     rng = random.Random(seed)
     providers, weights = zip(*PROVIDERS)
     decades = [min(2000, max(1920, year - year % 10)) for year in births] or [1950, 1960, 1970, 1980, 1990]
+    sexes = ["F"] * round(count * women) + ["M"] * (count - round(count * women))
+    rng.shuffle(sexes)
     pool: dict[str, Mailbox] = {}
     while len(pool) < count:
-        sex = rng.choice("FM")
+        sex = sexes[len(pool)]
         first = pick(rng, refdata.first_names(sex, rng.choice(decades)))
         last = pick(rng, refdata.surnames())
         if " " in first or not all(part.isalpha() for part in last.replace("-", " ").replace("'", " ").split()):
