@@ -544,12 +544,18 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         return bool(self._read_rows(query))
 
     def locate(self, identity: Identity) -> Placement | None:
-        """The rows of a patient planted for ``identity`` but never recorded (found by NIR, e-mail, or names and
-        birth date: a record may have neither of the first two, as the site's patients it follows)."""
+        """The rows of a patient planted for ``identity`` but never recorded (found by NIR, e-mail, or names,
+        birth date and address: a record may have neither of the first two, as the site's patients it follows).
+
+        What is found here is retired by `canary retire` and taken as ours by `canary verify`: names and a
+        birth date alone could pick a real namesake born the same day, so the drawn street and postcode,
+        always written, must match too."""
         table = self.tables["patient_data"]
         names = sa.and_(sa.func.lower(table.c.lname) == identity.last_name.lower(),
                         sa.func.lower(table.c.fname) == identity.first_name.lower(),
-                        table.c.DOB == identity.birth_date)
+                        table.c.DOB == identity.birth_date,
+                        sa.func.lower(table.c.street) == identity.address.line1.lower(),
+                        table.c.postal_code == identity.address.postcode)
         for condition in (table.c.ss.in_([identity.nir, nir_spaced(identity.nir)]), table.c.email == identity.email,
                           names):
             found = self._read_rows(sa.select(table).where(condition).limit(2))

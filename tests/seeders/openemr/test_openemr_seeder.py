@@ -244,6 +244,36 @@ def test_locate_finds_a_canary_whose_placement_was_lost(site, seeder):
     assert snapshot(site) == before
 
 
+def test_locate_never_takes_a_real_namesake_born_the_same_day(site, seeder):
+    """A record found by locate is retired (or adopted by verify) as ours: a real patient with the canary's
+    names and birth date but another address, no NIR and no e-mail, is not it."""
+    from dataclasses import replace
+
+    ident = make_identity(16)
+    pid = query(site, "SELECT MAX(pid) AS pid FROM patient_data")[0]["pid"] + 1
+    execute(site, "INSERT INTO patient_data (id, pid, fname, lname, DOB, street, postal_code, ss, email) "
+                  "VALUES (:pid, :pid, :fname, :lname, :dob, '3 rue Haute', '69003', '', '')",
+            pid=pid, fname=ident.first_name, lname=ident.last_name, dob=ident.birth_date)
+    try:
+        assert seeder.locate(ident) is None
+    finally:
+        execute(site, "DELETE FROM patient_data WHERE pid = :pid", pid=pid)
+    # A canary written without NIR and e-mail (as the patient it follows) is still found, by all of them.
+    other = make_identity(17)
+    planted = seeder.plant(other)
+    row = next(r for r in planted.rows if r["table"] == "patient_data")
+    kept = query(site, "SELECT ss, email FROM patient_data WHERE pid = :pid", pid=row["key"]["pid"])[0]
+    execute(site, "UPDATE patient_data SET ss = '', email = '' WHERE pid = :pid", pid=row["key"]["pid"])
+    try:
+        found = seeder.locate(other)
+        assert found is not None and [r["key"] for r in found.rows if r["table"] == "patient_data"] == [row["key"]]
+        assert seeder.locate(replace(other, address=replace(other.address, line1="3 rue Haute"))) is None
+    finally:
+        execute(site, "UPDATE patient_data SET ss = :ss, email = :email WHERE pid = :pid", pid=row["key"]["pid"],
+                **kept)
+        seeder.retire(planted)
+
+
 def test_plan_writes_nothing_and_options_are_checked(site, seeder):
     before = snapshot(site)
     planned = seeder.plan(make_identity(8))
