@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import random
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -45,6 +44,7 @@ from canary.identity.occupations import occupation
 from canary.identity.sampling import pick
 from canary.identity.places import address_complement
 from canary.model import Identity, Sex
+from seeders.common.transforms import strip_accents
 from seeders.sql.blend import TableHabits, habitual, neighbour_fill, next_code
 from seeders.openemr import auditlog, insurance
 from seeders.openemr.clinic import ClinicHabits
@@ -713,8 +713,7 @@ def _cased(habits: TableHabits, column: str, text: str) -> str:
 def _folded(text: str) -> str:
     """A place name without accents, case, or the punctuation spellings differ by ("Décines-Charpieu",
     "DECINES CHARPIEU")."""
-    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return " ".join("".join(c if c.isalnum() else " " for c in bare.upper()).split())
+    return " ".join("".join(c if c.isalnum() else " " for c in strip_accents(text).upper()).split())
 
 
 def _city(habits: TableHabits, city: str) -> str:
@@ -727,7 +726,7 @@ def _city(habits: TableHabits, city: str) -> str:
         return max(same)[1]
     cased = _cased(habits, "city", city)
     if written and all(v.isascii() for v in written) and not cased.isascii():
-        return "".join(c for c in unicodedata.normalize("NFKD", cased) if not unicodedata.combining(c))
+        return strip_accents(cased)
     return cased
 
 

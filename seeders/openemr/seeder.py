@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from canary.errors import ConfigError, SourceError
 from canary.model import Identity, Placement, Sex
-from canary.planting.events import DUE_KEY, EVENTS_KEY, PACE_KEY
+from canary.planting.events import DUE_KEY, PACE_KEY
 from seeders.sql import appsql
 from seeders.sql.access import access_problems, needs
 from seeders.sql.appsql import ApplicationSqlSeeder
