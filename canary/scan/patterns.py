@@ -25,7 +25,7 @@ from __future__ import annotations
 import array
 import marshal
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import NamedTuple
@@ -112,19 +112,25 @@ class PatternSet:
             self._email_locals = {}
         return self._email_locals
 
+    def email_locals_of(self, literal: int, indexes: tuple[int, ...]) -> dict[bytes, dict[bytes, list[int]]]:
+        """{domain: {local part: canary indexes}} of a domain anchor's canaries (``indexes``), built once
+        per literal (``verify``'s obfuscated addresses)."""
+        found = self.email_locals.get(literal)
+        if found is None:
+            found = self.email_locals[literal] = {}
+            for index in indexes:
+                info = self.canaries[index]
+                found.setdefault(info.email_domain, {}).setdefault(info.email_local, []).append(index)
+        return found
+
     def _every_email_local(self) -> dict:
         """``email_locals`` for every domain-anchor literal, for the cache: built lazily, it
         cost each worker 0.2-0.3 s at its first hit on an anchor (100,000 canaries, two
         domains of 50,000)."""
-        for i, role in enumerate(self.roles):
-            if role == EMAIL_DOMAIN or (not role and any(r == EMAIL_DOMAIN for r, _ in self.entries(i))):
-                if i not in self.email_locals:
-                    found = self.email_locals[i] = {}
-                    for r, indexes in self.entries(i):
-                        if r == EMAIL_DOMAIN:
-                            for index in indexes:
-                                info = self.canaries[index]
-                                found.setdefault(info.email_domain, {}).setdefault(info.email_local, []).append(index)
+        for i in range(len(self.roles)):
+            for role, indexes in self.entries(i):
+                if role == EMAIL_DOMAIN:
+                    self.email_locals_of(i, indexes)
         return self.email_locals
 
     @property

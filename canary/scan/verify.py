@@ -26,7 +26,7 @@ from typing import NamedTuple, Sequence
 
 from canary.scan import forms, patterns, records
 from canary.scan.patterns import (
-    BIRTH_DATE, DNS_LABEL, EMAIL, EMAIL_DOMAIN, LOGIN, NIR_KIND, PHONE_SEP, SURNAME, URL_CODE,
+    DNS_LABEL, EMAIL, EMAIL_DOMAIN, LOGIN, NIR_KIND, PHONE_SEP, SURNAME, URL_CODE,
 )
 
 MAX_TEXT = 120  # matched text kept per match
@@ -200,7 +200,7 @@ def confirm(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet) -> list[
             if role >= SURNAME:  # done by _fingerprint_hits
                 continue
             if role == EMAIL_DOMAIN:  # one test for every canary of the domain
-                strong.extend(_obfuscated(chunk, start, end, _email_locals(ps, literal, indexes)))
+                strong.extend(_obfuscated(chunk, start, end, ps.email_locals_of(literal, indexes)))
                 continue
             for index in indexes:
                 if role in PHONE_SEP:
@@ -428,19 +428,6 @@ def _domain_pattern(domain: bytes) -> tuple[re.Pattern, int, tuple[int, ...]]:
             else:
                 pieces.append(re.escape(label))
         found = _DOMAIN_PATTERNS[domain] = (re.compile(b"".join(pieces), re.I), anchor_group, tuple(dots))
-    return found
-
-
-def _email_locals(ps: patterns.PatternSet, literal: int, indexes: tuple[int, ...]
-                  ) -> dict[bytes, dict[bytes, list[int]]]:
-    """{domain: {local part: canary indexes}} of a domain anchor's canaries (built once per literal)."""
-    cache = ps.email_locals
-    found = cache.get(literal)
-    if found is None:
-        found = cache[literal] = {}
-        for index in indexes:
-            info = ps.canaries[index]
-            found.setdefault(info.email_domain, {}).setdefault(info.email_local, []).append(index)
     return found
 
 
