@@ -85,7 +85,8 @@ def plant(
     if seeder is None:
         seeder = open_seeder(spec, environ)
     try:
-        seeder.set_own_rows(_own_rows(registry, spec.name))
+        if type(seeder).set_own_rows is not Seeder.set_own_rows:  # the registry read only for a seeder that uses it
+            seeder.set_own_rows(_own_rows(registry, spec.name))
         identities, redrawn = _draw(registry, config, spec, seeder, count, seed)
         seeder.check_fits(identities)
         result = PlantResult(source=spec.name, batch=None, redrawn=redrawn, dry_run=dry_run)

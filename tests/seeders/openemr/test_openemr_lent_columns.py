@@ -142,3 +142,20 @@ def test_successive_canaries_are_saved_again_as_often_as_the_sites_records_not_b
         assert 14 <= len(saved) <= 16
         days = sorted(d[0] / 86400 for d in saved)
         assert days[0] < 40 and days[-1] > 160 and 70 < days[len(days) // 2] < 130 and saved[0][1] == 7
+
+
+def test_the_lending_patient_is_never_one_of_our_canaries_and_balances_their_shares():
+    """``exclude`` (the source's live canaries, Seeder.set_own_rows) is never drawn, whatever the draw; with
+    canaries already planted, the lender chosen among the candidates brings their shares toward the site's."""
+    rows = [dict(_row(n, 40), pid=n, status="married" if n % 2 else "single") for n in range(40)]
+    habits = habits_of("patient_data", rows, COLUMNS + ("pid",))
+    ours = frozenset(range(0, 40, 2))  # the "single" half
+    for seed in range(200):
+        donor = site_donor(habits, random.Random(seed), sex="Female", age=40, birth_name=False, exclude=ours)
+        assert donor is not None and donor["pid"] not in ours
+    # Canaries so far all "married" where the site is half and half: the next lender is "single" when a
+    # candidate is (ours excluded from nothing here).
+    planted = [dict(rows[1], pid=1000 + k) for k in range(6)]
+    picked = [site_donor(habits, random.Random(seed), sex="Female", age=40, birth_name=False, balance=planted)
+              for seed in range(50)]
+    assert sum(d["status"] == "single" for d in picked) >= 45
