@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test install clean
 
-$(BIN)/canary: pyproject.toml
+$(BIN)/canary: pyproject.toml setup.py canary/scan/_probes.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -98,6 +98,7 @@ class Runner:
         results: list[ChunkResult] = []
         self.patterns.checks  # noqa: B018 (built once here, not in each worker)
         self.patterns.hit_table  # noqa: B018
+        self.patterns.probe_table  # noqa: B018
         _PATTERNS = self.patterns
         # The pattern set's objects (millions of tuples with 100,000 canaries) out of the garbage
         # collector's reach: a full collection walked them all in each worker, writing to every

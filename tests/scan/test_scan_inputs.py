@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from support import leakgen
+from support import leakgen, needs
 from canary.registry import Registry
 from canary.scan import forms, inputs, verify
 from canary.scan.runner import Runner
@@ -185,6 +185,48 @@ def test_bulk_first_tests_give_the_same_matches_as_the_loop(world, monkeypatch, 
     monkeypatch.setattr(verify, "BULK_HITS", 10 ** 12)
     loop = verify.confirm(data, hits, ps)
     monkeypatch.setattr(verify, "BULK_HITS", 0)
+    compiled = verify._compiled_probes()
+    if compiled is None:
+        needs.missing("compiled", "canary/scan/_probes.c was not built (no C compiler at install)")
     bulk = verify.confirm(data, hits, ps)
+    monkeypatch.setattr(verify, "_compiled_probes", lambda: None)
+    bulk_in_python = verify.confirm(data, hits, ps)
     assert bulk == loop
+    assert bulk_in_python == loop
     assert {f.canary for f in bulk if f.kind == "fingerprint"}
+
+
+def test_the_compiled_probe_test_refuses_inputs_of_the_wrong_shape():
+    """Its table comes from a cache file: a wrong one raises, never reads past a buffer."""
+    compiled = verify._compiled_probes()
+    if compiled is None:
+        needs.missing("compiled", "canary/scan/_probes.c was not built (no C compiler at install)")
+    from array import array
+
+    def q(*values):
+        return array("q", values)
+
+    def table(of_literal=(-1, 0), starts=(0, 2), ends=(0, 3, 6), probes=b"marzzz", owners=((7, 8),)):
+        return (array("i", of_literal).tobytes(), array("i", starts).tobytes(), array("i", ends).tobytes(),
+                probes, [(7,), (8,)], list(owners))
+
+    low = b"jean;martin;1950\n"
+    every = len(low)
+    assert compiled.passing(low, q(1), q(0), q(every), b"\0", table()) == [0, (7,)]
+    assert compiled.passing(low, q(1), q(0), q(every), b"\1", table()) == [0, (7, 8)]  # slow: every owner
+    assert compiled.passing(low, q(1), q(0), q(4), b"\0", table()) == []  # "mar" not in "jean"
+    assert compiled.passing(low, q(1, 1), q(0, 5), q(4, every), b"\0\0", table()) == [1, (7,)]
+    wrong = [
+        (ValueError, (low, q(1), q(0), q(every + 1), b"\0", table())),  # past the chunk
+        (ValueError, (low, q(2), q(0), q(4), b"\0", table())),  # no such literal
+        (ValueError, (low, q(1, 1), q(0), q(4), b"\0", table())),  # lengths differ
+        (TypeError, (low, q(0), q(0), q(4), b"\0", table())),  # a token literal: no check
+        (TypeError, (low, q(1), q(0), q(4), b"\0", table(of_literal=(-1, 5)))),  # no such check
+        (ValueError, (low, q(1), q(0), q(4), b"\0", table(starts=(0, 9)))),  # groups past the table
+        (ValueError, (low, q(1), q(0), q(4), b"\0", table(ends=(0, 3, 60)))),  # probe past the blob
+        (ValueError, (low, q(1), q(0), q(4), b"\0", table(owners=()))),  # parts differ
+        (TypeError, (low, q(1), q(0), q(4), b"\0", table()[:4])),
+    ]
+    for error, args in wrong:
+        with pytest.raises(error):
+            compiled.passing(*args)
