@@ -196,6 +196,29 @@ def test_bulk_first_tests_give_the_same_matches_as_the_loop(world, monkeypatch, 
     assert {f.canary for f in bulk if f.kind == "fingerprint"}
 
 
+def test_the_compiled_match_handler_keeps_what_the_python_one_does(world, monkeypatch):
+    if verify._compiled_probes() is None:
+        needs.missing("compiled", "canary/scan/_probes.c was not built (no C compiler at install)")
+    from canary.scan import engines
+
+    rng = random.Random(8)
+    ordinary = leakgen.ordinary_dicts(leakgen.OrdinaryRows(9, **world.avoid()), 800)
+    rows = leakgen.mix(ordinary, [leakgen.canary_row(world.identity(c), rng) for c in world.by_source["lis"]], rng)
+    data = leakgen.to_csv(rows).encode("utf-8")
+    ps = load_patterns(world.registry, use_cache=False)
+    if ps.engine_name != "hyperscan":
+        pytest.skip("the handler is Hyperscan's, a dependency on x86_64 only")
+    compiled = ps.engine.scan(data)
+    monkeypatch.setattr(engines, "_compiled_hits", lambda: None)
+    assert compiled == ps.engine.scan(data) and len(compiled) > 100
+    handler = verify._compiled_probes().Hits()
+    with pytest.raises(TypeError):
+        handler(1, 2, 3)
+    with pytest.raises(TypeError):
+        handler("1", 0, 3, 0, None)
+    assert handler.take() == b""
+
+
 def test_the_compiled_probe_test_refuses_inputs_of_the_wrong_shape():
     """Its table comes from a cache file: a wrong one raises, never reads past a buffer."""
     compiled = verify._compiled_probes()
