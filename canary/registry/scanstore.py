@@ -10,13 +10,13 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 import sqlalchemy as sa
 
 from canary.hits.hit import Channel, Classification
 from canary.model import CanaryStatus, Identity
-from canary.registry.schema import batches, canaries, hits, sources
+from canary.registry.schema import batches, canaries, hits, sources, utc
 from canary.registry.schema import tokens as token_table
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # out too (evidence key "scan"): a published file is not a use.
 NOT_USE_CLASSES = (Classification.INTERNAL.value, Classification.UNMATCHED.value)
 NOT_USE_CHANNELS = (Channel.VERIFY.value,)
+_AS_STORED = sa.types.NullType()  # no result processing: the driver's value as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,10 @@ class PatternRow:
     tokens: tuple[tuple[str, str], ...]  # (kind, stored value)
 
 
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """One canary of a source, as attribution needs it (no identity)."""
+class Timeline(NamedTuple):
+    """One canary of a source, as attribution needs it (no identity). A named tuple: a scan
+    that finds a source of 100,000 canaries reads all of them (a frozen dataclass took four
+    times as long to make)."""
 
     canary_id: int
     source: str
@@ -98,9 +100,13 @@ def pattern_rows(registry: "Registry") -> Iterator[PatternRow]:
 
 def timelines(registry: "Registry", source_names: Iterable[str] | None = None) -> list[Timeline]:
     """Canaries with their source, batch and dates, without identities (fast)."""
+    # The three timestamps as the driver gives them (SQLite: text), made UTC datetimes by
+    # schema.utc: SQLAlchemy's processors (a regular expression per SQLite value, then
+    # UtcDateTime's) were half of the 0.8 s a source of 100,000 canaries took.
     query = sa.select(
-        canaries.c.id, sources.c.name, batches.c.label, canaries.c.status, canaries.c.created_at,
-        canaries.c.planted_at, canaries.c.retired_at,
+        canaries.c.id, sources.c.name, batches.c.label, canaries.c.status,
+        *(sa.type_coerce(column, _AS_STORED) for column in
+          (canaries.c.created_at, canaries.c.planted_at, canaries.c.retired_at)),
     ).select_from(
         canaries.join(sources, canaries.c.source_id == sources.c.id)
         .join(batches, canaries.c.batch_id == batches.c.id)
@@ -110,7 +116,8 @@ def timelines(registry: "Registry", source_names: Iterable[str] | None = None) -
     with registry._tx(write=False) as connection:
         rows = connection.execute(query).all()
     status = {s.value: s for s in CanaryStatus}  # CanaryStatus(value) was a fifth of the time
-    return [Timeline(r[0], r[1], r[2], status.get(r[3]) or CanaryStatus(r[3]), r[4], r[5], r[6]) for r in rows]
+    return [Timeline(r[0], r[1], r[2], status.get(r[3]) or CanaryStatus(r[3]), utc(r[4]), utc(r[5]), utc(r[6]))
+            for r in rows]
 
 
 def source_of(registry: "Registry", canary_ids: Iterable[int]) -> dict[int, str]:

@@ -82,11 +82,19 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+        return utc(value)
+
+
+def utc(value: datetime | str | None) -> datetime | None:
+    """A stored timestamp as a UTC datetime: naive ones are UTC (SQLite keeps them so, as text
+    when read without SQLAlchemy's processor), aware ones are converted."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite's naive UTC text; the suffix is 5x cheaper than .replace(tzinfo=)
+        return datetime.fromisoformat(value + "+00:00")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def _in(column: str, values) -> str:

@@ -29,7 +29,7 @@ from canary.model import (
     VerifyResult,
     VerifyState,
 )
-from canary.registry import Registry, TokenTaken, migrate
+from canary.registry import Registry, TokenTaken, migrate, scanstore
 from canary.registry.schema import metadata
 
 PASSWORD = "s3cret-Pw-42"
@@ -617,7 +617,11 @@ def test_timestamps_are_utc_whatever_the_session_time_zone(registry_url, monkeyp
             batch = reg.new_batch("lab", None, "alice", 1)
             canary_id = plant(reg, batch, 1)
         record = reg.get_canary(canary_id)
+        (timeline,) = scanstore.timelines(reg, ["lab"])  # the scanner's read, without the ORM's processors
     noon = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
     assert batch.label == "lab-20240301-120000"
     assert record.created_at == noon and record.planted_at == noon
     assert record.created_at.utcoffset() == timedelta(0)
+    assert (timeline.canary_id, timeline.batch, timeline.status) == (canary_id, batch.label, CanaryStatus.PLANTED)
+    assert timeline.created_at == noon and timeline.planted_at == noon and timeline.retired_at is None
+    assert timeline.planted_at.utcoffset() == timedelta(0)
