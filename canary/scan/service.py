@@ -88,7 +88,12 @@ def _from_cache(key: str, folder: Path | None) -> patterns.PatternSet | None:
         with _collector_paused():
             data = marshal.loads(payload)
             del payload  # 200 MB with 100,000 canaries: gone before the databases are loaded
-            return patterns.PatternSet.from_data(data)
+            loaded = patterns.PatternSet.from_data(data)
+            # Into the collector's permanent generation before it is on again: else the first
+            # collection after the load walks the millions of new tuples (0.2 s at 100,000
+            # canaries), the next ones again; the scan's Runner unfreezes them when it is done.
+            gc.freeze()
+            return loaded
     except Exception as err:  # another CPU, a damaged file: compile again
         log.info("scan cache not usable (%s): compiling", err)
         return None
