@@ -37,7 +37,7 @@ SOURCE_DEADLINE = 60.0  # seconds to open one source (FHIR and application seede
 VERIFY_HINT = "run canary verify; is the canary-verify.timer enabled?"
 # Check groups in running order (--skip / --only); probes() gives each its function.
 GROUPS = ("config", "registry", "sources", "verify", "dns", "http", "webhooks", "admin", "smtp", "alerts", "audit",
-          "files", "limits")
+          "scanner", "files", "limits")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("doctor.verify_max_age", "48h",

@@ -203,10 +203,41 @@ def _mailboxes_left(ctx: Context, pool) -> Check:
     return Check("audit.mailboxes", OK, f"{free} of {len(pool)} watched mailboxes free")
 
 
+# -- scanner --------------------------------------------------------------------------------
+
+
+def check_scanner(ctx: Context) -> Iterator[Check]:
+    """Whether `canary scan` runs at full speed: Hyperscan (a dependency on x86_64) and the
+    C helper the install builds when it finds a compiler (docs/scan.md, "How it is fast")."""
+    import platform
+
+    from canary.scan import engines
+
+    try:
+        from canary.scan import _probes  # noqa: F401 (built at install, or not)
+    except ImportError:
+        helper = False
+    else:
+        helper = True
+    slow = []
+    if "hyperscan" not in engines.available():
+        slow.append("Hyperscan is not installed: scans use pyahocorasick, about 10x slower"
+                    + (" (pip install hyperscan)" if platform.machine() == "x86_64" else
+                       f" (Hyperscan is built for x86_64, this is {platform.machine()})"))
+    if not helper:
+        slow.append("the C helper was not built at install (no C compiler or Python headers): scans of many "
+                    "canaries take nearly twice the CPU; reinstall with gcc and python3-dev")
+    for line in slow:
+        yield Check("scanner", WARN, line)
+    if not slow:
+        yield Check("scanner", OK, "Hyperscan and the compiled helper: `canary scan` at full speed")
+
+
 PROBES = (
     Probe("config", check_config, "the configuration loads; every secret it names is set"),
     Probe("registry", check_registry, "the registry answers, at the newest schema"),
     Probe("sources", check_sources, "each source opens with its seeder and may be written", deadline=None),
     Probe("verify", check_verify, "canaries were verified recently"),
     Probe("audit", check_audit, "the phone pool and email domains pass the audit rules"),
+    Probe("scanner", check_scanner, "the leak scanner runs at full speed (Hyperscan, its C helper)"),
 )
