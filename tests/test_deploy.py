@@ -316,6 +316,15 @@ def test_image_runs_canary_as_a_user_with_a_healthcheck_on_the_admin_port():
     assert health and "http://127.0.0.1:8081/healthz" in json.loads(health.group(1))[-1]
 
 
+def test_image_builds_the_scanners_c_helper_into_the_wheel():
+    """setup.py declares the scanner's C helper: the build stage needs it and a compiler
+    (the runtime stage gets the built wheel, no compiler)."""
+    build, runtime = (DEPLOY / "Containerfile").read_text(encoding="utf-8").split("\nFROM python:3.11-slim\n")
+    assert re.search(r"^COPY pyproject\.toml setup\.py README\.md \./$", build, re.MULTILINE)
+    assert re.search(r"apt-get install -y --no-install-recommends gcc libc6-dev", build)
+    assert "gcc" not in runtime
+
+
 def compose_lines() -> list[str]:
     return COMPOSE.read_text(encoding="utf-8").splitlines()
 
