@@ -8,6 +8,8 @@ import random
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support import leakgen, needs
 from canary.registry import Registry
@@ -217,6 +219,63 @@ def test_the_compiled_match_handler_keeps_what_the_python_one_does(world, monkey
     with pytest.raises(TypeError):
         handler("1", 0, 3, 0, None)
     assert handler.take() == b""
+
+
+def _probe_test_in_python(low, literals, begins, stops, slow, table):
+    """What ``_probes.passing`` must answer, written as plainly as Python allows."""
+    from array import array
+
+    of_literal, starts, ends = (array("i", part) for part in table[:3])
+    probes, indexes, owners = table[3:]
+    out = []
+    for hit, literal in enumerate(literals):
+        check = of_literal[literal]
+        if slow[hit]:
+            out += [hit, owners[check]]
+            continue
+        line = low[begins[hit]:stops[hit]]
+        for group in range(starts[check], starts[check + 1]):
+            if probes[ends[group]:ends[group + 1]] in line:
+                out += [hit, indexes[group]]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_compiled_probe_test_answers_what_the_plain_one_does(data):
+    """Random chunks over a small alphabet (many partial matches, probes of 0-4 bytes, hits
+    going back and forth between lines): the C loop's byte-pair filter may only drop probes
+    that are not in the line."""
+    compiled = verify._compiled_probes()
+    if compiled is None:
+        needs.missing("compiled", "canary/scan/_probes.c was not built (no C compiler at install)")
+    from array import array
+
+    low = data.draw(st.binary(min_size=1, max_size=200).map(lambda b: bytes(b"ab;\n\x00\xff"[x % 6] for x in b)))
+    probe = st.binary(max_size=4).map(lambda b: bytes(b"ab;\x00\xff"[x % 5] for x in b))
+    checks = data.draw(st.lists(st.lists(probe, max_size=4), min_size=1, max_size=5))
+    of_literal = data.draw(st.lists(st.integers(-1, len(checks) - 1), min_size=1, max_size=8))
+    literals = [i for i, check in enumerate(of_literal) if check >= 0]
+    if not literals:
+        return
+    starts, ends, blob, indexes = [0], [0], b"", []
+    for check in checks:
+        for piece in check:
+            blob += piece
+            ends.append(len(blob))
+            indexes.append((len(indexes),))
+        starts.append(len(indexes))
+    owners = [(1000 + n,) for n in range(len(checks))]
+    table = (array("i", of_literal).tobytes(), array("i", starts).tobytes(), array("i", ends).tobytes(), blob,
+             indexes, owners)
+    hits = data.draw(st.lists(st.tuples(st.sampled_from(literals), st.integers(0, len(low)), st.integers(0, len(low)),
+                                        st.booleans()), max_size=30))
+    lits = array("q", [h[0] for h in hits])
+    begins = array("q", [min(h[1], h[2]) for h in hits])
+    stops = array("q", [max(h[1], h[2]) for h in hits])
+    slow = bytes(h[3] for h in hits)
+    assert compiled.passing(low, lits, begins, stops, slow, table) == \
+        _probe_test_in_python(low, lits, begins, stops, slow, table)
 
 
 def test_the_compiled_probe_test_refuses_inputs_of_the_wrong_shape():
