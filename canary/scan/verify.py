@@ -336,8 +336,9 @@ def _fingerprint_hits_bulk(chunk: bytes, hits: Sequence[int], ps: patterns.Patte
     """``_fingerprint_hits`` for many hits (100,000 canaries: 320,000 per 16 MB), the same
     tests in the same order, the first ones in bulk with numpy: which hits are tokens,
     which fingerprint hits sit inside a longer word or number (half of them), the line of
-    each other one and whether it is a "slow" line. Python then only runs the probe test
-    of the hits left, line by line."""
+    each other one and whether it is a "slow" line. The probe tests of the hits left run
+    in C when the helper is built (``_compiled_probes``), else in Python line by line;
+    Python builds the records of the hits that pass."""
     np = _numpy()
     kinds, edges = ps.hit_table
     flat = np.frombuffer(hits, dtype=np.int64) if isinstance(hits, array.array) and hits.typecode == "q" \
