@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from functools import cache
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -122,8 +123,11 @@ def _folded(name: Any) -> str:
     return strip_accents(str(name or "")).upper().replace("-", " ").replace("'", " ").strip()
 
 
+@cache
 def _postcodes_by_commune_name() -> dict[str, tuple[str, ...]]:
-    """Commune name (folded) -> its postcodes, for names the site wrote without a postcode."""
+    """Commune name (folded) -> its postcodes, for names the site wrote without a postcode. Built once
+    per process from the reference tables: folding their 39,000 names took 0.4 s at each planting (a
+    drip run plants several canaries; the OpenELIS concealment test 30, 13 s of its time)."""
     names: dict[str, set[str]] = {}
     for code, communes in refdata.communes_by_postcode().items():
         for commune in communes:

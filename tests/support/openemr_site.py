@@ -671,7 +671,7 @@ def drip_plant(url: str, site: Site, registry, config, source: str, *, count: in
 
     from freezegun import freeze_time
 
-    from canary.planting.drip import DRIP_KIND, batch_label
+    from canary.planting.drip import DRIP_KIND, _OpenSeeders, batch_label
     from canary.planting.events import add_due_events
     from canary.planting.planter import plant
     from canary.planting.schedule import draw_due_times, site_growth, site_hour_weights
@@ -688,10 +688,16 @@ def drip_plant(url: str, site: Site, registry, config, source: str, *, count: in
     try:
         for index, moment in enumerate(due):
             loader.load_until(moment.astimezone(DATABASE_ZONE).replace(tzinfo=None))
-            with freeze_time(moment):
-                add_due_events(registry, moment, event_every)
-                plant(registry, config, source, 1, seed=seed * 1000 + index, batch_label=batch_label(source, moment),
-                      batch_kind=DRIP_KIND)
+            # One open seeder for the run's events and its planting, as `canary drip run` keeps it
+            # (opening one reads the site's habits: a second of the test's time per run).
+            seeders = _OpenSeeders(registry, os.environ)
+            try:
+                with freeze_time(moment):
+                    add_due_events(registry, moment, event_every, seeders=seeders)
+                    plant(registry, config, source, 1, seed=seed * 1000 + index,
+                          batch_label=batch_label(source, moment), batch_kind=DRIP_KIND, seeder=seeders.get(source))
+            finally:
+                seeders.close()
         loader.load_until(None)
         end = site.now.replace(tzinfo=timezone.utc)
         with freeze_time(end):
