@@ -213,12 +213,7 @@ def check_scanner(ctx: Context) -> Iterator[Check]:
 
     from canary.scan import engines
 
-    try:
-        from canary.scan import _probes  # noqa: F401 (built at install, or not)
-    except ImportError:
-        helper = False
-    else:
-        helper = True
+    helper = engines.compiled_helper() is not None
     slow = []
     if "hyperscan" not in engines.available():
         slow.append("Hyperscan is not installed: scans use pyahocorasick, about 10x slower"

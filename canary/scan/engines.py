@@ -131,13 +131,20 @@ class HyperscanEngine:
         return out
 
 
-def _compiled_hits():
-    """A fresh match handler in C (``canary/scan/_probes.c``), or None when it was not built."""
+def compiled_helper():
+    """The scanner's C helper (``canary/scan/_probes.c``: the probe tests, Hyperscan's match handler),
+    or None when the install could not build it (no compiler): the Python loops then run, same results."""
     try:
         from canary.scan import _probes
     except ImportError:
         return None
-    return _probes.Hits()
+    return _probes
+
+
+def _compiled_hits():
+    """A fresh match handler in C, or None when the helper was not built."""
+    helper = compiled_helper()
+    return helper.Hits() if helper is not None else None
 
 
 class AhoEngine:

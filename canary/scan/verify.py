@@ -25,6 +25,7 @@ from datetime import date
 from typing import NamedTuple, Sequence
 
 from canary.scan import forms, patterns, records
+from canary.scan.engines import compiled_helper
 from canary.scan.patterns import (
     DNS_LABEL, EMAIL, EMAIL_DOMAIN, LOGIN, NIR_KIND, PHONE_SEP, SURNAME, URL_CODE,
 )
@@ -321,14 +322,9 @@ def _numpy():
 
 
 def _compiled_probes():
-    """The probe test in C (``canary/scan/_probes.c``, built at install when a compiler is
-    there), or None: the Python loop then runs, same results, about twice the CPU at
-    100,000 canaries."""
-    try:
-        from canary.scan import _probes
-    except ImportError:
-        return None
-    return _probes
+    """The probe test in C (``engines.compiled_helper``), or None: the Python loop then runs,
+    same results, about twice the CPU at 100,000 canaries."""
+    return compiled_helper()
 
 
 def _fingerprint_hits_bulk(chunk: bytes, hits: Sequence[int], ps: patterns.PatternSet, record_at,
