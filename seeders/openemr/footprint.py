@@ -129,7 +129,6 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
     if footprint and clinic.appointments and rnd.random() < clinic.appointment_share:
         template = rnd.choice(clinic.appointments)
         after["appointment"] = rnd.uniform(300, 1800)
-        lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
     visit = 0.0
     if plan.clinician:
         # A date-only encounter's delay is unknown: somewhere in the next two hours.
@@ -206,8 +205,7 @@ def draw_schedule(clinic: ClinicHabits, rnd: random.Random, clock: datetime, lat
     plan.vitals = at(offsets["vitals"]) if "vitals" in offsets else None
     plan.issues = [(row, at(offset)) for row, offset in issues]
     if "appointment" in offsets:
-        booked = at(offsets["appointment"])
-        plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
+        plan.appointment = follow_up(template, at(offsets["appointment"]))
     plan.portal = at(offsets["portal"]) if "portal" in offsets else None
     plan.allergies = at(offsets["allergies"])
     plan.between = _between(clinic, rnd, registered, clock)
@@ -235,10 +233,15 @@ def deferred_visit(clinic: ClinicHabits, rnd: random.Random, registered: datetim
     plan.issues.sort(key=lambda pair: pair[1])
     if visit.get("appointment") and clinic.appointments:
         template = rnd.choice(clinic.appointments)
-        booked = seen + timedelta(seconds=rnd.randint(300, 1800))
-        lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
-        plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
+        plan.appointment = follow_up(template, seen + timedelta(seconds=rnd.randint(300, 1800)))
     return plan
+
+
+def follow_up(template: dict[str, Any], booked: datetime) -> tuple[dict[str, Any], datetime, date]:
+    """A follow-up appointment (``Schedule.appointment``) like the site's ``template``, booked at ``booked``
+    for as many days ahead as the template was."""
+    lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
+    return template, booked, booked.date() + timedelta(days=lead)
 
 
 def vitals_like(clinic: ClinicHabits, sex: str, born: date | None, when: datetime) -> list[dict[str, Any]]:

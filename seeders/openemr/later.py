@@ -41,7 +41,7 @@ import sqlalchemy as sa
 
 from seeders.openemr import auditlog
 from seeders.openemr.clinic import BETWEEN_FIRST, ClinicHabits
-from seeders.openemr.footprint import Schedule, footprint_rows, vitals_like
+from seeders.openemr.footprint import Schedule, follow_up, footprint_rows, vitals_like
 from seeders.openemr.rows import UNCHECKED
 from seeders.openemr.values import comb_uuid
 from seeders.sql.rows import RowPlan
@@ -91,9 +91,7 @@ def later_visit(clinic: ClinicHabits, rnd: random.Random, when: datetime, sex: s
         plan.issues.sort(key=lambda pair: pair[1])
         if visit.appointment is not None:
             template = rnd.choice([v.appointment for v in clinic.later_visits if v.appointment is not None])
-            booked = seen + timedelta(seconds=rnd.randint(*_AT_END))
-            lead = max(1, (template["pc_eventDate"] - template["pc_time"].date()).days)
-            plan.appointment = (template, booked, booked.date() + timedelta(days=lead))
+            plan.appointment = follow_up(template, seen + timedelta(seconds=rnd.randint(*_AT_END)))
         # The site's visit opened the chart this many times (setpid's 'view' rows); the first is written above.
         extra = visit.log_rows - 1
         later.extra_views = sorted(seen + timedelta(seconds=rnd.randint(*_DURING)) for _ in range(max(0, extra)))

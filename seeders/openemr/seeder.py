@@ -133,6 +133,8 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     host: OpenEmrHost
     setup: OpenEmrSetup
     clinic: ClinicHabits
+    _own_pids: frozenset[int] = frozenset()  # the source's live canaries (set_own_rows), kept across refresh()
+    _day_owed = 0  # canaries planted by this seeder whose day's visit waits for the drip run (notices)
 
     def _prepare(self) -> None:
         target = self._ready()
@@ -140,7 +142,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
         self._check_facility()
         self._check_appointment_status()
         self.host = read_host(target, self.settings, self.source.name)
-        if getattr(self, "_own_pids", None):
+        if self._own_pids:
             self.host = replace(self.host, own_pids=self._own_pids, own_rows=self._own_rows(self._own_pids))
         self.choices = resolve_choices(self.host, self.settings)
         reflected = {name: target.table(name) for name in _WRITTEN}
@@ -153,10 +155,9 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             self.clinic.later_visits = [replace(v, issues={k: rows for k, rows in v.issues.items() if k != "medication"})
                                         for v in self.clinic.later_visits]
         self._rnd = random.SystemRandom()
-        self._day_owed = 0  # canaries planted by this seeder whose day's visit waits for the drip run
 
     def notices(self) -> list[str]:
-        if not getattr(self, "_day_owed", 0):
+        if not self._day_owed:
             return []
         return [f"{self._day_owed} canar{'y' if self._day_owed == 1 else 'ies'}: the registration day's visit is "
                 "written by `canary drip run` once its moment has come (minutes to hours after planting); keep "
@@ -165,7 +166,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
     def set_own_rows(self, refs: set[tuple[str, frozenset]]) -> None:
         pids = frozenset(int(dict(key)["pid"]) for table, key in refs
                          if table == "patient_data" and str(dict(key).get("pid", "")).isdigit())
-        self._own_pids = pids  # kept for a refresh() that reads the host again
+        self._own_pids = pids
         self.host = replace(self.host, own_pids=pids, own_rows=self._own_rows(pids))
 
     def _own_rows(self, pids: frozenset[int]) -> tuple[dict[str, Any], ...]:
@@ -562,6 +563,7 @@ class OpenEmrSeeder(ApplicationSqlSeeder):
             if len(found) == 1:
                 return Placement(rows=tuple(rows_of(found[0], self.tables, self._read_rows)))
         return None
+
 
 def _first_weeks_due(placement: Placement, patient: dict[str, Any]) -> bool:
     """Whether the log rows of the patient's first weeks are still to write: not with its registration

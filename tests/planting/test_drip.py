@@ -125,7 +125,6 @@ def test_plantings_come_at_the_hours_the_site_registers_its_patients():
         draw_due_times(200, paris(2025, 3, 3, 7, 0), timedelta(hours=12), random.Random(3), hour_weights={9: 1.0})
 
 
-
 def test_weighted_plantings_cover_the_period_and_the_day_evenly():
     """Stratified: ten plantings over ten working days of one profile land one a day, and thirty land
     around the site's median hour, not a quarter of an hour off as independent draws do by chance."""

@@ -28,7 +28,8 @@ MANY = dict(first_names=("Anne-Sophie", "Élodie", "Zoé"), last_name="Lefèvre"
 
 @pytest.fixture(scope="module")
 def ox4():
-    yield from module_database("CANARY_TEST_MARIADB_URL", "MariaDB", lambda url: create_site(url, count=120, version="4.94"))
+    yield from module_database("CANARY_TEST_MARIADB_URL", "MariaDB",
+                               lambda url: create_site(url, count=120, version="4.94"))
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from support.app_databases import OPENELIS_DUMP, load_pgdump, require_dump, snapshotted_database, left_as_prepared, snapshot_tables
+from support.app_databases import (OPENELIS_DUMP, left_as_prepared, load_pgdump, require_dump, snapshot_tables,
+                                    snapshotted_database)
 from canary.errors import CanaryAltered, ConfigError, MappingError, SourceError
 from canary.model import Placement, VerifyState
 from support.openelis_support import (

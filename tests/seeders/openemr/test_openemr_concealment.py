@@ -82,9 +82,9 @@ def test_a_classifier_cannot_tell_drip_planted_canaries_apart(planted):
         # Issue #12's bar is met in most runs: this test's site and drip seeds gave AUC 0.48-0.64 over 12 runs
         # on 2026-12-07 (none above 0.65, median 0.57; 0.48-0.73, median 0.60, before that day's third round),
         # the bench seeds 0.50-0.63, two CI runs 0.71-0.72 with a mailbox pool of 14 women in 40, then 0.39,
-        # 0.42 and a pass with the site's proportion of women among the holders (docs/setup.md). The seeder draws with the system's randomness and the site is built back
-        # from NOW(), so runs of one hour sit together; at 30 canaries a run moves by about 0.1. Reported, not
-        # hidden: see docs/concealment.md.
+        # 0.42 and a pass with the site's proportion of women among the holders (docs/setup.md). The seeder
+        # draws with the system's randomness and the site is built back from NOW(), so runs of one hour sit
+        # together; at 30 canaries a run moves by about 0.1. Reported, not hidden: see docs/concealment.md.
         pytest.xfail(f"AUC {report.auc:.2f} above 0.65: {_details(report)}")
     assert report.auc <= 0.65, _details(report)
 
