@@ -6,8 +6,8 @@
 
 Needs dnsperf (Debian package `dnsperf`). The listener (by default on
 uvloop and on the standard asyncio loop with an in-memory HitSink, then on
-uvloop with the hit journal and the registry's, as `canary listen` runs) and the stock server run on 127.0.0.1, one after
-the other, against the same query file: 10,000 names, one in ten a
+uvloop with the hit journal and the registry's, as `canary listen` runs) and
+the stock server run on 127.0.0.1, one after the other, against the same query file: 10,000 names, one in ten a
 canary label known to the sink, the rest unknown labels (90 % A, 10 % AAAA).
 The listener runs with its rate limiter ON, set high (10,000,000 responses/s
 per /24, since all of dnsperf's queries come from one address). The stock
